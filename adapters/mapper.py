@@ -1,0 +1,113 @@
+"""Our mapper for pydantic events (eventsourcing 9.5 ships none), with upcasting.
+
+Stored state is the event's JSON (``DomainEvent.stored_state``); reading it back
+upcasts old class versions and validates into the typed event, so tuples stay tuples
+and int keys stay ints. Any failure names the agent, the version and the topic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder, Transcoding
+from eventsourcing.utils import TopicError, get_topic, resolve_topic
+from pydantic import ValidationError
+
+from agentlog.domain.aggregate import DomainEvent
+from agentlog.domain.errors import StoredEventError
+
+
+class JSONTranscoder(Transcoder):
+    """Plain JSON to bytes; pydantic does all the typing."""
+
+    def encode(self, obj: Any) -> bytes:
+        """Compact UTF-8 JSON."""
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def decode(self, data: bytes) -> Any:
+        """Parse JSON bytes."""
+        return json.loads(data)
+
+    def register(self, transcoding: Transcoding) -> None:
+        """Transcodings are not used: type the pydantic fields instead."""
+        msg = "agentlog's transcoder takes no transcodings; type the pydantic fields instead"
+        raise TypeError(msg)
+
+
+class PydanticMapper(Mapper[UUID]):
+    """Maps agentlog's pydantic events to stored events and back."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """Encode (then compress, then encrypt) an event's JSON state."""
+        if not isinstance(domain_event, DomainEvent):
+            msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
+            raise TypeError(msg)
+        data = self.transcoder.encode(domain_event.stored_state())
+        if self.compressor:
+            data = self.compressor.compress(data)
+        if self.cipher:
+            data = self.cipher.encrypt(data)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=data,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        """Decode a stored event, upcasting its state to the current class version."""
+        cls = self._event_class(stored_event)
+        state = self.decode_state(stored_event)
+        try:
+            upcast(cls, state)
+            return cls.model_validate(
+                state
+                | {
+                    "originator_id": UUID(str(stored_event.originator_id)),
+                    "originator_version": stored_event.originator_version,
+                }
+            )
+        except (ValidationError, AttributeError, KeyError, TypeError, ValueError) as e:
+            raise _error(stored_event, f"does not fit {cls.__qualname__}: {e}") from e
+
+    def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]:
+        """The JSON state as it was written (decrypted, decompressed, not upcast)."""
+        try:
+            data = stored_event.state
+            if self.cipher:
+                data = self.cipher.decrypt(data)
+            if self.compressor:
+                data = self.compressor.decompress(data)
+            state = self.transcoder.decode(data)
+        except Exception as e:
+            reason = f"cannot be decoded (wrong cipher key or corrupt row?): {e}"
+            raise _error(stored_event, reason) from e
+        if not isinstance(state, dict):
+            raise _error(stored_event, "state is not a JSON object")
+        return state
+
+    @staticmethod
+    def _event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+        try:
+            cls = resolve_topic(stored_event.topic)
+        except TopicError:
+            raise _error(stored_event, "unknown event topic (no class registered)") from None
+        if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
+            raise _error(stored_event, f"topic names {cls!r}, not an agentlog event")
+        return cls
+
+
+def upcast(cls: type[DomainEvent], state: dict[str, Any]) -> None:
+    """Upcast stored state in place, ``upcast_vN_vN+1`` by ``upcast_vN_vN+1``."""
+    version = state.pop("class_version", 1)
+    while version < cls.class_version:
+        getattr(cls, f"upcast_v{version}_v{version + 1}")(state)
+        version += 1
+
+
+def _error(stored_event: StoredEvent, reason: str) -> StoredEventError:
+    return StoredEventError(
+        stored_event.originator_id, stored_event.originator_version, stored_event.topic, reason
+    )

@@ -1,0 +1,99 @@
+"""Storage URLs: one string names where an agent log lives and how it is stored.
+
+``memory://``                            in-process, for tests and experiments
+``sqlite:///relative.db``, ``sqlite:////abs.db``   SQLite file (the default engine:
+                                         eventsourcing's own ``sqlite`` module)
+``postgresql+psycopg://user:pw@host:port/db``      PostgreSQL (eventsourcing's ``postgres``)
+
+Add ``?engine=sqlalchemy`` to use ``eventsourcing_sqlalchemy`` instead of the library's
+own module, and ``?compress=zlib`` to compress stored state. Encryption at rest (AES-GCM)
+is turned on by a key (``cipher_key``; the CLI reads ``AGENTLOG_CIPHER_KEY``), never by
+the URL, so URLs can be logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from agentlog.domain.application import AgentLog
+from agentlog.domain.errors import StorageURLError
+
+DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
+ENGINES = ("native", "sqlalchemy")
+_SQLITE_LOCK_TIMEOUT = "30"
+
+
+def open_log(
+    url: str = DEFAULT_URL, *, cipher_key: str | None = None, snapshot_interval: int | None = None
+) -> AgentLog:
+    """An :class:`AgentLog` on the store the URL names (created if missing)."""
+    return AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
+
+
+def env_for(
+    url: str, *, cipher_key: str | None = None, snapshot_interval: int | None = None
+) -> dict[str, str]:
+    """The eventsourcing environment for a storage URL."""
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    engine = options.pop("engine", "native")
+    compress = options.pop("compress", None)
+    if options:
+        raise StorageURLError(url, f"unknown option(s): {', '.join(sorted(options))}")
+    if engine not in ENGINES:
+        raise StorageURLError(url, f"engine must be one of {', '.join(ENGINES)}")
+    env = _engine_env(url, parts.scheme, engine)
+    if compress is not None:
+        if compress != "zlib":
+            raise StorageURLError(url, "compress must be 'zlib'")
+        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+    if cipher_key:
+        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_KEY"] = cipher_key
+    if snapshot_interval is not None:
+        env["AGENTLOG_SNAPSHOT_INTERVAL"] = str(snapshot_interval)
+    return env
+
+
+def _engine_env(url: str, scheme: str, engine: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if scheme == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        if engine == "sqlalchemy":
+            return {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", "SQLALCHEMY_URL": f"sqlite:///{path}"}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "SQLITE_LOCK_TIMEOUT": _SQLITE_LOCK_TIMEOUT,
+        }
+    if scheme in ("postgresql", "postgresql+psycopg", "postgres"):
+        if engine == "sqlalchemy":
+            netloc_path = url.split("://", 1)[1].split("?", 1)[0]
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+                "SQLALCHEMY_URL": f"postgresql+psycopg://{netloc_path}",
+            }
+        if not parts.path.strip("/"):
+            raise StorageURLError(url, "name the database: postgresql+psycopg://HOST/DBNAME")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        }
+    raise StorageURLError(url, "use memory://, sqlite:///PATH or postgresql+psycopg://...")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///`` URL names; its folder is created if missing."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    if not rest.startswith("/") or rest == "/":
+        raise StorageURLError(url, "write sqlite:///relative/path.db or sqlite:////abs/path.db")
+    path = Path(unquote(rest[1:]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,71 @@
+"""agentlog's domain: the Agent aggregate, its events, values, errors and application."""
+
+from agentlog.domain.agent import Agent, AgentState
+from agentlog.domain.aggregate import Aggregate, DomainEvent
+from agentlog.domain.application import AgentLog
+from agentlog.domain.chain import GENESIS, args_hash, event_digest
+from agentlog.domain.errors import (
+    AgentError,
+    AgentFinishedError,
+    ArgsHashMismatchError,
+    CallStageError,
+    CompactionRangeError,
+    DuplicateCallError,
+    NoTaskRunningError,
+    OpenCallsError,
+    PermissionRequiredError,
+    RerunNotAllowedError,
+    StorageURLError,
+    StoredEventError,
+    TaskAlreadyRunningError,
+    ToolDeniedError,
+    UnknownAgentError,
+    UnknownCallError,
+)
+from agentlog.domain.values import (
+    AgentConfig,
+    CallStage,
+    CallState,
+    EffectClass,
+    Lineage,
+    Policy,
+    Status,
+    TokenUsage,
+    ToolCallRequest,
+)
+
+__all__ = [
+    "GENESIS",
+    "Agent",
+    "AgentConfig",
+    "AgentError",
+    "AgentFinishedError",
+    "AgentLog",
+    "AgentState",
+    "Aggregate",
+    "ArgsHashMismatchError",
+    "CallStage",
+    "CallStageError",
+    "CallState",
+    "CompactionRangeError",
+    "DomainEvent",
+    "DuplicateCallError",
+    "EffectClass",
+    "Lineage",
+    "NoTaskRunningError",
+    "OpenCallsError",
+    "PermissionRequiredError",
+    "Policy",
+    "RerunNotAllowedError",
+    "Status",
+    "StorageURLError",
+    "StoredEventError",
+    "TaskAlreadyRunningError",
+    "TokenUsage",
+    "ToolCallRequest",
+    "ToolDeniedError",
+    "UnknownAgentError",
+    "UnknownCallError",
+    "args_hash",
+    "event_digest",
+]

@@ -1,0 +1,395 @@
+"""The Agent aggregate: an AI agent's life as a sequence of domain events.
+
+State is bounded (status, goal, counters, open tool calls, chain head): the transcript
+is not state, it lives in a projection. Rules are checked in the public commands;
+``apply`` bodies only mutate and never raise, because on replay history is fact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from agentlog.domain.aggregate import Aggregate
+from agentlog.domain.chain import args_hash
+from agentlog.domain.errors import (
+    AgentFinishedError,
+    CompactionRangeError,
+    DuplicateCallError,
+    NoTaskRunningError,
+    OpenCallsError,
+    TaskAlreadyRunningError,
+)
+from agentlog.domain.tool_calls import ToolCallRules
+from agentlog.domain.values import (
+    AgentConfig,
+    CallStage,
+    CallState,
+    EffectClass,
+    Lineage,
+    Policy,
+    Status,
+    TokenUsage,
+    ToolCallRequest,
+)
+
+
+class AgentState(BaseModel):
+    """Every public attribute of an Agent: what snapshots store and replay reproduces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    config: AgentConfig
+    lineage: Lineage | None
+    status: Status
+    goal: str | None
+    steps: int
+    messages: int
+    tokens: TokenUsage
+    calls: dict[str, CallState]
+    compacted_through: int
+    last_error: str | None
+    result: str | None
+    head_hash: str
+
+
+class Agent(Aggregate, ToolCallRules):
+    """An AI agent whose record is the agent."""
+
+    TOPIC: ClassVar[str] = "agentlog:Agent@1"
+    State: ClassVar[type[BaseModel]] = AgentState
+
+    class Event(Aggregate.Event):
+        """Base class of the Agent's events."""
+
+    class Created(Aggregate.Created, Event):
+        """The agent came into being, with its configuration (and lineage, if forked)."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.Created@1"
+        name: str
+        config: AgentConfig
+        lineage: Lineage | None = None
+
+    class TaskStarted(Event):
+        """Someone gave the agent a goal."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.TaskStarted@1"
+        goal: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.status, agent.goal = Status.RUNNING, self.goal
+            agent.messages += 1
+
+    class UserMessageReceived(Event):
+        """A person said something to the agent."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.UserMessageReceived@1"
+        text: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.messages += 1
+
+    class ModelResponded(Event):
+        """The model answered: text, requested tool calls, model id, token usage."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ModelResponded@1"
+        text: str
+        tool_calls: tuple[ToolCallRequest, ...] = ()
+        model: str
+        usage: TokenUsage = TokenUsage()
+
+        def apply(self, agent: Agent) -> None:
+            agent.steps += 1
+            agent.messages += 1
+            agent.tokens = agent.tokens + self.usage
+
+    class ToolCalled(Event):
+        """A tool call was recorded, before anything runs."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolCalled@1"
+        call_id: str
+        tool: str
+        args: dict[str, JsonValue]
+        args_hash: str
+        effect: EffectClass
+        policy: Policy
+
+        def apply(self, agent: Agent) -> None:
+            agent.calls = agent.calls | {
+                self.call_id: CallState(
+                    tool=self.tool,
+                    args_hash=self.args_hash,
+                    effect=self.effect,
+                    policy=self.policy,
+                    stage=CallStage.REQUESTED,
+                    last_version=self.originator_version,
+                )
+            }
+
+    class PermissionRequested(Event):
+        """A call whose policy is 'ask' waits for a person."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.PermissionRequested@1"
+        call_id: str
+        args_hash: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.move_call(self, stage=CallStage.AWAITING_PERMISSION)
+
+    class PermissionGranted(Event):
+        """A person allowed this exact call (bound to its arguments' hash)."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.PermissionGranted@1"
+        call_id: str
+        args_hash: str
+        approver: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.move_call(self, stage=CallStage.GRANTED, approver=self.approver)
+
+    class PermissionDenied(Event):
+        """A person refused this call; it will never run."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.PermissionDenied@1"
+        call_id: str
+        args_hash: str
+        approver: str
+        reason: str = ""
+
+        def apply(self, agent: Agent) -> None:
+            agent.close_call(self.call_id)
+
+    class ToolStarted(Event):
+        """A worker is about to run the call (saved before the tool runs)."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolStarted@1"
+        call_id: str
+        attempt: int
+        worker_id: str
+        idempotency_key: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.move_call(
+                self,
+                stage=CallStage.STARTED,
+                attempt=self.attempt,
+                idempotency_key=self.idempotency_key,
+            )
+
+    class ToolSucceeded(Event):
+        """The call ran and returned a result."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolSucceeded@1"
+        call_id: str
+        result: JsonValue
+
+        def apply(self, agent: Agent) -> None:
+            agent.close_call(self.call_id)
+            agent.messages += 1
+
+    class ToolFailed(Event):
+        """The call ran and raised an error."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolFailed@1"
+        call_id: str
+        error: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.close_call(self.call_id)
+            agent.messages += 1
+            agent.last_error = self.error
+
+    class ToolOutcomeUnknown(Event):
+        """Found on resume: a started call left no outcome; it must not be re-run blindly."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolOutcomeUnknown@1"
+        call_id: str
+        attempt: int
+
+        def apply(self, agent: Agent) -> None:
+            agent.move_call(self, stage=CallStage.OUTCOME_UNKNOWN)
+
+    class ContextCompacted(Event):
+        """Everything up to a version was summarised for the model's context."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ContextCompacted@1"
+        through_version: int
+        summary: str
+        summarizer: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.compacted_through = self.through_version
+
+    class TaskCompleted(Event):
+        """The task is done."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.TaskCompleted@1"
+        result: str = ""
+
+        def apply(self, agent: Agent) -> None:
+            agent.status, agent.result = Status.COMPLETED, self.result
+
+    class TaskFailed(Event):
+        """The task cannot be finished."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.TaskFailed@1"
+        reason: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.status, agent.result, agent.last_error = Status.FAILED, self.reason, self.reason
+
+    class TaskCancelled(Event):
+        """Someone stopped the task."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.TaskCancelled@1"
+        reason: str = ""
+
+        def apply(self, agent: Agent) -> None:
+            agent.status, agent.result = Status.CANCELLED, self.reason
+
+    def __init__(
+        self,
+        name: str,
+        config: AgentConfig,
+        lineage: Lineage | None = None,
+        actor: str = "user",
+        caused_by: int | None = None,
+    ) -> None:
+        # actor and caused_by belong to the Created event, not to the agent's state.
+        self.name, self.config, self.lineage = name, config, lineage
+        self.status, self.goal, self.result = Status.IDLE, None, None
+        self.steps, self.messages, self.compacted_through = 0, 0, 0
+        self.tokens = TokenUsage()
+        self.calls: dict[str, CallState] = {}
+        self.last_error: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        config: AgentConfig | None = None,
+        *,
+        lineage: Lineage | None = None,
+        actor: str = "user",
+    ) -> Agent:
+        """A new agent, recorded as created by ``actor``."""
+        return cls(name=name, config=config or AgentConfig(), lineage=lineage, actor=actor)
+
+    def start_task(self, goal: str, *, actor: str = "user") -> None:
+        """Give the agent its goal."""
+        self.check_not_finished()
+        if self.status is Status.RUNNING:
+            raise TaskAlreadyRunningError(self.id, self.goal or "")
+        self.trigger_event(self.TaskStarted, goal=goal, actor=actor)
+
+    def receive_user_message(self, text: str, *, actor: str = "user") -> None:
+        """Record a message a person sent the agent."""
+        self.check_not_finished()
+        self.trigger_event(self.UserMessageReceived, text=text, actor=actor)
+
+    def record_model_response(
+        self,
+        text: str,
+        *,
+        model: str,
+        tool_calls: tuple[ToolCallRequest, ...] = (),
+        usage: TokenUsage | None = None,
+        caused_by: int | None = None,
+    ) -> None:
+        """Record what the model said and which tools it asked for."""
+        self.check_running()
+        seen = set(self.calls)
+        for call in tool_calls:
+            if call.call_id in seen:
+                raise DuplicateCallError(self.id, call.call_id)
+            seen.add(call.call_id)
+        self.trigger_event(
+            self.ModelResponded,
+            text=text,
+            tool_calls=tool_calls,
+            model=model,
+            usage=usage or TokenUsage(),
+            actor=f"model:{model}",
+            caused_by=caused_by,
+        )
+
+    def call_tool(
+        self,
+        request: ToolCallRequest,
+        *,
+        effect: EffectClass,
+        policy: Policy | None = None,
+        actor: str = "model",
+        caused_by: int | None = None,
+    ) -> None:
+        """Record a tool call before anything runs; its policy comes from config if not given."""
+        self.check_running()
+        if request.call_id in self.calls:
+            raise DuplicateCallError(self.id, request.call_id)
+        self.trigger_event(
+            self.ToolCalled,
+            call_id=request.call_id,
+            tool=request.tool,
+            args=request.args,
+            args_hash=args_hash(request.args),
+            effect=effect,
+            policy=policy or self.config.policy_for(request.tool),
+            actor=actor,
+            caused_by=caused_by,
+        )
+
+    def compact(self, through_version: int, summary: str, *, summarizer: str) -> None:
+        """Record that the context up to ``through_version`` is summarised."""
+        self.check_not_finished()
+        if not self.compacted_through < through_version <= self.version:
+            raise CompactionRangeError(
+                self.id, through_version, self.compacted_through, self.version
+            )
+        self.trigger_event(
+            self.ContextCompacted,
+            through_version=through_version,
+            summary=summary,
+            summarizer=summarizer,
+            actor=summarizer,
+        )
+
+    def complete(self, result: str = "", *, actor: str = "model") -> None:
+        """Finish the task; no tool call may still be open."""
+        self.check_running()
+        if self.calls:
+            raise OpenCallsError(self.id, tuple(self.calls))
+        self.trigger_event(self.TaskCompleted, result=result, actor=actor)
+
+    def fail(self, reason: str, *, actor: str = "worker") -> None:
+        """Give up on the task."""
+        self.check_not_finished()
+        self.trigger_event(self.TaskFailed, reason=reason, actor=actor)
+
+    def cancel(self, reason: str = "", *, actor: str = "user") -> None:
+        """Stop the task at once."""
+        self.check_not_finished()
+        self.trigger_event(self.TaskCancelled, reason=reason, actor=actor)
+
+    def check_not_finished(self) -> None:
+        """Raise if the agent's task is over."""
+        if self.status.is_final:
+            raise AgentFinishedError(self.id, self.status)
+
+    def check_running(self) -> None:
+        """Raise unless a task is running."""
+        self.check_not_finished()
+        if self.status is not Status.RUNNING:
+            raise NoTaskRunningError(self.id, self.status)
+
+    def move_call(self, event: Any, **changes: Any) -> None:
+        """Advance an open call's record (used by ``apply`` bodies only)."""
+        call = self.calls[event.call_id]
+        changes["last_version"] = event.originator_version
+        self.calls = self.calls | {event.call_id: call.model_copy(update=changes)}
+
+    def close_call(self, call_id: str) -> None:
+        """Forget a finished call: state stays bounded (used by ``apply`` bodies only)."""
+        self.calls = {k: v for k, v in self.calls.items() if k != call_id}

@@ -1,0 +1,157 @@
+"""The base every agentlog aggregate stands on: pydantic events with stable topics,
+actor and causation on every event, a hash chain, and snapshots of bounded state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Self
+from uuid import UUID
+
+import eventsourcing.domain as es
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
+
+from agentlog.domain.chain import GENESIS, event_digest
+
+_LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
+
+
+class DomainEvent(BaseModel):
+    """A stored fact: frozen, typed, with an explicit topic and a class version.
+
+    ``TOPIC`` is the string stored with the event; declare it on every event class so
+    that moving or renaming a module never orphans old logs. Classes that do not declare
+    one get ``module:QualName``, which is what the library would use.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TOPIC: ClassVar[str]
+    class_version: ClassVar[int] = 1
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "TOPIC" not in cls.__dict__:
+            cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
+
+    def stored_state(self) -> dict[str, JsonValue]:
+        """The JSON state the mapper stores (id and version live in the row)."""
+        state: dict[str, JsonValue] = self.model_dump(
+            mode="json", exclude={"originator_id", "originator_version"}
+        )
+        if self.class_version > 1:
+            state["class_version"] = self.class_version
+        return state
+
+
+class Aggregate(es.Aggregate):
+    """Base aggregate: subclass it to model your own agent domain.
+
+    Declare ``TOPIC`` (the aggregate's stable name), nested event classes that subclass
+    ``Event`` (each with its own ``TOPIC``), and a ``State`` model listing the public
+    attributes, which is what snapshots store.
+    """
+
+    TOPIC: ClassVar[str] = "agentlog:Aggregate@1"
+    State: ClassVar[type[BaseModel]]
+    head_hash: str
+
+    class Event(DomainEvent, es.CanMutateAggregate[UUID]):
+        """An event of an agentlog aggregate: who did it, why, and its place in the chain."""
+
+        actor: str
+        caused_by: int | None = None
+        prev_hash: str = GENESIS
+        digest: str = ""
+
+        @model_validator(mode="after")
+        def _seal(self) -> Self:
+            if not self.digest:
+                object.__setattr__(self, "digest", self.compute_digest())
+            return self
+
+        def compute_digest(self) -> str:
+            """SHA-256 of this event as stored, chaining it to its predecessor."""
+            return event_digest(
+                self.TOPIC, str(self.originator_id), self.originator_version, self.stored_state()
+            )
+
+        def mutate(self, aggregate: Any) -> Any:
+            """Apply the event, then move the aggregate's chain head to it."""
+            result = super().mutate(aggregate)
+            result.head_hash = self.digest
+            return result
+
+    class Created(Event, es.CanInitAggregate[UUID]):
+        """The first event of an aggregate."""
+
+        TOPIC: ClassVar[str] = "agentlog:Aggregate.Created@1"
+        originator_topic: str
+
+    class Snapshot(DomainEvent, es.CanSnapshotAggregate[UUID]):
+        """The bounded state of an aggregate at a version."""
+
+        TOPIC: ClassVar[str] = "agentlog:Snapshot@1"
+        topic: str
+        state: dict[str, JsonValue]
+
+        @classmethod
+        def take(cls, aggregate: Any) -> Self:
+            """Snapshot the aggregate's state through its ``State`` model."""
+            return cls(
+                originator_id=aggregate.id,
+                originator_version=aggregate.version,
+                timestamp=cls.create_timestamp(),
+                topic=get_topic(type(aggregate)),
+                state=aggregate.snapshot_state(),
+            )
+
+        def mutate(self, _: Any) -> Any:
+            """Rebuild the aggregate this snapshot was taken of."""
+            aggregate_class = resolve_topic(self.topic)
+            return aggregate_class.from_snapshot_state(
+                self.originator_id, self.originator_version, dict(self.state)
+            )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "TOPIC" not in cls.__dict__:
+            cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
+        super().__init_subclass__(**kwargs)
+
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """Trigger an event chained to the current head."""
+        super().trigger_event(event_class, prev_hash=self.head_hash, **kwargs)
+
+    def state(self) -> dict[str, Any]:
+        """The aggregate's public attributes (what replay must reproduce exactly)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def snapshot_state(self) -> dict[str, JsonValue]:
+        """The JSON state a snapshot stores, validated by the ``State`` model."""
+        state: dict[str, JsonValue] = type(self).State.model_validate(self.state()).model_dump(
+            mode="json"
+        )
+        state["_created_on"] = self.created_on.isoformat()
+        state["_modified_on"] = self.modified_on.isoformat()
+        if getattr(type(self), "class_version", 1) > 1:
+            state["class_version"] = type(self).class_version  # type: ignore[attr-defined]
+        return state
+
+    @classmethod
+    def from_snapshot_state(cls, agg_id: UUID, version: int, state: dict[str, Any]) -> Self:
+        """Rebuild an aggregate from snapshot state, upcasting old state first."""
+        from_version = state.pop("class_version", 1)
+        while from_version < getattr(cls, "class_version", 1):
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        times = {k: datetime.fromisoformat(state.pop(k)) for k in ("_created_on", "_modified_on")}
+        public = dict(cls.State.model_validate(state))
+        aggregate = object.__new__(cls)
+        aggregate.__dict__.update(public, _id=agg_id, _version=version, _pending_events=[])
+        aggregate.__dict__.update(times)
+        return aggregate

@@ -1,0 +1,135 @@
+"""The command side: load an agent, run one command, save its events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recording
+from pydantic import JsonValue
+
+from agentlog.domain.agent import Agent
+from agentlog.domain.errors import UnknownAgentError
+from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+
+DEFAULT_SNAPSHOT_INTERVAL = 50
+
+
+class AgentLog(Application[UUID]):
+    """The agents' event store, with one command method per domain command.
+
+    Configure storage with ``agentlog.adapters.storage.env_for(url)``. The mapper and
+    transcoder named in ``env`` are agentlog's own (pydantic events, upcasting).
+    """
+
+    name = "agentlog"
+    env: ClassVar[dict[str, str]] = {
+        "MAPPER_TOPIC": "agentlog.adapters.mapper:PydanticMapper",
+        "TRANSCODER_TOPIC": "agentlog.adapters.mapper:JSONTranscoder",
+        "IS_SNAPSHOTTING_ENABLED": "y",
+    }
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        interval = self.env.get("AGENTLOG_SNAPSHOT_INTERVAL", str(DEFAULT_SNAPSHOT_INTERVAL))
+        self.snapshot_interval = int(interval)
+
+    def create_agent(
+        self, name: str, config: AgentConfig | None = None, *, actor: str = "user"
+    ) -> UUID:
+        """Record a new agent and return its id."""
+        agent = Agent.create(name, config, actor=actor)
+        self.save(agent)
+        return agent.id
+
+    def get(self, agent_id: UUID, version: int | None = None) -> Agent:
+        """The agent as it is now, or as it was at ``version`` (time travel)."""
+        try:
+            agent: Agent = self.repository.get(agent_id, version=version)
+        except AggregateNotFoundError:
+            raise UnknownAgentError(agent_id, version) from None
+        return agent
+
+    def start_task(self, agent_id: UUID, goal: str, *, actor: str = "user") -> None:
+        """Give an agent its goal."""
+        agent = self.get(agent_id)
+        agent.start_task(goal, actor=actor)
+        self.save(agent)
+
+    def send(self, agent_id: UUID, text: str, *, actor: str = "user") -> None:
+        """Record a message from a person to the agent."""
+        agent = self.get(agent_id)
+        agent.receive_user_message(text, actor=actor)
+        self.save(agent)
+
+    def call_tool(
+        self, agent_id: UUID, request: ToolCallRequest, effect: EffectClass, policy: Policy | None
+    ) -> None:
+        """Record a tool call before anything runs."""
+        agent = self.get(agent_id)
+        agent.call_tool(request, effect=effect, policy=policy)
+        self.save(agent)
+
+    def grant(
+        self, agent_id: UUID, call_id: str, *, approver: str, args_hash: str | None = None
+    ) -> None:
+        """Allow a waiting call, bound to the arguments it was recorded with."""
+        agent = self.get(agent_id)
+        agent.grant(call_id, args_hash, approver=approver)
+        self.save(agent)
+
+    def deny(self, agent_id: UUID, call_id: str, *, approver: str, reason: str = "") -> None:
+        """Refuse a call that has not started."""
+        agent = self.get(agent_id)
+        agent.deny(call_id, approver=approver, reason=reason)
+        self.save(agent)
+
+    def record_result(self, agent_id: UUID, call_id: str, result: JsonValue) -> None:
+        """Record a tool call's result."""
+        agent = self.get(agent_id)
+        agent.succeed(call_id, result)
+        self.save(agent)
+
+    def complete(self, agent_id: UUID, result: str = "", *, actor: str = "model") -> None:
+        """Finish an agent's task."""
+        agent = self.get(agent_id)
+        agent.complete(result, actor=actor)
+        self.save(agent)
+
+    def cancel(self, agent_id: UUID, reason: str = "", *, actor: str = "user") -> None:
+        """Stop an agent's task."""
+        agent = self.get(agent_id)
+        agent.cancel(reason, actor=actor)
+        self.save(agent)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Store pending events; snapshot agents whose version crossed the interval."""
+        recordings = super().save(*objs, **kwargs)
+        first_new: dict[UUID, int] = {}
+        for recording in recordings:
+            event = recording.domain_event
+            first_new.setdefault(event.originator_id, event.originator_version)
+        for obj in objs:
+            if isinstance(obj, Agent) and obj.id in first_new:
+                self._snapshot_if_due(obj, first_new[obj.id])
+        return recordings
+
+    def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
+        k = self.snapshot_interval
+        if k <= 0 or self.snapshots is None or agent.version // k == (first_new - 1) // k:
+            return
+        try:
+            self.snapshots.put([agent.Snapshot.take(agent)])
+        except IntegrityError:
+            pass  # another worker stored the same snapshot: same version, same state
+
+    def agent_ids(self, page: int = 500) -> Iterator[UUID]:
+        """Every stored agent's id, in order of creation (reads the log directly)."""
+        start = 1
+        while notifications := self.recorder.select_notifications(start, page):
+            for n in notifications:
+                if n.originator_version == 1:
+                    yield UUID(str(n.originator_id))
+            start = notifications[-1].id + 1

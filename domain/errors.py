@@ -1,0 +1,164 @@
+"""One hierarchy of domain errors, each carrying the facts a caller needs."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class AgentError(Exception):
+    """Base class of every error agentlog raises on purpose."""
+
+
+class UnknownAgentError(AgentError):
+    """No agent with this id (at this version) is stored."""
+
+    def __init__(self, agent_id: UUID | str, version: int | None = None) -> None:
+        at = f" at version {version}" if version is not None else ""
+        super().__init__(f"no agent {agent_id}{at}")
+        self.agent_id = agent_id
+        self.version = version
+
+
+class AgentFinishedError(AgentError):
+    """The agent's task is over; nothing more may happen to it."""
+
+    def __init__(self, agent_id: UUID, status: str) -> None:
+        super().__init__(f"agent {agent_id} is {status}; no further commands are accepted")
+        self.agent_id = agent_id
+        self.status = status
+
+
+class NoTaskRunningError(AgentError):
+    """The command needs a running task and the agent has none."""
+
+    def __init__(self, agent_id: UUID, status: str) -> None:
+        super().__init__(f"agent {agent_id} has no running task (status: {status})")
+        self.agent_id = agent_id
+        self.status = status
+
+
+class TaskAlreadyRunningError(AgentError):
+    """A task was started while another one is running."""
+
+    def __init__(self, agent_id: UUID, goal: str) -> None:
+        super().__init__(f"agent {agent_id} is already running a task: {goal!r}")
+        self.agent_id = agent_id
+        self.goal = goal
+
+
+class UnknownCallError(AgentError):
+    """A command names a tool call the agent has no open record of."""
+
+    def __init__(self, agent_id: UUID, call_id: str) -> None:
+        super().__init__(f"agent {agent_id} has no open tool call {call_id!r}")
+        self.agent_id = agent_id
+        self.call_id = call_id
+
+
+class DuplicateCallError(AgentError):
+    """A tool call id was used twice."""
+
+    def __init__(self, agent_id: UUID, call_id: str) -> None:
+        super().__init__(f"agent {agent_id} already has a tool call {call_id!r}")
+        self.agent_id = agent_id
+        self.call_id = call_id
+
+
+class CallStageError(AgentError):
+    """A tool-call command arrived when the call is in the wrong stage."""
+
+    def __init__(self, agent_id: UUID, call_id: str, stage: str, command: str) -> None:
+        super().__init__(f"cannot {command} tool call {call_id!r} of agent {agent_id}: it is {stage}")
+        self.agent_id = agent_id
+        self.call_id = call_id
+        self.stage = stage
+        self.command = command
+
+
+class PermissionRequiredError(AgentError):
+    """A call whose policy is 'ask' was started without a grant."""
+
+    def __init__(self, agent_id: UUID, call_id: str, tool: str) -> None:
+        super().__init__(f"tool call {call_id!r} ({tool}) of agent {agent_id} needs a grant first")
+        self.agent_id = agent_id
+        self.call_id = call_id
+        self.tool = tool
+
+
+class ToolDeniedError(AgentError):
+    """A call whose policy is 'deny' may never run."""
+
+    def __init__(self, agent_id: UUID, call_id: str, tool: str) -> None:
+        super().__init__(f"tool {tool} is denied by policy (call {call_id!r}, agent {agent_id})")
+        self.agent_id = agent_id
+        self.call_id = call_id
+        self.tool = tool
+
+
+class ArgsHashMismatchError(AgentError):
+    """A permission decision names arguments other than the call's."""
+
+    def __init__(self, agent_id: UUID, call_id: str, expected: str, given: str) -> None:
+        super().__init__(
+            f"decision for tool call {call_id!r} of agent {agent_id} is bound to arguments "
+            f"{given[:12]}, but the call's arguments hash to {expected[:12]}"
+        )
+        self.agent_id = agent_id
+        self.call_id = call_id
+        self.expected = expected
+        self.given = given
+
+
+class RerunNotAllowedError(AgentError):
+    """A side-effecting call that was started may not be re-run blindly."""
+
+    def __init__(self, agent_id: UUID, call_id: str) -> None:
+        super().__init__(
+            f"tool call {call_id!r} of agent {agent_id} is side-effecting and already started; "
+            "record its outcome as unknown and reconcile it instead of re-running it"
+        )
+        self.agent_id = agent_id
+        self.call_id = call_id
+
+
+class OpenCallsError(AgentError):
+    """The task cannot complete while tool calls are still open."""
+
+    def __init__(self, agent_id: UUID, call_ids: tuple[str, ...]) -> None:
+        super().__init__(f"agent {agent_id} still has open tool calls: {', '.join(call_ids)}")
+        self.agent_id = agent_id
+        self.call_ids = call_ids
+
+
+class CompactionRangeError(AgentError):
+    """A compaction must cover a range of versions that exists and is new."""
+
+    def __init__(self, agent_id: UUID, through: int, low: int, high: int) -> None:
+        super().__init__(
+            f"agent {agent_id}: cannot compact through version {through}; "
+            f"it must be above {low} and at most {high}"
+        )
+        self.agent_id = agent_id
+        self.through = through
+
+
+class StoredEventError(AgentError):
+    """A stored record could not be turned back into an event."""
+
+    def __init__(self, agent_id: UUID | str, version: int, topic: str, reason: str) -> None:
+        super().__init__(
+            f"agent {agent_id} version {version}: stored event {topic!r} cannot be read: {reason}"
+        )
+        self.agent_id = agent_id
+        self.version = version
+        self.topic = topic
+        self.reason = reason
+
+
+class StorageURLError(AgentError):
+    """A storage URL that agentlog cannot use."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"storage URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason

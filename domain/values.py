@@ -1,0 +1,114 @@
+"""Value objects of the agent domain: immutable, typed, JSON-exact."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+
+class Frozen(BaseModel):
+    """Base of value objects: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Status(StrEnum):
+    """Where an agent is in its life."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing more may happen to the agent."""
+        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+class EffectClass(StrEnum):
+    """What re-running a tool call does to the world."""
+
+    PURE = "pure"
+    IDEMPOTENT = "idempotent"
+    SIDE_EFFECTING = "side_effecting"
+
+
+class Policy(StrEnum):
+    """Whether a tool may run without a person's grant."""
+
+    ALLOW = "allow"
+    ASK = "ask"
+    DENY = "deny"
+
+
+class CallStage(StrEnum):
+    """Where an open tool call is in the side-effect protocol."""
+
+    REQUESTED = "requested"
+    AWAITING_PERMISSION = "awaiting_permission"
+    GRANTED = "granted"
+    STARTED = "started"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+class AgentConfig(Frozen):
+    """How an agent is set up: its model, prompt and tool policies."""
+
+    model: str = "scripted"
+    system_prompt: str = ""
+    tool_policies: dict[str, Policy] = Field(default_factory=dict)
+    default_policy: Policy = Policy.ASK
+
+    def policy_for(self, tool: str) -> Policy:
+        """The policy configured for a tool, or the default."""
+        return self.tool_policies.get(tool, self.default_policy)
+
+
+class TokenUsage(Frozen):
+    """Tokens a model call consumed."""
+
+    prompt: int = Field(default=0, ge=0)
+    completion: int = Field(default=0, ge=0)
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            prompt=self.prompt + other.prompt, completion=self.completion + other.completion
+        )
+
+    @property
+    def total(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt + self.completion
+
+
+class ToolCallRequest(Frozen):
+    """A tool call as the model asked for it."""
+
+    call_id: str = Field(min_length=1)
+    tool: str = Field(min_length=1)
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Lineage(Frozen):
+    """Where a forked agent came from."""
+
+    parent_id: UUID
+    parent_version: int = Field(ge=1)
+
+
+class CallState(Frozen):
+    """The bounded record the agent keeps of one open tool call."""
+
+    tool: str
+    args_hash: str
+    effect: EffectClass
+    policy: Policy
+    stage: CallStage
+    attempt: int = 0
+    idempotency_key: str = ""
+    last_version: int
+    approver: str | None = None

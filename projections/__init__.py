@@ -1,0 +1,1 @@
+"""Views that follow the agent log (coming with the projections issue)."""
