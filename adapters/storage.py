@@ -63,7 +63,10 @@ def _engine_env(url: str, scheme: str, engine: str) -> dict[str, str]:
     if scheme == "sqlite":
         path = sqlite_path(url)
         if engine == "sqlalchemy":
-            return {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", "SQLALCHEMY_URL": f"sqlite:///{path}"}
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+                "SQLALCHEMY_URL": f"sqlite:///{path}",
+            }
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path),

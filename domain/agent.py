@@ -8,7 +8,6 @@ is not state, it lives in a projection. Rules are checked in the public commands
 from __future__ import annotations
 
 from typing import Any, ClassVar
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -260,11 +259,13 @@ class Agent(Aggregate, ToolCallRules):
     ) -> None:
         # actor and caused_by belong to the Created event, not to the agent's state.
         self.name, self.config, self.lineage = name, config, lineage
-        self.status, self.goal, self.result = Status.IDLE, None, None
+        self.status = Status.IDLE
+        self.goal: str | None = None
+        self.result: str | None = None
+        self.last_error: str | None = None
         self.steps, self.messages, self.compacted_through = 0, 0, 0
         self.tokens = TokenUsage()
         self.calls: dict[str, CallState] = {}
-        self.last_error: str | None = None
 
     @classmethod
     def create(

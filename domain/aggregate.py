@@ -84,6 +84,7 @@ class Aggregate(es.Aggregate):
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
             result = super().mutate(aggregate)
+            assert result is not None  # mutate() always returns the aggregate it applied to
             result.head_hash = self.digest
             return result
 
@@ -133,8 +134,8 @@ class Aggregate(es.Aggregate):
 
     def snapshot_state(self) -> dict[str, JsonValue]:
         """The JSON state a snapshot stores, validated by the ``State`` model."""
-        state: dict[str, JsonValue] = type(self).State.model_validate(self.state()).model_dump(
-            mode="json"
+        state: dict[str, JsonValue] = (
+            type(self).State.model_validate(self.state()).model_dump(mode="json")
         )
         state["_created_on"] = self.created_on.isoformat()
         state["_modified_on"] = self.modified_on.isoformat()

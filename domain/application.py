@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -120,10 +121,9 @@ class AgentLog(Application[UUID]):
         k = self.snapshot_interval
         if k <= 0 or self.snapshots is None or agent.version // k == (first_new - 1) // k:
             return
-        try:
+        # Another worker may have stored this snapshot already: same version, same state.
+        with suppress(IntegrityError):
             self.snapshots.put([agent.Snapshot.take(agent)])
-        except IntegrityError:
-            pass  # another worker stored the same snapshot: same version, same state
 
     def agent_ids(self, page: int = 500) -> Iterator[UUID]:
         """Every stored agent's id, in order of creation (reads the log directly)."""

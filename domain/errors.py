@@ -68,7 +68,9 @@ class CallStageError(AgentError):
     """A tool-call command arrived when the call is in the wrong stage."""
 
     def __init__(self, agent_id: UUID, call_id: str, stage: str, command: str) -> None:
-        super().__init__(f"cannot {command} tool call {call_id!r} of agent {agent_id}: it is {stage}")
+        super().__init__(
+            f"cannot {command} tool call {call_id!r} of agent {agent_id}: it is {stage}"
+        )
         self.agent_id = agent_id
         self.call_id = call_id
         self.stage = stage

@@ -8,7 +8,7 @@ ToolStarted -> ToolSucceeded | ToolFailed``, or, found on resume after a crash,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import JsonValue
@@ -29,7 +29,11 @@ _STARTABLE = (CallStage.REQUESTED, CallStage.GRANTED, CallStage.STARTED, CallSta
 class ToolCallRules:
     """Commands of the tool-call protocol; the events are nested in the aggregate."""
 
-    id: UUID
+    if TYPE_CHECKING:
+
+        @property
+        def id(self) -> UUID: ...  # provided by the aggregate
+
     calls: dict[str, CallState]
     PermissionRequested: Any
     PermissionGranted: Any
