@@ -7,6 +7,7 @@ from agentlog.domain.chain import GENESIS, args_hash, event_digest
 from agentlog.domain.errors import (
     AgentError,
     AgentFinishedError,
+    AmbiguousAgentError,
     ArgsHashMismatchError,
     CallStageError,
     CompactionRangeError,
@@ -43,6 +44,7 @@ __all__ = [
     "AgentLog",
     "AgentState",
     "Aggregate",
+    "AmbiguousAgentError",
     "ArgsHashMismatchError",
     "CallStage",
     "CallStageError",

@@ -12,7 +12,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
-from agentlog.domain.errors import UnknownAgentError
+from agentlog.domain.errors import AmbiguousAgentError, UnknownAgentError
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
@@ -124,6 +124,29 @@ class AgentLog(Application[UUID]):
         # Another worker may have stored this snapshot already: same version, same state.
         with suppress(IntegrityError):
             self.snapshots.put([agent.Snapshot.take(agent)])
+
+    def events_of(self, agent_id: UUID) -> Iterator[Any]:
+        """An agent's stored events in order (raises if there are none)."""
+        events = iter(self.events.get(agent_id))
+        first = next(events, None)
+        if first is None:
+            raise UnknownAgentError(agent_id)
+        yield first
+        yield from events
+
+    def resolve(self, ref: str) -> UUID:
+        """The id of the one agent whose id is ``ref`` or starts with it."""
+        try:
+            return UUID(ref)
+        except ValueError:
+            pass
+        prefix = ref.lower().strip()
+        matches = [i for i in self.agent_ids() if prefix and str(i).startswith(prefix)]
+        if len(matches) > 1:
+            raise AmbiguousAgentError(ref, len(matches))
+        if not matches:
+            raise UnknownAgentError(ref)
+        return matches[0]
 
     def agent_ids(self, page: int = 500) -> Iterator[UUID]:
         """Every stored agent's id, in order of creation (reads the log directly)."""

@@ -164,3 +164,12 @@ class StorageURLError(AgentError):
         super().__init__(f"storage URL {url!r}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class AmbiguousAgentError(AgentError):
+    """An id prefix matches more than one agent."""
+
+    def __init__(self, prefix: str, matches: int) -> None:
+        super().__init__(f"{matches} agents have ids starting with {prefix!r}; give more of the id")
+        self.prefix = prefix
+        self.matches = matches

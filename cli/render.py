@@ -1,0 +1,103 @@
+"""How agents and events look in a terminal and in JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from pydantic import JsonValue
+from rich.console import Console
+from rich.table import Table
+
+from agentlog.domain import Agent, AgentState
+
+_BASE_FIELDS = {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "actor",
+    "caused_by",
+    "prev_hash",
+    "digest",
+    "originator_topic",
+}
+
+
+def agent_json(agent: Agent) -> dict[str, JsonValue]:
+    """The agent's id, version and state as JSON."""
+    state: dict[str, JsonValue] = AgentState.model_validate(agent.state()).model_dump(mode="json")
+    return {"id": str(agent.id), "version": agent.version, **state}
+
+
+def agent_table(agents: list[Agent]) -> Table:
+    """One row per agent: id, name, status, version, goal."""
+    table = Table("ID", "NAME", "STATUS", "VERSION", "GOAL", box=None)
+    for agent in agents:
+        table.add_row(str(agent.id), agent.name, agent.status, str(agent.version), agent.goal or "")
+    return table
+
+
+def agent_details(agent: Agent) -> Table:
+    """A two-column glance at one agent."""
+    table = Table(show_header=False, box=None)
+    rows: list[tuple[str, str]] = [
+        ("id", str(agent.id)),
+        ("name", agent.name),
+        ("status", agent.status),
+        ("goal", agent.goal or "-"),
+        ("version", str(agent.version)),
+        ("steps", str(agent.steps)),
+        (
+            "tokens",
+            f"{agent.tokens.total} ({agent.tokens.prompt} in, {agent.tokens.completion} out)",
+        ),
+        ("model", agent.config.model),
+    ]
+    rows += [(f"call {cid}", f"{c.tool} [{c.stage}]") for cid, c in agent.calls.items()]
+    rows += [("last error", agent.last_error or "-"), ("result", agent.result or "-")]
+    if agent.lineage:
+        rows.append(("forked from", f"{agent.lineage.parent_id} @ {agent.lineage.parent_version}"))
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/]", value)
+    return table
+
+
+def event_json(event: Any) -> dict[str, JsonValue]:
+    """An event as JSON, with its type and version up front."""
+    body: dict[str, JsonValue] = event.model_dump(mode="json")
+    return {"type": type(event).__name__, "topic": event.TOPIC, **body}
+
+
+def event_line(event: Any, width: int = 70) -> str:
+    """version, time, type, actor, short payload."""
+    payload = {k: v for k, v in event.model_dump(mode="json").items() if k not in _BASE_FIELDS}
+    short = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if len(short) > width:
+        short = short[: width - 1] + "…"
+    time = event.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{event.originator_version:>5}  {time}  {type(event).__name__:<20} "
+        f"{event.actor:<16} {short}"
+    )
+
+
+def print_table(table: Table) -> None:
+    """Print a rich table to stdout, plain when not on a terminal."""
+    Console(soft_wrap=True).print(table)
+
+
+def dumps(value: Any) -> str:
+    """JSON for machines: stable key order, UUIDs as strings."""
+    return json.dumps(value, indent=2, default=_default, ensure_ascii=False)
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def dumps_line(value: Any) -> str:
+    """Compact one-line JSON (for JSON Lines)."""
+    return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
