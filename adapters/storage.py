@@ -22,6 +22,7 @@ from agentlog.domain.errors import StorageURLError
 DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
 ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
+_SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 
 
 def open_log(
@@ -64,7 +65,7 @@ def _engine_env(url: str, scheme: str, engine: str) -> dict[str, str]:
         path = sqlite_path(url)
         if engine == "sqlalchemy":
             return {
-                "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+                "PERSISTENCE_MODULE": _SQLALCHEMY,
                 "SQLALCHEMY_URL": f"sqlite:///{path}",
             }
         return {
@@ -76,7 +77,7 @@ def _engine_env(url: str, scheme: str, engine: str) -> dict[str, str]:
         if engine == "sqlalchemy":
             netloc_path = url.split("://", 1)[1].split("?", 1)[0]
             return {
-                "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+                "PERSISTENCE_MODULE": _SQLALCHEMY,
                 "SQLALCHEMY_URL": f"postgresql+psycopg://{netloc_path}",
             }
         if not parts.path.strip("/"):

@@ -1,0 +1,20 @@
+"""eventsourcing-sqlalchemy, closed properly.
+
+``SQLAlchemyFactory`` 1.0 has no ``close()``: its engine (and pooled connections) outlive
+the application. This factory disposes of the engine when the application closes.
+"""
+
+from __future__ import annotations
+
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+
+
+class ClosingSQLAlchemyFactory(SQLAlchemyFactory):
+    """SQLAlchemyFactory whose ``close()`` disposes of the engine's connections."""
+
+    def close(self) -> None:
+        """Dispose of the engine, then close as the library does."""
+        engine = self.datastore.engine
+        if engine is not None:
+            engine.dispose()
+        super().close()
