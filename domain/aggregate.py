@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Self
 from uuid import UUID
 
 import eventsourcing.domain as es
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
 
 from agentlog.domain.chain import GENESIS, event_digest
@@ -36,7 +36,9 @@ class DomainEvent(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if "TOPIC" not in cls.__dict__:
+        if "TOPIC" in cls.__dict__:
+            register_topic(cls.TOPIC, cls)  # resolvable as soon as its module is imported
+        else:
             cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
 
     def stored_state(self) -> dict[str, JsonValue]:
