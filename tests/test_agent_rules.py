@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from agentlog.domain import (
@@ -161,7 +163,7 @@ def test_nothing_happens_after_completion() -> None:
     for command in (
         lambda: agent.receive_user_message("hello?"),
         lambda: agent.start_task("again"),
-        lambda: agent.cancel(),
+        agent.cancel,
         lambda: agent.succeed("c1", "x"),
         lambda: agent.compact(1, "s", summarizer="m"),
     ):
@@ -196,6 +198,6 @@ def test_every_event_records_actor_and_causation() -> None:
 def test_each_event_chains_to_its_predecessor() -> None:
     agent = with_call("rm")
     events = agent.collect_events()
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after.prev_hash == before.digest
     assert agent.head_hash == events[-1].digest

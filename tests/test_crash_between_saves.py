@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -14,6 +15,7 @@ from uuid import UUID
 import pytest
 
 from agentlog.adapters.storage import open_log
+
 from conftest import store_url
 
 KILLS = int(os.environ.get("AGENTLOG_CRASH_KILLS", "4"))
@@ -59,7 +61,7 @@ def test_kill_9_between_saves_loses_nothing_save_returned_for(backend: str, tmp_
         assert agent.version >= last_reported
         assert agent.version - last_reported in (0, 2)  # at most the save in flight
         assert [e.originator_version for e in events] == list(range(1, agent.version + 1))
-        for before, after in zip(events, events[1:], strict=False):
+        for before, after in itertools.pairwise(events):
             assert after.prev_hash == before.digest
         assert all(e.compute_digest() == e.digest for e in events)
         assert agent.messages == agent.version - 1
