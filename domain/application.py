@@ -51,6 +51,8 @@ class AgentLog(Application[UUID]):
             agent: Agent = self.repository.get(agent_id, version=version)
         except AggregateNotFoundError:
             raise UnknownAgentError(agent_id, version) from None
+        if version is not None and agent.version != version:
+            raise UnknownAgentError(agent_id, version)  # history is shorter than that
         return agent
 
     def start_task(self, agent_id: UUID, goal: str, *, actor: str = "user") -> None:
