@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import JsonValue
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentlog.domain import Agent, AgentState
@@ -54,12 +55,12 @@ def agent_details(agent: Agent) -> Table:
         ),
         ("model", agent.config.model),
     ]
-    rows += [(f"call {cid}", f"{c.tool} [{c.stage}]") for cid, c in agent.calls.items()]
+    rows += [(f"call {cid}", f"{c.tool} ({c.stage})") for cid, c in agent.calls.items()]
     rows += [("last error", agent.last_error or "-"), ("result", agent.result or "-")]
     if agent.lineage:
         rows.append(("forked from", f"{agent.lineage.parent_id} @ {agent.lineage.parent_version}"))
     for key, value in rows:
-        table.add_row(f"[bold]{key}[/]", value)
+        table.add_row(f"[bold]{escape(key)}[/]", escape(value))
     return table
 
 

@@ -323,10 +323,13 @@ class Agent(Aggregate, ToolCallRules):
         *,
         effect: EffectClass,
         policy: Policy | None = None,
-        actor: str = "model",
+        actor: str | None = None,
         caused_by: int | None = None,
     ) -> None:
-        """Record a tool call before anything runs; its policy comes from config if not given."""
+        """Record a tool call before anything runs; its policy comes from config if not given.
+
+        ``caused_by`` is the version of the model response that asked for it.
+        """
         self.check_running()
         if request.call_id in self.calls:
             raise DuplicateCallError(self.id, request.call_id)
@@ -338,7 +341,7 @@ class Agent(Aggregate, ToolCallRules):
             args_hash=args_hash(request.args),
             effect=effect,
             policy=policy or self.config.policy_for(request.tool),
-            actor=actor,
+            actor=actor or self.model_actor,
             caused_by=caused_by,
         )
 
@@ -357,12 +360,17 @@ class Agent(Aggregate, ToolCallRules):
             actor=summarizer,
         )
 
-    def complete(self, result: str = "", *, actor: str = "model") -> None:
+    def complete(self, result: str = "", *, actor: str | None = None) -> None:
         """Finish the task; no tool call may still be open."""
         self.check_running()
         if self.calls:
             raise OpenCallsError(self.id, tuple(self.calls))
-        self.trigger_event(self.TaskCompleted, result=result, actor=actor)
+        self.trigger_event(self.TaskCompleted, result=result, actor=actor or self.model_actor)
+
+    @property
+    def model_actor(self) -> str:
+        """The actor name of the agent's configured model."""
+        return f"model:{self.config.model}"
 
     def fail(self, reason: str, *, actor: str = "worker") -> None:
         """Give up on the task."""

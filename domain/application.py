@@ -95,7 +95,7 @@ class AgentLog(Application[UUID]):
         agent.succeed(call_id, result)
         self.save(agent)
 
-    def complete(self, agent_id: UUID, result: str = "", *, actor: str = "model") -> None:
+    def complete(self, agent_id: UUID, result: str = "", *, actor: str | None = None) -> None:
         """Finish an agent's task."""
         agent = self.get(agent_id)
         agent.complete(result, actor=actor)
