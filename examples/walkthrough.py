@@ -70,7 +70,8 @@ def resume(log: AgentLog, agent_id: UUID) -> None:
     """A fresh worker: a started side-effecting call without outcome is reconciled."""
     agent = log.get(agent_id)
     call = agent.calls[WRITE.call_id]
-    assert call.stage is CallStage.STARTED and call.effect is EffectClass.SIDE_EFFECTING
+    assert call.stage is CallStage.STARTED
+    assert call.effect is EffectClass.SIDE_EFFECTING
     agent.mark_outcome_unknown(WRITE.call_id, actor="worker:worker-3")
     written = (SANDBOX / "haiku.txt").read_text() == HAIKU  # reconcile: did it happen?
     agent.succeed(WRITE.call_id, {"reconciled": written}, actor="worker:worker-3")
