@@ -7,6 +7,7 @@ the application. This factory disposes of the engine when the application closes
 from __future__ import annotations
 
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+from sqlalchemy.engine import Engine
 
 
 class ClosingSQLAlchemyFactory(SQLAlchemyFactory):
@@ -15,6 +16,6 @@ class ClosingSQLAlchemyFactory(SQLAlchemyFactory):
     def close(self) -> None:
         """Dispose of the engine, then close as the library does."""
         engine = self.datastore.engine
-        if engine is not None:
+        if isinstance(engine, Engine):
             engine.dispose()
         super().close()

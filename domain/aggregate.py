@@ -4,7 +4,7 @@ actor and causation on every event, a hash chain, and snapshots of bounded state
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 from uuid import UUID
 
 import eventsourcing.domain as es
@@ -125,6 +125,10 @@ class Aggregate(es.Aggregate):
         if "TOPIC" not in cls.__dict__:
             cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
         super().__init_subclass__(**kwargs)
+
+    def collect_events(self) -> list[Aggregate.Event]:
+        """Pending events, removed from the aggregate (what ``save`` stores)."""
+        return cast(list[Aggregate.Event], super().collect_events())
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Trigger an event chained to the current head."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import suppress
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
+from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.errors import AmbiguousAgentError, UnknownAgentError
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
@@ -127,12 +128,16 @@ class AgentLog(Application[UUID]):
         with suppress(IntegrityError):
             self.snapshots.put([agent.Snapshot.take(agent)])
 
-    def events_of(self, agent_id: UUID) -> Iterator[Any]:
-        """An agent's stored events in order (raises if there are none)."""
-        events = iter(self.events.get(agent_id))
+    def events_of(
+        self, agent_id: UUID, *, after: int | None = None
+    ) -> Iterator[Aggregate.Event]:
+        """An agent's stored events in order, all or those after a version."""
+        events = cast(Iterator[Aggregate.Event], iter(self.events.get(agent_id, gt=after)))
         first = next(events, None)
         if first is None:
-            raise UnknownAgentError(agent_id)
+            if after is None:
+                raise UnknownAgentError(agent_id)
+            return
         yield first
         yield from events
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -160,13 +161,14 @@ def test_complete_with_open_calls_is_refused() -> None:
 def test_nothing_happens_after_completion() -> None:
     agent = running_agent()
     agent.complete("done")
-    for command in (
+    commands: list[Callable[[], None]] = [
         lambda: agent.receive_user_message("hello?"),
         lambda: agent.start_task("again"),
         agent.cancel,
         lambda: agent.succeed("c1", "x"),
         lambda: agent.compact(1, "s", summarizer="m"),
-    ):
+    ]
+    for command in commands:
         with pytest.raises(AgentFinishedError):
             command()
     assert agent.status is Status.COMPLETED

@@ -57,7 +57,7 @@ def test_kill_9_between_saves_loses_nothing_save_returned_for(backend: str, tmp_
         agent_id, last_reported = run_and_kill(url, rng)
         log = open_log(url, snapshot_interval=5)
         agent = log.get(agent_id)
-        events = list(log.events.get(agent_id))
+        events = list(log.events_of(agent_id))
         assert agent.version >= last_reported
         assert agent.version - last_reported in (0, 2)  # at most the save in flight
         assert [e.originator_version for e in events] == list(range(1, agent.version + 1))

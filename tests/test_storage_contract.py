@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.cipher import AESCipher
@@ -10,6 +11,7 @@ from eventsourcing.persistence import IntegrityError
 
 from agentlog.adapters.storage import open_log
 from agentlog.domain import (
+    Agent,
     AgentConfig,
     AgentLog,
     EffectClass,
@@ -28,7 +30,7 @@ def log(backend_url: str) -> Iterator[AgentLog]:
     app.close()
 
 
-def live_agent(log: AgentLog) -> tuple[object, int]:
+def live_agent(log: AgentLog) -> tuple[UUID, int]:
     """An agent with a tool call that went through a grant; returns (id, version)."""
     agent_id = log.create_agent("scribe", AgentConfig(tool_policies={"write": Policy.ASK}))
     log.start_task(agent_id, "write a haiku")
@@ -76,18 +78,15 @@ def test_snapshots_are_taken_every_k_events_and_match_replay(log: AgentLog) -> N
     snapshots = list(log.snapshots.get(agent_id))
     # Saves end at versions 1, 2, 5, 6, 7, 8, 9: those crossing a multiple of 4 snapshot.
     assert [s.originator_version for s in snapshots] == [5, 8]
-    replayed = log.repository.get(agent_id, version=version)
-    events = list(log.events.get(agent_id))
-    from_events = None
-    for event in events:
+    replayed = log.get(agent_id, version=version)
+    from_events: Agent | None = None
+    for event in log.events_of(agent_id):
         from_events = event.mutate(from_events)
     assert from_events is not None
     assert replayed.state() == from_events.state()
 
 
 def test_unknown_agent_is_a_clear_error(log: AgentLog) -> None:
-    from uuid import uuid4
-
     missing = uuid4()
     with pytest.raises(UnknownAgentError) as error:
         log.get(missing)
@@ -101,9 +100,9 @@ def test_stored_events_equal_the_events_recorded(log: AgentLog) -> None:
     request = ToolCallRequest(call_id="x", tool="t", args={"n": 2**53, "nested": {"a": [1, None]}})
     agent.record_model_response("", model="m", tool_calls=(request,))
     agent.call_tool(request, effect=EffectClass.PURE)
-    recorded = [*log.events.get(agent_id), *agent.collect_events()]
+    recorded = [*log.events_of(agent_id), *agent.collect_events()]
     log.save(*recorded[1:])
-    assert list(log.events.get(agent_id)) == recorded
+    assert list(log.events_of(agent_id)) == recorded
 
 
 def test_loser_of_a_race_gets_integrity_error_and_nothing_is_written(log: AgentLog) -> None:

@@ -50,4 +50,5 @@ def test_every_agent_event_class_is_pinned() -> None:
 def test_created_events_name_the_aggregate_by_its_pinned_topic() -> None:
     agent = Agent.create("a")
     (created,) = agent.collect_events()
+    assert isinstance(created, Agent.Created)
     assert created.originator_topic == "agentlog:Agent@1"
