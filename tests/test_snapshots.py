@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import pytest
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import StoredEvent
 
 from agentlog.adapters.storage import open_log
@@ -52,7 +53,7 @@ def test_load_reads_only_the_snapshot_and_its_tail(sqlite_url: str) -> None:
     read: list[int] = []
     original = fresh.mapper.to_domain_event
 
-    def counting(stored: StoredEvent) -> object:
+    def counting(stored: StoredEvent) -> DomainEventProtocol[UUID]:
         read.append(stored.originator_version)
         return original(stored)
 
