@@ -57,7 +57,7 @@ def test_load_reads_only_the_snapshot_and_its_tail(sqlite_url: str) -> None:
         read.append(stored.originator_version)
         return original(stored)
 
-    fresh.mapper.to_domain_event = counting  # type: ignore[method-assign]
+    fresh.mapper.to_domain_event = counting  # type: ignore[method-assign,assignment]
     agent = fresh.get(agent_id)
     assert agent.version == 2 + 30 * 4
     assert len(read) <= 1 + 10  # the newest snapshot, then fewer than K events after it
