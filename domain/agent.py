@@ -28,6 +28,7 @@ from agentlog.domain.values import (
     CallState,
     EffectClass,
     Lineage,
+    Phase,
     Policy,
     Status,
     TokenUsage,
@@ -366,6 +367,25 @@ class Agent(Aggregate, ToolCallRules):
         if self.calls:
             raise OpenCallsError(self.id, tuple(self.calls))
         self.trigger_event(self.TaskCompleted, result=result, actor=actor or self.model_actor)
+
+    @property
+    def phase(self) -> Phase:
+        """Running, or waiting for a person, or blocked on an unknown outcome, or over."""
+        if self.status is not Status.RUNNING:
+            return Phase(self.status.value)
+        stages = {call.stage for call in self.calls.values()}
+        if CallStage.AWAITING_PERMISSION in stages:
+            return Phase.WAITING
+        if CallStage.OUTCOME_UNKNOWN in stages:
+            return Phase.BLOCKED
+        return Phase.RUNNING
+
+    @property
+    def awaiting_permission(self) -> tuple[str, ...]:
+        """Ids of the calls waiting for a person's decision."""
+        return tuple(
+            cid for cid, c in self.calls.items() if c.stage is CallStage.AWAITING_PERMISSION
+        )
 
     @property
     def model_actor(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -37,6 +37,8 @@ class AgentLog(Application[UUID]):
         super().__init__(env)
         interval = self.env.get("AGENTLOG_SNAPSHOT_INTERVAL", str(DEFAULT_SNAPSHOT_INTERVAL))
         self.snapshot_interval = int(interval)
+        self.after_save: list[Callable[[], None]] = []
+        """Called after every save (embedded projections catch up here)."""
 
     def create_agent(
         self, name: str, config: AgentConfig | None = None, *, actor: str = "user"
@@ -118,6 +120,8 @@ class AgentLog(Application[UUID]):
         for obj in objs:
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
+        for callback in self.after_save:
+            callback()
         return recordings
 
     def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
@@ -128,9 +132,7 @@ class AgentLog(Application[UUID]):
         with suppress(IntegrityError):
             self.snapshots.put([agent.Snapshot.take(agent)])
 
-    def events_of(
-        self, agent_id: UUID, *, after: int | None = None
-    ) -> Iterator[Aggregate.Event]:
+    def events_of(self, agent_id: UUID, *, after: int | None = None) -> Iterator[Aggregate.Event]:
         """An agent's stored events in order, all or those after a version."""
         events = cast(Iterator[Aggregate.Event], iter(self.events.get(agent_id, gt=after)))
         first = next(events, None)

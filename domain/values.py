@@ -29,6 +29,18 @@ class Status(StrEnum):
         return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
+class Phase(StrEnum):
+    """What an agent is doing, at a glance (status refined by its open calls)."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    WAITING = "waiting"  # for a person's permission decision
+    BLOCKED = "blocked"  # a side effect's outcome is unknown: reconcile or decide
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class EffectClass(StrEnum):
     """What re-running a tool call does to the world."""
 

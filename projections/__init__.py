@@ -1,1 +1,28 @@
-"""Views that follow the agent log (coming with the projections issue)."""
+"""Views that follow the agent log with their own positions, and their rebuild."""
+
+from agentlog.projections.audit import AuditTrail
+from agentlog.projections.catalog import Build
+from agentlog.projections.errors import UnknownViewError, ViewFailedError
+from agentlog.projections.projections import Projections, ViewStatus
+from agentlog.projections.runnable import RunnableAgents
+from agentlog.projections.state import AgentStates
+from agentlog.projections.transcript import Transcripts
+from agentlog.projections.view import Positioned, View
+
+DEFAULT_VIEWS: tuple[type[View], ...] = (AgentStates, AuditTrail, Transcripts, RunnableAgents)
+"""The views every agent log has."""
+
+__all__ = [
+    "DEFAULT_VIEWS",
+    "AgentStates",
+    "AuditTrail",
+    "Build",
+    "Positioned",
+    "Projections",
+    "RunnableAgents",
+    "Transcripts",
+    "UnknownViewError",
+    "View",
+    "ViewFailedError",
+    "ViewStatus",
+]

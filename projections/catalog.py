@@ -1,0 +1,86 @@
+"""The views' own bookkeeping: which builds exist, which one serves, where each stands.
+
+One row per build in ``agentlog_view_builds``. A build's ``position`` is the id of the
+last notification it applied, updated in the same transaction as its rows. A view has at
+most one ``active`` build (the one readers use) and at most one ``building`` build (a new
+version catching up); the swap happens in one transaction once the new build caught up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+
+ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
+
+metadata = MetaData()
+builds = Table(
+    "agentlog_view_builds",
+    metadata,
+    Column("build", Integer, primary_key=True, autoincrement=True),
+    Column("view", String(100), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("position", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of a view: its tables' suffix, version, status and position."""
+
+    build: int
+    view: str
+    version: int
+    status: str
+    position: int
+    error: str | None
+
+
+def builds_of(conn: Connection, view: str) -> list[Build]:
+    """The view's builds that are not retired, oldest first."""
+    query = select(builds).where(builds.c.view == view, builds.c.status != RETIRED)
+    return [Build(**row._mapping) for row in conn.execute(query.order_by(builds.c.build))]
+
+
+def find(conn: Connection, view: str, status: str) -> Build | None:
+    """The view's build in the given status, if any."""
+    return next((b for b in builds_of(conn, view) if b.status == status), None)
+
+
+def new_build(conn: Connection, view: str, version: int, status: str) -> Build:
+    """Register a new, empty build at position 0."""
+    values = {"view": view, "version": version, "status": status, "position": 0}
+    result = conn.execute(insert(builds).values(**values))
+    (build_id,) = result.inserted_primary_key or (None,)
+    assert build_id is not None
+    return Build(build=int(build_id), error=None, **values)  # type: ignore[arg-type]
+
+
+def advance(conn: Connection, build: int, old: int, new: int) -> bool:
+    """Move a build's position from ``old`` to ``new``; False if someone else moved it."""
+    query = update(builds).where(builds.c.build == build, builds.c.position == old)
+    return conn.execute(query.values(position=new, error=None)).rowcount == 1
+
+
+def set_status(conn: Connection, build: int, status: str) -> None:
+    """Change a build's status (activate, retire)."""
+    conn.execute(update(builds).where(builds.c.build == build).values(status=status))
+
+
+def record_error(conn: Connection, build: int, error: str) -> None:
+    """Remember why a build stopped, for ``agentlog projections status``."""
+    conn.execute(update(builds).where(builds.c.build == build).values(error=error))

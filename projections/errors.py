@@ -1,0 +1,27 @@
+"""Errors of the projections."""
+
+from __future__ import annotations
+
+from agentlog.domain import AgentError
+
+
+class ViewFailedError(AgentError):
+    """A view's handler failed: the view stops at its position; the log is untouched."""
+
+    def __init__(self, view: str, build: int, position: int, cause: Exception) -> None:
+        super().__init__(
+            f"view {view} (build {build}) stopped at position {position}: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.view = view
+        self.build = build
+        self.position = position
+        self.cause = cause
+
+
+class UnknownViewError(AgentError):
+    """No view has that name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no view named {name!r}; views: {', '.join(known)}")
+        self.name = name

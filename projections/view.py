@@ -1,0 +1,50 @@
+"""What a view is: tables of its own, built from events, one batch per transaction."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from sqlalchemy import Connection, MetaData, Table
+
+from agentlog.domain import Aggregate
+
+Positioned = tuple[int, Aggregate.Event]
+"""An event with its position (notification id) in the application's log."""
+
+
+class View(ABC):
+    """A read model that follows the agent log.
+
+    Subclasses declare ``name`` and ``version`` (bump it when the tables or the handling
+    change: the view is then rebuilt into fresh tables while the old ones keep serving),
+    define their tables for a build, and ``process`` a batch of events. ``process`` runs
+    in the same transaction that moves the view's position, so a batch is applied
+    exactly once or not at all.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+
+    def __init__(self, build: int) -> None:
+        self.build = build
+        self.metadata = MetaData()
+        self.define(self.metadata)
+
+    def table_name(self, part: str = "") -> str:
+        """The name of one of this build's tables."""
+        return f"agentlog_{self.name}{'_' + part if part else ''}_b{self.build}"
+
+    @abstractmethod
+    def define(self, metadata: MetaData) -> None:
+        """Define this build's tables on ``metadata`` (use :meth:`table_name`)."""
+
+    @abstractmethod
+    def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
+        """Apply a batch of events, in order, inside the caller's transaction."""
+
+    @property
+    def tables(self) -> list[Table]:
+        """This build's tables, in creation order."""
+        return list(self.metadata.sorted_tables)
