@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
-from agentlog.adapters.storage import sqlite_path
+from agentlog.adapters.storage import open_log, sqlite_path
 from agentlog.domain import AgentLog
 from agentlog.projections import DEFAULT_VIEWS, Projections
 
@@ -35,3 +35,27 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+class Store:
+    """An agent log and its views, opened together (the CLI's unit of work)."""
+
+    def __init__(self, log: AgentLog, views: Projections) -> None:
+        self.log = log
+        self.views = views
+
+    def close(self) -> None:
+        """Close the log and dispose of the views' connections."""
+        self.log.close()
+        self.views.engine.dispose()
+
+
+def open_store(
+    url: str, *, cipher_key: str | None = None, embedded: bool = True, catch_up: bool = True
+) -> Store:
+    """Open the log and its views; embedded views catch up now and after every save."""
+    log = open_log(url, cipher_key=cipher_key)
+    views = open_projections(log, url, embedded=embedded)
+    if catch_up:
+        views.catch_up_quietly()
+    return Store(log, views)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import Environment
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
@@ -32,6 +33,13 @@ class AgentLog(Application[UUID]):
         "TRANSCODER_TOPIC": "agentlog.adapters.mapper:JSONTranscoder",
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        """The library's environment; an interval of 0 turns the snapshot store off."""
+        environment = super().construct_env(name, env)
+        if environment.get("AGENTLOG_SNAPSHOT_INTERVAL") == "0":
+            environment["IS_SNAPSHOTTING_ENABLED"] = "n"
+        return environment
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
