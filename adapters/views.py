@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
@@ -44,6 +47,13 @@ class Store:
         self.log = log
         self.views = views
 
+    def waiter(self, seconds: float) -> Callable[[], None]:
+        """Wait for new events: LISTEN/NOTIFY on PostgreSQL, else sleep ``seconds``."""
+        channel = getattr(self.log.recorder, "channel_name", None)
+        if channel is None or self.views.engine.dialect.name != "postgresql":
+            return lambda: time.sleep(seconds)
+        return ListenWaiter(self.views.engine, channel, seconds)
+
     def close(self) -> None:
         """Close the log and dispose of the views' connections."""
         self.log.close()
@@ -59,3 +69,25 @@ def open_store(
     if catch_up:
         views.catch_up_quietly()
     return Store(log, views)
+
+
+class ListenWaiter:
+    """Wakes as soon as PostgreSQL says events were inserted, or after ``seconds``.
+
+    Notifications only shorten the wait: followers always re-read from their position,
+    so a missed or coalesced notification loses nothing (ids have gaps anyway).
+    """
+
+    def __init__(self, engine: Engine, channel: str, seconds: float) -> None:
+        import psycopg  # the 'postgres' extra; only needed on PostgreSQL
+        from psycopg import sql
+
+        self.seconds = seconds
+        url = engine.url.set(drivername="postgresql")
+        self.conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def __call__(self) -> None:
+        """Block until a notification arrives or the timeout passes."""
+        for _ in self.conn.notifies(timeout=self.seconds, stop_after=1):
+            pass

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
 from importlib.metadata import version as package_version
 
 import click
-from eventsourcing.domain import EventSourcingError
 
-from agentlog.adapters.storage import DEFAULT_URL, open_log
-from agentlog.cli import render
-from agentlog.domain import AgentConfig, AgentError, AgentLog, Policy
-
-
-class Settings:
-    """What the global options say; the log is opened only when a command needs it."""
-
-    def __init__(self, db: str, cipher_key: str | None) -> None:
-        self.db = db
-        self.cipher_key = cipher_key
-
-    @contextmanager
-    def log(self) -> Iterator[AgentLog]:
-        """Open the agent log; turn agentlog and storage errors into one-line errors."""
-        try:
-            yield open_log(self.db, cipher_key=self.cipher_key)
-        except AgentError as e:
-            raise click.ClickException(str(e)) from None
-        except EventSourcingError as e:
-            raise click.ClickException(f"storage: {e}") from None
-
-
-pass_settings = click.make_pass_decorator(Settings)
+from agentlog.adapters.storage import DEFAULT_URL
+from agentlog.cli import render, views
+from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain import AgentConfig, Phase, Policy
+from agentlog.projections import queries
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,14 +33,18 @@ pass_settings = click.make_pass_decorator(Settings)
 @click.pass_context
 def main(ctx: click.Context, db: str, cipher_key: str | None) -> None:
     """agentlog: the log is the agent."""
+    # A view that stops is reported when it is read (and by `projections status`),
+    # not as a log line in the middle of another command's output.
+    logging.getLogger("agentlog").addHandler(logging.NullHandler())
+    logging.getLogger("agentlog").propagate = False
     ctx.obj = Settings(db, cipher_key)
 
 
 @main.command()
 @pass_settings
 def init(settings: Settings) -> None:
-    """Create the store if it does not exist yet."""
-    with settings.log():
+    """Create the store and its views if they do not exist yet."""
+    with settings.store():
         click.echo(f"agent log ready at {settings.db}")
 
 
@@ -101,24 +84,27 @@ def new(
         tool_policies=_parse_policies(policies),
         default_policy=Policy(default_policy),
     )
-    with settings.log() as log:
-        agent_id = log.create_agent(name, config)
+    with settings.store() as store:
+        agent_id = store.log.create_agent(name, config)
         if goal is not None:
-            log.start_task(agent_id, goal)
+            store.log.start_task(agent_id, goal)
     click.echo(agent_id)
 
 
 @main.command(name="ls")
+@click.option(
+    "--status", type=click.Choice([p.value for p in Phase]), help="Only agents in this status."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
-def list_agents(settings: Settings, as_json: bool) -> None:
-    """List the agents in the store."""
-    with settings.log() as log:
-        agents = [log.get(agent_id) for agent_id in log.agent_ids()]
+def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
+    """List the agents (from the state view)."""
+    with settings.store() as store, store.views.engine.connect() as conn:
+        rows = queries.states(conn, store.views.table(conn, "state"), status)
     if as_json:
-        click.echo(render.dumps([render.agent_json(a) for a in agents]))
-    elif agents:
-        render.print_table(render.agent_table(agents))
+        click.echo(render.dumps([render.state_json(row) for row in rows]))
+    elif rows:
+        render.print_table(render.state_table(rows))
 
 
 @main.command()
@@ -127,9 +113,17 @@ def list_agents(settings: Settings, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> None:
-    """Show one agent (AGENT is its id or a unique prefix of it)."""
-    with settings.log() as log:
-        found = log.get(log.resolve(agent), version=version)
+    """Show one agent (AGENT is its id or a unique prefix of it).
+
+    The current state comes from the state view; --at replays the log to VERSION.
+    """
+    with settings.store() as store:
+        agent_id = store.log.resolve(agent)
+        if version is not None:
+            found = store.log.get(agent_id, version=version)
+        else:
+            with store.views.engine.connect() as conn:
+                found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:
@@ -148,6 +142,10 @@ def log(settings: Settings, agent: str, as_json: bool) -> None:
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
+
+
+main.add_command(views.audit)
+main.add_command(views.projections)
 
 
 def _parse_policies(items: tuple[str, ...]) -> dict[str, Policy]:

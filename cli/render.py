@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentlog.domain import Agent, AgentState
+from agentlog.projections import ViewStatus
 
 _BASE_FIELDS = {
     "originator_id",
@@ -31,11 +33,52 @@ def agent_json(agent: Agent) -> dict[str, JsonValue]:
     return {"id": str(agent.id), "version": agent.version, **state}
 
 
-def agent_table(agents: list[Agent]) -> Table:
-    """One row per agent: id, name, status, version, goal."""
-    table = Table("ID", "NAME", "STATUS", "VERSION", "GOAL", box=None)
-    for agent in agents:
-        table.add_row(str(agent.id), agent.name, agent.status, str(agent.version), agent.goal or "")
+def state_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per agent: id, name, status, steps, version, goal."""
+    table = Table("ID", "NAME", "STATUS", "STEPS", "VERSION", "GOAL", box=None)
+    for row in rows:
+        cells = (
+            row["agent_id"],
+            row["name"],
+            row["status"],
+            str(row["steps"]),
+            str(row["version"]),
+            row["goal"] or "",
+        )
+        table.add_row(*map(escape, cells))
+    return table
+
+
+def state_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A state-view row as JSON (pending approvals as a list)."""
+    data = {k: v for k, v in row.items() if k not in ("topic", "agent_id")}
+    pending = data.pop("pending_approvals")
+    return {
+        "id": row["agent_id"],
+        **data,
+        "pending_approvals": pending.split(",") if pending else [],
+    }
+
+
+def audit_table(rows: list[dict[str, Any]]) -> Table:
+    """The audit trail: when, who, what, with which tool, decided how, with what outcome."""
+    table = Table(
+        "POS", "TIME (UTC)", "AGENT", "V", "EVENT", "ACTOR", "TOOL", "DECISION", "OUTCOME", box=None
+    )
+    for row in rows:
+        cells = (
+            str(row["position"]),
+            row["time"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["agent_id"][:8],
+            str(row["version"]),
+            row["event_type"],
+            row["actor"],
+            row["tool"] or "",
+            (f"{row['decision']} by {row['approver']}" if row["approver"] else row["decision"])
+            or "",
+            row["outcome"] or "",
+        )
+        table.add_row(*map(escape, cells))
     return table
 
 
@@ -96,9 +139,46 @@ def dumps(value: Any) -> str:
 def _default(value: Any) -> str:
     if isinstance(value, UUID):
         return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
     raise TypeError(type(value).__name__)
 
 
 def dumps_line(value: Any) -> str:
     """Compact one-line JSON (for JSON Lines)."""
     return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def view_status(status: ViewStatus) -> dict[str, Any]:
+    """One view's position, lag, versions and error, as JSON."""
+    active, building = status.active, status.building
+    return {
+        "view": status.name,
+        "version": status.version,
+        "serving_version": active.version if active else None,
+        "position": active.position if active else None,
+        "head": status.head,
+        "lag": status.lag,
+        "rebuilding_at": building.position if building else None,
+        "error": (active.error if active else None) or (building.error if building else None),
+    }
+
+
+def view_status_table(rows: list[dict[str, Any]]) -> Table:
+    """The views' status as a table."""
+    table = Table("VIEW", "VERSION", "POSITION", "LAG", "REBUILDING", "ERROR", box=None)
+    for row in rows:
+        version = str(row["version"])
+        if row["serving_version"] not in (None, row["version"]):
+            version = f"{row['serving_version']} -> {row['version']}"
+        rebuilding = "" if row["rebuilding_at"] is None else f"at {row['rebuilding_at']}"
+        cells = (
+            row["view"],
+            version,
+            str(row["position"]),
+            str(row["lag"]),
+            rebuilding,
+            row["error"] or "",
+        )
+        table.add_row(*map(escape, cells))
+    return table

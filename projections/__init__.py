@@ -2,7 +2,7 @@
 
 from agentlog.projections.audit import AuditTrail
 from agentlog.projections.catalog import Build
-from agentlog.projections.errors import UnknownViewError, ViewFailedError
+from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewStoppedError
 from agentlog.projections.projections import Projections, ViewStatus
 from agentlog.projections.runnable import RunnableAgents
 from agentlog.projections.state import AgentStates
@@ -25,4 +25,5 @@ __all__ = [
     "View",
     "ViewFailedError",
     "ViewStatus",
+    "ViewStoppedError",
 ]

@@ -25,3 +25,15 @@ class UnknownViewError(AgentError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"no view named {name!r}; views: {', '.join(known)}")
         self.name = name
+
+
+class ViewStoppedError(AgentError):
+    """A view is read while it is stopped on a failure."""
+
+    def __init__(self, view: str, position: int, error: str) -> None:
+        super().__init__(
+            f"view {view} is stopped at position {position} ({error}); fix the cause, then "
+            f"`agentlog projections rebuild {view}`"
+        )
+        self.view = view
+        self.position = position

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table
 from agentlog.domain import AgentLog
 from agentlog.projections import catalog
 from agentlog.projections.catalog import ACTIVE, BUILDING, RETIRED, Build
-from agentlog.projections.errors import UnknownViewError, ViewFailedError
+from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewStoppedError
 from agentlog.projections.follower import (
     Follower,
     Progress,
@@ -122,8 +122,14 @@ class Projections:
             ]
 
     def table(self, conn: Connection, name: str, part: str = "") -> Table:
-        """The serving build's table, as it is in the database (reflected)."""
+        """The serving build's table, as it is in the database (reflected).
+
+        Raises :class:`ViewStoppedError` if the build stopped on a failure: a stopped
+        view would silently serve stale rows.
+        """
         build = self._build(name, ACTIVE)
+        if build.error:
+            raise ViewStoppedError(name, build.position, build.error)
         table_name = self.view_class(name)(build.build).table_name(part)
         return Table(table_name, MetaData(), autoload_with=conn)
 

@@ -1,0 +1,124 @@
+"""``agentlog audit`` and ``agentlog projections ...``: reading and running the views."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import partial
+
+import click
+from rich.progress import Progress, TaskID
+
+from agentlog.cli import render
+from agentlog.cli.settings import Settings, errors_as_messages, pass_settings
+from agentlog.projections import queries
+
+
+@click.command()
+@click.option("--agent", help="Only this agent (id or unique prefix).")
+@click.option("--tool", help="Only calls of this tool.")
+@click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
+@click.option(
+    "--decision",
+    type=click.Choice(["requested", "granted", "denied"]),
+    help="Only these decisions.",
+)
+@click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def audit(
+    settings: Settings,
+    agent: str | None,
+    tool: str | None,
+    actor: str | None,
+    decision: str | None,
+    since: datetime | None,
+    as_json: bool,
+) -> None:
+    """Who asked, what the model decided, which tool ran, who approved it, what came back."""
+    with settings.store() as store:
+        agent_id = str(store.log.resolve(agent)) if agent else None
+        where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
+        with store.views.engine.connect() as conn:
+            rows = queries.audit(conn, store.views.table(conn, "audit"), where)
+    if as_json:
+        click.echo(render.dumps([{**r, "time": r["time"].isoformat()} for r in rows]))
+    elif rows:
+        render.print_table(render.audit_table(rows))
+
+
+@click.group()
+def projections() -> None:
+    """Status, rebuild and followers of the views (state, audit, transcript, runnable)."""
+
+
+@projections.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def status(settings: Settings, as_json: bool) -> None:
+    """Position, lag and version of each view."""
+    with settings.store(catch_up=False) as store:
+        report = store.views.status()
+    rows = [render.view_status(s) for s in report]
+    if as_json:
+        click.echo(render.dumps(rows))
+    else:
+        render.print_table(render.view_status_table(rows))
+
+
+@projections.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
+@pass_settings
+def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
+    """Rebuild views from position 0 into fresh tables, then swap them in.
+
+    The old tables keep serving readers until the new ones have caught up.
+    """
+    if bool(names) == all_views:
+        raise click.UsageError("name the views to rebuild, or give --all")
+    with settings.store(catch_up=False) as store:
+        chosen = names or tuple(store.views.views)
+        for name in chosen:
+            store.views.view_class(name)  # unknown names fail before any work
+        with Progress() as bar:
+            for name in chosen:
+                task = bar.add_task(f"rebuild {name}", total=None)
+                build = store.views.rebuild(name, partial(_advance, bar, task))
+                bar.update(task, completed=build.position, total=max(build.position, 1))
+    click.echo(f"rebuilt: {', '.join(chosen)}")
+
+
+def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
+
+
+@projections.command()
+@click.argument("names", nargs=-1)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks at the log when idle.",
+)
+@click.option("--once", is_flag=True, help="Catch up once and exit.")
+@pass_settings
+def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> None:
+    """Follow the log: keep the named views (default: all) up to date, as a process."""
+    with settings.store(catch_up=False) as store:
+        for name in names:
+            store.views.view_class(name)
+        wait = store.waiter(poll)
+        while True:
+            with errors_as_messages():
+                store.views.catch_up(names)
+            if once:
+                return
+            wait()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC, as the log's are."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
