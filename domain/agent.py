@@ -54,6 +54,8 @@ class AgentState(BaseModel):
     last_error: str | None
     result: str | None
     head_hash: str
+    tool_failures: int = 0
+    model_failures: int = 0
 
 
 class Agent(Aggregate, ToolCallRules):
@@ -105,6 +107,39 @@ class Agent(Aggregate, ToolCallRules):
             agent.steps += 1
             agent.messages += 1
             agent.tokens = agent.tokens + self.usage
+            agent.model_failures = 0
+
+    class ModelFailed(Event):
+        """The model could not answer: HTTP error, timeout, output that is no decision."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ModelFailed@1"
+        model: str
+        kind: str
+        error: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.model_failures += 1
+            agent.last_error = f"{self.kind}: {self.error}"
+
+    class ToolCallRejected(Event):
+        """The model asked for a call that cannot be made: unknown tool, invalid arguments."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolCallRejected@1"
+        call_id: str
+        tool: str
+        reason: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.tool_failures += 1
+            agent.messages += 1
+            agent.last_error = self.reason
+
+    class LimitReached(Event):
+        """A limit stopped the run (max steps per run) or the task (failures, budget)."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.LimitReached@1"
+        limit: str
+        value: float
 
     class ToolCalled(Event):
         """A tool call was recorded, before anything runs."""
@@ -177,6 +212,7 @@ class Agent(Aggregate, ToolCallRules):
                 stage=CallStage.STARTED,
                 attempt=self.attempt,
                 idempotency_key=self.idempotency_key,
+                started_at=self.timestamp,
             )
 
     class ToolSucceeded(Event):
@@ -189,6 +225,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.close_call(self.call_id)
             agent.messages += 1
+            agent.tool_failures = 0
 
     class ToolFailed(Event):
         """The call ran and raised an error."""
@@ -200,6 +237,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.close_call(self.call_id)
             agent.messages += 1
+            agent.tool_failures += 1
             agent.last_error = self.error
 
     class ToolOutcomeUnknown(Event):
@@ -267,6 +305,7 @@ class Agent(Aggregate, ToolCallRules):
         self.steps, self.messages, self.compacted_through = 0, 0, 0
         self.tokens = TokenUsage()
         self.calls: dict[str, CallState] = {}
+        self.tool_failures, self.model_failures = 0, 0
 
     @classmethod
     def create(
@@ -345,6 +384,32 @@ class Agent(Aggregate, ToolCallRules):
             actor=actor or self.model_actor,
             caused_by=caused_by,
         )
+
+    def record_model_failure(self, kind: str, error: str, *, model: str) -> None:
+        """Record that the model could not answer (the agent can react to it)."""
+        self.check_running()
+        self.trigger_event(
+            self.ModelFailed, model=model, kind=kind, error=error, actor=f"model:{model}"
+        )
+
+    def reject_tool_call(
+        self, request: ToolCallRequest, reason: str, *, caused_by: int | None = None
+    ) -> None:
+        """Record that a requested call cannot be made; the model sees why."""
+        self.check_running()
+        self.trigger_event(
+            self.ToolCallRejected,
+            call_id=request.call_id,
+            tool=request.tool,
+            reason=reason,
+            actor="runtime",
+            caused_by=caused_by,
+        )
+
+    def reach_limit(self, limit: str, value: float, *, actor: str = "runtime") -> None:
+        """Record that a limit stopped the run or the task."""
+        self.check_running()
+        self.trigger_event(self.LimitReached, limit=limit, value=value, actor=actor)
 
     def compact(self, through_version: int, summary: str, *, summarizer: str) -> None:
         """Record that the context up to ``through_version`` is summarised."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -68,12 +69,20 @@ class CallStage(StrEnum):
 
 
 class AgentConfig(Frozen):
-    """How an agent is set up: its model, prompt and tool policies."""
+    """How an agent is set up: its model, prompt, tool policies and limits."""
 
     model: str = "scripted"
     system_prompt: str = ""
     tool_policies: dict[str, Policy] = Field(default_factory=dict)
     default_policy: Policy = Policy.ASK
+    max_steps: int | None = Field(default=None, ge=1)
+    """Model responses the task may take in all; None: no limit."""
+    max_tool_failures: int = Field(default=3, ge=1)
+    """Tool failures in a row (errors, rejected calls, timeouts) before the task fails."""
+    max_model_failures: int = Field(default=3, ge=1)
+    """Model failures in a row (HTTP errors, timeouts, bad output) before the task fails."""
+    tool_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a tool call may run; a started call older than this is taken to be dead."""
 
     def policy_for(self, tool: str) -> Policy:
         """The policy configured for a tool, or the default."""
@@ -124,3 +133,4 @@ class CallState(Frozen):
     idempotency_key: str = ""
     last_version: int
     approver: str | None = None
+    started_at: datetime | None = None

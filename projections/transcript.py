@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import singledispatch
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, delete, insert
 
-from agentlog.domain import Agent, Aggregate
+from agentlog.domain import Agent
+from agentlog.domain.messages import message_for, summary_message
+from agentlog.domain.ports import Message
 from agentlog.projections.view import Positioned, View
 
 
@@ -41,13 +42,8 @@ class Transcripts(View):
                 self._flush(conn, pending)
                 self._compact(conn, event)
             elif (message := message_for(event)) is not None:
-                pending.append(
-                    {
-                        "agent_id": str(event.originator_id),
-                        "seq": event.originator_version,
-                        **message,
-                    }
-                )
+                key = {"agent_id": str(event.originator_id), "seq": event.originator_version}
+                pending.append(key | _row(message))
         self._flush(conn, pending)
 
     def _flush(self, conn: Connection, pending: list[dict[str, Any]]) -> None:
@@ -64,61 +60,23 @@ class Transcripts(View):
                 self.rows.c.role != "system",
             )
         )
-        summary = {
-            "role": "user",
-            "content": f"[summary of the conversation so far]\n{event.summary}",
-        }
+        summary = _row(summary_message(event))
         conn.execute(
             insert(self.rows).values(agent_id=agent_id, seq=event.through_version, **summary)
         )
 
 
-@singledispatch
-def message_for(event: Aggregate.Event) -> dict[str, Any] | None:
-    """The chat message an event adds to the model's context, if any."""
-    return None
-
-
-@message_for.register
-def _(event: Agent.Created) -> dict[str, Any] | None:
-    prompt = event.config.system_prompt
-    return {"role": "system", "content": prompt} if prompt else None
-
-
-@message_for.register
-def _(event: Agent.TaskStarted) -> dict[str, Any] | None:
-    return {"role": "user", "content": event.goal}
-
-
-@message_for.register
-def _(event: Agent.UserMessageReceived) -> dict[str, Any] | None:
-    return {"role": "user", "content": event.text}
-
-
-@message_for.register
-def _(event: Agent.ModelResponded) -> dict[str, Any] | None:
-    calls = [{"id": c.call_id, "name": c.tool, "arguments": c.args} for c in event.tool_calls]
+def _row(message: Message) -> dict[str, Any]:
+    calls = [c.model_dump(mode="json") for c in message.tool_calls]
     return {
-        "role": "assistant",
-        "content": event.text,
+        "role": message.role,
+        "content": message.content,
         "tool_calls": json.dumps(calls) if calls else None,
+        "call_id": message.call_id,
     }
 
 
-@message_for.register
-def _(event: Agent.ToolSucceeded) -> dict[str, Any] | None:
-    return _tool(event.call_id, json.dumps(event.result, ensure_ascii=False))
-
-
-@message_for.register
-def _(event: Agent.ToolFailed) -> dict[str, Any] | None:
-    return _tool(event.call_id, f"error: {event.error}")
-
-
-@message_for.register
-def _(event: Agent.PermissionDenied) -> dict[str, Any] | None:
-    return _tool(event.call_id, f"denied by {event.approver}: {event.reason}".rstrip(": "))
-
-
-def _tool(call_id: str, content: str) -> dict[str, Any]:
-    return {"role": "tool", "content": content, "call_id": call_id}
+def message_from_row(row: Any) -> Message:
+    """A transcript row back as the message the model sees."""
+    calls = json.loads(row.tool_calls) if row.tool_calls else []
+    return Message(role=row.role, content=row.content, tool_calls=tuple(calls), call_id=row.call_id)

@@ -1,0 +1,86 @@
+"""The messages a model sees, derived from events: one definition for the transcript
+view and for replaying a transcript straight from the log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import singledispatch
+
+from agentlog.domain.agent import Agent
+from agentlog.domain.aggregate import Aggregate
+from agentlog.domain.ports import Message
+
+SUMMARY_PREFIX = "[summary of the conversation so far]\n"
+
+
+@singledispatch
+def message_for(event: Aggregate.Event) -> Message | None:
+    """The chat message an event adds to the model's context, if any."""
+    return None
+
+
+@message_for.register
+def _(event: Agent.Created) -> Message | None:
+    prompt = event.config.system_prompt
+    return Message(role="system", content=prompt) if prompt else None
+
+
+@message_for.register
+def _(event: Agent.TaskStarted) -> Message | None:
+    return Message(role="user", content=event.goal)
+
+
+@message_for.register
+def _(event: Agent.UserMessageReceived) -> Message | None:
+    return Message(role="user", content=event.text)
+
+
+@message_for.register
+def _(event: Agent.ModelResponded) -> Message | None:
+    return Message(role="assistant", content=event.text, tool_calls=event.tool_calls)
+
+
+@message_for.register
+def _(event: Agent.ToolSucceeded) -> Message | None:
+    return _tool(event.call_id, json.dumps(event.result, ensure_ascii=False))
+
+
+@message_for.register
+def _(event: Agent.ToolFailed) -> Message | None:
+    return _tool(event.call_id, f"error: {event.error}")
+
+
+@message_for.register
+def _(event: Agent.ToolCallRejected) -> Message | None:
+    return _tool(event.call_id, f"error: {event.reason}")
+
+
+@message_for.register
+def _(event: Agent.PermissionDenied) -> Message | None:
+    return _tool(event.call_id, f"denied by {event.approver}: {event.reason}".rstrip(": "))
+
+
+def summary_message(event: Agent.ContextCompacted) -> Message:
+    """What replaces the messages a compaction covers."""
+    return Message(role="user", content=SUMMARY_PREFIX + event.summary)
+
+
+def replay_transcript(events: Iterable[Aggregate.Event]) -> list[Message]:
+    """The model's messages from an agent's events (the log is the fallback source)."""
+    messages: dict[int, Message] = {}
+    for event in events:
+        if isinstance(event, Agent.ContextCompacted):
+            covered = [
+                v for v, m in messages.items() if v <= event.through_version and m.role != "system"
+            ]
+            for version in covered:
+                del messages[version]
+            messages[event.through_version] = summary_message(event)
+        elif (message := message_for(event)) is not None:
+            messages[event.originator_version] = message
+    return [messages[v] for v in sorted(messages)]
+
+
+def _tool(call_id: str, content: str) -> Message:
+    return Message(role="tool", content=content, call_id=call_id)
