@@ -161,6 +161,7 @@ class Agent(Aggregate, ToolCallRules):
                     policy=self.policy,
                     stage=CallStage.REQUESTED,
                     last_version=self.originator_version,
+                    called_version=self.originator_version,
                 )
             }
 

@@ -151,6 +151,12 @@ class AgentLog(Application[UUID]):
         yield first
         yield from events
 
+    def call_args(self, agent_id: UUID, called_version: int) -> dict[str, JsonValue]:
+        """The arguments a tool call was recorded with (from its ToolCalled event)."""
+        (event,) = self.events.get(agent_id, gt=called_version - 1, lte=called_version)
+        args: dict[str, JsonValue] = event.args  # type: ignore[attr-defined]
+        return args
+
     def resolve(self, ref: str) -> UUID:
         """The id of the one agent whose id is ``ref`` or starts with it."""
         try:

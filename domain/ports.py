@@ -81,11 +81,30 @@ class Model(Protocol):
 class Tool(Protocol):
     """Something the agent can do, typed, with an effect class and a permission policy."""
 
-    name: str
-    description: str
-    args_model: type[BaseModel]
-    effect: EffectClass
-    policy: Policy
+    @property
+    def name(self) -> str:
+        """How the model calls it."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What the model is told it does."""
+        ...
+
+    @property
+    def args_model(self) -> type[BaseModel]:
+        """The pydantic model its arguments must validate against."""
+        ...
+
+    @property
+    def effect(self) -> EffectClass:
+        """What re-running it does to the world."""
+        ...
+
+    @property
+    def policy(self) -> Policy:
+        """Whether it may run without a person's grant (config may override)."""
+        ...
 
     def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
         """Do it. Raise to report a failure (it is recorded, not fatal)."""

@@ -132,5 +132,7 @@ class CallState(Frozen):
     attempt: int = 0
     idempotency_key: str = ""
     last_version: int
+    called_version: int = 0
+    """The version of the ToolCalled event (where the arguments are)."""
     approver: str | None = None
     started_at: datetime | None = None

@@ -1,0 +1,61 @@
+"""Deterministic models for tests and the demo: no network, no key.
+
+A worker is stateless, so a scripted model decides from its context alone: the n-th
+decision of the script answers a context holding n-1 assistant messages. Any worker,
+in any process, after any crash, gives the same answer to the same transcript.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from agentlog.domain.ports import Context, Decision, ModelCallError
+
+_DECISIONS = TypeAdapter(list[Decision])
+
+
+class ScriptedModel:
+    """Answers the n-th model turn with the n-th decision of a script."""
+
+    def __init__(self, decisions: Sequence[Decision], name: str = "scripted") -> None:
+        self.decisions = list(decisions)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The model id recorded with each response."""
+        return self._name
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ScriptedModel:
+        """A script from a JSON file: a list of decisions (text, tool_calls, done, usage)."""
+        data = json.loads(Path(path).read_text())
+        return cls(_DECISIONS.validate_python(data), name=f"scripted:{Path(path).name}")
+
+    def decide(self, context: Context) -> Decision:
+        """The decision for this turn; past the end of the script, an error."""
+        turn = sum(1 for m in context.messages if m.role == "assistant")
+        if turn >= len(self.decisions):
+            raise ModelCallError("script_exhausted", f"the script has {len(self.decisions)} turns")
+        return self.decisions[turn]
+
+
+class FunctionModel:
+    """A model that is a Python function of the context."""
+
+    def __init__(self, decide: Callable[[Context], Decision], name: str = "function") -> None:
+        self._decide = decide
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The model id recorded with each response."""
+        return self._name
+
+    def decide(self, context: Context) -> Decision:
+        """Call the function."""
+        return self._decide(context)

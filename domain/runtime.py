@@ -1,0 +1,362 @@
+"""Advancing an agent by one step: load, decide the single next thing, record, save.
+
+Every start is a recovery: the same decision procedure handles a fresh agent and one
+whose last worker was killed mid-tool. The order inside a step is what makes tool side
+effects happen at most once: a call is recorded as requested before anything runs, a
+call under policy 'ask' waits for a grant bound to its arguments, and a call is saved
+as started before its tool runs. A started call found later without an outcome is
+handled by its effect class: pure and idempotent calls run again with the same
+idempotency key; a side-effecting call is never re-run blindly: its outcome is recorded
+as unknown and the tool's ``reconcile`` (or a person) decides.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+from pydantic import JsonValue, ValidationError
+
+from agentlog.domain.agent import Agent
+from agentlog.domain.application import AgentLog
+from agentlog.domain.errors import AgentError
+from agentlog.domain.messages import replay_transcript
+from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool, ToolSpec
+from agentlog.domain.values import (
+    CallStage,
+    CallState,
+    EffectClass,
+    Frozen,
+    Policy,
+    ToolCallRequest,
+)
+
+RACE_RETRIES = 5
+
+
+class StepKind(StrEnum):
+    """What one call of ``advance`` did."""
+
+    MODEL = "model"  # asked the model; recorded its response (and calls)
+    MODEL_FAILED = "model_failed"  # the model could not answer; recorded
+    TOOL = "tool"  # ran a tool call; recorded its result or error
+    ASKED = "asked"  # asked a person for permission
+    DENIED = "denied"  # a call was denied by policy
+    RECONCILED = "reconciled"  # settled a call whose outcome was unknown
+    UNKNOWN = "unknown"  # found a dead side-effecting call: outcome recorded as unknown
+    LIMIT = "limit"  # a limit ended the task
+    WAITING = "waiting"  # nothing to do until a person decides
+    BLOCKED = "blocked"  # an unknown outcome needs a person
+    BUSY = "busy"  # another worker is running a call of this agent
+    FINISHED = "finished"  # the task is over (or was never started)
+
+
+STOPS = {StepKind.WAITING, StepKind.BLOCKED, StepKind.BUSY, StepKind.FINISHED}
+
+
+class Step(Frozen):
+    """The outcome of one ``advance``."""
+
+    kind: StepKind
+    agent_id: UUID
+    version: int
+    detail: str = ""
+
+    @property
+    def progressed(self) -> bool:
+        """Whether the step recorded something (else the agent waits for someone)."""
+        return self.kind not in STOPS
+
+
+class TranscriptSource(Protocol):
+    """Where the model's messages come from (the transcript view, or the log)."""
+
+    def messages(self, agent: Agent) -> list[Message]:
+        """The agent's messages as of its current version."""
+        ...
+
+
+class LogTranscript:
+    """Messages replayed from the log: always right, O(history) per call."""
+
+    def __init__(self, log: AgentLog) -> None:
+        self.log = log
+
+    def messages(self, agent: Agent) -> list[Message]:
+        """Replay the agent's events into messages."""
+        return replay_transcript(self.log.events_of(agent.id))
+
+
+class Runtime:
+    """Advances agents one step at a time with a model and tools; stateless between steps."""
+
+    def __init__(
+        self,
+        log: AgentLog,
+        model: Model,
+        tools: Mapping[str, Tool],
+        *,
+        worker_id: str,
+        transcripts: TranscriptSource | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.log, self.model, self.tools, self.worker_id = log, model, dict(tools), worker_id
+        self.transcripts = transcripts or LogTranscript(log)
+        self.now = now
+
+    def advance(self, agent_id: UUID) -> Step:
+        """Load the agent, do the single next thing, save. Losing a race re-decides."""
+        for _ in range(RACE_RETRIES):
+            agent = self.log.get(agent_id)
+            try:
+                return self._next(agent)
+            except IntegrityError:
+                continue  # another worker saved first: reload and decide again
+        return self._step(self.log.get(agent_id), StepKind.BUSY, "lost too many races")
+
+    def run(
+        self, agent_id: UUID, max_steps: int, on_step: Callable[[Step], None] | None = None
+    ) -> Step:
+        """Advance until the agent waits, is blocked, finishes, or ``max_steps`` were taken."""
+        step = self._step(self.log.get(agent_id), StepKind.FINISHED)
+        for _ in range(max_steps):
+            step = self.advance(agent_id)
+            if on_step:
+                on_step(step)
+            if not step.progressed:
+                return step
+        agent = self.log.get(agent_id)
+        if agent.status.value == "running":
+            agent.reach_limit("max_steps_per_run", max_steps, actor=self.actor)
+            self.log.save(agent)
+            return self._step(agent, StepKind.LIMIT, f"run stopped after {max_steps} steps")
+        return step
+
+    @property
+    def actor(self) -> str:
+        """How this worker appears in the log."""
+        return f"worker:{self.worker_id}"
+
+    def _next(self, agent: Agent) -> Step:
+        if agent.status.value != "running":
+            return self._step(agent, StepKind.FINISHED, agent.status.value)
+        for call_id, call in agent.calls.items():
+            step = self._handle_call(agent, call_id, call)
+            if step is not None:
+                return step
+        stages = {c.stage for c in agent.calls.values()}
+        if CallStage.AWAITING_PERMISSION in stages:
+            return self._step(agent, StepKind.WAITING, ", ".join(agent.awaiting_permission))
+        if CallStage.OUTCOME_UNKNOWN in stages:
+            return self._step(agent, StepKind.BLOCKED, "a side effect's outcome is unknown")
+        if CallStage.STARTED in stages:
+            return self._step(agent, StepKind.BUSY, "a tool call is running elsewhere")
+        return self._ask_model(agent)
+
+    def _handle_call(self, agent: Agent, call_id: str, call: CallState) -> Step | None:
+        if call.stage is CallStage.REQUESTED:
+            return self._requested(agent, call_id, call)
+        if call.stage is CallStage.GRANTED:
+            return self._run_call(agent, call_id, call)
+        if call.stage is CallStage.STARTED and self._is_dead(agent, call):
+            return self._recover(agent, call_id, call)
+        if call.stage is CallStage.OUTCOME_UNKNOWN:
+            return self._reconcile(agent, call_id, call)
+        return None
+
+    def _requested(self, agent: Agent, call_id: str, call: CallState) -> Step:
+        if call.policy is Policy.DENY:
+            agent.deny(call_id, approver="policy", reason=f"{call.tool} is denied by policy")
+            self.log.save(agent)
+            return self._step(agent, StepKind.DENIED, call_id)
+        if call.policy is Policy.ASK:
+            agent.request_permission(call_id, actor=self.actor)
+            self.log.save(agent)
+            return self._step(agent, StepKind.ASKED, call_id)
+        return self._run_call(agent, call_id, call)
+
+    def _is_dead(self, agent: Agent, call: CallState) -> bool:
+        timeout = timedelta(seconds=agent.config.tool_timeout)
+        return call.started_at is None or self.now() - call.started_at > timeout
+
+    def _recover(self, agent: Agent, call_id: str, call: CallState) -> Step:
+        if call.effect is EffectClass.SIDE_EFFECTING:
+            agent.mark_outcome_unknown(call_id, actor=self.actor)
+            self.log.save(agent)
+            return self._step(agent, StepKind.UNKNOWN, call_id)
+        return self._run_call(agent, call_id, call)  # same idempotency key, next attempt
+
+    def _reconcile(self, agent: Agent, call_id: str, call: CallState) -> Step | None:
+        tool = self.tools.get(call.tool)
+        happened = tool.reconcile(call.idempotency_key) if tool is not None else None
+        if happened is None:
+            return None  # a person decides (agentlog resolve ...); other calls may go on
+        if happened:
+            agent.succeed(call_id, {"reconciled": True}, actor=self.actor)
+            self.log.save(agent)
+            return self._step(agent, StepKind.RECONCILED, f"{call_id}: it had happened")
+        return self._run_call(agent, call_id, call)  # it did not happen: run it now
+
+    def _run_call(self, agent: Agent, call_id: str, call: CallState) -> Step:
+        tool = self.tools.get(call.tool)
+        args = self.log.call_args(agent.id, call.called_version)
+        agent.start_tool(call_id, worker_id=self.worker_id)
+        self.log.save(agent)  # saved before the tool runs: this is the claim on the call
+        key = agent.calls[call_id].idempotency_key
+        outcome = run_tool(tool, call.tool, args, key, agent.config.tool_timeout)
+        return self._record_outcome(agent.id, call_id, call.effect, outcome)
+
+    def _record_outcome(
+        self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
+    ) -> Step:
+        for _ in range(RACE_RETRIES):  # re-record the result, never re-run the tool
+            agent = self.log.get(agent_id)
+            try:
+                if outcome.timed_out and effect is EffectClass.SIDE_EFFECTING:
+                    agent.mark_outcome_unknown(call_id, actor=self.actor)
+                elif outcome.error is not None:
+                    agent.fail_tool(call_id, outcome.error, actor=self.actor)
+                else:
+                    agent.succeed(call_id, outcome.result, actor=self.actor)
+                self.log.save(agent)
+            except IntegrityError:
+                continue
+            except AgentError as e:  # another worker took the call over (it looked dead)
+                return self._step(agent, StepKind.BUSY, f"{call_id}: {e}")
+            return self._limit(agent) or self._step(
+                agent, StepKind.TOOL, f"{call_id}: {outcome.summary}"
+            )
+        return self._step(self.log.get(agent_id), StepKind.BUSY, "lost too many races")
+
+    def _ask_model(self, agent: Agent) -> Step:
+        if (limited := self._limit(agent)) is not None:
+            return limited
+        context = Context(
+            agent_id=agent.id,
+            goal=agent.goal or "",
+            messages=tuple(self.transcripts.messages(agent)),
+            tools=tuple(tool_spec(t) for t in self.tools.values()),
+        )
+        try:
+            decision = self.model.decide(context)
+            agent.record_model_response(
+                decision.text,
+                model=self.model.name,
+                tool_calls=decision.tool_calls,
+                usage=decision.usage,
+            )
+        except (ModelCallError, AgentError, ValidationError) as e:
+            return self._model_failed(agent, e)
+        except Exception as e:  # a model adapter's bug must not crash a worker
+            return self._model_failed(agent, ModelCallError("error", f"{type(e).__name__}: {e}"))
+        self._record_calls(agent, decision.tool_calls)
+        if decision.done and not decision.tool_calls:
+            agent.complete(decision.text, actor=f"model:{self.model.name}")
+        self.log.save(agent)
+        return self._step(agent, StepKind.MODEL, decision.text[:80])
+
+    def _record_calls(self, agent: Agent, calls: tuple[ToolCallRequest, ...]) -> None:
+        response = agent.version
+        for call in calls:
+            tool = self.tools.get(call.tool)
+            if tool is None:
+                agent.reject_tool_call(call, f"unknown tool {call.tool!r}", caused_by=response)
+                continue
+            try:
+                tool.args_model.model_validate(call.args)
+            except ValidationError as e:
+                reason = f"invalid arguments for {call.tool}: {_short(e)}"
+                agent.reject_tool_call(call, reason, caused_by=response)
+                continue
+            policy = agent.config.tool_policies.get(tool.name, tool.policy)
+            agent.call_tool(
+                call,
+                effect=tool.effect,
+                policy=policy,
+                actor=f"model:{self.model.name}",
+                caused_by=response,
+            )
+
+    def _model_failed(self, agent: Agent, error: Exception) -> Step:
+        agent = self.log.get(agent.id)  # drop anything half-recorded
+        kind = error.kind if isinstance(error, ModelCallError) else "bad_output"
+        message = error.message if isinstance(error, ModelCallError) else str(error)
+        agent.record_model_failure(kind, message, model=self.model.name)
+        self.log.save(agent)
+        return self._limit(agent) or self._step(agent, StepKind.MODEL_FAILED, f"{kind}: {message}")
+
+    def _limit(self, agent: Agent) -> Step | None:
+        """If a limit is reached, record it, fail the task and say so; else None."""
+        config, hit = agent.config, None
+        if agent.tool_failures >= config.max_tool_failures:
+            hit = ("max_tool_failures", config.max_tool_failures)
+        elif agent.model_failures >= config.max_model_failures:
+            hit = ("max_model_failures", config.max_model_failures)
+        elif config.max_steps is not None and agent.steps >= config.max_steps and not agent.calls:
+            hit = ("max_steps", config.max_steps)
+        if hit is None:
+            return None
+        agent.reach_limit(hit[0], hit[1], actor=self.actor)
+        agent.fail(f"limit reached: {hit[0]} = {hit[1]}", actor=self.actor)
+        self.log.save(agent)
+        return self._step(agent, StepKind.LIMIT, f"{hit[0]} = {hit[1]}")
+
+    def _step(self, agent: Agent, kind: StepKind, detail: str = "") -> Step:
+        return Step(kind=kind, agent_id=agent.id, version=agent.version, detail=detail)
+
+
+class Outcome(Frozen):
+    """What running a tool gave: a result, an error, or a timeout."""
+
+    result: JsonValue = None
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def summary(self) -> str:
+        """One line for the live view."""
+        return f"error: {self.error}" if self.error is not None else "ok"
+
+
+def run_tool(
+    tool: Tool | None, name: str, args: dict[str, JsonValue], key: str, timeout: float
+) -> Outcome:
+    """Run a tool with validated arguments, in a thread, within ``timeout`` seconds."""
+    if tool is None:
+        return Outcome(error=f"unknown tool {name!r}")
+    try:
+        parsed = tool.args_model.model_validate(args)
+    except ValidationError as e:
+        return Outcome(error=f"invalid arguments: {_short(e)}")
+    box: list[Outcome] = []
+
+    def target() -> None:
+        try:
+            box.append(Outcome(result=tool.run(parsed, key)))
+        except Exception as e:  # a tool's failure is an event, not a crash
+            box.append(Outcome(error=f"{type(e).__name__}: {e}"))
+
+    thread = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
+    return box[0]
+
+
+def tool_spec(tool: Tool) -> ToolSpec:
+    """What the model is told about a tool."""
+    return ToolSpec(
+        name=tool.name, description=tool.description, parameters=tool.args_model.model_json_schema()
+    )
+
+
+def _short(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in error.errors()
+    )
