@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import version as package_version
+from pathlib import Path
 
 import click
 
 from agentlog.adapters.storage import DEFAULT_URL
-from agentlog.cli import render, views
+from agentlog.adapters.worker import DEFAULT_SANDBOX
+from agentlog.cli import demo, render, runtime, views
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, Phase, Policy
 from agentlog.projections import queries
@@ -30,14 +32,22 @@ from agentlog.projections import queries
     default=None,
     help="AES key (base64) to encrypt stored events. Env: AGENTLOG_CIPHER_KEY.",
 )
+@click.option(
+    "--sandbox",
+    envvar="AGENTLOG_SANDBOX",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX,
+    show_default=True,
+    help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None) -> None:
+def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
     logging.getLogger("agentlog").addHandler(logging.NullHandler())
     logging.getLogger("agentlog").propagate = False
-    ctx.obj = Settings(db, cipher_key)
+    ctx.obj = Settings(db, cipher_key, sandbox)
 
 
 @main.command()
@@ -146,6 +156,16 @@ def log(settings: Settings, agent: str, as_json: bool) -> None:
 
 main.add_command(views.audit)
 main.add_command(views.projections)
+for command in (
+    runtime.step,
+    runtime.run,
+    runtime.approve,
+    runtime.deny,
+    runtime.settle,
+    runtime.worker,
+    demo.demo,
+):
+    main.add_command(command)
 
 
 def _parse_policies(items: tuple[str, ...]) -> dict[str, Policy]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentlog.domain import Agent, AgentState
+from agentlog.domain.runtime import Step
 from agentlog.projections import ViewStatus
 
 _BASE_FIELDS = {
@@ -128,7 +130,8 @@ def event_line(event: Any, width: int = 70) -> str:
 
 def print_table(table: Table) -> None:
     """Print a rich table to stdout, plain when not on a terminal."""
-    Console(soft_wrap=True).print(table)
+    width = None if sys.stdout.isatty() else 1000  # pipes get whole rows, not wrapped cells
+    Console(soft_wrap=True, width=width).print(table)
 
 
 def dumps(value: Any) -> str:
@@ -182,3 +185,8 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         )
         table.add_row(*map(escape, cells))
     return table
+
+
+def step_line(step: Step) -> str:
+    """One line per step for the live view."""
+    return f"{str(step.agent_id)[:8]}  v{step.version:<5} {step.kind:<12} {step.detail}"

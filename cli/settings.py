@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from eventsourcing.domain import EventSourcingError
@@ -11,15 +12,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
+from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.domain import AgentError, AgentLog
 
 
 class Settings:
     """What the global options say; the store is opened only when a command needs it."""
 
-    def __init__(self, db: str, cipher_key: str | None) -> None:
+    def __init__(self, db: str, cipher_key: str | None, sandbox: Path = DEFAULT_SANDBOX) -> None:
         self.db = db
         self.cipher_key = cipher_key
+        self.sandbox = sandbox
 
     @contextmanager
     def log(self) -> Iterator[AgentLog]:

@@ -100,6 +100,12 @@ class AgentLog(Application[UUID]):
         agent.deny(call_id, approver=approver, reason=reason)
         self.save(agent)
 
+    def settle(self, agent_id: UUID, call_id: str, *, happened: bool, by: str) -> None:
+        """A person decides a call whose outcome was unknown, having checked the world."""
+        agent = self.get(agent_id)
+        agent.settle(call_id, happened=happened, by=by)
+        self.save(agent)
+
     def record_result(self, agent_id: UUID, call_id: str, result: JsonValue) -> None:
         """Record a tool call's result."""
         agent = self.get(agent_id)

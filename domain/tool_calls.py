@@ -132,6 +132,14 @@ class ToolCallRules:
             self.ToolFailed, call_id=call_id, error=error, actor=actor, caused_by=call.last_version
         )
 
+    def settle(self, call_id: str, *, happened: bool, by: str) -> None:
+        """A person's decision on a call whose outcome is unknown."""
+        self._call_in(call_id, "settle", CallStage.OUTCOME_UNKNOWN)
+        if happened:
+            self.succeed(call_id, {"settled_by": by, "happened": True}, actor=by)
+        else:
+            self.fail_tool(call_id, f"settled by {by}: the effect did not happen", actor=by)
+
     def mark_outcome_unknown(self, call_id: str, *, actor: str = "worker") -> None:
         """Record that a started call left no outcome (found on resume)."""
         call = self._call_in(call_id, "mark the outcome unknown of", CallStage.STARTED)

@@ -1,0 +1,40 @@
+"""Model specs: the string in an agent's config names the model a worker builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentlog.adapters.scripted import ScriptedModel
+from agentlog.domain.errors import AgentError
+from agentlog.domain.ports import Model
+
+SPEC_HELP = "scripted:FILE (a JSON list of decisions) or openai:MODEL"
+
+
+class ModelSpecError(AgentError):
+    """A model spec agentlog cannot build a model from."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        super().__init__(f"model {spec!r}: {reason} (use {SPEC_HELP})")
+        self.spec = spec
+
+
+def check_spec(spec: str) -> str:
+    """The spec, if it has a known form (checked when an agent is created)."""
+    kind, _, rest = spec.partition(":")
+    if kind not in ("scripted", "openai") or not rest:
+        raise ModelSpecError(spec, "unknown form")
+    return spec
+
+
+def model_for(spec: str) -> Model:
+    """The model an agent's config names; scripted paths are relative to the cwd."""
+    kind, _, rest = check_spec(spec).partition(":")
+    if kind == "scripted":
+        path = Path(rest)
+        if not path.is_file():
+            raise ModelSpecError(spec, f"no script file {path}")
+        return ScriptedModel.from_file(path)
+    from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
+
+    return OpenAIChatModel.from_spec(rest)

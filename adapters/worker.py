@@ -1,0 +1,88 @@
+"""Workers: build a runtime for each agent from its config, and take work from the
+runnable view. Stateless between steps: kill one anywhere and another carries on."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from uuid import UUID
+
+from agentlog.adapters.models import model_for
+from agentlog.adapters.tools import ToolRegistry, builtin_tools
+from agentlog.adapters.views import Store
+from agentlog.domain.runtime import Runtime, Step, StepKind
+from agentlog.projections import queries
+from agentlog.projections.transcript_source import ViewTranscript
+
+DEFAULT_SANDBOX = Path(".agentlog/sandbox")
+
+
+def worker_id() -> str:
+    """host:pid, so the log says which process did what."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Advances agents of one store with their configured models and the given tools."""
+
+    def __init__(self, store: Store, tools: ToolRegistry | None = None, name: str | None = None):
+        self.store = store
+        self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
+        self.name = name or worker_id()
+        self.transcripts = ViewTranscript(store.views)
+
+    def runtime_for(self, agent_id: UUID) -> Runtime:
+        """A runtime with the model the agent's config names."""
+        model = model_for(self.store.log.get(agent_id).config.model)
+        return Runtime(
+            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+        )
+
+    def step(self, agent_id: UUID) -> Step:
+        """Advance one step."""
+        return self.runtime_for(agent_id).advance(agent_id)
+
+    def run(self, agent_id: UUID, max_steps: int, on_step: Callable[[Step], None]) -> Step:
+        """Advance until the agent waits, is blocked, finishes, or max_steps were taken."""
+        return self.runtime_for(agent_id).run(agent_id, max_steps, on_step)
+
+    def work(
+        self,
+        *,
+        poll: float,
+        exit_when_idle: bool,
+        on_step: Callable[[Step], None],
+        stop: threading.Event | None = None,
+        max_steps: int = 50,
+    ) -> None:
+        """Take runnable agents from the view, in random order, until stopped (or idle)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            agents = self.runnable()
+            random.shuffle(agents)  # several workers: fewer collisions
+            steps: list[Step] = []
+            for agent_id in agents:
+                self.run(agent_id, max_steps, partial(_record, steps, on_step))
+            if any(step.progressed for step in steps):
+                continue
+            busy = any(step.kind is StepKind.BUSY for step in steps)
+            if exit_when_idle and not busy:
+                return  # nothing runnable, and no call running elsewhere to wait for
+            stop.wait(poll)
+
+    def runnable(self) -> list[UUID]:
+        """Agents a worker may advance now (the runnable view, caught up first)."""
+        views = self.store.views
+        views.catch_up(["runnable"])
+        with views.engine.connect() as conn:
+            return queries.runnable(conn, views.table(conn, "runnable"))
+
+
+def _record(steps: list[Step], on_step: Callable[[Step], None], step: Step) -> None:
+    steps.append(step)
+    on_step(step)

@@ -1,0 +1,132 @@
+"""Running agents: step, run, approve, deny, settle, worker."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import click
+
+from agentlog.adapters.tools import builtin_tools
+from agentlog.adapters.worker import Worker
+from agentlog.cli import render
+from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain.runtime import Step
+
+
+@click.command()
+@click.argument("agent")
+@pass_settings
+def step(settings: Settings, agent: str) -> None:
+    """Advance AGENT by one step (ask the model, run a call, ...)."""
+    with settings.store() as store:
+        done = Worker(store, builtin_tools(settings.sandbox)).step(store.log.resolve(agent))
+    click.echo(render.step_line(done))
+
+
+@click.command()
+@click.argument("agent")
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Stop after this many steps (recorded as LimitReached).",
+)
+@pass_settings
+def run(settings: Settings, agent: str, max_steps: int) -> None:
+    """Advance AGENT until it is done, waits for a person, or is blocked."""
+    with settings.store() as store:
+        last = Worker(store, builtin_tools(settings.sandbox)).run(
+            store.log.resolve(agent), max_steps, _echo
+        )
+    if not last.progressed:
+        click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("call_id")
+@click.option("--by", "approver", default="user", show_default=True, help="Who approves.")
+@pass_settings
+def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None:
+    """Grant a waiting tool call, bound to the arguments it was recorded with."""
+    with settings.store() as store:
+        store.log.grant(store.log.resolve(agent), call_id, approver=approver)
+    click.echo(f"granted {call_id} (by {approver})")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("call_id")
+@click.option("--reason", required=True, help="Why (the model is told).")
+@click.option("--by", "approver", default="user", show_default=True, help="Who denies.")
+@pass_settings
+def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: str) -> None:
+    """Refuse a tool call that has not started; it never runs."""
+    with settings.store() as store:
+        store.log.deny(store.log.resolve(agent), call_id, approver=approver, reason=reason)
+    click.echo(f"denied {call_id} (by {approver})")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("call_id")
+@click.option(
+    "--happened/--did-not-happen",
+    required=True,
+    help="Whether the call's effect took place (you checked).",
+)
+@click.option("--by", "person", default="user", show_default=True, help="Who decides.")
+@pass_settings
+def settle(settings: Settings, agent: str, call_id: str, happened: bool, person: str) -> None:
+    """Decide a call whose outcome is unknown, after checking the world by hand."""
+    with settings.store() as store:
+        store.log.settle(store.log.resolve(agent), call_id, happened=happened, by=person)
+    click.echo(f"settled {call_id}: {'happened' if happened else 'did not happen'}")
+
+
+@click.command()
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to run side by side.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks for work when idle.",
+)
+@click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
+@pass_settings
+def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool) -> None:
+    """Advance every runnable agent, forever (or until idle), in one or more processes."""
+    if processes == 1:
+        _work(settings, poll, exit_when_idle)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    children = [
+        spawn.Process(target=_work, args=(settings, poll, exit_when_idle)) for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    failed = [c.exitcode for c in children if c.exitcode]
+    if failed:
+        raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
+
+
+def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
+    with settings.store() as store:
+        Worker(store, builtin_tools(settings.sandbox)).work(
+            poll=poll, exit_when_idle=exit_when_idle, on_step=_echo, stop=threading.Event()
+        )
+
+
+def _echo(done: Step) -> None:
+    click.echo(render.step_line(done))
