@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.domain.errors import AgentError
-from agentlog.domain.ports import Model
+from agentlog.domain.ports import Model, ModelCallError
 
 SPEC_HELP = "scripted:FILE (a JSON list of decisions) or openai:MODEL"
 
@@ -37,4 +37,7 @@ def model_for(spec: str) -> Model:
         return ScriptedModel.from_file(path)
     from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
 
-    return OpenAIChatModel.from_spec(rest)
+    try:
+        return OpenAIChatModel.from_spec(rest)
+    except ModelCallError as e:
+        raise ModelSpecError(spec, e.message) from None

@@ -3,6 +3,7 @@ runnable view. Stateless between steps: kill one anywhere and another carries on
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -15,11 +16,13 @@ from uuid import UUID
 from agentlog.adapters.models import model_for
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
+from agentlog.domain.errors import AgentError
 from agentlog.domain.runtime import Runtime, Step, StepKind
 from agentlog.projections import queries
 from agentlog.projections.transcript_source import ViewTranscript
 
 DEFAULT_SANDBOX = Path(".agentlog/sandbox")
+log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
@@ -67,7 +70,10 @@ class Worker:
             random.shuffle(agents)  # several workers: fewer collisions
             steps: list[Step] = []
             for agent_id in agents:
-                self.run(agent_id, max_steps, partial(_record, steps, on_step))
+                try:
+                    self.run(agent_id, max_steps, partial(_record, steps, on_step))
+                except AgentError as e:  # e.g. a model that cannot be built: skip that agent
+                    log.warning("agent %s: %s", agent_id, e)
             if any(step.progressed for step in steps):
                 continue
             busy = any(step.kind is StepKind.BUSY for step in steps)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
+from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, render, runtime, views
 from agentlog.cli.settings import Settings, pass_settings
-from agentlog.domain import AgentConfig, Phase, Policy
+from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.projections import queries
 
 
@@ -61,7 +62,7 @@ def init(settings: Settings) -> None:
 @main.command()
 @click.option("--name", required=True, help="A name for people to recognise the agent by.")
 @click.option("--goal", default=None, help="Start a task with this goal right away.")
-@click.option("--model", default="scripted", show_default=True, help="The model's id.")
+@click.option("--model", default=None, metavar="SPEC", help=f"The model: {SPEC_HELP}.")
 @click.option("--system-prompt", default="", help="The model's system prompt.")
 @click.option(
     "--policy",
@@ -82,14 +83,19 @@ def new(
     settings: Settings,
     name: str,
     goal: str | None,
-    model: str,
+    model: str | None,
     system_prompt: str,
     policies: tuple[str, ...],
     default_policy: str,
 ) -> None:
     """Create an agent and print its id."""
+    if model is not None:
+        try:
+            check_spec(model)
+        except AgentError as e:
+            raise click.BadParameter(str(e), param_hint="--model") from None
     config = AgentConfig(
-        model=model,
+        model=model or "none",
         system_prompt=system_prompt,
         tool_policies=_parse_policies(policies),
         default_policy=Policy(default_policy),

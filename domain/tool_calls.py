@@ -109,7 +109,8 @@ class ToolCallRules:
             call_id=call_id,
             attempt=call.attempt + 1,
             worker_id=worker_id,
-            idempotency_key=call.idempotency_key or f"{self.id}:{call_id}",
+            # Model-chosen call ids can repeat across turns; the ToolCalled version cannot.
+            idempotency_key=call.idempotency_key or f"{self.id}:{call.called_version}:{call_id}",
             actor=f"worker:{worker_id}",
             caused_by=call.last_version,
         )
