@@ -40,13 +40,13 @@ def test_init_creates_the_store(cli: CliRunner, sqlite_url: str) -> None:
 
 
 def test_new_prints_the_id_of_a_running_agent(cli: CliRunner, sqlite_url: str) -> None:
-    agent_id = new_agent(cli, "--policy", "rm=deny", "--model", "m1")
+    agent_id = new_agent(cli, "--policy", "rm=deny", "--model", "openai:m1")
     agent = open_log(sqlite_url).get(open_log(sqlite_url).resolve(agent_id))
     assert (agent.name, agent.goal, agent.status, agent.config.model) == (
         "scribe",
         "write",
         "running",
-        "m1",
+        "openai:m1",
     )
     assert agent.config.tool_policies == {"rm": "deny"}
 
@@ -129,6 +129,12 @@ def test_wrong_usage_exits_2(cli: CliRunner, args: tuple[str, ...]) -> None:
     result = run(cli, *args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_unknown_model_spec_is_a_usage_error(cli: CliRunner) -> None:
+    result = run(cli, "new", "--name", "x", "--model", "gpt-4o")
+    assert result.exit_code == 2
+    assert "scripted:FILE" in result.output
 
 
 def test_bad_storage_url_is_an_error_with_exit_code_1(cli: CliRunner) -> None:
