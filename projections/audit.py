@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -39,7 +40,7 @@ class AuditTrail(View):
     """Every event as an audit row, with the tool and args hash of its call filled in."""
 
     name: ClassVar[str] = "audit"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: index on (agent_id, call_id) for the call lookup
 
     def define(self, metadata: MetaData) -> None:
         """One append-only table with an index per query dimension."""
@@ -60,6 +61,7 @@ class AuditTrail(View):
             Column("outcome", String(20), nullable=True),
             Column("detail", Text, nullable=True),
         )
+        Index(f"{self.table_name()}_call", self.rows.c.agent_id, self.rows.c.call_id)
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Insert one row per event, in one statement for the batch."""

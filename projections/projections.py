@@ -52,6 +52,7 @@ class Projections:
     ) -> None:
         self.app, self.engine, self.batch_size = app, engine, batch_size
         self.views = {cls.name: cls for cls in views}
+        self._tables: dict[str, Table] = {}
         self.setup()
 
     def setup(self) -> None:
@@ -131,7 +132,9 @@ class Projections:
         if build.error:
             raise ViewStoppedError(name, build.position, build.error)
         table_name = self.view_class(name)(build.build).table_name(part)
-        return Table(table_name, MetaData(), autoload_with=conn)
+        if table_name not in self._tables:  # a build's tables never change: reflect once
+            self._tables[table_name] = Table(table_name, MetaData(), autoload_with=conn)
+        return self._tables[table_name]
 
     def view_class(self, name: str) -> type[View]:
         """The view class with that name."""
