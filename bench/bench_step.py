@@ -1,0 +1,1417 @@
+"""Step benchmark: the framework's overhead per worker step as an agent's history grows.
+
+For each history length N, write one agent of about N events to a fresh SQLite file (in
+big batches, snapshots at the default interval, a compaction every 50 steps like an agent
+that keeps its context short; and a second file without compactions), then time real
+``Runtime.advance`` steps with a model that decides at once (one call of a no-op pure
+tool, policy allow) and that no-op tool. Each step is a model step or a tool step. Three
+configurations:
+
+* ``worker``: the production path, built as ``Worker`` builds it: ``open_store`` (embedded
+  views that catch up after every save) and the transcript view as the model's context
+  (``ViewTranscript``), with a compaction recorded every 50 steps;
+* ``worker-nocompact``: the same on the history that never compacts, so the model's
+  context is the whole conversation: this shows where growth comes from;
+* ``bare``: the runtime on the log alone (no views); ``LogTranscript`` replays the
+  agent's whole log for every model step, so this one is O(history) by construction.
+
+Each step's time is split into load, context, model, save and views (timers around
+those calls), and a few further steps are profiled with cProfile at the smallest and the
+largest N. In the same run, a raw ``sqlite3`` floor, right after each timed step: one
+transaction inserting the rows that step stored (the same bytes) plus a read of the
+latest rows, on a table like eventsourcing's with its connection settings, holding the
+same N-row history.
+
+The results replace this benchmark's own section of ``docs/benchmarks.md`` (between
+marker comments, appended if missing); the rest of the file is left as it is::
+
+    .venv/bin/python bench/bench_step.py [--lengths 100,1000,10000,100000]
+        [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import inspect
+import itertools
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import CodeType
+from typing import ClassVar, ParamSpec, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, JsonValue
+from sqlalchemy import Engine, event
+
+from agentlog.adapters.scripted import FunctionModel
+from agentlog.adapters.storage import open_log
+from agentlog.adapters.tools import ToolRegistry
+from agentlog.adapters.views import open_store
+from agentlog.adapters.worker import Worker
+from agentlog.domain.agent import Agent
+from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
+from agentlog.domain.ports import Context, Decision
+from agentlog.domain.runtime import Runtime, Step, StepKind
+from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.projections import Projections
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_LENGTHS = (100, 1_000, 10_000, 100_000)
+DEFAULT_STEPS = 100  # timed steps per configuration and length (at most)
+DEFAULT_BUDGET_S = 25.0  # ... or fewer, once this many seconds went into timed steps
+DEFAULT_PROFILE_STEPS = 20  # profiled steps at the smallest and the largest length
+MIN_STEPS = 4  # timed steps even past the budget (two model steps, two tool steps)
+WARM_UP_STEPS = 2  # untimed steps before timing (O(history) configurations are slow)
+COMPACT_EVERY = 50  # steps between two compactions, as an agent keeping its context short
+BATCH_EVENTS = 1_000  # events per save while writing a history
+FLOOR_WARM_UP = 4  # untimed floor steps
+FLAT_RATIO = 2.0  # value at the largest N over the lowest: below this reads as flat
+GROWTH_RATIO = 1.5  # a part or function this many times its cost at the smallest N grew
+TOP_FUNCTIONS = 6  # rows per profile table
+TOP_GROWING = 4  # growing functions named in the reading
+TOP_STATEMENTS = 3  # rows per SQL table
+TOP_GROWING_SQL = 2  # growing statements named in the reading
+SQL_WIDTH = 200  # characters of a statement shown
+SIGNIFICANT = 0.05  # growth smaller than this share of a step is not called growth
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+MARK_START = "<!-- bench_step:start -->"
+MARK_END = "<!-- bench_step:end -->"
+PACKAGE_ROOT = Path(inspect.getfile(Projections)).resolve().parent.parent
+THIS_FILE = str(Path(__file__).resolve())
+
+MODEL = "bench"
+WORKER = "bench-worker"
+SUMMARIZER = "bench-summarizer"
+NOOP = "noop"
+SYSTEM_PROMPT = "You migrate modules off the old config loader, one module at a time."
+GOAL = "Find every module that still imports the old config loader and migrate it."
+MODEL_TEXT = (
+    "I'll look at the next module to see whether it still uses the old config loader; "
+    "if it does, I will rewrite the import and the call sites, then run its tests."
+)
+SUMMARY = (
+    "Migrated the modules checked so far off the old config loader; each one's tests pass. "
+    "Next: keep going through the package in alphabetical order."
+)
+PARTS = ("load", "context", "model", "save", "views")
+
+
+# --- the agent, its model and its tool ----------------------------------------------
+
+
+class NoArgs(BaseModel):
+    """No arguments."""
+
+
+class NoopTool:
+    """A pure tool, allowed by policy, that does nothing at all."""
+
+    name = NOOP
+    description = "Does nothing and returns nothing (a benchmark's tool)."
+    args_model: ClassVar[type[BaseModel]] = NoArgs
+    effect = EffectClass.PURE
+    policy = Policy.ALLOW
+
+    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
+        """Nothing."""
+        return None
+
+    def reconcile(self, idempotency_key: str) -> bool | None:
+        """Nothing to reconcile."""
+        return None
+
+
+class InstantModel:
+    """Decides at once: a fixed text and one call of the no-op tool; counts its context."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.calls = itertools.count()
+        self.context_sizes: list[int] = []
+
+    def decide(self, context: Context) -> Decision:
+        """The next call, with a call id unique to this run."""
+        self.context_sizes.append(len(context.messages))
+        call = ToolCallRequest(call_id=f"{self.prefix}-{next(self.calls)}", tool=NOOP, args={})
+        return Decision(text=MODEL_TEXT, tool_calls=(call,))
+
+
+def new_agent() -> Agent:
+    """A fresh agent with a running task, configured as the timed steps expect."""
+    config = AgentConfig(
+        model=MODEL, system_prompt=SYSTEM_PROMPT, tool_policies={NOOP: Policy.ALLOW}
+    )
+    agent = Agent.create("bench", config)
+    agent.start_task(GOAL)
+    return agent
+
+
+def record_round(agent: Agent, call_id: str) -> None:
+    """One model step and one tool step, as the runtime records them (same events)."""
+    call = ToolCallRequest(call_id=call_id, tool=NOOP, args={})
+    agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
+    response = agent.version
+    agent.call_tool(
+        call,
+        effect=EffectClass.PURE,
+        policy=Policy.ALLOW,
+        actor=f"model:{MODEL}",
+        caused_by=response,
+    )
+    agent.start_tool(call_id, worker_id=WORKER)
+    agent.succeed(call_id, None, actor=f"worker:{WORKER}")
+
+
+def compact(agent: Agent) -> None:
+    """Summarise everything so far, as a summarizer would."""
+    agent.compact(agent.version, SUMMARY, summarizer=SUMMARIZER)
+
+
+# --- histories ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """One stored agent of about N events."""
+
+    length: int
+    compacted: bool
+    path: Path
+    agent_id: UUID
+    events: int
+    compactions: int
+    build_s: float
+    views_s: float
+
+    @property
+    def url(self) -> str:
+        """Its agentlog storage URL."""
+        return f"sqlite:///{self.path}"
+
+
+def build_history(workdir: Path, length: int, *, compacted: bool) -> History:
+    """Write an agent of about ``length`` events, then let the views catch up (untimed).
+
+    Rounds of model + tool step are recorded with the Agent's commands and saved
+    ``BATCH_EVENTS`` events at a time (a snapshot when a save crosses the interval); with
+    ``compacted``, a compaction every ``COMPACT_EVERY`` steps. The history ends after a
+    whole round, so the next step is a model step.
+    """
+    path = workdir / f"{'compacted' if compacted else 'plain'}-{length}.db"
+    url = f"sqlite:///{path}"
+    started = time.perf_counter()
+    app = open_log(url)
+    try:
+        agent = new_agent()
+        app.save(agent)
+        saved, compactions = agent.version, 0
+        for round_ in itertools.count():
+            if agent.version >= length:
+                break
+            record_round(agent, f"h-{round_}")
+            if compacted and (round_ + 1) % (COMPACT_EVERY // 2) == 0:
+                compact(agent)
+                compactions += 1
+            if agent.version - saved >= BATCH_EVENTS:
+                app.save(agent)
+                saved = agent.version
+        app.save(agent)
+    finally:
+        app.close()
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    store = open_store(url)  # catches every view up to the end of the log
+    store.close()
+    views_s = time.perf_counter() - started
+    return History(length, compacted, path, agent.id, agent.version, compactions, build_s, views_s)
+
+
+# --- timing real steps --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way of running the runtime."""
+
+    key: str
+    label: str
+    views: bool
+    compacted: bool
+
+
+CONFIGS = (
+    Config("worker", "worker + compaction", views=True, compacted=True),
+    Config("worker-nocompact", "worker, no compaction", views=True, compacted=False),
+    Config("bare", "bare runtime (LogTranscript)", views=False, compacted=True),
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed step: its kind, total time, and time per part (µs)."""
+
+    kind: StepKind
+    total_us: float
+    parts: dict[str, float]
+    first_version: int  # the first version this step stored
+    last_version: int  # the last
+    context: int | None  # messages in the model's context (model steps only)
+
+    @property
+    def other_us(self) -> float:
+        """Time outside the timed parts: deciding, domain commands, the tool's thread."""
+        return self.total_us - sum(self.parts.values())
+
+
+@dataclass(frozen=True)
+class FunctionCost:
+    """One function's time per profiled step (µs), and its calls per step."""
+
+    own_us: float
+    cum_us: float
+    calls: float
+
+
+@dataclass(frozen=True)
+class StatementCost:
+    """One SQL statement's time and calls per profiled step, and its query plan."""
+
+    us: float
+    calls: float
+    plan: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """cProfile of some steps, per function label; and the views' SQL, per statement."""
+
+    steps: int
+    functions: dict[str, FunctionCost]
+    statements: dict[str, StatementCost] = field(default_factory=dict)
+
+
+class SqlTimer:
+    """Times each SQL statement run on an engine while ``active`` (cursor execute only)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.active = False
+        self.spent: dict[str, list[int]] = {}  # statement -> [ns, calls]
+        self.params: dict[str, tuple[object, ...]] = {}  # statement -> last parameters
+        self._started = 0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, *_: object) -> None:
+        self._started = time.perf_counter_ns()
+
+    def _after(
+        self,
+        _conn: object,
+        _cursor: object,
+        statement: str,
+        parameters: object,
+        _context: object,
+        executemany: bool,
+    ) -> None:
+        if not self.active:
+            return
+        spent = self.spent.setdefault(statement, [0, 0])
+        spent[0] += time.perf_counter_ns() - self._started
+        spent[1] += 1
+        if isinstance(parameters, tuple) and not executemany:
+            self.params[statement] = parameters
+
+    def costs(self, steps: int) -> dict[str, StatementCost]:
+        """Per statement: µs and calls per step, and SQLite's plan for its last parameters."""
+        costs = {}
+        with self.engine.connect() as conn:
+            for statement, (ns, calls) in self.spent.items():
+                params = self.params.get(statement)
+                plan = ""
+                if params is not None and self.engine.dialect.name == "sqlite":
+                    rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+                    plan = "; ".join(str(row[-1]) for row in rows)
+                costs[" ".join(statement.split())] = StatementCost(
+                    ns / 1_000 / steps, calls / steps, plan
+                )
+        return costs
+
+    def close(self) -> None:
+        """Stop listening."""
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+
+@dataclass
+class Run:
+    """One configuration at one history length."""
+
+    config: Config
+    history: History
+    events: int  # the agent's version when timing started
+    samples: list[Sample] = field(default_factory=list)
+    compaction_us: list[float] = field(default_factory=list)
+    floor_us: list[float] = field(default_factory=list)  # the raw floor, step by step
+    profile: Profile | None = None
+
+    def of_kind(self, kind: StepKind) -> list[float]:
+        """Total µs of the steps of one kind."""
+        return [s.total_us for s in self.samples if s.kind is kind]
+
+    @property
+    def totals(self) -> list[float]:
+        """Total µs of every timed step."""
+        return [s.total_us for s in self.samples]
+
+    @property
+    def rows_per_step(self) -> float:
+        """Events stored per step (what the floor writes per step)."""
+        return statistics.mean(s.last_version - s.first_version + 1 for s in self.samples)
+
+
+class Probe:
+    """Timers around the runtime's collaborators, read after each step."""
+
+    def __init__(self) -> None:
+        self.spent = dict.fromkeys((*PARTS, "save+views"), 0)
+
+    def wrap(self, part: str, function: Callable[P, R]) -> Callable[P, R]:
+        """``function``, adding the time of each call to ``part``."""
+
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = time.perf_counter_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[part] += time.perf_counter_ns() - start
+
+        return timed
+
+    def instrument(self, obj: object, attribute: str, part: str) -> None:
+        """Time a method of one object (the instance attribute shadows the method)."""
+        setattr(obj, attribute, self.wrap(part, getattr(obj, attribute)))
+
+    def reset(self) -> None:
+        """Start a new step."""
+        self.spent = dict.fromkeys(self.spent, 0)
+
+    def parts_us(self) -> dict[str, float]:
+        """This step's time per part in µs; a save's own time excludes the views."""
+        parts = {part: self.spent[part] / 1_000 for part in PARTS}
+        parts["save"] = (self.spent["save+views"] - self.spent["views"]) / 1_000
+        return parts
+
+
+class Rig:
+    """A runtime on a stored history, instrumented, with the compaction cadence."""
+
+    def __init__(
+        self,
+        config: Config,
+        history: History,
+        log: AgentLog,
+        runtime: Runtime,
+        model: InstantModel,
+        engine: Engine | None = None,
+    ) -> None:
+        self.config, self.history, self.log, self.runtime = config, history, log, runtime
+        self.model, self.agent_id, self.engine = model, history.agent_id, engine
+        self.probe = Probe()
+        self.profiler: cProfile.Profile | None = None  # set: steps are profiled
+        self.sql: SqlTimer | None = None  # set: the views' SQL is timed
+        for attribute in ("get", "call_args"):
+            self.probe.instrument(log, attribute, "load")
+        self.probe.instrument(log, "save", "save+views")
+        log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
+        self.probe.instrument(runtime.transcripts, "messages", "context")
+        self.probe.instrument(runtime.model, "decide", "model")
+        agent = log.get(self.agent_id)
+        self.version = agent.version
+        self.since_compaction = (agent.version - agent.compacted_through) // 2
+
+    def step(self) -> Sample:
+        """One timed ``advance``, split into parts by the probe."""
+        self.probe.reset()
+        if self.sql is not None:
+            self.sql.active = True
+        if self.profiler is not None:
+            self.profiler.enable()
+        start = time.perf_counter_ns()
+        try:
+            step = self.runtime.advance(self.agent_id)
+        finally:
+            total_us = (time.perf_counter_ns() - start) / 1_000
+            if self.profiler is not None:
+                self.profiler.disable()
+            if self.sql is not None:
+                self.sql.active = False
+        check_progress(step)
+        context = self.model.context_sizes[-1] if step.kind is StepKind.MODEL else None
+        sample = Sample(
+            step.kind, total_us, self.probe.parts_us(), self.version + 1, step.version, context
+        )
+        self.version = step.version
+        self.since_compaction += 1
+        return sample
+
+    def compact_if_due(self) -> float | None:
+        """After a tool step, every ``COMPACT_EVERY`` steps: record a compaction (µs)."""
+        if not self.config.compacted or self.since_compaction < COMPACT_EVERY:
+            return None
+        start = time.perf_counter_ns()
+        agent = self.log.get(self.agent_id)
+        if agent.calls:
+            return None  # a call is open: compact after its tool step
+        compact(agent)
+        self.log.save(agent)
+        self.version, self.since_compaction = agent.version, 0
+        return (time.perf_counter_ns() - start) / 1_000
+
+
+def check_progress(step: Step) -> None:
+    """Fail loudly unless the step was a model step or a tool step."""
+    if step.kind not in (StepKind.MODEL, StepKind.TOOL):
+        msg = f"expected a model or tool step, got {step.kind}: {step.detail}"
+        raise RuntimeError(msg)
+
+
+@contextmanager
+def rig_for(config: Config, history: History) -> Iterator[Rig]:
+    """The runtime of a configuration on a history, closed afterwards."""
+    instant = InstantModel(config.key)
+    model = FunctionModel(instant.decide, name=MODEL)
+    tools = ToolRegistry.of([NoopTool()])
+    if config.views:
+        store = open_store(history.url)
+        worker = Worker(store, tools=tools, name=WORKER)
+        runtime = Runtime(
+            store.log, model, worker.tools, worker_id=worker.name, transcripts=worker.transcripts
+        )
+        try:
+            yield Rig(config, history, store.log, runtime, instant, store.views.engine)
+        finally:
+            store.close()
+    else:
+        log = open_log(history.url)
+        try:
+            yield Rig(config, history, log, Runtime(log, model, tools, worker_id=WORKER), instant)
+        finally:
+            log.close()
+
+
+def take_steps(
+    rig: Rig,
+    most: int,
+    budget_s: float,
+    on_step: Callable[[Sample], None],
+    on_compaction: Callable[[float], None] = lambda _: None,
+    least: int = MIN_STEPS,
+) -> None:
+    """Whole rounds (model step, tool step) until ``most`` steps or the time budget is
+    spent, but at least ``least``."""
+    started, taken = time.perf_counter(), 0
+    while taken < most and (taken < least or time.perf_counter() - started < budget_s):
+        for _ in range(2):
+            on_step(rig.step())
+            taken += 1
+        compaction = rig.compact_if_due()
+        if compaction is not None:
+            on_compaction(compaction)
+
+
+def measure(
+    config: Config, history: History, opts: Options, workdir: Path, *, profiled: bool
+) -> Run:
+    """Warm up, time steps (each followed by a raw floor step), then maybe profile more."""
+    with rig_for(config, history) as rig:
+        take_steps(rig, WARM_UP_STEPS, 0, lambda _: None)
+        run = Run(config, history, rig.version)
+        floor = FloorRig(workdir / f"floor-{config.key}-{history.length}.db", history, run.events)
+
+        def timed(sample: Sample) -> None:
+            run.samples.append(sample)
+            run.floor_us.append(floor.follow(sample))
+
+        try:
+            gc.collect()
+            take_steps(rig, opts.steps, opts.budget_s, timed, run.compaction_us.append)
+        finally:
+            floor.close()
+        if profiled and opts.profile_steps:
+            run.profile = profile_steps(rig, opts.profile_steps, opts.budget_s / 2)
+    return run
+
+
+def profile_steps(rig: Rig, most: int, budget_s: float) -> Profile:
+    """cProfile of some steps, and their views' SQL (compactions are not profiled)."""
+    profiler = cProfile.Profile()
+    samples: list[Sample] = []
+    rig.profiler = profiler
+    rig.sql = SqlTimer(rig.engine) if rig.engine is not None else None
+    try:
+        take_steps(rig, most, budget_s, samples.append, least=2)
+        statements = rig.sql.costs(len(samples)) if rig.sql is not None else {}
+    finally:
+        rig.profiler = None
+        if rig.sql is not None:
+            rig.sql.close()
+        rig.sql = None
+    return Profile(len(samples), function_costs(profiler, len(samples)), statements)
+
+
+def function_costs(profiler: cProfile.Profile, steps: int) -> dict[str, FunctionCost]:
+    """Own and cumulative µs per step of every profiled function (not this file's)."""
+    costs: dict[str, FunctionCost] = {}
+    for entry in profiler.getstats():
+        code = entry.code
+        if isinstance(code, CodeType) and code.co_filename == THIS_FILE:
+            continue
+        label = label_of(code)
+        old = costs.get(label, FunctionCost(0, 0, 0))
+        costs[label] = FunctionCost(
+            old.own_us + entry.inlinetime * 1e6 / steps,
+            old.cum_us + entry.totaltime * 1e6 / steps,
+            old.calls + entry.callcount / steps,
+        )
+    return costs
+
+
+def label_of(code: CodeType | str) -> str:
+    """A short, stable name for a profiled function: file and qualified name."""
+    if not isinstance(code, CodeType):
+        return code  # a built-in, e.g. "<method 'commit' of 'sqlite3.Connection' objects>"
+    path = Path(code.co_filename)
+    name = code.co_qualname
+    if path.is_absolute() and path.resolve().is_relative_to(PACKAGE_ROOT):
+        relative = path.resolve().relative_to(PACKAGE_ROOT)
+        if relative.parts and relative.parts[0] != ".venv":
+            return f"agentlog/{relative.as_posix()}:{name}"
+    posix = path.as_posix()
+    if "site-packages/" in posix:
+        return f"{posix.split('site-packages/', 1)[1]}:{name}"
+    return f"{path.name}:{name}"
+
+
+def is_agentlog(label: str) -> bool:
+    """Whether a label names a function of agentlog itself."""
+    return label.startswith("agentlog/")
+
+
+# --- raw sqlite3 floor --------------------------------------------------------------
+
+# eventsourcing.sqlite's application recorder table (notification id = rowid).
+RAW_TABLE = (
+    "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, "
+    "originator_version INTEGER, topic TEXT, state BLOB, "
+    "PRIMARY KEY (originator_id, originator_version))"
+)
+RAW_INSERT = "INSERT INTO stored_events VALUES (?,?,?,?)"
+RAW_LATEST = (
+    "SELECT * FROM stored_events WHERE originator_id=? AND originator_version>? "
+    "ORDER BY originator_version ASC"
+)
+SOURCE_ROWS = (
+    "SELECT topic, state FROM stored_events WHERE originator_id IN (?, ?) "
+    "AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
+)
+
+
+def raw_connect(path: Path) -> sqlite3.Connection:
+    """A connection set up as eventsourcing.sqlite sets up its own (autocommit, WAL)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL;")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class FloorRig:
+    """Raw sqlite3 beside a run: after each timed agentlog step, the same writes.
+
+    Its own file holds the same history rows (topics and bytes copied from the agentlog
+    file); each floor step reads the latest rows (as many as it writes), then inserts
+    the rows the agentlog step stored, in one transaction.
+    """
+
+    def __init__(self, path: Path, history: History, version: int) -> None:
+        self.ids = (str(history.agent_id), history.agent_id.hex)
+        self.source = sqlite3.connect(history.path, timeout=30)  # reads agentlog's rows
+        self.conn = raw_connect(path)
+        self.oid = history.agent_id.hex
+        rows = self.rows(1, version)
+        if len(rows) != version:
+            msg = f"read {len(rows)} stored events, expected {version}"
+            raise RuntimeError(msg)
+        self.conn.execute(RAW_TABLE)
+        self.conn.execute("BEGIN")
+        self.conn.executemany(RAW_INSERT, [(self.oid, v, t, s) for v, (t, s) in enumerate(rows, 1)])
+        self.conn.commit()
+        self.version = version
+        for _ in range(FLOOR_WARM_UP):
+            self.step(rows[-2:])
+
+    def rows(self, first: int, last: int) -> list[tuple[str, bytes]]:
+        """Topic and state of the agent's stored events ``first`` to ``last``."""
+        found = self.source.execute(SOURCE_ROWS, (*self.ids, first, last)).fetchall()
+        return [(str(topic), bytes(state)) for topic, state in found]
+
+    def follow(self, sample: Sample) -> float:
+        """One floor step with the rows an agentlog step stored (µs)."""
+        return self.step(self.rows(sample.first_version, sample.last_version))
+
+    def step(self, rows: list[tuple[str, bytes]]) -> float:
+        """Read the latest rows, then insert ``rows`` in one transaction (µs)."""
+        start = time.perf_counter_ns()
+        latest = self.conn.execute(RAW_LATEST, (self.oid, self.version - len(rows))).fetchall()
+        self.conn.execute("BEGIN")
+        self.conn.executemany(
+            RAW_INSERT, [(self.oid, self.version + i, t, s) for i, (t, s) in enumerate(rows, 1)]
+        )
+        self.conn.commit()
+        elapsed = (time.perf_counter_ns() - start) / 1_000
+        if len(latest) != len(rows):
+            msg = f"raw read {len(latest)} rows, expected {len(rows)}"
+            raise RuntimeError(msg)
+        self.version += len(rows)
+        return elapsed
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.source.close()
+        self.conn.close()
+
+
+# --- running ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """Parsed command line."""
+
+    lengths: list[int]
+    out: Path
+    steps: int
+    budget_s: float
+    profile_steps: int
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    histories: list[History] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+
+    def runs_of(self, config: Config) -> list[Run]:
+        """A configuration's runs, by length."""
+        return [r for r in self.runs if r.config == config]
+
+
+def run(opts: Options, workdir: Path) -> Results:
+    """Every configuration at every length, each with its raw floor."""
+    results = Results()
+    profiled = {min(opts.lengths), max(opts.lengths)}
+    for length in opts.lengths:
+        histories = {}
+        for compacted in (True, False):
+            kind = "compacting" if compacted else "never compacting"
+            log(f"N={length:>7,}: writing a {kind} history ...")
+            histories[compacted] = build_history(workdir, length, compacted=compacted)
+            results.histories.append(histories[compacted])
+        for config in CONFIGS:
+            log(f"N={length:>7,}: timing {config.key} ...")
+            history = histories[config.compacted]
+            results.runs.append(
+                measure(config, history, opts, workdir, profiled=length in profiled)
+            )
+    return results
+
+
+def log(message: str) -> None:
+    """Progress, on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- reporting ----------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    """A number with thousands separators."""
+    return f"{value:,.{digits}f}"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, or NaN of nothing."""
+    return statistics.median(values) if values else float("nan")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table, numbers right-aligned."""
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    lines = [header, align, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def step_table(results: Results) -> str:
+    """Per-step median and p95 of each configuration, against the raw floor."""
+    header = [
+        "configuration",
+        "N events",
+        "steps timed",
+        "context msgs (median)",
+        "step median µs",
+        "step p95 µs",
+        "model step median µs",
+        "tool step median µs",
+        "raw floor median µs",
+        "raw floor p95 µs",
+        "step / floor (median)",
+    ]
+    rows = []
+    for config in CONFIGS:
+        for r in results.runs_of(config):
+            floor = r.floor_us
+            contexts = [s.context for s in r.samples if s.context is not None]
+            rows.append(
+                [
+                    config.label,
+                    fmt(r.events),
+                    fmt(len(r.samples)),
+                    fmt(median(contexts)),
+                    fmt(median(r.totals)),
+                    fmt(percentile(r.totals, 95)),
+                    fmt(median(r.of_kind(StepKind.MODEL))),
+                    fmt(median(r.of_kind(StepKind.TOOL))),
+                    fmt(median(floor)),
+                    fmt(percentile(floor, 95)),
+                    f"{median(r.totals) / median(floor):.1f}x",
+                ]
+            )
+    return markdown_table(header, rows)
+
+
+def breakdown(r: Run) -> dict[str, float]:
+    """Mean µs per step of each part, 'other' and the total."""
+    parts = {p: statistics.mean(s.parts[p] for s in r.samples) for p in PARTS}
+    parts["other"] = statistics.mean(s.other_us for s in r.samples)
+    parts["total"] = statistics.mean(r.totals)
+    return parts
+
+
+def breakdown_table(results: Results) -> str:
+    """Where the time of a step goes, mean per step."""
+    header = [
+        "configuration",
+        "N events",
+        *(f"{p} µs" for p in (*PARTS, "other")),
+        "mean step µs",
+        "compactions timed",
+        "compaction median µs",
+    ]
+    rows = []
+    for config in CONFIGS:
+        for r in results.runs_of(config):
+            parts = breakdown(r)
+            rows.append(
+                [
+                    config.label,
+                    fmt(r.events),
+                    *(fmt(parts[p]) for p in (*PARTS, "other", "total")),
+                    fmt(len(r.compaction_us)),
+                    fmt(median(r.compaction_us)) if r.compaction_us else "-",
+                ]
+            )
+    return markdown_table(header, rows)
+
+
+def history_table(results: Results) -> str:
+    """What the stored histories are."""
+    header = [
+        "N",
+        "history",
+        "events",
+        "compactions",
+        "write s",
+        "views catch-up s",
+        "file MB (after the run)",
+    ]
+    rows = [
+        [
+            fmt(h.length),
+            "compacting" if h.compacted else "never compacting",
+            fmt(h.events),
+            fmt(h.compactions),
+            fmt(h.build_s, 1),
+            fmt(h.views_s, 1),
+            fmt(db_bytes(h.path) / 1e6, 1),
+        ]
+        for h in results.histories
+    ]
+    return markdown_table(header, rows)
+
+
+def db_bytes(path: Path) -> int:
+    """Size of a SQLite database with its WAL files (0 once deleted)."""
+    names = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+    return sum(p.stat().st_size for p in names if p.exists())
+
+
+def cost_of(profile: Profile, label: str, *, own: bool = False) -> float:
+    """A function's own or cumulative µs per step in a profile (0 if not called)."""
+    c = profile.functions.get(label)
+    return 0.0 if c is None else (c.own_us if own else c.cum_us)
+
+
+def growth_text(small: float, large: float) -> str:
+    """How many times ``large`` is ``small``."""
+    return "new" if small <= 0 else f"{large / small:,.1f}x"
+
+
+def growth_rows(small: Profile, large: Profile, *, own: bool, only_agentlog: bool) -> list[str]:
+    """Functions whose time per step grew the most from the small to the large history."""
+    labels = [
+        label
+        for label in set(small.functions) | set(large.functions)
+        if not only_agentlog or is_agentlog(label)
+    ]
+    labels.sort(
+        key=lambda label: cost_of(large, label, own=own) - cost_of(small, label, own=own),
+        reverse=True,
+    )
+    rows = []
+    for label in labels[:TOP_FUNCTIONS]:
+        a, b = cost_of(small, label, own=own), cost_of(large, label, own=own)
+        calls = large.functions[label].calls if label in large.functions else 0.0
+        rows.append(
+            f"| `{label}` | {fmt(a)} | {fmt(b)} | {fmt(b - a)} | {growth_text(a, b)} | "
+            f"{fmt(calls, 1)} |"
+        )
+    return rows
+
+
+def profile_section(results: Results) -> str:
+    """Per configuration: the functions whose time per step grew most with history."""
+    lines: list[str] = []
+    for config in CONFIGS:
+        runs = results.runs_of(config)
+        small, large = runs[0].profile, runs[-1].profile
+        if small is None or large is None:
+            continue
+        n_small, n_large = f"N={fmt(runs[0].events)}", f"N={fmt(runs[-1].events)}"
+        lines += [
+            f"**{config.label}** (µs per step; {small.steps} profiled steps at {n_small}, "
+            f"{large.steps} at {n_large}):",
+            "",
+        ]
+        for own, only, what in (
+            (False, True, "agentlog function, cumulative"),
+            (True, False, "any function, own time"),
+        ):
+            lines += [
+                f"| {what} | {n_small} | {n_large} | growth | ratio | calls/step at {n_large} |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+                *growth_rows(small, large, own=own, only_agentlog=only),
+                "",
+            ]
+        if small.statements or large.statements:
+            lines += [
+                f"| views' SQL statement | {n_small} | {n_large} | growth | ratio | "
+                f"calls/step at {n_large} | SQLite's plan at {n_large} |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+                *statement_rows(small, large),
+                "",
+            ]
+        commits = [commits_per_step(p) for p in (small, large)]
+        if None not in commits:
+            lines += [
+                f"SQLite commits per step (from the profile): {commits[0]:.1f} at {n_small}, "
+                f"{commits[1]:.1f} at {n_large}.",
+                "",
+            ]
+    if not lines:
+        return "Not profiled in this run (`--profile-steps 0`)."
+    return "\n".join(lines).rstrip()
+
+
+def statement_growth(small: Profile, large: Profile) -> list[tuple[str, float, float]]:
+    """The views' SQL statements by how much their time per step grew."""
+    rows = [
+        (sql, small.statements[sql].us if sql in small.statements else 0.0, cost.us)
+        for sql, cost in large.statements.items()
+    ]
+    return sorted(rows, key=lambda row: row[2] - row[1], reverse=True)
+
+
+def statement_rows(small: Profile, large: Profile) -> list[str]:
+    """Table rows of the statements whose time per step grew the most."""
+    rows = []
+    for sql, a, b in statement_growth(small, large)[:TOP_STATEMENTS]:
+        cost = large.statements[sql]
+        rows.append(
+            f"| `{short_sql(sql)}` | {fmt(a)} | {fmt(b)} | {fmt(b - a)} | {growth_text(a, b)} | "
+            f"{fmt(cost.calls, 1)} | {cost.plan or '-'} |"
+        )
+    return rows
+
+
+def short_sql(sql: str) -> str:
+    """A statement short enough for a table cell."""
+    return sql if len(sql) <= SQL_WIDTH else sql[: SQL_WIDTH - 1] + "…"
+
+
+def commits_per_step(profile: Profile) -> float | None:
+    """How many SQLite transactions a step committed (from the profile)."""
+    cost = commit_cost(profile)
+    return None if cost is None else cost.calls
+
+
+def commit_cost(profile: Profile) -> FunctionCost | None:
+    """``sqlite3.Connection.commit`` per step in a profile."""
+    for label, cost in profile.functions.items():
+        if "'commit'" in label and "sqlite3.Connection" in label:
+            return cost
+    return None
+
+
+def step_growth(runs: list[Run]) -> tuple[float, StepKind]:
+    """How many times the model step's or the tool step's median (whichever grew more)
+    at the largest N is the lowest median of that kind; and which kind."""
+    growths = []
+    for kind in (StepKind.MODEL, StepKind.TOOL):
+        medians = [median(r.of_kind(kind)) for r in runs]
+        growths.append((medians[-1] / min(medians), kind))
+    return max(growths)
+
+
+def flatness(label: str, runs: list[Run], values: list[float], unit: str) -> str:
+    """One sentence on whether ``values`` (one per run, by N) grow with N."""
+    shown = ", ".join(f"{fmt(v)} at N={fmt(r.events)}" for r, v in zip(runs, values, strict=True))
+    growth = values[-1] / min(values)
+    if len(values) < 2:
+        verdict = "only one length measured"
+    elif growth < FLAT_RATIO:
+        verdict = f"flat (value at the largest N / lowest value: {growth:.2f}x)"
+    else:
+        verdict = f"**NOT flat**: the value at the largest N is {growth:.1f}x the lowest"
+    return f"- {label}: {shown} {unit}; {verdict}."
+
+
+def grew(small: float, large: float, step_us: float) -> bool:
+    """Whether a cost grew: ``GROWTH_RATIO`` times, and by ``SIGNIFICANT`` of a step."""
+    return large - small >= SIGNIFICANT * step_us and large >= GROWTH_RATIO * max(small, 1.0)
+
+
+def growing_parts(runs: list[Run]) -> list[tuple[str, float, float]]:
+    """Parts of a step (mean µs per step) that grew with history, from the smallest to
+    the largest N, and are largest there (noise goes up and down)."""
+    if len(runs) < 2:
+        return []
+    parts = [breakdown(r) for r in runs]
+    step_us = median(runs[-1].totals)
+    grown = [
+        (p, parts[0][p], parts[-1][p])
+        for p in (*PARTS, "other")
+        if grew(parts[0][p], parts[-1][p], step_us)
+        and parts[-1][p] >= max(part[p] for part in parts)
+    ]
+    return sorted(grown, key=lambda item: item[2] - item[1], reverse=True)
+
+
+def growing_functions(runs: list[Run]) -> list[tuple[str, float, float]]:
+    """agentlog functions whose cumulative time per step grew like ``growing_parts``,
+    fastest-growing first (the callers of a growing function grow by less)."""
+    small, large = runs[0].profile, runs[-1].profile
+    if len(runs) < 2 or small is None or large is None:
+        return []
+    step_us = median(runs[-1].totals)
+    grown = [
+        (label, cost_of(small, label), cost_of(large, label))
+        for label in large.functions
+        if is_agentlog(label) and grew(cost_of(small, label), cost_of(large, label), step_us)
+    ]
+    return sorted(grown, key=lambda item: item[2] / max(item[1], 1.0), reverse=True)
+
+
+def config_reading(results: Results, config: Config) -> list[str]:
+    """The observations for one configuration, computed from its measurements."""
+    runs = results.runs_of(config)
+    medians = [median(r.totals) for r in runs]
+    ratios = [m / median(r.floor_us) for r, m in zip(runs, medians, strict=True)]
+    contexts = [median([s.context for s in r.samples if s.context is not None]) for r in runs]
+    lines = [
+        f"**{config.label}**",
+        "",
+        flatness("Median step", runs, medians, "µs"),
+        flatness(
+            "Median model step", runs, [median(r.of_kind(StepKind.MODEL)) for r in runs], "µs"
+        ),
+        flatness("Median tool step", runs, [median(r.of_kind(StepKind.TOOL)) for r in runs], "µs"),
+        f"- Model context: {fmt(contexts[0])} → {fmt(contexts[-1])} messages (median) "
+        f"from N={fmt(runs[0].events)} to N={fmt(runs[-1].events)}.",
+        f"- Against the raw sqlite3 floor: {fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x.",
+    ]
+    parts = growing_parts(runs)
+    if parts:
+        shown = "; ".join(f"{p} {fmt(a)} → {fmt(b)} µs" for p, a, b in parts)
+        lines.append(f"- Parts that grow with history (mean per step): {shown}.")
+    elif len(runs) > 1:
+        lines.append(
+            f"- No part of the step's mean grows beyond the noise of these timings "
+            f"({GROWTH_RATIO:g}x, and by {SIGNIFICANT:.0%} of a step)."
+        )
+    last = runs[-1].profile
+    commits = commit_cost(last) if last is not None else None
+    if commits is not None and commits.calls:
+        lines.append(
+            f"- SQLite commits per step at N={fmt(runs[-1].events)} (cProfile): "
+            f"{commits.calls:.1f}, {fmt(commits.own_us)} µs of the step "
+            f"({fmt(commits.own_us / commits.calls)} µs each); the floor commits once."
+        )
+    functions = growing_functions(runs)[:TOP_GROWING]
+    if functions:
+        shown = "; ".join(
+            f"`{label}` {fmt(a)} → {fmt(b)} µs ({growth_text(a, b)})" for label, a, b in functions
+        )
+        lines.append(
+            f"- Growing inside a step (agentlog functions; cProfile, cumulative µs per step, "
+            f"fastest-growing first): {shown}."
+        )
+    for sql, a, b, plan in growing_statements(runs)[:TOP_GROWING_SQL]:
+        lines.append(
+            f"- Growing SQL (views' engine): `{short_sql(sql)}`, {fmt(a)} → {fmt(b)} µs per "
+            f"step ({growth_text(a, b)}); SQLite's plan at N={fmt(runs[-1].events)}: {plan}."
+        )
+    return lines
+
+
+def growing_statements(runs: list[Run]) -> list[tuple[str, float, float, str]]:
+    """The views' SQL statements whose time per step grew (see ``grew``), most first."""
+    small, large = runs[0].profile, runs[-1].profile
+    if len(runs) < 2 or small is None or large is None:
+        return []
+    step_us = median(runs[-1].totals)
+    return [
+        (sql, a, b, large.statements[sql].plan or "-")
+        for sql, a, b in statement_growth(small, large)
+        if grew(a, b, step_us)
+    ]
+
+
+def reading(results: Results) -> str:
+    """A short reading of the numbers, generated from them."""
+    worker = results.runs_of(CONFIGS[0])
+    growth, kind = step_growth(worker)
+    span = f"from N={fmt(worker[0].events)} to N={fmt(worker[-1].events)}"
+    grown = [f"the {p} part" for p, _, _ in growing_parts(worker)]
+    grown += [f"`{label}`" for label, _, _ in growing_functions(worker)[:1]]
+    grown += [f"`{short_sql(sql)}`" for sql, _, _, _ in growing_statements(worker)[:1]]
+    if len(worker) < 2:
+        answer = "Only one history length was measured."
+    elif growth < FLAT_RATIO and not grown:
+        answer = (
+            f"**Yes**: with snapshots and compaction, the medians of the production model "
+            f"step and tool step stay within {growth:.2f}x {span} (below {FLAT_RATIO:g}x "
+            "counts as flat), and no part of a step grows."
+        )
+    elif growth < FLAT_RATIO:
+        answer = (
+            f"**Not quite**: with snapshots and compaction, the medians of the production "
+            f"model step and tool step stay within {growth:.2f}x {span}, flat by the "
+            f"{FLAT_RATIO:g}x rule, but something in a step grows with history: "
+            f"{'; '.join(grown)} (see below, and the profile)."
+        )
+    else:
+        answer = (
+            f"**No**: with snapshots and compaction, the production {kind.value} step's "
+            f"median grows {growth:.1f}x {span}; what grows is named below, with the profile."
+        )
+    floor = statistics.mean(r.rows_per_step for r in results.runs)
+    lines = [
+        f"Is per-step overhead flat as history grows? {answer}",
+        "",
+        f"The floor writes {floor:.1f} rows per step, in one transaction.",
+        "",
+    ]
+    for config in CONFIGS:
+        lines += [*config_reading(results, config), ""]
+    return "\n".join(lines).rstrip()
+
+
+def method(opts: Options) -> str:
+    """How the numbers were taken, so they can be judged."""
+    return f"""\
+- Agent: one agent with a system prompt and a running task. A **model step** asks a
+  `FunctionModel` that answers at once with {len(MODEL_TEXT)} characters of text and one
+  call of a no-op tool (pure, policy allow); it records ModelResponded + ToolCalled in one
+  save. A **tool step** saves ToolStarted (the claim, before the tool runs), runs the
+  no-op tool in the runtime's thread, reloads, and saves ToolSucceeded: two saves.
+- Histories: for each N, a fresh SQLite file (native engine) holding one agent of about
+  N events, recorded with the Agent's commands (the same events the runtime records),
+  saved {BATCH_EVENTS:,} events per save with snapshots at the default interval
+  ({DEFAULT_SNAPSHOT_INTERVAL}); "compacting" histories also record a ContextCompacted every
+  {COMPACT_EVERY} steps. The views then catch up with the whole log, untimed.
+- Configurations: **worker + compaction** is built as `Worker` builds its runtime:
+  `open_store(url)` (the log, plus the state, audit, transcript and runnable views, which
+  catch up inside every save) and `ViewTranscript` as the context source; every
+  {COMPACT_EVERY} steps a summarizer records `agent.compact(...)` (its own load and save,
+  timed apart from the steps: "compaction" columns). **worker, no compaction** is the same
+  on the history that never compacts, and never compacts: the model's context is the
+  whole conversation. **bare runtime** is `Runtime(log, ...)` on `open_log(url)` alone,
+  with the default `LogTranscript`, which replays the agent's whole log for each model
+  step: O(history) by construction; compaction shortens what the model reads, not what
+  is replayed. It runs on the compacting history after the worker did.
+- Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
+  `runtime.advance(agent_id)`, each timed with `perf_counter_ns`: up to {opts.steps} steps,
+  or fewer once {opts.budget_s:g} s went into them (at least {MIN_STEPS}). Parts: timers
+  around the log's `get` and `call_args` (load), the transcript source's `messages`
+  (context), the model's `decide` (model), `save` without the embedded views (save) and
+  the views' after-save catch-up (views); "other" is the rest of the step: deciding,
+  the Agent's commands, building the Context (including the tools' JSON schemas) and
+  running the tool in a thread. The breakdown table shows means, the step table medians.
+- Profile: cProfile of up to {opts.profile_steps} further steps (fewer past
+  {opts.budget_s / 2:g} s) at the smallest and the largest N, per configuration; a
+  function's time per step at both, sorted by how much it grew. In the reading, a part
+  or function "grows" if it became at least {GROWTH_RATIO:g}x its cost at the smallest N,
+  by at least {SIGNIFICANT:.0%} of the median step at the largest N (parts: and is
+  largest there).
+- Raw sqlite3 floor, paired with each run: a fresh file per configuration and N, with a
+  table like eventsourcing.sqlite's application recorder holding the same history rows
+  (topics and bytes copied from the agentlog file), on a connection set up as
+  eventsourcing sets up its own (autocommit with an explicit `BEGIN`, WAL journal,
+  default `synchronous`, `sqlite3.Row`). Right after each timed agentlog step, a floor
+  step: a `SELECT` of the latest rows (as many as it writes) by originator id and
+  version, then one transaction inserting the rows that agentlog step stored. Pairing
+  the two step by step keeps their ratio honest while the machine's load changes.
+  The floor commits once per step; a worker step commits the event save plus each
+  view's catch-up, and a tool step saves twice (its claim must be durable before the
+  tool runs): the commit counts come from the profile.
+- "Flat" means the value at the largest N is less than {FLAT_RATIO:g}x the lowest value
+  measured: millisecond timings jitter by tens of percent on a shared machine, while a
+  cost linear in history would grow with N, by up to
+  {max(opts.lengths) / min(opts.lengths):,.0f}x across these lengths."""
+
+
+def machine_info(workdir: Path, load_start: float) -> str:
+    """Where the numbers were measured."""
+    return "\n".join(
+        [
+            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            f"- cpus (nproc): {os.cpu_count()}; cpu: {cpu_model()}",
+            f"- os: {platform.platform()}",
+            f"- python: {platform.python_version()} ({platform.python_implementation()})",
+            f"- sqlite: {sqlite3.sqlite_version}",
+            f"- eventsourcing: {package_version('eventsourcing')}; "
+            f"SQLAlchemy: {package_version('sqlalchemy')}; pydantic: {package_version('pydantic')}",
+            f"- database files in: {workdir.parent} (filesystem: {filesystem(workdir)})",
+            f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
+            f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
+        ]
+    )
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version, or 'not installed'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def filesystem(path: Path) -> str:
+    """The filesystem type holding ``path`` (Linux /proc/mounts), else 'unknown'."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    resolved = str(path.resolve())
+    best = ("", "unknown")
+    for fields in mounts:
+        point, kind = fields[1], fields[2]
+        if resolved.startswith(point.rstrip("/") + "/") and len(point) > len(best[0]):
+            best = (point, kind)
+    return best[1]
+
+
+def command_line(opts: Options) -> str:
+    """The command that reproduces this run."""
+    return " ".join(
+        [
+            ".venv/bin/python bench/bench_step.py",
+            f"--lengths {','.join(map(str, opts.lengths))}",
+            f"--steps {opts.steps}",
+            f"--budget {opts.budget_s:g}",
+            f"--profile-steps {opts.profile_steps}",
+            "--out docs/benchmarks.md",
+        ]
+    )
+
+
+def render(results: Results, opts: Options, run_info: tuple[Path, float, float]) -> str:
+    """This benchmark's section of docs/benchmarks.md (without the markers)."""
+    workdir, wall_s, load_start = run_info
+    return f"""\
+# Step benchmarks
+
+Generated by `bench/bench_step.py` from measurements taken in one run; do not edit by
+hand, run it again. What does one worker step cost the framework (a model that answers
+at once, a no-op tool) as the agent's history grows, next to raw `sqlite3` doing the
+same writes in the same run?
+
+## Reproduce
+
+```
+{command_line(opts)}
+```
+
+Wall time of this run: {wall_s:,.0f} s.
+
+## Machine
+
+{machine_info(workdir, load_start)}
+
+## Per step
+
+{step_table(results)}
+
+## Where a step's time goes
+
+Mean µs per step; "save" excludes the embedded views, which have their own column.
+
+{breakdown_table(results)}
+
+## What grows: profile
+
+{profile_section(results)}
+
+## Reading
+
+{reading(results)}
+
+## Histories
+
+{history_table(results)}
+
+## Method
+
+{method(opts)}
+"""
+
+
+def splice(document: str, section: str) -> str:
+    """``document`` with this benchmark's section replaced, or appended if missing."""
+    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
+    start, end = document.find(MARK_START), document.find(MARK_END)
+    if start != -1 and end > start:
+        return document[:start] + block + document[end + len(MARK_END) :]
+    return (document.rstrip("\n") + "\n\n" if document.strip() else "") + block + "\n"
+
+
+def write_report(out: Path, section: str) -> None:
+    """Put the section into ``out``, leaving everything outside its markers alone.
+
+    The file is read right before it is written: another benchmark may have changed it.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = out.read_text(encoding="utf-8") if out.exists() else ""
+    out.write_text(splice(document, section), encoding="utf-8")
+
+
+# --- command line -------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    """The command line, validated."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--lengths",
+        default=",".join(map(str, DEFAULT_LENGTHS)),
+        help="history lengths in events, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="markdown report whose bench_step section is replaced (default: docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help="most timed steps per configuration and length (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help="seconds of timed steps per configuration and length, after which timing "
+        f"stops (at least {MIN_STEPS} steps; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=DEFAULT_PROFILE_STEPS,
+        help="steps profiled at the smallest and largest length; 0: none (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        lengths = sorted({int(s) for s in args.lengths.split(",") if s.strip()})
+    except ValueError:
+        parser.error("--lengths: give whole numbers, e.g. 100,1000")
+    if not lengths or min(lengths) < 10:
+        parser.error("--lengths: each history needs at least 10 events")
+    if args.steps < MIN_STEPS or args.budget < 0 or args.profile_steps < 0:
+        parser.error(f"--steps must be at least {MIN_STEPS}; --budget and --profile-steps >= 0")
+    return Options(lengths, args.out, args.steps, args.budget, args.profile_steps)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the tables and write the report."""
+    opts = parse_args(argv)
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="agentlog-bench-step-") as tmp:
+        workdir = Path(tmp)
+        results = run(opts, workdir)
+        wall_s = time.perf_counter() - started
+        section = render(results, opts, (workdir, wall_s, load_start))
+    print(step_table(results), breakdown_table(results), sep="\n\n")
+    print(f"\nwall time {wall_s:,.0f} s; section written to {opts.out}")
+    write_report(opts.out, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Smoke test of the step benchmark, so that it does not rot between real runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_step.py"
+START, END = "<!-- bench_step:start -->", "<!-- bench_step:end -->"
+OTHER = "<!-- bench_rebuild:start -->\nA colleague's section.\n<!-- bench_rebuild:end -->\n"
+EXISTING = f"# Storage benchmarks\n\nSomeone else's text: left exactly as it is.\n\n{OTHER}"
+SECTIONS = (
+    "# Step benchmarks",
+    "## Reproduce",
+    "## Machine",
+    "## Per step",
+    "## Where a step's time goes",
+    "## What grows: profile",
+    "## Reading",
+    "## Histories",
+    "## Method",
+)
+CONFIGS = ("worker + compaction", "worker, no compaction", "bare runtime (LogTranscript)")
+
+
+def load_bench() -> ModuleType:
+    """bench/bench_step.py as a module (bench/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_step", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def section_of(report: str) -> str:
+    """The text between the markers (asserting there is exactly one pair)."""
+    assert report.count(START) == 1
+    assert report.count(END) == 1
+    return report.split(START, 1)[1].split(END, 1)[0]
+
+
+def test_tiny_run_writes_its_section_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "benchmarks.md"
+    out.write_text(EXISTING, encoding="utf-8")
+    argv = ["--lengths", "20,40", "--steps", "4", "--budget", "0", "--profile-steps", "2"]
+
+    assert load_bench().main([*argv, "--out", str(out)]) == 0
+
+    report = out.read_text(encoding="utf-8")
+    assert report.startswith(EXISTING)
+    section = section_of(report)
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in section
+    assert "--lengths 20,40 --steps 4 --budget 0 --profile-steps 2" in section
+    assert "| configuration | N events | steps timed |" in section
+    for config in CONFIGS:
+        assert section.count(f"| {config} | ") == 4  # two lengths, in two tables
+        assert f"**{config}** (µs per step; 2 profiled steps" in section
+    assert section.count("| views' SQL statement | N=") == 2  # the two worker configurations
+    assert "| 20 | compacting |" in section
+    assert "| 40 | never compacting |" in section
+    assert "Is per-step overhead flat as history grows?" in section
+    assert "| worker + compaction |" in capsys.readouterr().out
+
+
+def test_a_second_report_replaces_the_section(tmp_path: Path) -> None:
+    out = tmp_path / "benchmarks.md"
+    out.write_text(EXISTING, encoding="utf-8")
+    bench = load_bench()
+
+    bench.write_report(out, "# Step benchmarks\n\nfirst run")
+    out.write_text(out.read_text(encoding="utf-8") + "\nAdded meanwhile.\n", encoding="utf-8")
+    bench.write_report(out, "# Step benchmarks\n\nsecond run")
+
+    report = out.read_text(encoding="utf-8")
+    assert report.startswith(EXISTING)
+    assert section_of(report) == "\n# Step benchmarks\n\nsecond run\n"
+    assert report.endswith("\nAdded meanwhile.\n")
+
+
+def test_splice_keeps_text_around_the_markers() -> None:
+    splice = load_bench().splice
+    document = f"before\n\n{START}\nold\n{END}\n\nafter\n"
+
+    assert splice(document, "new") == f"before\n\n{START}\nnew\n{END}\n\nafter\n"
+    assert splice("", "new") == f"{START}\nnew\n{END}\n"
+    assert splice("text\n", "new") == f"text\n\n{START}\nnew\n{END}\n"
+
+
+def test_rejects_bad_lengths(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_bench().main(["--lengths", "5"])
+    assert "at least 10 events" in capsys.readouterr().err
