@@ -63,6 +63,7 @@ class Agent(Aggregate, ToolCallRules):
 
     TOPIC: ClassVar[str] = "agentlog:Agent@1"
     State: ClassVar[type[BaseModel]] = AgentState
+    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 2: called_version, started_at, failure counters
 
     class Event(Aggregate.Event):
         """Base class of the Agent's events."""

@@ -12,6 +12,7 @@ from eventsourcing.utils import get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
 
 from agentlog.domain.chain import GENESIS, event_digest
+from agentlog.domain.errors import StaleSnapshotError
 
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
 
@@ -61,6 +62,9 @@ class Aggregate(es.Aggregate):
 
     TOPIC: ClassVar[str] = "agentlog:Aggregate@1"
     State: ClassVar[type[BaseModel]]
+    SNAPSHOT_SCHEMA: ClassVar[int] = 1
+    """Bump when the state gains something only a replay can compute: older snapshots
+    are then skipped (the aggregate is replayed from its events) instead of upcast."""
     head_hash: str
 
     class Event(DomainEvent, es.CanMutateAggregate[UUID]):
@@ -145,13 +149,19 @@ class Aggregate(es.Aggregate):
         )
         state["_created_on"] = self.created_on.isoformat()
         state["_modified_on"] = self.modified_on.isoformat()
+        state["_schema"] = type(self).SNAPSHOT_SCHEMA
         if getattr(type(self), "class_version", 1) > 1:
             state["class_version"] = type(self).class_version  # type: ignore[attr-defined]
         return state
 
     @classmethod
     def from_snapshot_state(cls, agg_id: UUID, version: int, state: dict[str, Any]) -> Self:
-        """Rebuild an aggregate from snapshot state, upcasting old state first."""
+        """Rebuild an aggregate from snapshot state, upcasting old state first.
+
+        Raises :class:`StaleSnapshotError` for a snapshot older than ``SNAPSHOT_SCHEMA``.
+        """
+        if state.pop("_schema", 1) < cls.SNAPSHOT_SCHEMA:
+            raise StaleSnapshotError(agg_id, version)
         from_version = state.pop("class_version", 1)
         while from_version < getattr(cls, "class_version", 1):
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)

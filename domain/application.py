@@ -14,7 +14,7 @@ from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.errors import AmbiguousAgentError, UnknownAgentError
+from agentlog.domain.errors import AmbiguousAgentError, StaleSnapshotError, UnknownAgentError
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
@@ -62,8 +62,19 @@ class AgentLog(Application[UUID]):
             agent: Agent = self.repository.get(agent_id, version=version)
         except AggregateNotFoundError:
             raise UnknownAgentError(agent_id, version) from None
+        except StaleSnapshotError:
+            agent = self._replay(agent_id, version)
         if version is not None and agent.version != version:
             raise UnknownAgentError(agent_id, version)  # history is shorter than that
+        return agent
+
+    def _replay(self, agent_id: UUID, version: int | None) -> Agent:
+        """The agent from its events alone (when its snapshot is stale)."""
+        agent: Agent | None = None
+        for event in self.events.get(agent_id, lte=version):
+            agent = event.mutate(agent)  # type: ignore[attr-defined]
+        if agent is None:
+            raise UnknownAgentError(agent_id, version)
         return agent
 
     def start_task(self, agent_id: UUID, goal: str, *, actor: str = "user") -> None:

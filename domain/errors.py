@@ -173,3 +173,12 @@ class AmbiguousAgentError(AgentError):
         super().__init__(f"{matches} agents have ids starting with {prefix!r}; give more of the id")
         self.prefix = prefix
         self.matches = matches
+
+
+class StaleSnapshotError(AgentError):
+    """A snapshot from before a state change that only a replay can compute."""
+
+    def __init__(self, agent_id: UUID, version: int) -> None:
+        super().__init__(f"snapshot of {agent_id} at version {version} predates the state schema")
+        self.agent_id = agent_id
+        self.version = version

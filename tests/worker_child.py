@@ -1,0 +1,226 @@
+"""A worker run as a real child process, for tests that kill or race workers; and
+:class:`Workers`, the parent's side: start such processes, let them go, kill them.
+
+``python tests/worker_child.py URL SCRIPT LEDGER AGENT_ID... [options]`` opens the store
+at URL, builds a :class:`Runtime` with the scripted model in the JSON file SCRIPT and the
+counting tools of ``counting_tools`` (counting into the folder LEDGER), and advances the
+agents round robin, one step each in turn, until every one is finished.
+
+It prints flushed lines the parent can time kills by:
+
+* ``ready``: the store is open (with ``--wait``, it now waits for a line on stdin);
+* ``step AGENT KIND VERSION DETAIL``: one per ``advance``;
+* ``error AGENT ERROR``: an AgentError escaped ``advance`` (a runtime bug; it goes on);
+* ``done LOST_RACES``: every agent is finished; how many saves lost a race.
+
+Exit status: 0 done, 3 stuck (every unfinished agent waits for a person or is
+blocked), 4 out of time (``--deadline``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Recording
+
+from agentlog.adapters.scripted import ScriptedModel
+from agentlog.adapters.storage import env_for
+from agentlog.domain import AgentError, AgentLog
+from agentlog.domain.ports import Decision
+from agentlog.domain.runtime import Runtime, Step, StepKind
+
+from counting_tools import SLOW_DELAY, Ledger, counting_tools
+
+STUCK, OUT_OF_TIME = 3, 4
+
+
+class RacingLog(AgentLog):
+    """The agent log, counting the saves that lost a race to another worker."""
+
+    name = "agentlog"  # the library would name it after the class (and prefix tables so)
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.lost_races = 0
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Save; count an IntegrityError (the runtime reloads and re-decides)."""
+        try:
+            return super().save(*objs, **kwargs)
+        except IntegrityError:
+            self.lost_races += 1
+            raise
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description="A worker run as a real child process.")
+    parser.add_argument("url")
+    parser.add_argument("script", type=Path)
+    parser.add_argument("ledger", type=Path)
+    parser.add_argument("agents", nargs="+", type=UUID)
+    parser.add_argument("--worker-id", default="child")
+    parser.add_argument("--wait", action="store_true", help="wait for a line on stdin first")
+    parser.add_argument("--delay", type=float, default=SLOW_DELAY, help="slow tools' sleeps")
+    parser.add_argument("--poll", type=float, default=0.02, help="sleep when nothing moved")
+    parser.add_argument("--deadline", type=float, default=120.0, help="seconds before giving up")
+    parser.add_argument("--snapshot-interval", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def work(runtime: Runtime, agents: list[UUID], poll: float, deadline: float) -> int:
+    """Advance the agents in turn until all are finished; the exit status."""
+    pending, rng = list(agents), random.Random(runtime.worker_id)
+    while pending:
+        if time.monotonic() > deadline:
+            return OUT_OF_TIME
+        rng.shuffle(pending)  # racing workers collide on different agents first
+        steps = [advance(runtime, agent_id) for agent_id in pending]
+        unfinished = [s for s in steps if s.kind is not StepKind.FINISHED]
+        pending = [s.agent_id for s in unfinished]
+        if not unfinished or any(s.progressed for s in steps):
+            continue
+        if all(s.kind in (StepKind.WAITING, StepKind.BLOCKED) for s in unfinished):
+            return STUCK
+        time.sleep(poll)  # a call runs elsewhere, or looks alive: wait for it
+    return 0
+
+
+def advance(runtime: Runtime, agent_id: UUID) -> Step:
+    """One step, reported. An AgentError escaping the runtime is a bug: it is reported as
+    an ``error`` line and the worker goes on, as a restarted worker would."""
+    try:
+        step = runtime.advance(agent_id)
+    except AgentError as e:
+        print("error", agent_id, f"{type(e).__name__}: {e}", flush=True)
+        return Step(kind=StepKind.BUSY, agent_id=agent_id, version=0, detail="error")
+    print("step", step.agent_id, step.kind.value, step.version, step.detail, flush=True)
+    return step
+
+
+def main(argv: list[str]) -> int:
+    """Open the store, build the runtime, say ready, work."""
+    args = parse(argv)
+    log = RacingLog(env_for(args.url, snapshot_interval=args.snapshot_interval))
+    tools = counting_tools(Ledger(args.ledger), delay=args.delay)
+    model = ScriptedModel.from_file(args.script)
+    runtime = Runtime(log, model, tools, worker_id=args.worker_id)
+    print("ready", flush=True)
+    if args.wait:
+        sys.stdin.readline()
+    status = work(runtime, list(args.agents), args.poll, time.monotonic() + args.deadline)
+    print("done" if status == 0 else f"exit {status}", log.lost_races, flush=True)
+    log.close()
+    return status
+
+
+class Workers:
+    """Starts worker processes on one store; each opens the store, then waits for 'go'.
+
+    Starting the next worker while one works hides the interpreter's start-up time, so
+    a killed worker is followed at once by one that is ready.
+    """
+
+    def __init__(
+        self, url: str, folder: Path, script: Sequence[Decision], options: Sequence[str] = ()
+    ) -> None:
+        self.url, self.folder, self.options = url, folder, list(options)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.script = folder / "script.json"
+        self.script.write_text(json.dumps([d.model_dump(mode="json") for d in script]))
+        self.ledger = Ledger(folder / "ledger")
+        self.spawned: list[subprocess.Popen[str]] = []
+        self.outputs: dict[int, list[str]] = {}
+        self.readers: dict[int, threading.Thread] = {}
+        self.ready: set[int] = set()
+
+    def spawn(self, agents: Sequence[UUID]) -> subprocess.Popen[str]:
+        """A worker for these agents (it opens the store, says ready and waits)."""
+        name = f"w{len(self.spawned) + 1}"
+        args = [self.url, str(self.script), str(self.ledger.folder), *map(str, agents)]
+        with (self.folder / f"{name}.err").open("w") as err:
+            worker = subprocess.Popen(
+                [sys.executable, __file__, *args, "--wait", "--worker-id", name, *self.options],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self.spawned.append(worker)
+        return worker
+
+    def wait_ready(self, worker: subprocess.Popen[str]) -> None:
+        """Wait until the worker has opened the store."""
+        assert worker.stdout is not None
+        if worker.pid not in self.ready:
+            assert worker.stdout.readline() == "ready\n", self.stderr(worker)
+            self.ready.add(worker.pid)
+
+    def go(self, worker: subprocess.Popen[str]) -> None:
+        """Once the worker is ready, let it work, and collect what it prints."""
+        assert worker.stdin is not None
+        self.wait_ready(worker)
+        worker.stdin.write("go\n")
+        worker.stdin.close()
+        lines = self.outputs[worker.pid] = []
+        reader = threading.Thread(target=lines.extend, args=(worker.stdout,), daemon=True)
+        reader.start()  # a full pipe must never hold a worker up
+        self.readers[worker.pid] = reader
+
+    def finish(self, worker: subprocess.Popen[str], timeout: float = 120) -> list[str]:
+        """Wait for the worker to finish its agents by itself; what it printed."""
+        status = worker.wait(timeout)
+        self.readers[worker.pid].join()
+        out = self.outputs[worker.pid]
+        assert status == 0, f"exit {status}\n{''.join(out[-20:])}\n{self.stderr(worker)}"
+        return out
+
+    def kill(self, worker: subprocess.Popen[str]) -> list[str]:
+        """SIGKILL the worker and wait until it is gone (its tool threads with it)."""
+        worker.kill()
+        assert worker.wait() == -9
+        self.readers[worker.pid].join()
+        return self.outputs[worker.pid]
+
+    def errors(self) -> list[str]:
+        """The ``error`` lines of every worker: AgentErrors that escaped the runtime."""
+        return [line for out in self.outputs.values() for line in out if line.startswith("error")]
+
+    def steps(self) -> list[tuple[UUID, str, int, str]]:
+        """Every step any worker reported: agent, kind, version after it, detail."""
+        lines = (line.split(" ", 4) for out in self.outputs.values() for line in out)
+        return [
+            (UUID(agent), kind, int(version), detail.rstrip("\n"))
+            for word, agent, kind, version, detail in (p for p in lines if len(p) == 5)
+            if word == "step"
+        ]
+
+    def stderr(self, worker: subprocess.Popen[str]) -> str:
+        """What a worker wrote to stderr (its traceback, if it crashed)."""
+        return (self.folder / f"w{self.spawned.index(worker) + 1}.err").read_text()
+
+    def close(self) -> None:
+        """Kill what still runs (after a failure) and close every pipe."""
+        for worker in self.spawned:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            if worker.pid in self.readers:
+                self.readers[worker.pid].join()
+            for pipe in (worker.stdin, worker.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
