@@ -121,7 +121,8 @@ class WriteFile:
         return {"path": args.path, "bytes": len(args.content.encode())}
 
     def reconcile(self, idempotency_key: str) -> bool | None:
-        """True if the write with this key happened, False if it did not."""
+        """True if the write with this key happened, False if it never began, None if it
+        began and the file does not hold its content (it may be under way: a person decides)."""
         entry = self._entry(idempotency_key)
         if entry.with_suffix(".done").exists():
             return True
@@ -130,7 +131,7 @@ class WriteFile:
             return False
         target, digest = intent.read_text().splitlines()
         path = Path(target)
-        return path.exists() and _digest(path.read_text()) == digest
+        return True if path.exists() and _digest(path.read_text()) == digest else None
 
     def _entry(self, key: str) -> Path:
         return self.journal / hashlib.sha256(key.encode()).hexdigest()[:32]

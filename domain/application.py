@@ -157,12 +157,15 @@ class AgentLog(Application[UUID]):
         with suppress(IntegrityError):
             self.snapshots.put([agent.Snapshot.take(agent)])
 
-    def events_of(self, agent_id: UUID, *, after: int | None = None) -> Iterator[Aggregate.Event]:
-        """An agent's stored events in order, all or those after a version."""
-        events = cast(Iterator[Aggregate.Event], iter(self.events.get(agent_id, gt=after)))
+    def events_of(
+        self, agent_id: UUID, *, after: int | None = None, upto: int | None = None
+    ) -> Iterator[Aggregate.Event]:
+        """An agent's stored events in order: all, or those after and/or up to a version."""
+        stored = self.events.get(agent_id, gt=after, lte=upto)
+        events = cast(Iterator[Aggregate.Event], iter(stored))
         first = next(events, None)
         if first is None:
-            if after is None:
+            if after is None and upto is None:
                 raise UnknownAgentError(agent_id)
             return
         yield first

@@ -88,8 +88,8 @@ class LogTranscript:
         self.log = log
 
     def messages(self, agent: Agent) -> list[Message]:
-        """Replay the agent's events into messages."""
-        return replay_transcript(self.log.events_of(agent.id))
+        """Replay the agent's events, up to its loaded version, into messages."""
+        return replay_transcript(self.log.events_of(agent.id, upto=agent.version))
 
 
 class Runtime:
@@ -130,10 +130,15 @@ class Runtime:
                 on_step(step)
             if not step.progressed:
                 return step
-        agent = self.log.get(agent_id)
-        if agent.status.value == "running":
+        for _ in range(RACE_RETRIES):
+            agent = self.log.get(agent_id)
+            if agent.status.value != "running":
+                return step
             agent.reach_limit("max_steps_per_run", max_steps, actor=self.actor)
-            self.log.save(agent)
+            try:
+                self.log.save(agent)
+            except IntegrityError:
+                continue  # another worker moved the agent on: look again
             return self._step(agent, StepKind.LIMIT, f"run stopped after {max_steps} steps")
         return step
 
@@ -192,6 +197,8 @@ class Runtime:
         return self._run_call(agent, call_id, call)  # same idempotency key, next attempt
 
     def _reconcile(self, agent: Agent, call_id: str, call: CallState) -> Step | None:
+        if still_running(call.idempotency_key):  # timed out here, but its thread goes on
+            return self._step(agent, StepKind.BUSY, f"{call_id} is still running after its timeout")
         tool = self.tools.get(call.tool)
         happened = tool.reconcile(call.idempotency_key) if tool is not None else None
         if happened is None:
@@ -283,7 +290,9 @@ class Runtime:
             )
 
     def _model_failed(self, agent: Agent, error: Exception) -> Step:
-        agent = self.log.get(agent.id)  # drop anything half-recorded
+        # Drop anything half-recorded, but stay at the version the model decided from:
+        # if another worker moved on meanwhile, this save loses the race and we re-decide.
+        agent = self.log.get(agent.id, version=agent.version - len(agent.collect_events()))
         kind = error.kind if isinstance(error, ModelCallError) else "bad_output"
         message = error.message if isinstance(error, ModelCallError) else str(error)
         agent.record_model_failure(kind, message, model=self.model.name)
@@ -345,8 +354,24 @@ def run_tool(
     thread.start()
     thread.join(timeout)
     if not box:
+        with _OVERDUE_LOCK:
+            _OVERDUE[key] = thread  # it may still act: never reconcile it while it runs
         return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
     return box[0]
+
+
+_OVERDUE: dict[str, threading.Thread] = {}
+_OVERDUE_LOCK = threading.Lock()
+
+
+def still_running(idempotency_key: str) -> bool:
+    """Whether a tool call that timed out in this process is still running."""
+    with _OVERDUE_LOCK:
+        thread = _OVERDUE.get(idempotency_key)
+        if thread is not None and not thread.is_alive():
+            del _OVERDUE[idempotency_key]
+            return False
+        return thread is not None
 
 
 def tool_spec(tool: Tool) -> ToolSpec:

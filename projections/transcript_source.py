@@ -27,8 +27,10 @@ class ViewTranscript:
             self.views.catch_up(["transcript"])
             with self.views.engine.connect() as conn:
                 table = self.views.table(conn, "transcript")
-                query = select(table).where(table.c.agent_id == str(agent.id))
+                query = select(table).where(
+                    table.c.agent_id == str(agent.id), table.c.seq <= agent.version
+                )
                 rows = conn.execute(query.order_by(table.c.seq)).all()
         except AgentError:
-            return replay_transcript(self.views.app.events_of(agent.id))
+            return replay_transcript(self.views.app.events_of(agent.id, upto=agent.version))
         return [message_from_row(row) for row in rows]

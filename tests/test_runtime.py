@@ -16,7 +16,6 @@ from typing import TypeVar
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import IntegrityError
 
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.storage import env_for, open_log
@@ -321,11 +320,6 @@ def test_run_returns_at_the_first_step_that_waits_for_someone(
     assert world.events(agent_id, Agent.LimitReached) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.py _reconcile runs a timed-out side-effecting call again while its "
-    "first run is still going in this process's tool thread",
-)
 def test_side_effect_that_timed_out_but_still_runs_is_not_run_again(
     log: AgentLog, tmp_path: Path
 ) -> None:
@@ -350,11 +344,6 @@ class AnotherWorkerFirst:
         return LogTranscript(self.log).messages(agent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.py _model_failed records the failure on the newest agent, not on the "
-    "version it decided from: a stale failure is saved, or raises AgentFinishedError",
-)
 @pytest.mark.parametrize(
     "script",
     [[DONE], [turn(("c1", "pure"))]],
@@ -392,12 +381,6 @@ class InterleavingLog(AgentLog):
         return agent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="runtime.py Runtime.run saves LimitReached without the reload-and-retry that "
-    "advance has, so a concurrent save makes run raise IntegrityError",
-)
 def test_run_that_loses_a_race_while_recording_its_step_limit_does_not_crash(
     tmp_path: Path,
 ) -> None:
