@@ -137,6 +137,15 @@ class SupportAgent(Agent):
     class ModelResponded(Agent.ModelResponded, Event):
         TOPIC: ClassVar[str] = "support:SupportAgent.ModelResponded@1"
 
+    class ModelFailed(Agent.ModelFailed, Event):
+        TOPIC: ClassVar[str] = "support:SupportAgent.ModelFailed@1"
+
+    class ToolCallRejected(Agent.ToolCallRejected, Event):
+        TOPIC: ClassVar[str] = "support:SupportAgent.ToolCallRejected@1"
+
+    class LimitReached(Agent.LimitReached, Event):
+        TOPIC: ClassVar[str] = "support:SupportAgent.LimitReached@1"
+
     class ToolCalled(Agent.ToolCalled, Event):
         TOPIC: ClassVar[str] = "support:SupportAgent.ToolCalled@1"
 
@@ -220,7 +229,7 @@ class SupportAgent(Agent):
             team=team,
             reason=reason,
             severity=severity,
-            actor=actor or f"model:{self.config.model}",
+            actor=actor or self.model_actor,
         )
 
     def resolve_escalation(self, resolution: str, *, actor: str = "user") -> None:
@@ -237,7 +246,7 @@ class SupportAgent(Agent):
         self.check_running()
         if self.escalated_to is not None:
             raise EscalationOpenError(self.id, self.escalated_to)
-        super().complete(result, actor=actor or f"model:{self.config.model}")
+        super().complete(result, actor=actor)
 
 
 class SupportDesk(AgentLog):
