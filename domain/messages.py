@@ -61,6 +61,12 @@ def _(event: Agent.PermissionDenied) -> Message | None:
     return _tool(event.call_id, f"denied by {event.approver}: {event.reason}".rstrip(": "))
 
 
+def seq_of(event: Aggregate.Event, message: Message) -> int:
+    """Where a message sits: the system prompt first (0), others at their event's version,
+    so a summary of everything through version v can take v's place."""
+    return 0 if message.role == "system" else event.originator_version
+
+
 def summary_message(event: Agent.ContextCompacted) -> Message:
     """What replaces the messages a compaction covers."""
     return Message(role="user", content=SUMMARY_PREFIX + event.summary)
@@ -78,7 +84,7 @@ def replay_transcript(events: Iterable[Aggregate.Event]) -> list[Message]:
                 del messages[version]
             messages[event.through_version] = summary_message(event)
         elif (message := message_for(event)) is not None:
-            messages[event.originator_version] = message
+            messages[seq_of(event, message)] = message
     return [messages[v] for v in sorted(messages)]
 
 

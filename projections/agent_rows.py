@@ -15,9 +15,9 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic, resolve_topic
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
-    Integer,
     String,
     Table,
     Text,
@@ -34,8 +34,8 @@ def state_columns() -> list[Column[Any]]:
     """The columns every agent-row table starts with."""
     return [
         Column("agent_id", String(36), primary_key=True),
-        Column("topic", String(200), nullable=False),
-        Column("version", Integer, nullable=False),
+        Column("topic", Text, nullable=False),
+        Column("version", BigInteger, nullable=False),
         Column("state", Text, nullable=False),
     ]
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     DateTime,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 from agentlog.domain import Agent, Aggregate
-from agentlog.projections.view import Positioned, View
+from agentlog.projections.view import Positioned, View, clean
 
 _DECISIONS: tuple[tuple[type[Any], str], ...] = (
     (Agent.PermissionRequested, "requested"),
@@ -40,24 +40,24 @@ class AuditTrail(View):
     """Every event as an audit row, with the tool and args hash of its call filled in."""
 
     name: ClassVar[str] = "audit"
-    version: ClassVar[int] = 2  # 2: index on (agent_id, call_id) for the call lookup
+    version: ClassVar[int] = 3  # 2: index for the call lookup; 3: unbounded text, 64-bit
 
     def define(self, metadata: MetaData) -> None:
         """One append-only table with an index per query dimension."""
         self.rows = Table(
             self.table_name(),
             metadata,
-            Column("position", Integer, primary_key=True, autoincrement=False),
+            Column("position", BigInteger, primary_key=True, autoincrement=False),
             Column("agent_id", String(36), nullable=False, index=True),
-            Column("version", Integer, nullable=False),
+            Column("version", BigInteger, nullable=False),
             Column("time", DateTime(timezone=True), nullable=False, index=True),
-            Column("event_type", String(100), nullable=False),
-            Column("actor", String(200), nullable=False, index=True),
-            Column("call_id", String(200), nullable=True),
-            Column("tool", String(200), nullable=True, index=True),
+            Column("event_type", Text, nullable=False),
+            Column("actor", Text, nullable=False, index=True),
+            Column("call_id", Text, nullable=True),
+            Column("tool", Text, nullable=True, index=True),
             Column("args_hash", String(64), nullable=True),
             Column("decision", String(20), nullable=True, index=True),
-            Column("approver", String(200), nullable=True),
+            Column("approver", Text, nullable=True),
             Column("outcome", String(20), nullable=True),
             Column("detail", Text, nullable=True),
         )
@@ -82,6 +82,8 @@ class AuditTrail(View):
         if isinstance(event, Agent.ToolCalled):
             tool, args_hash = event.tool, event.args_hash
             calls[(agent_id, event.call_id)] = (tool, args_hash)
+        elif isinstance(event, Agent.ToolCallRejected):
+            tool = event.tool  # never a recorded call: it has a tool, no arguments hash
         elif call_id is not None:
             tool, args_hash = calls.get((agent_id, call_id)) or self._call(conn, agent_id, call_id)
         return {
@@ -90,12 +92,12 @@ class AuditTrail(View):
             "version": event.originator_version,
             "time": event.timestamp,
             "event_type": type(event).__name__,
-            "actor": event.actor,
-            "call_id": call_id,
-            "tool": tool,
+            "actor": clean(event.actor),
+            "call_id": clean(call_id),
+            "tool": clean(tool),
             "args_hash": args_hash,
             "decision": _kind(event, _DECISIONS),
-            "approver": getattr(event, "approver", None),
+            "approver": clean(getattr(event, "approver", None)),
             "outcome": _kind(event, _OUTCOMES),
             "detail": _detail(event),
         }
@@ -106,7 +108,8 @@ class AuditTrail(View):
             self.rows.c.call_id == call_id,
             self.rows.c.event_type == "ToolCalled",
         )
-        row = conn.execute(query).first()
+        # Model-chosen call ids can repeat once a call closed: the newest call is this one.
+        row = conn.execute(query.order_by(self.rows.c.position.desc()).limit(1)).first()
         return (row.tool, row.args_hash) if row else (None, None)
 
 
@@ -118,5 +121,5 @@ def _detail(event: Aggregate.Event) -> str | None:
     for field in ("reason", "error", "goal", "result", "summary"):
         value = getattr(event, field, None)
         if isinstance(value, str) and value:
-            return value[:500]
+            return clean(value[:500])
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Integer,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
+ACTIVE, BUILDING, RETIRED, DROPPED = "active", "building", "retired", "dropped"
 
 metadata = MetaData()
 builds = Table(
@@ -33,7 +34,7 @@ builds = Table(
     Column("view", String(100), nullable=False, index=True),
     Column("version", Integer, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("position", Integer, nullable=False, default=0),
+    Column("position", BigInteger, nullable=False, default=0),
     Column("error", Text, nullable=True),
 )
 
@@ -51,8 +52,14 @@ class Build:
 
 
 def builds_of(conn: Connection, view: str) -> list[Build]:
-    """The view's builds that are not retired, oldest first."""
-    query = select(builds).where(builds.c.view == view, builds.c.status != RETIRED)
+    """The view's builds that are active or building, oldest first."""
+    query = select(builds).where(builds.c.view == view, builds.c.status.in_([ACTIVE, BUILDING]))
+    return [Build(**row._mapping) for row in conn.execute(query.order_by(builds.c.build))]
+
+
+def retired(conn: Connection, view: str) -> list[Build]:
+    """The view's retired builds whose tables still exist, oldest first."""
+    query = select(builds).where(builds.c.view == view, builds.c.status == RETIRED)
     return [Build(**row._mapping) for row in conn.execute(query.order_by(builds.c.build))]
 
 

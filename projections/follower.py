@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentError, AgentLog, Aggregate
 from agentlog.projections import catalog
-from agentlog.projections.catalog import ACTIVE, BUILDING, RETIRED, Build
+from agentlog.projections.catalog import ACTIVE, BUILDING, DROPPED, RETIRED, Build
 from agentlog.projections.errors import ViewFailedError
 from agentlog.projections.view import Positioned, View
 
@@ -109,14 +109,26 @@ def drop_build_tables(engine: Engine, view_name: str, build: int) -> None:
 
 
 def swap(engine: Engine, view_name: str, new: Build) -> None:
-    """Make a caught-up build the one readers use; retire and drop the old one."""
+    """Make a caught-up build the one readers use, and retire the old one.
+
+    The build retired now keeps its tables (a reader may have looked it up a moment
+    ago); builds retired at earlier swaps are dropped now.
+    """
     with engine.begin() as conn:
+        earlier = catalog.retired(conn, view_name)
         old = catalog.find(conn, view_name, ACTIVE)
         if old is not None:
             catalog.set_status(conn, old.build, RETIRED)
         catalog.set_status(conn, new.build, ACTIVE)
-    if old is not None:
-        drop_build_tables(engine, view_name, old.build)
+    for build in earlier:
+        drop_build(engine, view_name, build.build)
+
+
+def drop_build(engine: Engine, view_name: str, build: int) -> None:
+    """Drop a build's tables and remember that they are gone."""
+    drop_build_tables(engine, view_name, build)
+    with engine.begin() as conn:
+        catalog.set_status(conn, build, DROPPED)
 
 
 __all__ = ["ACTIVE", "BUILDING", "Follower", "create_tables", "drop_build_tables", "swap"]

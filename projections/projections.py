@@ -16,7 +16,7 @@ from agentlog.projections.follower import (
     Follower,
     Progress,
     create_tables,
-    drop_build_tables,
+    drop_build,
     swap,
 )
 from agentlog.projections.view import View
@@ -101,8 +101,8 @@ class Projections:
             if stale is not None:
                 catalog.set_status(conn, stale.build, RETIRED)
             new = catalog.new_build(conn, name, cls.version, BUILDING)
-        if stale is not None:
-            drop_build_tables(self.engine, name, stale.build)
+        if stale is not None:  # nobody reads a build that is not serving yet
+            drop_build(self.engine, name, stale.build)
         create_tables(self.engine, cls(new.build))
         self._catch_up(cls, progress)
         return self._build(name, ACTIVE)
@@ -148,9 +148,11 @@ class Projections:
             builds = [
                 b for b in catalog.builds_of(conn, cls.name) if b.status in (ACTIVE, BUILDING)
             ]
-        for build in builds:
+        # Only builds of this code's version are followed: an older serving build keeps
+        # serving as it is (its handler is gone) until the new build swaps in.
+        for build in (b for b in builds if b.version == cls.version):
             Follower(self.app, self.engine, cls(build.build), self.batch_size).catch_up(progress)
-            if build.status == BUILDING and build.version == cls.version:
+            if build.status == BUILDING:
                 swap(self.engine, cls.name, build)
 
     def _build(self, name: str, status: str) -> Build:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, Table
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Table
 
 from agentlog.domain import Agent, Phase
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
@@ -17,7 +17,7 @@ class RunnableAgents(AgentRowsView):
     """
 
     name: ClassVar[str] = "runnable"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: 64-bit numbers
 
     def define(self, metadata: MetaData) -> None:
         """One table; workers take the agents idle longest first."""
@@ -26,7 +26,7 @@ class RunnableAgents(AgentRowsView):
             metadata,
             *state_columns(),
             Column("runnable", Boolean, nullable=False, index=True),
-            Column("open_calls", Integer, nullable=False),
+            Column("open_calls", BigInteger, nullable=False),
             Column("since", DateTime(timezone=True), nullable=False, index=True),
         )
 

@@ -7,19 +7,19 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, delete, insert
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, Text, delete, insert
 
 from agentlog.domain import Agent
-from agentlog.domain.messages import message_for, summary_message
+from agentlog.domain.messages import message_for, seq_of, summary_message
 from agentlog.domain.ports import Message
-from agentlog.projections.view import Positioned, View
+from agentlog.projections.view import Positioned, View, clean
 
 
 class Transcripts(View):
     """Chat messages per agent: system, user, assistant (with tool calls), tool."""
 
     name: ClassVar[str] = "transcript"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: the system prompt at seq 0; unbounded text
 
     def define(self, metadata: MetaData) -> None:
         """One table keyed by agent and the version of the event behind each message."""
@@ -27,11 +27,11 @@ class Transcripts(View):
             self.table_name(),
             metadata,
             Column("agent_id", String(36), primary_key=True),
-            Column("seq", Integer, primary_key=True, autoincrement=False),
+            Column("seq", BigInteger, primary_key=True, autoincrement=False),
             Column("role", String(20), nullable=False),
             Column("content", Text, nullable=False),
             Column("tool_calls", Text, nullable=True),
-            Column("call_id", String(200), nullable=True),
+            Column("call_id", Text, nullable=True),
         )
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
@@ -42,7 +42,7 @@ class Transcripts(View):
                 self._flush(conn, pending)
                 self._compact(conn, event)
             elif (message := message_for(event)) is not None:
-                key = {"agent_id": str(event.originator_id), "seq": event.originator_version}
+                key = {"agent_id": str(event.originator_id), "seq": seq_of(event, message)}
                 pending.append(key | _row(message))
         self._flush(conn, pending)
 
@@ -70,9 +70,9 @@ def _row(message: Message) -> dict[str, Any]:
     calls = [c.model_dump(mode="json") for c in message.tool_calls]
     return {
         "role": message.role,
-        "content": message.content,
+        "content": clean(message.content),
         "tool_calls": json.dumps(calls) if calls else None,
-        "call_id": message.call_id,
+        "call_id": clean(message.call_id),
     }
 
 

@@ -14,6 +14,11 @@ Positioned = tuple[int, Aggregate.Event]
 """An event with its position (notification id) in the application's log."""
 
 
+def clean(text: str | None) -> str | None:
+    """Text a view column can hold on every database (PostgreSQL TEXT refuses NUL)."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
 class View(ABC):
     """A read model that follows the agent log.
 
