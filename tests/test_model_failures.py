@@ -9,6 +9,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import pytest
+
+from agentlog.adapters.openai_model import OpenAIChatModel
+from agentlog.adapters.storage import open_log
+from agentlog.adapters.tools import ToolRegistry, builtin_tools
+from agentlog.domain import Agent, AgentConfig, AgentLog, Status
+from agentlog.domain.runtime import Runtime, StepKind
+
 from fake_chat_server import (
     FakeChatServer,
     Reply,
@@ -19,12 +26,6 @@ from fake_chat_server import (
     tool_call,
     tool_calls_reply,
 )
-
-from agentlog.adapters.openai_model import OpenAIChatModel
-from agentlog.adapters.storage import open_log
-from agentlog.adapters.tools import ToolRegistry, builtin_tools
-from agentlog.domain import Agent, AgentConfig, AgentLog, Status
-from agentlog.domain.runtime import Runtime, StepKind
 
 E = TypeVar("E", bound=Agent.Event)
 

@@ -7,6 +7,14 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+
+from agentlog.adapters.openai_model import NO_KEY, OpenAIChatModel
+from agentlog.adapters.storage import open_log
+from agentlog.adapters.tools import CalcArgs, PathArgs, builtin_tools
+from agentlog.domain import Agent, AgentConfig, Status, TokenUsage, ToolCallRequest
+from agentlog.domain.ports import Context, Decision, Message, ModelCallError, ToolSpec
+from agentlog.domain.runtime import Runtime, StepKind, tool_spec
+
 from fake_chat_server import (
     FakeChatServer,
     Reply,
@@ -18,13 +26,6 @@ from fake_chat_server import (
     tool_call,
     tool_calls_reply,
 )
-
-from agentlog.adapters.openai_model import NO_KEY, OpenAIChatModel
-from agentlog.adapters.storage import open_log
-from agentlog.adapters.tools import CalcArgs, PathArgs, builtin_tools
-from agentlog.domain import Agent, AgentConfig, Status, TokenUsage, ToolCallRequest
-from agentlog.domain.ports import Context, Decision, Message, ModelCallError, ToolSpec
-from agentlog.domain.runtime import Runtime, StepKind, tool_spec
 
 
 @pytest.fixture
