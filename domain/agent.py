@@ -17,6 +17,7 @@ from agentlog.domain.errors import (
     AgentFinishedError,
     CompactionRangeError,
     DuplicateCallError,
+    InvalidEventDataError,
     NoTaskRunningError,
     OpenCallsError,
     TaskAlreadyRunningError,
@@ -375,12 +376,16 @@ class Agent(Aggregate, ToolCallRules):
         self.check_running()
         if request.call_id in self.calls:
             raise DuplicateCallError(self.id, request.call_id)
+        try:
+            digest = args_hash(request.args)
+        except ValueError as e:  # NaN, infinities: not JSON, so not hashable canonically
+            raise InvalidEventDataError(self.id, "ToolCalled", str(e)) from e
         self.trigger_event(
             self.ToolCalled,
             call_id=request.call_id,
             tool=request.tool,
             args=request.args,
-            args_hash=args_hash(request.args),
+            args_hash=digest,
             effect=effect,
             policy=policy or self.config.policy_for(request.tool),
             actor=actor or self.model_actor,

@@ -9,10 +9,10 @@ from uuid import UUID
 
 import eventsourcing.domain as es
 from eventsourcing.utils import get_topic, register_topic, resolve_topic
-from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from agentlog.domain.chain import GENESIS, event_digest
-from agentlog.domain.errors import StaleSnapshotError
+from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError
 
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
 
@@ -135,8 +135,13 @@ class Aggregate(es.Aggregate):
         return cast(list[Aggregate.Event], super().collect_events())
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
-        """Trigger an event chained to the current head."""
-        super().trigger_event(event_class, prev_hash=self.head_hash, **kwargs)
+        """Trigger an event chained to the current head; data no event can hold (a lone
+        surrogate, NaN, a wrong type) is refused with :class:`InvalidEventDataError`."""
+        try:
+            super().trigger_event(event_class, prev_hash=self.head_hash, **kwargs)
+        except (ValidationError, ValueError) as e:
+            name = getattr(event_class, "__name__", str(event_class))
+            raise InvalidEventDataError(self.id, name, str(e).splitlines()[0]) from e
 
     def state(self) -> dict[str, Any]:
         """The aggregate's public attributes (what replay must reproduce exactly)."""

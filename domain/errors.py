@@ -182,3 +182,13 @@ class StaleSnapshotError(AgentError):
         super().__init__(f"snapshot of {agent_id} at version {version} predates the state schema")
         self.agent_id = agent_id
         self.version = version
+
+
+class InvalidEventDataError(AgentError):
+    """A command's data cannot be recorded (not JSON-exact, or of the wrong type)."""
+
+    def __init__(self, agent_id: UUID, event: str, reason: str) -> None:
+        super().__init__(f"agent {agent_id}: cannot record {event}: {reason}")
+        self.agent_id = agent_id
+        self.event = event
+        self.reason = reason

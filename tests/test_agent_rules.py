@@ -17,6 +17,7 @@ from agentlog.domain import (
     CompactionRangeError,
     DuplicateCallError,
     EffectClass,
+    InvalidEventDataError,
     NoTaskRunningError,
     OpenCallsError,
     PermissionRequiredError,
@@ -203,3 +204,16 @@ def test_each_event_chains_to_its_predecessor() -> None:
     for before, after in itertools.pairwise(events):
         assert after.prev_hash == before.digest
     assert agent.head_hash == events[-1].digest
+
+
+def test_data_no_event_can_hold_is_refused_with_an_agent_error() -> None:
+    agent = running_agent()
+    version = agent.version
+    with pytest.raises(InvalidEventDataError):
+        agent.receive_user_message("bad \ud800")
+    with pytest.raises(InvalidEventDataError):
+        agent.call_tool(
+            ToolCallRequest(call_id="c", tool="read", args={"x": float("nan")}),
+            effect=EffectClass.PURE,
+        )
+    assert agent.version == version  # nothing was recorded
