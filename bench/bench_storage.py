@@ -782,9 +782,26 @@ def main(argv: list[str] | None = None) -> int:
         report = render(results, opts, workdir, wall_s, load_start)
     print(write_table(results), read_table(results), sep="\n\n")
     print(f"\nwall time {wall_s:,.0f} s; report written to {opts.out}")
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(report, encoding="utf-8")
+    write_section(opts.out, report)
     return 0
+
+
+MARK_START, MARK_END = "<!-- bench_storage:start -->", "<!-- bench_storage:end -->"
+
+
+def write_section(out: Path, section: str) -> None:
+    """Put this benchmark's section into ``out``; other benchmarks' sections stay."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = out.read_text(encoding="utf-8") if out.exists() else ""
+    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
+    start, end = document.find(MARK_START), document.find(MARK_END)
+    if start != -1 and end > start:
+        document = document[:start] + block + document[end + len(MARK_END) :]
+    else:  # first run, or a report from before the markers: the section goes first
+        first_other = document.find("<!-- bench_")
+        rest = document[first_other:] if first_other != -1 else ""
+        document = block + ("\n\n" + rest if rest else "\n")
+    out.write_text(document, encoding="utf-8")
 
 
 if __name__ == "__main__":
