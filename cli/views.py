@@ -9,8 +9,8 @@ import click
 from rich.progress import Progress, TaskID
 
 from agentlog.cli import render
-from agentlog.cli.settings import Settings, errors_as_messages, pass_settings
-from agentlog.projections import queries
+from agentlog.cli.settings import Settings, pass_settings
+from agentlog.projections import ViewFailedError, queries
 
 
 @click.command()
@@ -109,9 +109,16 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
         for name in names:
             store.views.view_class(name)
         wait = store.waiter(poll)
+        reported: set[str] = set()
         while True:
-            with errors_as_messages():
+            try:  # a stopped view is reported once; the others keep being followed
                 store.views.catch_up(names)
+            except ViewFailedError as e:
+                if str(e) not in reported:
+                    reported.add(str(e))
+                    click.echo(f"Error: {e}", err=True)
+                if once:
+                    raise SystemExit(1) from None
             if once:
                 return
             wait()

@@ -9,9 +9,10 @@ class ViewFailedError(AgentError):
     """A view's handler failed: the view stops at its position; the log is untouched."""
 
     def __init__(self, view: str, build: int, position: int, cause: Exception) -> None:
+        first_line = (str(cause).strip().splitlines() or [""])[0]  # DB errors add SQL lines
         super().__init__(
             f"view {view} (build {build}) stopped at position {position}: "
-            f"{type(cause).__name__}: {cause}"
+            f"{type(cause).__name__}: {first_line}"
         )
         self.view = view
         self.build = build

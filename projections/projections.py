@@ -15,7 +15,6 @@ from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewS
 from agentlog.projections.follower import (
     Follower,
     Progress,
-    create_tables,
     drop_build,
     swap,
 )
@@ -60,7 +59,7 @@ class Projections:
         version changed (the old build keeps serving until the new one caught up)."""
         catalog.metadata.create_all(self.engine)
         for cls in self.views.values():
-            with self.engine.begin() as conn:
+            with self.engine.begin() as conn:  # the build and its tables, or neither
                 active = catalog.find(conn, cls.name, ACTIVE)
                 building = catalog.find(conn, cls.name, BUILDING)
                 if active is None:
@@ -69,7 +68,7 @@ class Projections:
                     new = catalog.new_build(conn, cls.name, cls.version, BUILDING)
                 else:
                     continue
-            create_tables(self.engine, cls(new.build))
+                cls(new.build).metadata.create_all(conn)
 
     def catch_up(self, names: Sequence[str] = (), *, progress: Progress | None = None) -> None:
         """Bring the named views (default: all) up to the head of the log.
@@ -101,9 +100,9 @@ class Projections:
             if stale is not None:
                 catalog.set_status(conn, stale.build, RETIRED)
             new = catalog.new_build(conn, name, cls.version, BUILDING)
+            cls(new.build).metadata.create_all(conn)
         if stale is not None:  # nobody reads a build that is not serving yet
             drop_build(self.engine, name, stale.build)
-        create_tables(self.engine, cls(new.build))
         self._catch_up(cls, progress)
         return self._build(name, ACTIVE)
 
