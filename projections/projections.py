@@ -62,6 +62,9 @@ class Projections:
             with self.engine.begin() as conn:  # the build and its tables, or neither
                 active = catalog.find(conn, cls.name, ACTIVE)
                 building = catalog.find(conn, cls.name, BUILDING)
+                if building is not None and building.version != cls.version:
+                    catalog.set_status(conn, building.build, RETIRED)  # of other code: redo
+                    building = None
                 if active is None:
                     new = catalog.new_build(conn, cls.name, cls.version, ACTIVE)
                 elif active.version != cls.version and building is None:
@@ -103,7 +106,9 @@ class Projections:
             cls(new.build).metadata.create_all(conn)
         if stale is not None:  # nobody reads a build that is not serving yet
             drop_build(self.engine, name, stale.build)
-        self._catch_up(cls, progress)
+        # Only the new build is followed: the serving one may be the stopped one.
+        Follower(self.app, self.engine, cls(new.build), self.batch_size).catch_up(progress)
+        swap(self.engine, name, new)
         return self._build(name, ACTIVE)
 
     def status(self) -> list[ViewStatus]:
