@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -139,11 +139,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=_default, ensure_ascii=False)
 
 
+def iso(moment: datetime) -> str:
+    """ISO 8601 with its offset; the views' times are UTC (SQLite drops the zone)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 def _default(value: Any) -> str:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     raise TypeError(type(value).__name__)
 
 

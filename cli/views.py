@@ -41,7 +41,7 @@ def audit(
         with store.views.engine.connect() as conn:
             rows = queries.audit(conn, store.views.table(conn, "audit"), where)
     if as_json:
-        click.echo(render.dumps([{**r, "time": r["time"].isoformat()} for r in rows]))
+        click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
     elif rows:
         render.print_table(render.audit_table(rows))
 

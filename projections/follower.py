@@ -115,6 +115,9 @@ def swap(engine: Engine, view_name: str, new: Build) -> None:
     ago); builds retired at earlier swaps are dropped now.
     """
     with engine.begin() as conn:
+        current = catalog.find(conn, view_name, BUILDING)
+        if current is None or current.build != new.build:
+            return  # another follower finished this build and swapped it in already
         earlier = catalog.retired(conn, view_name)
         old = catalog.find(conn, view_name, ACTIVE)
         if old is not None:

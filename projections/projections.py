@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, MetaData, Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentLog
 from agentlog.projections import catalog
@@ -94,6 +95,8 @@ class Projections:
             self.catch_up()
         except ViewFailedError as e:
             log.warning("%s", e)
+        except SQLAlchemyError as e:  # the events are saved; the views retry next time
+            log.warning("views could not catch up: %s", str(e).splitlines()[0])
 
     def rebuild(self, name: str, progress: Progress | None = None) -> Build:
         """Build the view from position 0 into fresh tables, then swap it in."""
