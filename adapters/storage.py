@@ -13,8 +13,6 @@ the URL, so URLs can be logged.
 
 from __future__ import annotations
 
-import random
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -24,27 +22,14 @@ from agentlog.domain.errors import StorageURLError
 DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
 ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
-_OPEN_ATTEMPTS = 8
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 
 
 def open_log(
     url: str = DEFAULT_URL, *, cipher_key: str | None = None, snapshot_interval: int | None = None
 ) -> AgentLog:
-    """An :class:`AgentLog` on the store the URL names (created if missing).
-
-    Several processes opening one new PostgreSQL store at once race on creating its
-    tables and functions ("tuple concurrently updated"); opening is retried a few times.
-    """
-    env = env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval)
-    for attempt in range(_OPEN_ATTEMPTS):
-        try:
-            return AgentLog(env)
-        except Exception as e:
-            if attempt == _OPEN_ATTEMPTS - 1 or "concurrently" not in str(e):
-                raise
-            time.sleep(0.05 * (attempt + 1) * (1 + random.random()))  # noqa: S311 - jitter
-    raise AssertionError("unreachable")  # pragma: no cover
+    """An :class:`AgentLog` on the store the URL names (created if missing)."""
+    return AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
 
 
 def env_for(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, ClassVar, cast
@@ -18,6 +20,7 @@ from agentlog.domain.errors import AmbiguousAgentError, StaleSnapshotError, Unkn
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
+OPEN_ATTEMPTS = 8
 
 
 class AgentLog(Application[UUID]):
@@ -42,7 +45,16 @@ class AgentLog(Application[UUID]):
         return environment
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__(env)
+        # Processes opening one new PostgreSQL store at once race on creating its tables
+        # and functions ("tuple concurrently updated"): opening is retried a few times.
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                super().__init__(env)
+                break
+            except Exception as e:
+                if attempt == OPEN_ATTEMPTS - 1 or "concurrently updated" not in str(e):
+                    raise
+                time.sleep(0.05 * (attempt + 1) * (1 + random.random()))  # noqa: S311 - jitter
         interval = self.env.get("AGENTLOG_SNAPSHOT_INTERVAL", str(DEFAULT_SNAPSHOT_INTERVAL))
         self.snapshot_interval = int(interval)
         self.after_save: list[Callable[[], None]] = []
