@@ -83,6 +83,12 @@ def advance(conn: Connection, build: int, old: int, new: int) -> bool:
     return conn.execute(query.values(position=new, error=None)).rowcount == 1
 
 
+def activate(conn: Connection, build: int) -> bool:
+    """Make a building build active; False if it is not building (already swapped)."""
+    query = update(builds).where(builds.c.build == build, builds.c.status == BUILDING)
+    return conn.execute(query.values(status=ACTIVE)).rowcount == 1
+
+
 def set_status(conn: Connection, build: int, status: str) -> None:
     """Change a build's status (activate, retire)."""
     conn.execute(update(builds).where(builds.c.build == build).values(status=status))

@@ -115,14 +115,12 @@ def swap(engine: Engine, view_name: str, new: Build) -> None:
     ago); builds retired at earlier swaps are dropped now.
     """
     with engine.begin() as conn:
-        current = catalog.find(conn, view_name, BUILDING)
-        if current is None or current.build != new.build:
-            return  # another follower finished this build and swapped it in already
         earlier = catalog.retired(conn, view_name)
         old = catalog.find(conn, view_name, ACTIVE)
+        if not catalog.activate(conn, new.build):  # compare-and-set on 'building'
+            return  # another follower finished this build and swapped it in already
         if old is not None:
             catalog.set_status(conn, old.build, RETIRED)
-        catalog.set_status(conn, new.build, ACTIVE)
     for build in earlier:
         drop_build(engine, view_name, build.build)
 
