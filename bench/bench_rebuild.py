@@ -191,8 +191,8 @@ class ViewResult:
     batch_size: int
     marks: list[tuple[int, float, float]]
     """(position, wall s, CPU s) at the start, every tenth of the log, and the end."""
-    code: str
-    """The digest of agentlog's source as this view's process loaded it."""
+    code: dict[str, str]
+    """Digests of agentlog's source files as this view's process loaded them."""
 
     @property
     def rate(self) -> float:
@@ -240,7 +240,8 @@ class RunInfo:
     workdir: Path
     wall_s: float
     load_start: float
-    code: str
+    code: dict[str, str]
+    """Digests of agentlog's source files at the start (the write and the baselines)."""
     git: str
 
 
@@ -559,7 +560,7 @@ def timed_rebuild(path: Path, name: str, time_limit: float) -> ViewResult:
         rss_peak,
         batch_size,
         marks,
-        source_digest(),
+        source_digests(),
     )
 
 
@@ -945,20 +946,27 @@ def contention(measured: list[Measured]) -> str:
     )
 
 
-def code_changes(measured: list[Measured], code: str) -> str | None:
-    """A warning if some view ran on other code than the run started with."""
-    changed = [m.result.view for m in measured if m.result.code != code]
-    if not changed:
+def code_changes(measured: list[Measured], code: dict[str, str]) -> str | None:
+    """Which views ran on other source than the write and the baselines, if any did."""
+    changed = {m.result.view: changed_files(code, m.result.code) for m in measured}
+    if not any(changed.values()):
         return None
+    views = "; ".join(f"{view}: {', '.join(files)}" for view, files in changed.items() if files)
+    digests = {combined(m.result.code) for m in measured}
+    among = (
+        "All views ran on the same source as each other."
+        if len(digests) == 1
+        else "**The views ran on different source from each other**: compare them with care."
+    )
     return (
-        f"- **The code changed during the run**: {', '.join(changed)} ran on source other "
-        f"than the run started with (digest {code}), so the rows are not comparable: run "
-        "again."
+        f"- **The code changed during the run** (other work on the repository): compared "
+        "with the source that wrote the store and took the baselines, these views ran on "
+        f"changed files: {views}. {among}"
     )
 
 
 def reading(
-    write: WriteResult, baselines: list[Baseline], measured: list[Measured], code: str
+    write: WriteResult, baselines: list[Baseline], measured: list[Measured], code: dict[str, str]
 ) -> str:
     """A short reading of the numbers, generated from them."""
     raw, raw_json, decoded = baselines
@@ -989,14 +997,24 @@ def reading(
     return "\n".join(lines)
 
 
-def source_digest() -> str:
-    """A digest of agentlog's source (adapters, domain, projections) as it is now."""
-    digest = hashlib.sha256()
-    for part in ("adapters", "domain", "projections"):
-        for path in sorted((PACKAGE_ROOT / part).rglob("*.py")):
-            digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+def source_digests() -> dict[str, str]:
+    """A digest of each of agentlog's source files (adapters, domain, projections) now."""
+    return {
+        str(path.relative_to(PACKAGE_ROOT)): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for part in ("adapters", "domain", "projections")
+        for path in sorted((PACKAGE_ROOT / part).rglob("*.py"))
+    }
+
+
+def combined(digests: dict[str, str]) -> str:
+    """One digest for all the files."""
+    text = "".join(f"{name}:{digest}\n" for name, digest in sorted(digests.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The files added, removed or changed from ``before`` to ``after``."""
+    return sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
 
 
 def git_version() -> str:
@@ -1029,8 +1047,8 @@ def machine_info(info: RunInfo) -> str:
             f"- database file in: {workdir} (filesystem: {filesystem(workdir)})",
             f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
             f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
-            f"- agentlog: git {info.git}; source digest {info.code} (adapters, domain, "
-            "projections, at the start of the run)",
+            f"- agentlog: git {info.git}; source digest {combined(info.code)} (adapters, "
+            "domain, projections, at the start of the run)",
         ]
     )
 
@@ -1280,7 +1298,7 @@ def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
 def benchmark(opts: Options) -> int:
     """Run the benchmark, print the tables and write the report section."""
     started, load_start = time.perf_counter(), os.getloadavg()[0]
-    code, git = source_digest(), git_version()
+    code, git = source_digests(), git_version()
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-rebuild-") as tmp:
         workdir = opts.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -98,3 +98,18 @@ def test_rejects_unknown_view(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         load_bench().main(["--views", "billing"])
     assert "unknown billing" in capsys.readouterr().err
+
+
+def test_names_the_files_that_changed_under_a_view() -> None:
+    bench = load_bench()
+    start = {"projections/audit.py": "a1", "domain/agent.py": "d1"}
+    later = {"projections/audit.py": "a2", "domain/agent.py": "d1", "domain/new.py": "n1"}
+
+    def measured(view: str, code: dict[str, str]) -> SimpleNamespace:
+        return SimpleNamespace(result=SimpleNamespace(view=view, code=code))
+
+    assert bench.code_changes([measured("state", start)], start) is None
+    note = bench.code_changes([measured("state", start), measured("audit", later)], start)
+    assert "audit: domain/new.py, projections/audit.py" in note
+    assert "state:" not in note
+    assert "different source from each other" in note
