@@ -162,6 +162,7 @@ def _decision(response: ChatCompletion) -> Decision:
         tool_calls=calls,
         done=choice.finish_reason == "stop" and not calls,
         usage=_usage(response.usage),
+        finish_reason=choice.finish_reason,
     )
 
 

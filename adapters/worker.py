@@ -50,9 +50,18 @@ class Worker:
         """Advance one step."""
         return self.runtime_for(agent_id).advance(agent_id)
 
-    def run(self, agent_id: UUID, max_steps: int, on_step: Callable[[Step], None]) -> Step:
+    def run(
+        self,
+        agent_id: UUID,
+        max_steps: int,
+        on_step: Callable[[Step], None],
+        *,
+        record_limit: bool = True,
+    ) -> Step:
         """Advance until the agent waits, is blocked, finishes, or max_steps were taken."""
-        return self.runtime_for(agent_id).run(agent_id, max_steps, on_step)
+        return self.runtime_for(agent_id).run(
+            agent_id, max_steps, on_step, record_limit=record_limit
+        )
 
     def work(
         self,
@@ -61,9 +70,13 @@ class Worker:
         exit_when_idle: bool,
         on_step: Callable[[Step], None],
         stop: threading.Event | None = None,
-        max_steps: int = 50,
+        turn: int = 50,
     ) -> None:
-        """Take runnable agents from the view, in random order, until stopped (or idle)."""
+        """Take runnable agents from the view, in random order, until stopped (or idle).
+
+        Each agent gets up to ``turn`` steps before the next one's turn; a turn is not a
+        limit (nothing is recorded): the agent's own finite limits end its task.
+        """
         stop = stop or threading.Event()
         while not stop.is_set():
             agents = self.runnable()
@@ -71,7 +84,8 @@ class Worker:
             steps: list[Step] = []
             for agent_id in agents:
                 try:
-                    self.run(agent_id, max_steps, partial(_record, steps, on_step))
+                    record = partial(_record, steps, on_step)
+                    self.run(agent_id, turn, record, record_limit=False)
                 except AgentError as e:  # e.g. a model that cannot be built: skip that agent
                     log.warning("agent %s: %s", agent_id, e)
             if any(step.progressed for step in steps):

@@ -14,6 +14,12 @@ from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, render, runtime, views
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain.values import (
+    DEFAULT_MAX_EMPTY_ANSWERS,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MAX_WALL_TIME,
+)
 from agentlog.projections import queries
 
 
@@ -74,9 +80,37 @@ def init(settings: Settings) -> None:
 @click.option(
     "--default-policy",
     type=click.Choice([p.value for p in Policy]),
-    default=Policy.ASK.value,
+    default=None,
+    help="Policy of every tool without --policy (default: each tool's own policy).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_STEPS,
     show_default=True,
-    help="Policy of tools without --policy.",
+    help="Model responses the task may take in all.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_TOKENS,
+    show_default=True,
+    help="Tokens (prompt + completion) the task may spend.",
+)
+@click.option(
+    "--max-empty-answers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_EMPTY_ANSWERS,
+    show_default=True,
+    help="Answers in a row that say nothing or were cut off (finish_reason length).",
+)
+@click.option(
+    "--max-wall-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_WALL_TIME,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds after the task's start when the model is no longer asked.",
 )
 @pass_settings
 def new(
@@ -86,9 +120,17 @@ def new(
     model: str | None,
     system_prompt: str,
     policies: tuple[str, ...],
-    default_policy: str,
+    default_policy: str | None,
+    max_steps: int,
+    max_tokens: int,
+    max_empty_answers: int,
+    max_wall_time: float,
 ) -> None:
-    """Create an agent and print its id."""
+    """Create an agent and print its id.
+
+    Policy of a tool call: the tool's --policy, else --default-policy, else the tool's
+    own. Every limit is finite; reaching one ends the task (recorded).
+    """
     if model is not None:
         try:
             check_spec(model)
@@ -98,7 +140,11 @@ def new(
         model=model or "none",
         system_prompt=system_prompt,
         tool_policies=_parse_policies(policies),
-        default_policy=Policy(default_policy),
+        default_policy=None if default_policy is None else Policy(default_policy),
+        max_steps=max_steps,
+        max_tokens=max_tokens,
+        max_empty_answers=max_empty_answers,
+        max_wall_time=max_wall_time,
     )
     with settings.store() as store:
         agent_id = store.log.create_agent(name, config)

@@ -7,6 +7,7 @@ is not state, it lives in a projection. Rules are checked in the public commands
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -57,6 +58,8 @@ class AgentState(BaseModel):
     head_hash: str
     tool_failures: int = 0
     model_failures: int = 0
+    empty_answers: int = 0
+    task_started_at: datetime | None = None
 
 
 class Agent(Aggregate, ToolCallRules):
@@ -64,7 +67,8 @@ class Agent(Aggregate, ToolCallRules):
 
     TOPIC: ClassVar[str] = "agentlog:Agent@1"
     State: ClassVar[type[BaseModel]] = AgentState
-    SNAPSHOT_SCHEMA: ClassVar[int] = 2  # 2: called_version, started_at, failure counters
+    SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 2: called_version, started_at, failure counters
+    # 3: empty_answers, task_started_at, needs_person
 
     class Event(Aggregate.Event):
         """Base class of the Agent's events."""
@@ -86,6 +90,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.status, agent.goal = Status.RUNNING, self.goal
             agent.messages += 1
+            agent.task_started_at = self.timestamp
 
     class UserMessageReceived(Event):
         """A person said something to the agent."""
@@ -104,12 +109,22 @@ class Agent(Aggregate, ToolCallRules):
         tool_calls: tuple[ToolCallRequest, ...] = ()
         model: str
         usage: TokenUsage = TokenUsage()
+        finish_reason: str | None = None
+        """Why the model stopped (``stop``, ``tool_calls``, ``length``...), if it said."""
 
         def apply(self, agent: Agent) -> None:
             agent.steps += 1
             agent.messages += 1
             agent.tokens = agent.tokens + self.usage
             agent.model_failures = 0
+            agent.empty_answers = agent.empty_answers + 1 if self.is_empty else 0
+
+        @property
+        def is_empty(self) -> bool:
+            """An answer that moves nothing: cut off (length), or no text and no calls."""
+            if self.tool_calls:
+                return False
+            return self.finish_reason == "length" or not self.text.strip()
 
     class ModelFailed(Event):
         """The model could not answer: HTTP error, timeout, output that is no decision."""
@@ -243,6 +258,30 @@ class Agent(Aggregate, ToolCallRules):
             agent.tool_failures += 1
             agent.last_error = self.error
 
+    class ToolCallRefused(Event):
+        """The runtime would not run a call: its arguments or the events it rests on do
+        not match their hashes (edited after they were recorded)."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.ToolCallRefused@1"
+        call_id: str
+        reason: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.close_call(self.call_id)
+            agent.messages += 1
+            agent.tool_failures += 1
+            agent.last_error = self.reason
+
+    class OutcomeUndecided(Event):
+        """The tool could not tell whether an unknown outcome happened: a person decides."""
+
+        TOPIC: ClassVar[str] = "agentlog:Agent.OutcomeUndecided@1"
+        call_id: str
+        reason: str
+
+        def apply(self, agent: Agent) -> None:
+            agent.move_call(self, needs_person=True)
+
     class ToolOutcomeUnknown(Event):
         """Found on resume: a started call left no outcome; it must not be re-run blindly."""
 
@@ -308,7 +347,8 @@ class Agent(Aggregate, ToolCallRules):
         self.steps, self.messages, self.compacted_through = 0, 0, 0
         self.tokens = TokenUsage()
         self.calls: dict[str, CallState] = {}
-        self.tool_failures, self.model_failures = 0, 0
+        self.tool_failures, self.model_failures, self.empty_answers = 0, 0, 0
+        self.task_started_at: datetime | None = None
 
     @classmethod
     def create(
@@ -341,6 +381,7 @@ class Agent(Aggregate, ToolCallRules):
         model: str,
         tool_calls: tuple[ToolCallRequest, ...] = (),
         usage: TokenUsage | None = None,
+        finish_reason: str | None = None,
         caused_by: int | None = None,
     ) -> None:
         """Record what the model said and which tools it asked for."""
@@ -356,6 +397,7 @@ class Agent(Aggregate, ToolCallRules):
             tool_calls=tool_calls,
             model=model,
             usage=usage or TokenUsage(),
+            finish_reason=finish_reason,
             actor=f"model:{model}",
             caused_by=caused_by,
         )
@@ -445,12 +487,39 @@ class Agent(Aggregate, ToolCallRules):
         """Running, or waiting for a person, or blocked on an unknown outcome, or over."""
         if self.status is not Status.RUNNING:
             return Phase(self.status.value)
-        stages = {call.stage for call in self.calls.values()}
-        if CallStage.AWAITING_PERMISSION in stages:
+        if self.has_work:
+            return Phase.RUNNING
+        if self.awaiting_permission:
             return Phase.WAITING
-        if CallStage.OUTCOME_UNKNOWN in stages:
-            return Phase.BLOCKED
-        return Phase.RUNNING
+        return Phase.BLOCKED  # only calls that need a person are left
+
+    @property
+    def has_work(self) -> bool:
+        """Whether a worker can do something now (what the runnable view lists)."""
+        if self.status is not Status.RUNNING:
+            return False
+        return not self.calls or any(self.may_proceed(call) for call in self.calls.values())
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether a call's outcome is unknown (being reconciled, or waiting for a person)."""
+        return any(call.stage is CallStage.OUTCOME_UNKNOWN for call in self.calls.values())
+
+    def may_proceed(self, call: CallState) -> bool:
+        """Whether a worker may take the call's next step now.
+
+        While an outcome is unknown, side-effecting calls do not start (their effects
+        may interact with the one nobody knows about); pure and idempotent ones go on.
+        """
+        if call.stage is CallStage.AWAITING_PERMISSION:
+            return False
+        if call.stage is CallStage.OUTCOME_UNKNOWN:
+            return not call.needs_person
+        if call.stage is CallStage.STARTED:
+            return True  # running elsewhere, or dead: a worker looks
+        would_run = call.stage is CallStage.GRANTED or call.policy is Policy.ALLOW
+        blocked = would_run and call.effect is EffectClass.SIDE_EFFECTING and self.unsettled
+        return not blocked
 
     @property
     def awaiting_permission(self) -> tuple[str, ...]:

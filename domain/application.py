@@ -6,17 +6,23 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from eventsourcing.utils import Environment
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.errors import AmbiguousAgentError, StaleSnapshotError, UnknownAgentError
+from agentlog.domain.chain import ChainLinks
+from agentlog.domain.errors import (
+    AmbiguousAgentError,
+    BrokenChainError,
+    StaleSnapshotError,
+    UnknownAgentError,
+)
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
@@ -189,6 +195,34 @@ class AgentLog(Application[UUID]):
         args: dict[str, JsonValue] = event.args  # type: ignore[attr-defined]
         return args
 
+    def chained_events(self, agent: Aggregate, since: int) -> list[Aggregate.Event]:
+        """The agent's events from version ``since`` to its loaded version, each checked
+        against its stored bytes, linked in order, the last one being the agent's head.
+
+        Raises :class:`BrokenChainError` naming the first event that fails.
+        """
+        mapper = cast(_StateDecoder, self.mapper)
+        links, events = ChainLinks(), []
+        head = None
+        for stored in self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version):
+            event = mapper.to_domain_event(stored)
+            try:
+                head = links.feed(
+                    stored.topic,
+                    str(agent.id),
+                    stored.originator_version,
+                    mapper.decode_state(stored),
+                )
+            except ValueError as e:
+                raise BrokenChainError(
+                    agent.id, stored.originator_version, type(event).__name__, str(e)
+                ) from None
+            events.append(event)
+        if head != agent.head_hash or links.prev_version != agent.version:
+            reason = "the stored events do not end at the agent's head (edited or missing)"
+            raise BrokenChainError(agent.id, agent.version, type(agent).__name__, reason)
+        return events
+
     def resolve(self, ref: str) -> UUID:
         """The id of the one agent whose id is ``ref`` or starts with it."""
         try:
@@ -211,3 +245,11 @@ class AgentLog(Application[UUID]):
                 if n.originator_version == 1:
                     yield UUID(str(n.originator_id))
             start = notifications[-1].id + 1
+
+
+class _StateDecoder(Protocol):
+    """What ``chained_events`` needs of the mapper (agentlog's PydanticMapper has it)."""
+
+    def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any: ...

@@ -192,3 +192,71 @@ class InvalidEventDataError(AgentError):
         self.agent_id = agent_id
         self.event = event
         self.reason = reason
+
+
+class BrokenChainError(AgentError):
+    """A stored event does not match its hash, or does not link to its predecessor."""
+
+    def __init__(self, agent_id: UUID, version: int, event: str, reason: str) -> None:
+        super().__init__(f"agent {agent_id}, version {version} ({event}): {reason}")
+        self.agent_id = agent_id
+        self.version = version
+        self.event = event
+        self.reason = reason
+
+
+class CallTamperedError(AgentError):
+    """A call's arguments are not the ones recorded, granted and chained: it must not run."""
+
+    def __init__(self, agent_id: UUID, call_id: str, reason: str) -> None:
+        super().__init__(f"refused to run {call_id!r} of agent {agent_id}: {reason}")
+        self.agent_id = agent_id
+        self.call_id = call_id
+        self.reason = reason
+
+
+class CipherKeyError(AgentError):
+    """The cipher key given (or not given) does not fit the store's key check."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class CipherKeyRequiredError(CipherKeyError):
+    """The store was created with a cipher key and was opened without one."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            f"the store at {url} is encrypted: give its key (--cipher-key or AGENTLOG_CIPHER_KEY)",
+        )
+
+
+class WrongCipherKeyError(CipherKeyError):
+    """The store was created with another cipher key than the one given."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, f"the cipher key does not open the store at {url}")
+
+
+class UnexpectedCipherKeyError(CipherKeyError):
+    """A key was given for a store created without one (it would mix encrypted events in)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            f"the store at {url} is not encrypted: open it without a cipher key "
+            "(with one, its new events would be unreadable without the key)",
+        )
+
+
+class InvalidCipherKeyError(AgentError):
+    """A cipher key that is not base64 of 16, 24 or 32 bytes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the cipher key is not valid ({reason}): "
+            "make one with eventsourcing.cipher.AESCipher.create_key(16)"
+        )
+        self.reason = reason

@@ -57,6 +57,11 @@ def _(event: Agent.ToolCallRejected) -> Message | None:
 
 
 @message_for.register
+def _(event: Agent.ToolCallRefused) -> Message | None:
+    return _tool(event.call_id, f"error: refused: {event.reason}")
+
+
+@message_for.register
 def _(event: Agent.PermissionDenied) -> Message | None:
     return _tool(event.call_id, f"denied by {event.approver}: {event.reason}".rstrip(": "))
 

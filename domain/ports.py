@@ -49,6 +49,8 @@ class Decision(Frozen):
     tool_calls: tuple[ToolCallRequest, ...] = ()
     done: bool = False
     usage: TokenUsage = TokenUsage()
+    finish_reason: str | None = None
+    """Why the model stopped, as its API said (``length``: cut off); None if unknown."""
 
 
 class ModelCallError(Exception):

@@ -12,7 +12,7 @@ as unknown and the tool's ``reconcile`` (or a person) decides.
 
 from __future__ import annotations
 
-import threading
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -20,13 +20,16 @@ from typing import Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
-from pydantic import JsonValue, ValidationError
+from pydantic import ValidationError
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog
-from agentlog.domain.errors import AgentError
+from agentlog.domain.call_check import checked_args
+from agentlog.domain.errors import AgentError, CallTamperedError
+from agentlog.domain.limits import limit_reached
 from agentlog.domain.messages import replay_transcript
-from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool, ToolSpec
+from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool
+from agentlog.domain.tool_runner import Outcome, run_tool, short_errors, still_running, tool_spec
 from agentlog.domain.values import (
     CallStage,
     CallState,
@@ -37,6 +40,17 @@ from agentlog.domain.values import (
 )
 
 RACE_RETRIES = 5
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LogTranscript",
+    "Outcome",
+    "Runtime",
+    "Step",
+    "StepKind",
+    "TranscriptSource",
+    "tool_spec",
+]
 
 
 class StepKind(StrEnum):
@@ -48,6 +62,8 @@ class StepKind(StrEnum):
     ASKED = "asked"  # asked a person for permission
     DENIED = "denied"  # a call was denied by policy
     RECONCILED = "reconciled"  # settled a call whose outcome was unknown
+    UNDECIDED = "undecided"  # the tool cannot tell an unknown outcome: left to a person
+    REFUSED = "refused"  # a call's arguments failed their hashes: recorded, never run
     UNKNOWN = "unknown"  # found a dead side-effecting call: outcome recorded as unknown
     LIMIT = "limit"  # a limit ended the task
     WAITING = "waiting"  # nothing to do until a person decides
@@ -120,9 +136,18 @@ class Runtime:
         return self._step(self.log.get(agent_id), StepKind.BUSY, "lost too many races")
 
     def run(
-        self, agent_id: UUID, max_steps: int, on_step: Callable[[Step], None] | None = None
+        self,
+        agent_id: UUID,
+        max_steps: int,
+        on_step: Callable[[Step], None] | None = None,
+        *,
+        record_limit: bool = True,
     ) -> Step:
-        """Advance until the agent waits, is blocked, finishes, or ``max_steps`` were taken."""
+        """Advance until the agent waits, is blocked, finishes, or ``max_steps`` were taken.
+
+        With ``record_limit``, stopping after ``max_steps`` is recorded (the task goes on);
+        a worker taking turns between agents passes False: a turn is not a limit.
+        """
         step = self._step(self.log.get(agent_id), StepKind.FINISHED)
         for _ in range(max_steps):
             step = self.advance(agent_id)
@@ -130,6 +155,8 @@ class Runtime:
                 on_step(step)
             if not step.progressed:
                 return step
+        if not record_limit:
+            return step
         for _ in range(RACE_RETRIES):
             agent = self.log.get(agent_id)
             if agent.status.value != "running":
@@ -151,17 +178,19 @@ class Runtime:
         if agent.status.value != "running":
             return self._step(agent, StepKind.FINISHED, agent.status.value)
         for call_id, call in agent.calls.items():
+            if not agent.may_proceed(call):
+                continue  # waits for a person, or for an unknown outcome to be settled
             step = self._handle_call(agent, call_id, call)
             if step is not None:
                 return step
+        if not agent.calls:
+            return self._ask_model(agent)
         stages = {c.stage for c in agent.calls.values()}
-        if CallStage.AWAITING_PERMISSION in stages:
-            return self._step(agent, StepKind.WAITING, ", ".join(agent.awaiting_permission))
-        if CallStage.OUTCOME_UNKNOWN in stages:
-            return self._step(agent, StepKind.BLOCKED, "a side effect's outcome is unknown")
         if CallStage.STARTED in stages:
             return self._step(agent, StepKind.BUSY, "a tool call is running elsewhere")
-        return self._ask_model(agent)
+        if CallStage.AWAITING_PERMISSION in stages:
+            return self._step(agent, StepKind.WAITING, ", ".join(agent.awaiting_permission))
+        return self._step(agent, StepKind.BLOCKED, "a side effect's outcome needs a person")
 
     def _handle_call(self, agent: Agent, call_id: str, call: CallState) -> Step | None:
         if call.stage is CallStage.REQUESTED:
@@ -201,8 +230,11 @@ class Runtime:
             return self._step(agent, StepKind.BUSY, f"{call_id} is still running after its timeout")
         tool = self.tools.get(call.tool)
         happened = tool.reconcile(call.idempotency_key) if tool is not None else None
-        if happened is None:
-            return None  # a person decides (agentlog resolve ...); other calls may go on
+        if happened is None:  # a person decides (agentlog settle ...); other calls go on
+            why = "no such tool here" if tool is None else f"{call.tool} cannot tell"
+            agent.leave_to_person(call_id, why, actor=self.actor)
+            self.log.save(agent)
+            return self._step(agent, StepKind.UNDECIDED, f"{call_id}: {why}")
         if happened:
             agent.succeed(call_id, {"reconciled": True}, actor=self.actor)
             self.log.save(agent)
@@ -211,12 +243,22 @@ class Runtime:
 
     def _run_call(self, agent: Agent, call_id: str, call: CallState) -> Step:
         tool = self.tools.get(call.tool)
-        args = self.log.call_args(agent.id, call.called_version)
+        try:
+            args = checked_args(self.log, agent, call_id, call)
+        except CallTamperedError as e:
+            return self._refuse(agent, e)
         agent.start_tool(call_id, worker_id=self.worker_id)
         self.log.save(agent)  # saved before the tool runs: this is the claim on the call
         key = agent.calls[call_id].idempotency_key
         outcome = run_tool(tool, call.tool, args, key, agent.config.tool_timeout)
         return self._record_outcome(agent.id, call_id, call.effect, outcome)
+
+    def _refuse(self, agent: Agent, error: CallTamperedError) -> Step:
+        log.warning("%s", error)
+        agent.refuse(error.call_id, error.reason, actor=self.actor)
+        self.log.save(agent)
+        detail = f"{error.call_id}: {error.reason}"
+        return self._limit(agent) or self._step(agent, StepKind.REFUSED, detail)
 
     def _record_outcome(
         self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
@@ -256,6 +298,7 @@ class Runtime:
                 model=self.model.name,
                 tool_calls=decision.tool_calls,
                 usage=decision.usage,
+                finish_reason=decision.finish_reason,
             )
         except (ModelCallError, AgentError, ValidationError) as e:
             return self._model_failed(agent, e)
@@ -277,10 +320,10 @@ class Runtime:
             try:
                 tool.args_model.model_validate(call.args)
             except ValidationError as e:
-                reason = f"invalid arguments for {call.tool}: {_short(e)}"
+                reason = f"invalid arguments for {call.tool}: {short_errors(e)}"
                 agent.reject_tool_call(call, reason, caused_by=response)
                 continue
-            policy = agent.config.tool_policies.get(tool.name, tool.policy)
+            policy = agent.config.policy_for(tool.name, tool.policy)
             agent.call_tool(
                 call,
                 effect=tool.effect,
@@ -301,13 +344,7 @@ class Runtime:
 
     def _limit(self, agent: Agent) -> Step | None:
         """If a limit is reached, record it, fail the task and say so; else None."""
-        config, hit = agent.config, None
-        if agent.tool_failures >= config.max_tool_failures:
-            hit = ("max_tool_failures", config.max_tool_failures)
-        elif agent.model_failures >= config.max_model_failures:
-            hit = ("max_model_failures", config.max_model_failures)
-        elif config.max_steps is not None and agent.steps >= config.max_steps and not agent.calls:
-            hit = ("max_steps", config.max_steps)
+        hit = limit_reached(agent, self.now())
         if hit is None:
             return None
         agent.reach_limit(hit[0], hit[1], actor=self.actor)
@@ -317,71 +354,3 @@ class Runtime:
 
     def _step(self, agent: Agent, kind: StepKind, detail: str = "") -> Step:
         return Step(kind=kind, agent_id=agent.id, version=agent.version, detail=detail)
-
-
-class Outcome(Frozen):
-    """What running a tool gave: a result, an error, or a timeout."""
-
-    result: JsonValue = None
-    error: str | None = None
-    timed_out: bool = False
-
-    @property
-    def summary(self) -> str:
-        """One line for the live view."""
-        return f"error: {self.error}" if self.error is not None else "ok"
-
-
-def run_tool(
-    tool: Tool | None, name: str, args: dict[str, JsonValue], key: str, timeout: float
-) -> Outcome:
-    """Run a tool with validated arguments, in a thread, within ``timeout`` seconds."""
-    if tool is None:
-        return Outcome(error=f"unknown tool {name!r}")
-    try:
-        parsed = tool.args_model.model_validate(args)
-    except ValidationError as e:
-        return Outcome(error=f"invalid arguments: {_short(e)}")
-    box: list[Outcome] = []
-
-    def target() -> None:
-        try:
-            box.append(Outcome(result=tool.run(parsed, key)))
-        except Exception as e:  # a tool's failure is an event, not a crash
-            box.append(Outcome(error=f"{type(e).__name__}: {e}"))
-
-    thread = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not box:
-        with _OVERDUE_LOCK:
-            _OVERDUE[key] = thread  # it may still act: never reconcile it while it runs
-        return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
-    return box[0]
-
-
-_OVERDUE: dict[str, threading.Thread] = {}
-_OVERDUE_LOCK = threading.Lock()
-
-
-def still_running(idempotency_key: str) -> bool:
-    """Whether a tool call that timed out in this process is still running."""
-    with _OVERDUE_LOCK:
-        thread = _OVERDUE.get(idempotency_key)
-        if thread is not None and not thread.is_alive():
-            del _OVERDUE[idempotency_key]
-            return False
-        return thread is not None
-
-
-def tool_spec(tool: Tool) -> ToolSpec:
-    """What the model is told about a tool."""
-    return ToolSpec(
-        name=tool.name, description=tool.description, parameters=tool.args_model.model_json_schema()
-    )
-
-
-def _short(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in error.errors()
-    )

@@ -42,6 +42,8 @@ class ToolCallRules:
     ToolSucceeded: Any
     ToolFailed: Any
     ToolOutcomeUnknown: Any
+    ToolCallRefused: Any
+    OutcomeUndecided: Any
 
     trigger_event: Callable[..., None]  # provided by the aggregate
     check_running: Callable[[], None]  # provided by the aggregate
@@ -148,6 +150,30 @@ class ToolCallRules:
             self.ToolOutcomeUnknown,
             call_id=call_id,
             attempt=call.attempt,
+            actor=actor,
+            caused_by=call.last_version,
+        )
+
+    def refuse(self, call_id: str, reason: str, *, actor: str = "worker") -> None:
+        """Close a call the runtime will not run (its arguments fail their hashes)."""
+        call = self._call_in(call_id, "refuse", *_STARTABLE)
+        self.trigger_event(
+            self.ToolCallRefused,
+            call_id=call_id,
+            reason=reason,
+            actor=actor,
+            caused_by=call.last_version,
+        )
+
+    def leave_to_person(self, call_id: str, reason: str, *, actor: str = "worker") -> None:
+        """Record that nothing but a person can settle a call whose outcome is unknown."""
+        call = self._call_in(call_id, "leave to a person", CallStage.OUTCOME_UNKNOWN)
+        if call.needs_person:
+            raise CallStageError(self.id, call_id, "already left to a person", "leave to a person")
+        self.trigger_event(
+            self.OutcomeUndecided,
+            call_id=call_id,
+            reason=reason,
             actor=actor,
             caused_by=call.last_version,
         )

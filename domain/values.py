@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 
 class Frozen(BaseModel):
@@ -68,15 +68,32 @@ class CallStage(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
 
 
+DEFAULT_MAX_STEPS = 100
+DEFAULT_MAX_TOKENS = 1_000_000
+DEFAULT_MAX_EMPTY_ANSWERS = 3
+DEFAULT_MAX_WALL_TIME = 24 * 3600.0
+
+
 class AgentConfig(Frozen):
-    """How an agent is set up: its model, prompt, tool policies and limits."""
+    """How an agent is set up: its model, prompt, tool policies and limits.
+
+    Every limit is finite: an agent whose model never finishes ends its task (recorded
+    as ``LimitReached`` then ``TaskFailed``) instead of asking again forever.
+    """
 
     model: str = "scripted"
     system_prompt: str = ""
     tool_policies: dict[str, Policy] = Field(default_factory=dict)
-    default_policy: Policy = Policy.ASK
-    max_steps: int | None = Field(default=None, ge=1)
-    """Model responses the task may take in all; None: no limit."""
+    default_policy: Policy | None = None
+    """The policy of every tool not in ``tool_policies``; None: each tool's own policy."""
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1)
+    """Model responses the task may take in all."""
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+    """Tokens (prompt + completion) the task may spend in all."""
+    max_empty_answers: int = Field(default=DEFAULT_MAX_EMPTY_ANSWERS, ge=1)
+    """Answers in a row that say nothing (no text, no calls) or were cut off (length)."""
+    max_wall_time: float = Field(default=DEFAULT_MAX_WALL_TIME, gt=0)
+    """Seconds from the task's start after which the model is not asked again."""
     max_tool_failures: int = Field(default=3, ge=1)
     """Tool failures in a row (errors, rejected calls, timeouts) before the task fails."""
     max_model_failures: int = Field(default=3, ge=1)
@@ -84,9 +101,23 @@ class AgentConfig(Frozen):
     tool_timeout: float = Field(default=60.0, gt=0)
     """Seconds a tool call may run; a started call older than this is taken to be dead."""
 
-    def policy_for(self, tool: str) -> Policy:
-        """The policy configured for a tool, or the default."""
-        return self.tool_policies.get(tool, self.default_policy)
+    @field_validator("max_steps", mode="before")
+    @classmethod
+    def _finite_steps(cls, value: object) -> object:
+        # Configs recorded before every limit was finite stored ``null``: no agent is
+        # allowed to ask its model forever, so those get the default.
+        return DEFAULT_MAX_STEPS if value is None else value
+
+    def policy_for(self, tool: str, tool_default: Policy = Policy.ASK) -> Policy:
+        """The effective policy of a tool for this agent.
+
+        Precedence: the agent's explicit policy for that tool, then the agent's
+        ``default_policy``, then the tool's own declared policy (``tool_default``).
+        """
+        explicit = self.tool_policies.get(tool)
+        if explicit is not None:
+            return explicit
+        return self.default_policy if self.default_policy is not None else tool_default
 
 
 class TokenUsage(Frozen):
@@ -136,3 +167,5 @@ class CallState(Frozen):
     """The version of the ToolCalled event (where the arguments are)."""
     approver: str | None = None
     started_at: datetime | None = None
+    needs_person: bool = False
+    """Its outcome is unknown and its tool cannot tell: only a person can settle it."""

@@ -170,6 +170,12 @@ class SupportAgent(Agent):
     class ToolOutcomeUnknown(Agent.ToolOutcomeUnknown, Event):
         TOPIC: ClassVar[str] = "support:SupportAgent.ToolOutcomeUnknown@1"
 
+    class ToolCallRefused(Agent.ToolCallRefused, Event):
+        TOPIC: ClassVar[str] = "support:SupportAgent.ToolCallRefused@1"
+
+    class OutcomeUndecided(Agent.OutcomeUndecided, Event):
+        TOPIC: ClassVar[str] = "support:SupportAgent.OutcomeUndecided@1"
+
     class ContextCompacted(Agent.ContextCompacted, Event):
         TOPIC: ClassVar[str] = "support:SupportAgent.ContextCompacted@1"
 

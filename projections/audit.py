@@ -33,6 +33,7 @@ _OUTCOMES: tuple[tuple[type[Any], str], ...] = (
     (Agent.ToolSucceeded, "succeeded"),
     (Agent.ToolFailed, "failed"),
     (Agent.ToolOutcomeUnknown, "unknown"),
+    (Agent.ToolCallRefused, "refused"),
 )
 
 

@@ -6,18 +6,20 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Table
 
-from agentlog.domain import Agent, Phase
+from agentlog.domain import Agent
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
 
 
 class RunnableAgents(AgentRowsView):
-    """A row per agent, flagged runnable when its task runs and it waits for nobody.
+    """A row per agent, flagged runnable when a worker can do something for it now:
+    ask the model, run, ask about or deny a call, recover a dead call, or reconcile an
+    unknown outcome. Agents that only wait for a person are not runnable.
 
     Every agent keeps a row (its replayed state is what the next event applies to).
     """
 
     name: ClassVar[str] = "runnable"
-    version: ClassVar[int] = 2  # 2: 64-bit numbers
+    version: ClassVar[int] = 3  # 2: 64-bit numbers; 3: unknown outcomes a tool can settle
 
     def define(self, metadata: MetaData) -> None:
         """One table; workers take the agents idle longest first."""
@@ -31,9 +33,9 @@ class RunnableAgents(AgentRowsView):
         )
 
     def columns_for(self, agent: Agent) -> dict[str, Any]:
-        """Only running agents are runnable; waiting, blocked and finished ones are not."""
+        """Runnable: the agent has work a worker can do (``Agent.has_work``)."""
         return {
-            "runnable": agent.phase is Phase.RUNNING,
+            "runnable": agent.has_work,
             "open_calls": len(agent.calls),
             "since": agent.modified_on,
         }

@@ -15,7 +15,7 @@ class AgentStates(AgentRowsView):
     """Name, phase, goal, step count, pending approvals, last error, tokens, version."""
 
     name: ClassVar[str] = "state"
-    version: ClassVar[int] = 2  # 2: unbounded text and 64-bit numbers
+    version: ClassVar[int] = 3  # 2: unbounded text and 64-bit numbers; 3: agent state schema 3
 
     def define(self, metadata: MetaData) -> None:
         """One table, indexed by phase for ``agentlog ls --status``."""

@@ -99,6 +99,9 @@ class Model:
     result: str | None = None
     tool_failures: int = 0
     model_failures: int = 0
+    empty_answers: int = 0
+    task_started: int | None = None
+    """The version of the TaskStarted event (task_started_at is that event's time)."""
     started: dict[str, int] = field(default_factory=dict)
     """The version of each open call's latest ToolStarted (its started_at is that event's time)."""
 
@@ -119,6 +122,7 @@ class Model:
             "result": self.result,
             "tool_failures": self.tool_failures,
             "model_failures": self.model_failures,
+            "empty_answers": self.empty_answers,
         }
 
     def finished_error(self) -> Error:
@@ -215,7 +219,7 @@ class AgentMachine(RuleBasedStateMachine):
             lambda: self.app.start_task(m.agent_id, goal, actor=actor),
         ):
             m.version, m.status, m.goal = m.version + 1, Status.RUNNING, goal
-            m.messages += 1
+            m.messages, m.task_started = m.messages + 1, m.version
 
     @rule(text=texts, actor=st.sampled_from(["user", "ops"]))
     def send(self, text: str, actor: str) -> None:
@@ -223,9 +227,20 @@ class AgentMachine(RuleBasedStateMachine):
         if self.check(m.finished_error(), lambda: self.app.send(m.agent_id, text, actor=actor)):
             m.version, m.messages = m.version + 1, m.messages + 1
 
-    @rule(tool_calls=st.lists(requests, max_size=2), usage=usages, data=st.data())
+    @rule(
+        tool_calls=st.lists(requests, max_size=2),
+        usage=usages,
+        text=st.sampled_from(["ok", "", " \n"]),
+        finish=st.sampled_from([None, "stop", "length", "tool_calls"]),
+        data=st.data(),
+    )
     def model_responds(
-        self, tool_calls: list[ToolCallRequest], usage: TokenUsage, data: st.DataObject
+        self,
+        tool_calls: list[ToolCallRequest],
+        usage: TokenUsage,
+        text: str,
+        finish: str | None,
+        data: st.DataObject,
     ) -> None:
         """The model answers; as a worker would, record each call it asked for."""
         m = self.m
@@ -233,12 +248,14 @@ class AgentMachine(RuleBasedStateMachine):
         duplicate = len(set(ids)) < len(ids) or any(i in m.calls for i in ids)
         respond = self.on_agent(
             lambda a: a.record_model_response(
-                "ok", model="m", tool_calls=tuple(tool_calls), usage=usage
+                text, model="m", tool_calls=tuple(tool_calls), usage=usage, finish_reason=finish
             )
         )
         if self.check(m.running_error() or (DuplicateCallError if duplicate else None), respond):
             m.version, m.steps, m.messages = m.version + 1, m.steps + 1, m.messages + 1
             m.tokens, m.model_failures = m.tokens + usage, 0
+            says_nothing = text in ("", " \n") or finish == "length"
+            m.empty_answers = m.empty_answers + 1 if says_nothing and not tool_calls else 0
             for request in tool_calls:
                 self.record_call(request, data)
 
@@ -382,8 +399,26 @@ class AgentMachine(RuleBasedStateMachine):
         if self.check(m.call_error(call_id, CallStage.STARTED), command):
             m.move(call_id, stage=CallStage.OUTCOME_UNKNOWN)
 
+    def refuse(self, call_id: str, data: st.DataObject) -> None:
+        m = self.m
+        command = self.on_agent(lambda a: a.refuse(call_id, "tampered"))
+        if self.check(m.call_error(call_id, *STARTABLE), command):
+            m.close(call_id)
+            m.tool_outcome("tampered")
+
+    def leave_to_person(self, call_id: str, data: st.DataObject) -> None:
+        m = self.m
+        error = m.call_error(call_id, CallStage.OUTCOME_UNKNOWN)
+        if error is None and m.calls[call_id].needs_person:
+            error = CallStageError
+        command = self.on_agent(lambda a: a.leave_to_person(call_id, "cannot tell"))
+        if self.check(error, command):
+            m.move(call_id, needs_person=True)
+
     def call_commands(self) -> dict[str, Callable[[str, st.DataObject], None]]:
         return {
+            "refuse": self.refuse,
+            "leave_to_person": self.leave_to_person,
             "request_permission": self.request_permission,
             "grant": self.grant,
             "deny": self.deny,
@@ -420,9 +455,9 @@ class AgentMachine(RuleBasedStateMachine):
             choices = {
                 CallStage.REQUESTED: [allowed.get(call.policy, "deny")] * 2 + ["start_tool"],
                 CallStage.AWAITING_PERMISSION: ["grant", "grant", "deny"],
-                CallStage.GRANTED: ["start_tool"],
+                CallStage.GRANTED: ["start_tool", "start_tool", "refuse"],
                 CallStage.STARTED: [*finish, "start_tool", unknown, unknown],
-                CallStage.OUTCOME_UNKNOWN: [*finish, "start_tool", "start_tool", "settle"],
+                CallStage.OUTCOME_UNKNOWN: [*finish, "start_tool", "settle", "leave_to_person"],
             }
             name = data.draw(st.sampled_from(choices[call.stage]), "command")
             self.call_commands()[name](call_id, data)
@@ -473,6 +508,7 @@ class AgentMachine(RuleBasedStateMachine):
             call_id: call.model_copy(update={"started_at": self.start_time(call_id)})
             for call_id, call in self.model.calls.items()
         }
+        expected["task_started_at"] = self.event_time(self.m.task_started)
         assert state == expected
         assert agent.version == self.model.version
         (last,) = self.app.events.get(agent.id, desc=True, limit=1)
@@ -481,12 +517,14 @@ class AgentMachine(RuleBasedStateMachine):
 
     def start_time(self, call_id: str) -> datetime | None:
         """When the call's latest ToolStarted event happened (None if it never started)."""
-        version = self.m.started.get(call_id)
+        return self.event_time(self.m.started.get(call_id))
+
+    def event_time(self, version: int | None) -> datetime | None:
+        """When the event at ``version`` happened (None for no version)."""
         if version is None:
             return None
-        (started,) = self.app.events.get(self.m.agent_id, gt=version - 1, lte=version)
-        assert isinstance(started, Agent.ToolStarted)
-        timestamp: datetime = started.timestamp
+        (event,) = self.app.events.get(self.m.agent_id, gt=version - 1, lte=version)
+        timestamp: datetime = event.timestamp
         return timestamp
 
 

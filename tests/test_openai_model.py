@@ -142,7 +142,10 @@ def test_a_stopped_text_answer_is_done_with_its_usage(
 ) -> None:
     decision = decide(model, server, text_reply("all done", usage=(31, 7)))
     assert decision == Decision(
-        text="all done", done=True, usage=TokenUsage(prompt=31, completion=7)
+        text="all done",
+        done=True,
+        usage=TokenUsage(prompt=31, completion=7),
+        finish_reason="stop",
     )
 
 
@@ -150,7 +153,7 @@ def test_an_answer_cut_by_the_length_limit_is_not_done(
     model: OpenAIChatModel, server: FakeChatServer
 ) -> None:
     decision = decide(model, server, text_reply("and then", finish_reason="length"))
-    assert (decision.text, decision.done) == ("and then", False)
+    assert (decision.text, decision.done, decision.finish_reason) == ("and then", False, "length")
 
 
 def test_tool_calls_become_requests_with_parsed_arguments(
@@ -170,6 +173,7 @@ def test_tool_calls_become_requests_with_parsed_arguments(
             ToolCallRequest(call_id="call_b", tool="read_file", args={"path": "notes/é.txt"}),
         ),
         usage=TokenUsage(prompt=50, completion=12),
+        finish_reason="tool_calls",
     )
 
 

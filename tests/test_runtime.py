@@ -26,6 +26,7 @@ from agentlog.domain import (
     ArgsHashMismatchError,
     CallStage,
     EffectClass,
+    Phase,
     Policy,
     Status,
     ToolCallRequest,
@@ -258,8 +259,12 @@ def test_unknown_outcome_the_tool_cannot_reconcile_stays_blocked_for_a_person(
     world.steps(world.runtime(), agent_id, 1)
     world.die_mid_call(agent_id, "c1", after_effect=False)
     runtime = world.runtime(later=True, tools={"side_effecting": unsure})
-    assert world.steps(runtime, agent_id, 3) == ["unknown", "blocked", "blocked"]
-    assert log.get(agent_id).calls["c1"].stage is CallStage.OUTCOME_UNKNOWN
+    assert world.steps(runtime, agent_id, 3) == ["unknown", "undecided", "blocked"]
+    (undecided,) = world.events(agent_id, Agent.OutcomeUndecided)
+    assert (undecided.call_id, undecided.reason) == ("c1", "side_effecting cannot tell")
+    blocked = log.get(agent_id)
+    assert blocked.calls["c1"].stage is CallStage.OUTCOME_UNKNOWN
+    assert (blocked.phase, blocked.has_work) == (Phase.BLOCKED, False)
     assert world.ledger.runs() == {}
     log.settle(agent_id, "c1", happened=False, by="ann")
     assert world.steps(runtime, agent_id, 2) == ["model", "finished"]

@@ -24,6 +24,8 @@ PINNED = {
     Agent.ToolSucceeded: "agentlog:Agent.ToolSucceeded@1",
     Agent.ToolFailed: "agentlog:Agent.ToolFailed@1",
     Agent.ToolOutcomeUnknown: "agentlog:Agent.ToolOutcomeUnknown@1",
+    Agent.ToolCallRefused: "agentlog:Agent.ToolCallRefused@1",
+    Agent.OutcomeUndecided: "agentlog:Agent.OutcomeUndecided@1",
     Agent.ContextCompacted: "agentlog:Agent.ContextCompacted@1",
     Agent.TaskCompleted: "agentlog:Agent.TaskCompleted@1",
     Agent.TaskFailed: "agentlog:Agent.TaskFailed@1",

@@ -131,12 +131,14 @@ def test_state_row_follows_the_agent_through_waiting_blocked_and_completed(store
     assert (granted["status"], granted["pending_approvals"]) == ("running", "")
     start(store, agent_id, "c1")
     act(store, agent_id, lambda a: a.mark_outcome_unknown("c1"))
+    assert state_row(store, agent_id)["status"] == "running"  # a worker reconciles it
+    act(store, agent_id, lambda a: a.leave_to_person("c1", "cannot tell"))
     assert state_row(store, agent_id)["status"] == "blocked"
     store.log.record_result(agent_id, "c1", {"owls": 2})
     assert state_row(store, agent_id)["status"] == "running"
     store.log.complete(agent_id, "two owls")
     done = state_row(store, agent_id)
-    assert (done["status"], done["result"], done["version"]) == ("completed", "two owls", 9)
+    assert (done["status"], done["result"], done["version"]) == ("completed", "two owls", 10)
 
 
 def test_state_lists_every_call_waiting_for_a_person(store: Store) -> None:
@@ -191,7 +193,7 @@ def test_state_view_holds_the_agent_as_the_log_replays_it(store: Store) -> None:
 # -- runnable ------------------------------------------------------------------------------
 
 
-def test_only_running_agents_waiting_for_nobody_are_runnable(store: Store) -> None:
+def test_only_agents_a_worker_can_move_are_runnable(store: Store) -> None:
     idle = store.log.create_agent("idle", ASK)
     runs = running(store, ALLOW)
     waits = running(store, ASK)
@@ -201,9 +203,14 @@ def test_only_running_agents_waiting_for_nobody_are_runnable(store: Store) -> No
     call(store, blocked)
     start(store, blocked, "c1")
     act(store, blocked, lambda a: a.mark_outcome_unknown("c1"))
+    reconciles = running(store, ALLOW)
+    call(store, reconciles)
+    start(store, reconciles, "c1")
+    act(store, reconciles, lambda a: a.mark_outcome_unknown("c1"))
+    act(store, blocked, lambda a: a.leave_to_person("c1", "cannot tell"))
     done = running(store, ALLOW)
     store.log.complete(done)
-    assert runnable(store) == [runs]
+    assert set(runnable(store)) == {runs, reconciles}
     with store.views.engine.connect() as conn:
         table = store.views.table(conn, "runnable")
         flags = {
@@ -214,6 +221,7 @@ def test_only_running_agents_waiting_for_nobody_are_runnable(store: Store) -> No
         str(runs): (True, 0),
         str(waits): (False, 1),
         str(blocked): (False, 1),
+        str(reconciles): (True, 1),
         str(done): (False, 0),
     }
 

@@ -1,0 +1,84 @@
+"""Running one tool call: validated arguments, in a thread, within its timeout.
+
+A tool's failure is an outcome, not a crash. A call that outlives its timeout is
+remembered for as long as its thread lives, so this process never reconciles a call
+that may still act.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pydantic import JsonValue, ValidationError
+
+from agentlog.domain.ports import Tool, ToolSpec
+from agentlog.domain.values import Frozen
+
+
+class Outcome(Frozen):
+    """What running a tool gave: a result, an error, or a timeout."""
+
+    result: JsonValue = None
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def summary(self) -> str:
+        """One line for the live view."""
+        return f"error: {self.error}" if self.error is not None else "ok"
+
+
+def run_tool(
+    tool: Tool | None, name: str, args: dict[str, JsonValue], key: str, timeout: float
+) -> Outcome:
+    """Run a tool with validated arguments, in a thread, within ``timeout`` seconds."""
+    if tool is None:
+        return Outcome(error=f"unknown tool {name!r}")
+    try:
+        parsed = tool.args_model.model_validate(args)
+    except ValidationError as e:
+        return Outcome(error=f"invalid arguments: {short_errors(e)}")
+    box: list[Outcome] = []
+
+    def target() -> None:
+        try:
+            box.append(Outcome(result=tool.run(parsed, key)))
+        except Exception as e:  # a tool's failure is an event, not a crash
+            box.append(Outcome(error=f"{type(e).__name__}: {e}"))
+
+    thread = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not box:
+        with _OVERDUE_LOCK:
+            _OVERDUE[key] = thread  # it may still act: never reconcile it while it runs
+        return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
+    return box[0]
+
+
+_OVERDUE: dict[str, threading.Thread] = {}
+_OVERDUE_LOCK = threading.Lock()
+
+
+def still_running(idempotency_key: str) -> bool:
+    """Whether a tool call that timed out in this process is still running."""
+    with _OVERDUE_LOCK:
+        thread = _OVERDUE.get(idempotency_key)
+        if thread is not None and not thread.is_alive():
+            del _OVERDUE[idempotency_key]
+            return False
+        return thread is not None
+
+
+def tool_spec(tool: Tool) -> ToolSpec:
+    """What the model is told about a tool."""
+    return ToolSpec(
+        name=tool.name, description=tool.description, parameters=tool.args_model.model_json_schema()
+    )
+
+
+def short_errors(error: ValidationError) -> str:
+    """A validation error on one line: ``field: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in error.errors()
+    )
