@@ -1,11 +1,13 @@
 """Before a tool runs, the arguments it gets are the ones recorded, granted and chained.
 
 The worker reads a call's arguments back from its ``ToolCalled`` event, so an edit of
-the stored row would otherwise run with arguments nobody approved. Three checks bind
-them: the events the step rests on (from the ``ToolCalled`` to the agent's head) match
-their stored digests and link up; the arguments hash to what the ``ToolCalled`` event
-and the agent's state recorded; and a grant, where the call needed one, names that same
-hash.
+the stored row would otherwise run with arguments nobody approved. Four checks bind
+them: the events the step rests on (from the model's response that asked for the call
+to the agent's head) match their stored digests and link up; the arguments hash to
+what the ``ToolCalled`` event and the agent's state recorded; they are the arguments
+the model's response asked for; and a grant, where the call needed one, names that same
+hash. Only the newest events can be rewritten so that their own chain still verifies;
+those are the ones the other checks cover.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
+from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
 from agentlog.domain.chain import args_hash
 from agentlog.domain.errors import BrokenChainError, CallTamperedError
@@ -23,10 +26,7 @@ def checked_args(
     log: AgentLog, agent: Agent, call_id: str, call: CallState
 ) -> dict[str, JsonValue]:
     """The arguments to run the call with; raises :class:`CallTamperedError` if any check fails."""
-    try:
-        events = log.chained_events(agent, since=call.called_version)
-    except BrokenChainError as e:
-        raise CallTamperedError(agent.id, call_id, f"broken chain at {e}") from None
+    events = _chained(log, agent, call_id, call.called_version)
     called = events[0] if events else None
     if not isinstance(called, Agent.ToolCalled) or called.call_id != call_id:
         reason = f"version {call.called_version} is not this call's ToolCalled event"
@@ -35,6 +35,8 @@ def checked_args(
     if recomputed != called.args_hash or recomputed != call.args_hash:
         reason = "its arguments do not match the hash they were recorded with"
         raise CallTamperedError(agent.id, call_id, reason)
+    if called.caused_by is not None and called.caused_by < called.originator_version:
+        _check_request(log, agent, called, recomputed)
     grants = [e for e in events if isinstance(e, Agent.PermissionGranted) and e.call_id == call_id]
     if call.policy is Policy.ASK and not grants:
         raise CallTamperedError(agent.id, call_id, "it needs a grant and none was recorded")
@@ -42,3 +44,23 @@ def checked_args(
         reason = "its arguments are not the ones the grant was given for"
         raise CallTamperedError(agent.id, call_id, reason)
     return called.args
+
+
+def _check_request(log: AgentLog, agent: Agent, called: Agent.ToolCalled, digest: str) -> None:
+    """The model's response that asked for the call asked for these very arguments."""
+    response = _chained(log, agent, called.call_id, called.caused_by or 0)[0]
+    asked = [
+        r.args
+        for r in getattr(response, "tool_calls", ())
+        if r.call_id == called.call_id and r.tool == called.tool
+    ]
+    if [args_hash(args) for args in asked] != [digest]:
+        reason = f"its arguments are not the ones the model asked for at version {called.caused_by}"
+        raise CallTamperedError(agent.id, called.call_id, reason)
+
+
+def _chained(log: AgentLog, agent: Agent, call_id: str, since: int) -> list[Aggregate.Event]:
+    try:
+        return log.chained_events(agent, since=since)
+    except BrokenChainError as e:
+        raise CallTamperedError(agent.id, call_id, f"broken chain at {e}") from None
