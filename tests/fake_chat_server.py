@@ -2,8 +2,10 @@
 
 It serves ``POST /v1/chat/completions`` on 127.0.0.1 (a free port) from a queue of
 scripted replies, and records every request it received so tests can check what the
-client sent. Use it as a context manager: leaving the block stops it, and wakes any
-reply that was still sleeping to simulate a slow model.
+client sent. Past the end of the script it answers an error, or the one reply it was
+given as ``otherwise`` (a model that always says the same). Use it as a context manager:
+leaving the block stops it, and wakes any reply that was still sleeping to simulate a
+slow model.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class Request:
         return messages
 
 
-def completion(message: dict[str, Any], finish_reason: str, usage: tuple[int, int]) -> Reply:
-    """A well-formed chat completion with one choice."""
+def completion(message: dict[str, Any], finish_reason: str | None, usage: tuple[int, int]) -> Reply:
+    """A well-formed chat completion with one choice (some servers send a null reason)."""
     prompt, done = usage
     body = {
         "id": "chatcmpl-fake",
@@ -65,9 +67,9 @@ def completion(message: dict[str, Any], finish_reason: str, usage: tuple[int, in
 
 
 def text_reply(
-    text: str, *, finish_reason: str = "stop", usage: tuple[int, int] = (10, 5)
+    text: str | None, *, finish_reason: str | None = "stop", usage: tuple[int, int] = (10, 5)
 ) -> Reply:
-    """The model answers with text (by default: and stops)."""
+    """The model answers with text, or None: no content at all (by default: and stops)."""
     return completion({"role": "assistant", "content": text}, finish_reason, usage)
 
 
@@ -116,9 +118,10 @@ NO_REPLY_LEFT = error_reply(500, "fake server: no scripted reply left")
 class FakeChatServer:
     """A chat-completions server on loopback that replies from a script."""
 
-    def __init__(self, replies: Iterable[Reply] = ()) -> None:
+    def __init__(self, replies: Iterable[Reply] = (), *, otherwise: Reply | None = None) -> None:
         self.requests: list[Request] = []
         self._replies: deque[Reply] = deque(replies)
+        self._otherwise = otherwise or NO_REPLY_LEFT
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -160,10 +163,10 @@ class FakeChatServer:
         self._http.serve_forever(poll_interval=0.01)  # a short poll: stopping is quick
 
     def answer(self, request: Request) -> Reply:
-        """Record the request; the next scripted reply (an error when the script is over)."""
+        """Record the request; the next scripted reply (``otherwise`` when the script is over)."""
         with self._lock:
             self.requests.append(request)
-            return self._replies.popleft() if self._replies else NO_REPLY_LEFT
+            return self._replies.popleft() if self._replies else self._otherwise
 
     def wait(self, seconds: float) -> None:
         """Sleep, but wake up when the server stops."""
