@@ -12,6 +12,7 @@ as unknown and the tool's ``reconcile`` (or a person) decides.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -98,14 +99,21 @@ class TranscriptSource(Protocol):
 
 
 class LogTranscript:
-    """Messages replayed from the log: always right, O(history) per call."""
+    """Messages read from the log: the system prompt, the latest compaction's summary and
+    the events after what it covers. O(context), never O(history); no view needed."""
 
     def __init__(self, log: AgentLog) -> None:
         self.log = log
 
     def messages(self, agent: Agent) -> list[Message]:
-        """Replay the agent's events, up to its loaded version, into messages."""
-        return replay_transcript(self.log.events_of(agent.id, upto=agent.version))
+        """The agent's messages as of its loaded version."""
+        covered = agent.compacted_through
+        if covered <= 1:
+            return replay_transcript(self.log.events_of(agent.id, upto=agent.version))
+        # The compaction event itself comes after what it covers, so it is in the tail.
+        created = self.log.events_of(agent.id, upto=1)
+        tail = self.log.events_of(agent.id, after=covered, upto=agent.version)
+        return replay_transcript(itertools.chain(created, tail))
 
 
 class Runtime:
