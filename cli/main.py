@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
@@ -180,7 +181,7 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
     The current state comes from the state view; --at replays the log to VERSION.
     """
     with settings.store() as store:
-        agent_id = store.log.resolve(agent)
+        agent_id = resolve(store.log, store.views, agent)
         if version is not None:
             found = store.log.get(agent_id, version=version)
         else:
@@ -198,8 +199,9 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
 @pass_settings
 def log(settings: Settings, agent: str, as_json: bool) -> None:
     """Print an agent's events: version, time, type, actor, short payload."""
-    with settings.log() as agent_log:
-        for event in agent_log.events_of(agent_log.resolve(agent)):
+    with settings.store(catch_up=False) as store:
+        agent_log = store.log
+        for event in agent_log.events_of(resolve(agent_log, store.views, agent)):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )

@@ -8,6 +8,7 @@ from functools import partial
 import click
 from rich.progress import Progress, TaskID
 
+from agentlog.adapters.agent_ids import resolve
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.projections import ViewFailedError, queries
@@ -36,7 +37,7 @@ def audit(
 ) -> None:
     """Who asked, what the model decided, which tool ran, who approved it, what came back."""
     with settings.store() as store:
-        agent_id = str(store.log.resolve(agent)) if agent else None
+        agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
         with store.views.engine.connect() as conn:
             rows = queries.audit(conn, store.views.table(conn, "audit"), where)
