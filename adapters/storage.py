@@ -8,7 +8,8 @@
 Add ``?engine=sqlalchemy`` to use ``eventsourcing_sqlalchemy`` instead of the library's
 own module, and ``?compress=zlib`` to compress stored state. Encryption at rest (AES-GCM)
 is turned on by a key (``cipher_key``; the CLI reads ``AGENTLOG_CIPHER_KEY``), never by
-the URL, so URLs can be logged.
+the URL, so URLs can be logged. A store opens only with the key it was created with
+(:mod:`agentlog.adapters.key_check`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
+
+from agentlog.adapters.key_check import check_key, validate_key
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import StorageURLError
 
@@ -26,10 +31,52 @@ _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 
 
 def open_log(
-    url: str = DEFAULT_URL, *, cipher_key: str | None = None, snapshot_interval: int | None = None
+    url: str = DEFAULT_URL,
+    *,
+    cipher_key: str | None = None,
+    snapshot_interval: int | None = None,
+    engine: Engine | None = None,
 ) -> AgentLog:
-    """An :class:`AgentLog` on the store the URL names (created if missing)."""
-    return AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
+    """An :class:`AgentLog` on the store the URL names (created if missing).
+
+    The key must be the one the store was created with, or none if it had none
+    (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same database,
+    if the caller has one, for the key check.
+    """
+    if cipher_key:
+        validate_key(cipher_key)
+    log = AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
+    if urlsplit(url).scheme == "memory":
+        return log  # a new, empty store on every open: nothing to check
+    checker = engine or engine_for(url)
+    try:
+        check_key(log, checker, url)
+    except BaseException:
+        log.close()
+        raise
+    finally:
+        if engine is None:
+            checker.dispose()
+    return log
+
+
+def engine_for(url: str) -> Engine:
+    """A SQLAlchemy engine on the database a storage URL names (for views, key check)."""
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        return create_engine("sqlite://", poolclass=StaticPool)
+    if scheme == "sqlite":
+        engine = create_engine(f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    netloc_path = url.split("://", 1)[1].split("?", 1)[0]
+    return create_engine(f"postgresql+psycopg://{netloc_path}", pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 def env_for(

@@ -5,39 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Engine
 
-from agentlog.adapters.storage import open_log, sqlite_path
+from agentlog.adapters.storage import engine_for, open_log
 from agentlog.domain import AgentLog
 from agentlog.projections import DEFAULT_VIEWS, Projections
 
-
-def engine_for(url: str) -> Engine:
-    """A SQLAlchemy engine on the database a storage URL names."""
-    scheme = url.split("://", 1)[0]
-    if scheme == "memory":
-        return create_engine("sqlite://", poolclass=StaticPool)
-    if scheme == "sqlite":
-        engine = create_engine(f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    netloc_path = url.split("://", 1)[1].split("?", 1)[0]
-    return create_engine(f"postgresql+psycopg://{netloc_path}", pool_pre_ping=True)
+__all__ = ["ListenWaiter", "Store", "engine_for", "open_projections", "open_store"]
 
 
-def open_projections(app: AgentLog, url: str, *, embedded: bool = True) -> Projections:
+def open_projections(
+    app: AgentLog, url: str, *, embedded: bool = True, engine: Engine | None = None
+) -> Projections:
     """The default views of ``app``; embedded, they catch up right after each save."""
-    projections = Projections(app, engine_for(url), DEFAULT_VIEWS)
+    projections = Projections(app, engine or engine_for(url), DEFAULT_VIEWS)
     if embedded:
         app.after_save.append(projections.catch_up_quietly)
     return projections
-
-
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
 
 
 class Store:
@@ -63,9 +47,17 @@ class Store:
 def open_store(
     url: str, *, cipher_key: str | None = None, embedded: bool = True, catch_up: bool = True
 ) -> Store:
-    """Open the log and its views; embedded views catch up now and after every save."""
-    log = open_log(url, cipher_key=cipher_key)
-    views = open_projections(log, url, embedded=embedded)
+    """Open the log and its views; embedded views catch up now and after every save.
+
+    A key that does not fit the store fails here, before any view is created or read.
+    """
+    engine = engine_for(url)
+    try:
+        log = open_log(url, cipher_key=cipher_key, engine=engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    views = open_projections(log, url, embedded=embedded, engine=engine)
     if catch_up:
         views.catch_up_quietly()
     return Store(log, views)

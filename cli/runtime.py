@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 
 import click
@@ -108,9 +109,12 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
     if processes == 1:
         _work(settings, poll, exit_when_idle)
         return
+    with settings.log():  # a store the key does not open fails once, here, in one line
+        pass
     spawn = multiprocessing.get_context("spawn")
     children = [
-        spawn.Process(target=_work, args=(settings, poll, exit_when_idle)) for _ in range(processes)
+        spawn.Process(target=_child, args=(settings, poll, exit_when_idle))
+        for _ in range(processes)
     ]
     for child in children:
         child.start()
@@ -119,6 +123,15 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
+
+
+def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
+    """One worker process: an error ends it with one line and exit code 1, no traceback."""
+    try:
+        _work(settings, poll, exit_when_idle)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
 
 
 def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
