@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from eventsourcing.cipher import AESCipher
 from eventsourcing.persistence import StoredEvent
 
-from agentlog.adapters.storage import open_log, sqlite_path
+from agentlog.adapters.storage import env_for, open_log, sqlite_path
 from agentlog.cli import main
 from agentlog.domain import AgentLog, StoredEventError
 
@@ -63,10 +63,13 @@ def test_row_that_does_not_decode_names_agent_and_version(
 
 
 def test_wrong_cipher_key_names_agent_and_version(sqlite_url: str) -> None:
+    """Past the store's key check (an application built from the bare environment), an
+    event the key cannot decrypt still names its agent and version."""
     log = open_log(sqlite_url, cipher_key=AESCipher.create_key(16))
     agent_id = agent_with_history(log)
+    other = AgentLog(env_for(sqlite_url, cipher_key=AESCipher.create_key(16)))
     with pytest.raises(StoredEventError, match="wrong cipher key") as error:
-        open_log(sqlite_url, cipher_key=AESCipher.create_key(16)).get(agent_id)
+        other.get(agent_id)
     assert (error.value.agent_id, error.value.version) == (agent_id, 1)
 
 
