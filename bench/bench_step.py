@@ -37,7 +37,6 @@ import gc
 import inspect
 import itertools
 import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -46,12 +45,28 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
 from typing import ClassVar, ParamSpec, TypeVar
 from uuid import UUID
 
+from common import (
+    DEFAULT_OUT,
+    FLAT_RATIO,
+    RAW_INSERT,
+    RAW_TABLE,
+    db_bytes,
+    flat_verdict,
+    fmt,
+    log,
+    machine_info,
+    markdown_table,
+    median,
+    percentile,
+    preamble,
+    raw_connect,
+    write_section,
+)
 from pydantic import BaseModel, JsonValue
 from sqlalchemy import Engine, event
 
@@ -63,7 +78,7 @@ from agentlog.adapters.worker import Worker
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
 from agentlog.domain.ports import Context, Decision
-from agentlog.domain.runtime import Runtime, Step, StepKind
+from agentlog.domain.runtime import Runtime, Step, StepKind, TranscriptSource
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 from agentlog.projections import Projections
 
@@ -79,7 +94,6 @@ WARM_UP_STEPS = 2  # untimed steps before timing (O(history) configurations are 
 COMPACT_EVERY = 50  # steps between two compactions, as an agent keeping its context short
 BATCH_EVENTS = 1_000  # events per save while writing a history
 FLOOR_WARM_UP = 4  # untimed floor steps
-FLAT_RATIO = 2.0  # value at the largest N over the lowest: below this reads as flat
 GROWTH_RATIO = 1.5  # a part or function this many times its cost at the smallest N grew
 TOP_FUNCTIONS = 6  # rows per profile table
 TOP_GROWING = 4  # growing functions named in the reading
@@ -87,9 +101,6 @@ TOP_STATEMENTS = 3  # rows per SQL table
 TOP_GROWING_SQL = 2  # growing statements named in the reading
 SQL_WIDTH = 200  # characters of a statement shown
 SIGNIFICANT = 0.05  # growth smaller than this share of a step is not called growth
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-MARK_START = "<!-- bench_step:start -->"
-MARK_END = "<!-- bench_step:end -->"
 PACKAGE_ROOT = Path(inspect.getfile(Projections)).resolve().parent.parent
 THIS_FILE = str(Path(__file__).resolve())
 
@@ -499,8 +510,10 @@ def rig_for(config: Config, history: History) -> Iterator[Rig]:
     if config.views:
         store = open_store(history.url)
         worker = Worker(store, tools=tools, name=WORKER)
+        # The worker's context source, if it names one (else the runtime's default).
+        transcripts: TranscriptSource | None = getattr(worker, "transcripts", None)
         runtime = Runtime(
-            store.log, model, worker.tools, worker_id=worker.name, transcripts=worker.transcripts
+            store.log, model, worker.tools, worker_id=worker.name, transcripts=transcripts
         )
         try:
             yield Rig(config, history, store.log, runtime, instant, store.views.engine)
@@ -615,12 +628,6 @@ def is_agentlog(label: str) -> bool:
 # --- raw sqlite3 floor --------------------------------------------------------------
 
 # eventsourcing.sqlite's application recorder table (notification id = rowid).
-RAW_TABLE = (
-    "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, "
-    "originator_version INTEGER, topic TEXT, state BLOB, "
-    "PRIMARY KEY (originator_id, originator_version))"
-)
-RAW_INSERT = "INSERT INTO stored_events VALUES (?,?,?,?)"
 RAW_LATEST = (
     "SELECT * FROM stored_events WHERE originator_id=? AND originator_version>? "
     "ORDER BY originator_version ASC"
@@ -629,14 +636,6 @@ SOURCE_ROWS = (
     "SELECT topic, state FROM stored_events WHERE originator_id IN (?, ?) "
     "AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
 )
-
-
-def raw_connect(path: Path) -> sqlite3.Connection:
-    """A connection set up as eventsourcing.sqlite sets up its own (autocommit, WAL)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL;")
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 class FloorRig:
@@ -741,36 +740,7 @@ def run(opts: Options, workdir: Path) -> Results:
     return results
 
 
-def log(message: str) -> None:
-    """Progress, on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- reporting ----------------------------------------------------------------------
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    """A number with thousands separators."""
-    return f"{value:,.{digits}f}"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))
-    return ordered[rank]
-
-
-def median(values: Sequence[float]) -> float:
-    """The median, or NaN of nothing."""
-    return statistics.median(values) if values else float("nan")
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table, numbers right-aligned."""
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = [header, align, *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
 def step_table(results: Results) -> str:
@@ -869,12 +839,6 @@ def history_table(results: Results) -> str:
         for h in results.histories
     ]
     return markdown_table(header, rows)
-
-
-def db_bytes(path: Path) -> int:
-    """Size of a SQLite database with its WAL files (0 once deleted)."""
-    names = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
-    return sum(p.stat().st_size for p in names if p.exists())
 
 
 def cost_of(profile: Profile, label: str, *, own: bool = False) -> float:
@@ -1007,14 +971,7 @@ def step_growth(runs: list[Run]) -> tuple[float, StepKind]:
 def flatness(label: str, runs: list[Run], values: list[float], unit: str) -> str:
     """One sentence on whether ``values`` (one per run, by N) grow with N."""
     shown = ", ".join(f"{fmt(v)} at N={fmt(r.events)}" for r, v in zip(runs, values, strict=True))
-    growth = values[-1] / min(values)
-    if len(values) < 2:
-        verdict = "only one length measured"
-    elif growth < FLAT_RATIO:
-        verdict = f"flat (value at the largest N / lowest value: {growth:.2f}x)"
-    else:
-        verdict = f"**NOT flat**: the value at the largest N is {growth:.1f}x the lowest"
-    return f"- {label}: {shown} {unit}; {verdict}."
+    return f"- {label}: {shown} {unit}; {flat_verdict(values)}."
 
 
 def grew(small: float, large: float, step_us: float) -> bool:
@@ -1212,60 +1169,6 @@ def method(opts: Options) -> str:
   {max(opts.lengths) / min(opts.lengths):,.0f}x across these lengths."""
 
 
-def machine_info(workdir: Path, load_start: float) -> str:
-    """Where the numbers were measured."""
-    return "\n".join(
-        [
-            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            f"- cpus (nproc): {os.cpu_count()}; cpu: {cpu_model()}",
-            f"- os: {platform.platform()}",
-            f"- python: {platform.python_version()} ({platform.python_implementation()})",
-            f"- sqlite: {sqlite3.sqlite_version}",
-            f"- eventsourcing: {package_version('eventsourcing')}; "
-            f"SQLAlchemy: {package_version('sqlalchemy')}; pydantic: {package_version('pydantic')}",
-            f"- database files in: {workdir.parent} (filesystem: {filesystem(workdir)})",
-            f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
-            f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
-        ]
-    )
-
-
-def package_version(name: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding ``path`` (Linux /proc/mounts), else 'unknown'."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return "unknown"
-    resolved = str(path.resolve())
-    best = ("", "unknown")
-    for fields in mounts:
-        point, kind = fields[1], fields[2]
-        if resolved.startswith(point.rstrip("/") + "/") and len(point) > len(best[0]):
-            best = (point, kind)
-    return best[1]
-
-
 def command_line(opts: Options) -> str:
     """The command that reproduces this run."""
     return " ".join(
@@ -1283,21 +1186,14 @@ def command_line(opts: Options) -> str:
 def render(results: Results, opts: Options, run_info: tuple[Path, float, float]) -> str:
     """This benchmark's section of docs/benchmarks.md (without the markers)."""
     workdir, wall_s, load_start = run_info
+    question = (
+        "What does one worker step cost the framework (a model that answers at once, a "
+        "no-op tool) as the agent's history grows, next to raw `sqlite3` doing the same "
+        "writes in the same run?"
+    )
+    opening = preamble("bench_step.py", "Step benchmarks", question, command_line(opts), wall_s)
     return f"""\
-# Step benchmarks
-
-Generated by `bench/bench_step.py` from measurements taken in one run; do not edit by
-hand, run it again. What does one worker step cost the framework (a model that answers
-at once, a no-op tool) as the agent's history grows, next to raw `sqlite3` doing the
-same writes in the same run?
-
-## Reproduce
-
-```
-{command_line(opts)}
-```
-
-Wall time of this run: {wall_s:,.0f} s.
+{opening}
 
 ## Machine
 
@@ -1329,25 +1225,6 @@ Mean µs per step; "save" excludes the embedded views, which have their own colu
 
 {method(opts)}
 """
-
-
-def splice(document: str, section: str) -> str:
-    """``document`` with this benchmark's section replaced, or appended if missing."""
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    start, end = document.find(MARK_START), document.find(MARK_END)
-    if start != -1 and end > start:
-        return document[:start] + block + document[end + len(MARK_END) :]
-    return (document.rstrip("\n") + "\n\n" if document.strip() else "") + block + "\n"
-
-
-def write_report(out: Path, section: str) -> None:
-    """Put the section into ``out``, leaving everything outside its markers alone.
-
-    The file is read right before it is written: another benchmark may have changed it.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    document = out.read_text(encoding="utf-8") if out.exists() else ""
-    out.write_text(splice(document, section), encoding="utf-8")
 
 
 # --- command line -------------------------------------------------------------------
@@ -1409,7 +1286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section = render(results, opts, (workdir, wall_s, load_start))
     print(step_table(results), breakdown_table(results), sep="\n\n")
     print(f"\nwall time {wall_s:,.0f} s; section written to {opts.out}")
-    write_report(opts.out, section)
+    write_section(opts.out, "bench_step", section)
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -29,11 +28,29 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
+
+from common import (
+    CORE_PACKAGES,
+    DEFAULT_OUT,
+    FLAT_RATIO,
+    RAW_INSERT,
+    RAW_TABLE,
+    db_bytes,
+    flat_verdict,
+    fmt,
+    log,
+    machine_info,
+    markdown_table,
+    percentile,
+    preamble,
+    raw_connect,
+    timed_us,
+    write_section,
+)
 
 from agentlog.adapters.storage import env_for, open_log
 from agentlog.domain.agent import Agent
@@ -53,10 +70,7 @@ TIMED_EVENTS = 600  # the last events of each history are built by timed single-
 BATCH_FROM = 10_000  # histories this long build their untimed prefix in batches
 OFF_RUNS_LARGE = 3  # full replays of huge histories are slow: fewer runs from BATCH_FROM up
 WARM_UP_SIZE = 200
-FLAT_RATIO = 2.0  # value at the largest N over the lowest: below this reads as flat
 ON_RUNS_FACTOR = 4  # loads from a snapshot take a millisecond or so: run them more often
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-
 MODEL = "claude-sonnet-bench"
 GOAL = "Find every module that still imports the old config loader and migrate it."
 MODEL_TEXT = (
@@ -69,12 +83,6 @@ TOOL_OUTPUT = (
 ) * 4
 
 # eventsourcing.sqlite's events table (SQLiteApplicationRecorder), reproduced for the baseline.
-RAW_TABLE = (
-    "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, "
-    "originator_version INTEGER, topic TEXT, state BLOB, "
-    "PRIMARY KEY (originator_id, originator_version))"
-)
-RAW_INSERT = "INSERT INTO stored_events VALUES (?,?,?,?)"
 RAW_SELECT = "SELECT * FROM stored_events WHERE originator_id=? ORDER BY originator_version ASC"
 
 
@@ -186,13 +194,6 @@ def build_history(app: AgentLog, size: int, batch_steps: int) -> tuple[UUID, lis
 # --- measuring ----------------------------------------------------------------------
 
 
-def timed_us(action: Callable[[], object]) -> float:
-    """Microseconds one call of ``action`` takes."""
-    start = time.perf_counter_ns()
-    action()
-    return (time.perf_counter_ns() - start) / 1_000
-
-
 def peak_kb(action: Callable[[], object]) -> float:
     """Peak of memory newly allocated by one call of ``action``, in KiB (tracemalloc)."""
     tracemalloc.start()
@@ -202,13 +203,6 @@ def peak_kb(action: Callable[[], object]) -> float:
         return tracemalloc.get_traced_memory()[1] / 1024
     finally:
         tracemalloc.stop()
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))
-    return ordered[rank]
 
 
 def store_url(path: Path, engine: str) -> str:
@@ -292,12 +286,6 @@ def measure_engine(
     return path, write, measure_loads(url, agent_id, version, opts.runs)
 
 
-def db_bytes(path: Path) -> int:
-    """Size of a SQLite database with its WAL files."""
-    names = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
-    return sum(p.stat().st_size for p in names if p.exists())
-
-
 # --- raw sqlite3 baseline -------------------------------------------------------------
 
 
@@ -311,14 +299,6 @@ def event_rows(path: Path) -> list[tuple[str, bytes]]:
     finally:
         conn.close()
     return [(str(topic), bytes(state)) for topic, state in rows]
-
-
-def raw_connect(path: Path) -> sqlite3.Connection:
-    """A connection set up as eventsourcing.sqlite sets up its own (autocommit, WAL)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL;")
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 def raw_inserts(conn: sqlite3.Connection, rows: list[tuple[str, bytes]], oid: str) -> list[float]:
@@ -394,24 +374,7 @@ def warm_up(workdir: Path, opts: Options) -> None:
     measure_baseline(path, event_rows(db), 1)
 
 
-def log(message: str) -> None:
-    """Progress, on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- reporting ----------------------------------------------------------------------
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    """A number with thousands separators."""
-    return f"{value:,.{digits}f}"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table, numbers right-aligned."""
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = [header, align, *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
 def write_table(results: list[Measurement]) -> str:
@@ -491,14 +454,7 @@ def flatness(label: str, ms: list[Measurement], values: list[float], unit: str) 
     shown = ", ".join(
         f"{fmt(v, digits)} at N={fmt(m.size)}" for m, v in zip(ms, values, strict=True)
     )
-    growth = values[-1] / min(values)
-    if len(values) < 2:
-        verdict = "only one size measured"
-    elif growth < FLAT_RATIO:
-        verdict = f"flat (value at the largest N / lowest value: {growth:.2f}x)"
-    else:
-        verdict = f"**NOT flat**: the value at the largest N is {growth:.1f}x the lowest"
-    return f"- {label}: {shown} {unit}; {verdict}."
+    return f"- {label}: {shown} {unit}; {flat_verdict(values, 'size')}."
 
 
 def span(values: list[float], digits: int) -> str:
@@ -562,61 +518,6 @@ def compare_engines(results: list[Measurement], engines: list[str]) -> str:
         others = ", ".join(f"{e} {typical[e] / typical[first]:.1f}x" for e in engines[1:])
         lines.append(f"- {name}: {first} {fmt(typical[first], 1)} µs; {others}.")
     return "\n".join(lines)
-
-
-def machine_info(workdir: Path, load_start: float) -> str:
-    """Where the numbers were measured."""
-    return "\n".join(
-        [
-            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            f"- cpus (nproc): {os.cpu_count()}; cpu: {cpu_model()}",
-            f"- os: {platform.platform()}",
-            f"- python: {platform.python_version()} ({platform.python_implementation()})",
-            f"- sqlite: {sqlite3.sqlite_version}",
-            f"- eventsourcing: {package_version('eventsourcing')}; "
-            f"eventsourcing-sqlalchemy: {package_version('eventsourcing-sqlalchemy')}; "
-            f"SQLAlchemy: {package_version('sqlalchemy')}; pydantic: {package_version('pydantic')}",
-            f"- database files in: {workdir.parent} (filesystem: {filesystem(workdir)})",
-            f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
-            f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
-        ]
-    )
-
-
-def package_version(name: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding ``path`` (Linux /proc/mounts), else 'unknown'."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return "unknown"
-    resolved = str(path.resolve())
-    best = ("", "unknown")
-    for fields in mounts:
-        point, kind = fields[1], fields[2]
-        if resolved.startswith(point.rstrip("/") + "/") and len(point) > len(best[0]):
-            best = (point, kind)
-    return best[1]
 
 
 def command_line(opts: Options) -> str:
@@ -685,24 +586,20 @@ def render(
     results: list[Measurement], opts: Options, workdir: Path, wall_s: float, load_start: float
 ) -> str:
     """The whole of docs/benchmarks.md."""
+    question = (
+        "How far do saves and loads of one agent stay flat as its history grows, and what "
+        "does each storage engine cost over raw `sqlite3`?"
+    )
+    opening = preamble(
+        "bench_storage.py", "Storage benchmarks", question, command_line(opts), wall_s
+    )
+    packages = (*CORE_PACKAGES[:1], "eventsourcing-sqlalchemy", *CORE_PACKAGES[1:])
     return f"""\
-# Storage benchmarks
-
-Generated by `bench/bench_storage.py` from measurements taken in one run; do not edit by
-hand, run it again. How far do saves and loads of one agent stay flat as its history
-grows, and what does each storage engine cost over raw `sqlite3`?
-
-## Reproduce
-
-```
-{command_line(opts)}
-```
-
-Wall time of this run: {wall_s:,.0f} s.
+{opening}
 
 ## Machine
 
-{machine_info(workdir, load_start)}
+{machine_info(workdir, load_start, packages)}
 
 ## Writes: one save per worker step
 
@@ -782,26 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         report = render(results, opts, workdir, wall_s, load_start)
     print(write_table(results), read_table(results), sep="\n\n")
     print(f"\nwall time {wall_s:,.0f} s; report written to {opts.out}")
-    write_section(opts.out, report)
+    write_section(opts.out, "bench_storage", report, first=True)
     return 0
-
-
-MARK_START, MARK_END = "<!-- bench_storage:start -->", "<!-- bench_storage:end -->"
-
-
-def write_section(out: Path, section: str) -> None:
-    """Put this benchmark's section into ``out``; other benchmarks' sections stay."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    document = out.read_text(encoding="utf-8") if out.exists() else ""
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    start, end = document.find(MARK_START), document.find(MARK_END)
-    if start != -1 and end > start:
-        document = document[:start] + block + document[end + len(MARK_END) :]
-    else:  # first run, or a report from before the markers: the section goes first
-        first_other = document.find("<!-- bench_")
-        rest = document[first_other:] if first_other != -1 else ""
-        document = block + ("\n\n" + rest if rest else "\n")
-    out.write_text(document, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ SECTIONS = (
 
 def load_bench() -> ModuleType:
     """bench/bench_storage.py as a module (bench/ is a folder of scripts, not a package)."""
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))  # its shared module, common.py
     spec = importlib.util.spec_from_file_location("bench_storage", BENCH)
     assert spec is not None
     assert spec.loader is not None

@@ -29,6 +29,8 @@ CONFIGS = ("worker + compaction", "worker, no compaction", "bare runtime (LogTra
 
 def load_bench() -> ModuleType:
     """bench/bench_step.py as a module (bench/ is a folder of scripts, not a package)."""
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))  # its shared module, common.py
     spec = importlib.util.spec_from_file_location("bench_step", BENCH)
     assert spec is not None
     assert spec.loader is not None
@@ -36,6 +38,12 @@ def load_bench() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def load_common() -> ModuleType:
+    """bench/common.py, the benchmarks' shared module."""
+    load_bench()
+    return sys.modules["common"]
 
 
 def section_of(report: str) -> str:
@@ -74,11 +82,11 @@ def test_tiny_run_writes_its_section_only(
 def test_a_second_report_replaces_the_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     out.write_text(EXISTING, encoding="utf-8")
-    bench = load_bench()
+    write_section = load_common().write_section
 
-    bench.write_report(out, "# Step benchmarks\n\nfirst run")
+    write_section(out, "bench_step", "# Step benchmarks\n\nfirst run")
     out.write_text(out.read_text(encoding="utf-8") + "\nAdded meanwhile.\n", encoding="utf-8")
-    bench.write_report(out, "# Step benchmarks\n\nsecond run")
+    write_section(out, "bench_step", "# Step benchmarks\n\nsecond run")
 
     report = out.read_text(encoding="utf-8")
     assert report.startswith(EXISTING)
@@ -87,12 +95,18 @@ def test_a_second_report_replaces_the_section(tmp_path: Path) -> None:
 
 
 def test_splice_keeps_text_around_the_markers() -> None:
-    splice = load_bench().splice
+    splice = load_common().splice
     document = f"before\n\n{START}\nold\n{END}\n\nafter\n"
 
-    assert splice(document, "new") == f"before\n\n{START}\nnew\n{END}\n\nafter\n"
-    assert splice("", "new") == f"{START}\nnew\n{END}\n"
-    assert splice("text\n", "new") == f"text\n\n{START}\nnew\n{END}\n"
+    assert splice(document, "bench_step", "new") == f"before\n\n{START}\nnew\n{END}\n\nafter\n"
+    assert splice("", "bench_step", "new") == f"{START}\nnew\n{END}\n"
+    assert splice("text\n", "bench_step", "new") == f"text\n\n{START}\nnew\n{END}\n"
+
+
+def test_a_section_put_first_goes_before_the_others() -> None:
+    splice = load_common().splice
+
+    assert splice(OTHER, "bench_step", "new", first=True) == f"{START}\nnew\n{END}\n\n{OTHER}"
 
 
 def test_rejects_bad_lengths(capsys: pytest.CaptureFixture[str]) -> None:
