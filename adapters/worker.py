@@ -1,5 +1,10 @@
 """Workers: build a runtime for each agent from its config, and take work from the
-runnable view. Stateless between steps: kill one anywhere and another carries on."""
+runnable view. Stateless between steps: kill one anywhere and another carries on.
+
+A step commits what the protocol needs and nothing else: the model's context comes
+from the log (``LogTranscript``: the latest compaction and what followed), and the
+views catch up once per pass of the work loop, for all views together, never inside
+or between one agent's steps (docs/projections.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ from agentlog.adapters.views import Store
 from agentlog.domain.errors import AgentError
 from agentlog.domain.runtime import Runtime, Step, StepKind
 from agentlog.projections import queries
-from agentlog.projections.transcript_source import ViewTranscript
 
 DEFAULT_SANDBOX = Path(".agentlog/sandbox")
 log = logging.getLogger(__name__)
@@ -37,14 +41,11 @@ class Worker:
         self.store = store
         self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
         self.name = name or worker_id()
-        self.transcripts = ViewTranscript(store.views)
 
     def runtime_for(self, agent_id: UUID) -> Runtime:
         """A runtime with the model the agent's config names."""
         model = model_for(self.store.log.get(agent_id).config.model)
-        return Runtime(
-            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
-        )
+        return Runtime(self.store.log, model, self.tools, worker_id=self.name)
 
     def step(self, agent_id: UUID) -> Step:
         """Advance one step."""
@@ -96,9 +97,9 @@ class Worker:
             stop.wait(poll)
 
     def runnable(self) -> list[UUID]:
-        """Agents a worker may advance now (the runnable view, caught up first)."""
+        """Agents a worker may advance now (the views caught up first, in one pass)."""
         views = self.store.views
-        views.catch_up(["runnable"])
+        views.catch_up_quietly()
         with views.engine.connect() as conn:
             return queries.runnable(conn, views.table(conn, "runnable"))
 

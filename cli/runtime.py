@@ -8,6 +8,7 @@ import threading
 
 import click
 
+from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
@@ -20,8 +21,9 @@ from agentlog.domain.runtime import Step
 @pass_settings
 def step(settings: Settings, agent: str) -> None:
     """Advance AGENT by one step (ask the model, run a call, ...)."""
-    with settings.store() as store:
-        done = Worker(store, builtin_tools(settings.sandbox)).step(store.log.resolve(agent))
+    with settings.store(embedded=False) as store:
+        agent_id = resolve(store.log, store.views, agent)
+        done = Worker(store, builtin_tools(settings.sandbox)).step(agent_id)
     click.echo(render.step_line(done))
 
 
@@ -37,10 +39,9 @@ def step(settings: Settings, agent: str) -> None:
 @pass_settings
 def run(settings: Settings, agent: str, max_steps: int) -> None:
     """Advance AGENT until it is done, waits for a person, or is blocked."""
-    with settings.store() as store:
-        last = Worker(store, builtin_tools(settings.sandbox)).run(
-            store.log.resolve(agent), max_steps, _echo
-        )
+    with settings.store(embedded=False) as store:
+        agent_id = resolve(store.log, store.views, agent)
+        last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
     if not last.progressed:
         click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
 
@@ -53,7 +54,7 @@ def run(settings: Settings, agent: str, max_steps: int) -> None:
 def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None:
     """Grant a waiting tool call, bound to the arguments it was recorded with."""
     with settings.store() as store:
-        store.log.grant(store.log.resolve(agent), call_id, approver=approver)
+        store.log.grant(resolve(store.log, store.views, agent), call_id, approver=approver)
     click.echo(f"granted {call_id} (by {approver})")
 
 
@@ -66,7 +67,8 @@ def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None
 def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: str) -> None:
     """Refuse a tool call that has not started; it never runs."""
     with settings.store() as store:
-        store.log.deny(store.log.resolve(agent), call_id, approver=approver, reason=reason)
+        agent_id = resolve(store.log, store.views, agent)
+        store.log.deny(agent_id, call_id, approver=approver, reason=reason)
     click.echo(f"denied {call_id} (by {approver})")
 
 
@@ -83,7 +85,8 @@ def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: st
 def settle(settings: Settings, agent: str, call_id: str, happened: bool, person: str) -> None:
     """Decide a call whose outcome is unknown, after checking the world by hand."""
     with settings.store() as store:
-        store.log.settle(store.log.resolve(agent), call_id, happened=happened, by=person)
+        agent_id = resolve(store.log, store.views, agent)
+        store.log.settle(agent_id, call_id, happened=happened, by=person)
     click.echo(f"settled {call_id}: {'happened' if happened else 'did not happen'}")
 
 
@@ -135,7 +138,8 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
 
 
 def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
-    with settings.store() as store:
+    # Not embedded: a step commits its events only; the loop catches views up between turns.
+    with settings.store(embedded=False, catch_up=False) as store:
         Worker(store, builtin_tools(settings.sandbox)).work(
             poll=poll, exit_when_idle=exit_when_idle, on_step=_echo, stop=threading.Event()
         )

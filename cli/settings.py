@@ -35,10 +35,13 @@ class Settings:
                 log.close()
 
     @contextmanager
-    def store(self, *, catch_up: bool = True) -> Iterator[Store]:
-        """The agent log with its views, embedded: they follow every save."""
+    def store(self, *, catch_up: bool = True, embedded: bool = True) -> Iterator[Store]:
+        """The agent log with its views; embedded, they follow every save (commands that
+        run agents pass False: views catch up between steps, never inside them)."""
         with errors_as_messages():
-            store = open_store(self.db, cipher_key=self.cipher_key, catch_up=catch_up)
+            store = open_store(
+                self.db, cipher_key=self.cipher_key, catch_up=catch_up, embedded=embedded
+            )
             try:
                 yield store
             finally:
