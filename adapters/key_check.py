@@ -11,13 +11,16 @@ check existed is checked by decoding its first event, then the check is recorded
 from __future__ import annotations
 
 import binascii
+import sqlite3
 from base64 import b64decode, b64encode
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Cipher, Mapper
-from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from agentlog.domain.errors import (
@@ -28,6 +31,11 @@ from agentlog.domain.errors import (
 )
 
 KNOWN_VALUE = b"agentlog key check v1"
+_SELECT = "SELECT token FROM agentlog_key_check WHERE application = {mark}"
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS agentlog_key_check "
+    "(application VARCHAR(100) NOT NULL PRIMARY KEY, token TEXT)"
+)
 AES_KEY_SIZES = (16, 24, 32)
 
 metadata = MetaData()
@@ -49,10 +57,16 @@ def validate_key(key: str) -> None:
         raise InvalidCipherKeyError(f"{len(raw)} bytes, not 16, 24 or 32")
 
 
-def check_key(app: Application[Any], engine: Engine, url: str) -> None:
+Target = Engine | Path
+"""Where the check lives: an engine on the store's database, or a SQLite file (read with
+``sqlite3`` itself, so that a worker's start does not pay for building an engine)."""
+
+
+def check_key(app: Application[Any], engine: Target, url: str) -> None:
     """Raise a :class:`CipherKeyError` unless ``app``'s cipher is the store's own.
 
-    ``engine`` is on the store's database; ``url`` only names the store in errors.
+    ``engine`` is on the store's database (or is its SQLite file); ``url`` only names
+    the store in errors.
     """
     cipher, shown = app.mapper.cipher, displayed(url)
     found = _recorded(engine, app.name)
@@ -77,31 +91,53 @@ def displayed(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _recorded(engine: Engine, name: str) -> tuple[str | None] | None:
-    _create_table(engine)
-    with engine.connect() as conn:
-        row = conn.execute(select(checks.c.token).where(checks.c.application == name)).first()
-    return None if row is None else (row.token,)
+def _recorded(target: Target, name: str) -> tuple[str | None] | None:
+    try:
+        return _read(target, name)
+    except (SQLAlchemyError, sqlite3.Error):  # no table yet: a new or pre-check store
+        _create_table(target)
+        return _read(target, name)
 
 
-def _record(engine: Engine, name: str, cipher: Cipher | None) -> tuple[str | None]:
+def _read(target: Target, name: str) -> tuple[str | None] | None:
+    # Plain SQL: every open reads this once, on a fresh engine whose statement cache is
+    # empty, and compiling a statement would cost more than the query (a worker's start).
+    if isinstance(target, Path):
+        with closing(sqlite3.connect(target, timeout=30)) as db:
+            row = db.execute(_SELECT.format(mark="?"), (name,)).fetchone()
+    else:
+        mark = "?" if target.dialect.paramstyle == "qmark" else "%s"
+        with target.connect() as conn:
+            row = conn.exec_driver_sql(_SELECT.format(mark=mark), (name,)).first()
+    return None if row is None else (row[0],)
+
+
+def _record(target: Target, name: str, cipher: Cipher | None) -> tuple[str | None]:
     """Record the check; if another opener recorded one first, that one stands."""
     token = None if cipher is None else b64encode(cipher.encrypt(KNOWN_VALUE)).decode()
     try:
-        with engine.begin() as conn:
-            conn.execute(insert(checks).values(application=name, token=token))
-    except IntegrityError:
-        stored = _recorded(engine, name)
+        if isinstance(target, Path):
+            with closing(sqlite3.connect(target, timeout=30)) as db, db:
+                db.execute("INSERT INTO agentlog_key_check VALUES (?, ?)", (name, token))
+        else:
+            with target.begin() as conn:
+                conn.execute(insert(checks).values(application=name, token=token))
+    except (IntegrityError, sqlite3.IntegrityError):
+        stored = _recorded(target, name)
         assert stored is not None  # the row that made the insert fail
         return stored
     return (token,)
 
 
-def _create_table(engine: Engine) -> None:
+def _create_table(target: Target) -> None:
+    if isinstance(target, Path):
+        with closing(sqlite3.connect(target, timeout=30)) as db, db:
+            db.execute(_CREATE)
+        return
     try:
-        metadata.create_all(engine)
+        metadata.create_all(target)
     except SQLAlchemyError:  # another process created it at the same moment
-        metadata.create_all(engine)
+        metadata.create_all(target)
 
 
 def _opens(cipher: Cipher, token: str) -> bool:

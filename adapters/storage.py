@@ -48,14 +48,15 @@ def open_log(
     log = AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
     if urlsplit(url).scheme == "memory":
         return log  # a new, empty store on every open: nothing to check
-    checker = engine or engine_for(url)
+    native_sqlite = engine is None and urlsplit(url).scheme == "sqlite" and "engine=" not in url
+    checker: Engine | Path = sqlite_path(url) if native_sqlite else (engine or engine_for(url))
     try:
         check_key(log, checker, url)
     except BaseException:
         log.close()
         raise
     finally:
-        if engine is None:
+        if engine is None and isinstance(checker, Engine):
             checker.dispose()
     return log
 
