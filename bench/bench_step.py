@@ -164,7 +164,10 @@ class InstantModel:
 def new_agent() -> Agent:
     """A fresh agent with a running task, configured as the timed steps expect."""
     config = AgentConfig(
-        model=MODEL, system_prompt=SYSTEM_PROMPT, tool_policies={NOOP: Policy.ALLOW}
+        model=MODEL,
+        system_prompt=SYSTEM_PROMPT,
+        tool_policies={NOOP: Policy.ALLOW},
+        max_steps=10**9,  # the benchmark decides when to stop
     )
     agent = Agent.create("bench", config)
     agent.start_task(GOAL)

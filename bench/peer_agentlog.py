@@ -28,6 +28,7 @@ MODEL = "bench"
 WORKER = "bench-worker"
 COMPACT_EVERY = 25  # steps between a summarizer's compactions: the context stays short
 BUILD_EVENTS = 4_000  # events per untimed save
+UNLIMITED = 10**9  # max_steps: the benchmark decides when to stop
 TURN: int = inspect.signature(Worker.work).parameters["turn"].default  # advances per pass
 
 
@@ -91,7 +92,7 @@ def build_log(path: Path, steps: int) -> UUID:
     """A file holding one agent with ``steps`` steps, compacted every ``COMPACT_EVERY``."""
     log = open_log(f"sqlite:///{path}")
     try:
-        config = AgentConfig(model=MODEL, tool_policies={TOOL: Policy.ALLOW})
+        config = AgentConfig(model=MODEL, tool_policies={TOOL: Policy.ALLOW}, max_steps=UNLIMITED)
         agent = Agent.create("bench", config)
         agent.start_task("Migrate every module off the old config loader.")
         saved = 0
