@@ -39,7 +39,7 @@ def server() -> Iterator[FakeChatServer]:
 def model(server: FakeChatServer) -> Iterator[OpenAIChatModel]:
     """The adapter pointed at the fake server, with a short timeout and no retries."""
     chat = OpenAIChatModel(
-        "test-model", base_url=server.base_url, api_key="test-key", timeout=0.3, max_retries=0
+        "test-model", base_url=server.base_url, api_key="test-key", timeout=1.5, max_retries=0
     )
     yield chat
     chat.close()
@@ -206,7 +206,7 @@ BAD_REPLIES = {
         "http_error",
         "HTTP 502: <h1>bad gateway",
     ),
-    "timeout": (slow_reply(5), "timeout", "no answer within 0.3s"),
+    "timeout": (slow_reply(5), "timeout", "no answer within 1.5s"),
     "body not json": (raw_reply(b'{"choices": ['), "bad_output", "unreadable response"),
     "body not a completion": (
         raw_reply(b"hello", content_type="text/plain"),

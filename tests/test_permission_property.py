@@ -265,8 +265,9 @@ class World:
                 self._check_allowed(called[fact.call_id], granted)
                 started[fact.idempotency_key] = fact.call_id
             elif isinstance(fact, Agent.ToolCallRefused):
-                assert fact.call_id in self.tampered
-                event("an edited call was refused")
+                # An edited row also breaks the chain its turn's other calls rest on.
+                assert self.tampered, f"{fact.call_id} refused though nothing was edited"
+                event("a call resting on an edited row was refused")
         for tool, key, args in self.runs:
             assert key in started, f"{key} ran without a start in the log"
             call_id = started[key]
