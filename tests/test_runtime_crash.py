@@ -6,9 +6,16 @@ a random time after it starts work, several times per life; then a last worker
 finishes. The counting tools count executions outside the store, so the test can tell
 what really ran, whatever the log says.
 
+The same lives are then run by view workers: the production loop (``Worker.work`` on
+the runnable view, exiting when idle), which takes whatever the view lists. When a
+killed worker left a side-effecting call started, the next one is killed right after it
+records ``ToolOutcomeUnknown`` (it pauses there): every agent must still be finished by
+the workers alone, none left blocked, no side effect twice.
+
 Kill points: ``AGENTLOG_CRASH_POINTS`` in all (default 50, split over SQLite and
-PostgreSQL; 1000 for the thorough profile). Kill times come from a seeded generator:
-``AGENTLOG_CRASH_SEED`` replays a run's kill times (the seed is printed).
+PostgreSQL; 1000 for the thorough profile), ``AGENTLOG_VIEW_CRASH_POINTS`` for view
+workers (default 16). Kill times come from a seeded generator: ``AGENTLOG_CRASH_SEED``
+replays a run's kill times (the seed is printed).
 """
 
 from __future__ import annotations
@@ -19,29 +26,35 @@ import random
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
 from agentlog.adapters.storage import open_log
+from agentlog.adapters.tools import ToolRegistry
+from agentlog.adapters.views import Store, open_store
+from agentlog.adapters.worker import Worker
 from agentlog.domain import (
     Agent,
     AgentConfig,
     AgentLog,
     Aggregate,
+    CallStage,
     EffectClass,
     Status,
     ToolCallRequest,
 )
 from agentlog.domain.ports import Decision
+from agentlog.projections import queries
 
 from conftest import store_url
-from counting_tools import Ledger, assert_linear_history
+from counting_tools import SLOW_DELAY, Ledger, assert_linear_history
 from worker_child import Workers
 
 POINTS = int(os.environ.get("AGENTLOG_CRASH_POINTS", "50"))
+VIEW_POINTS = int(os.environ.get("AGENTLOG_VIEW_CRASH_POINTS", "16"))
 SEED = int(os.environ.get("AGENTLOG_CRASH_SEED", random.randrange(10**6)))
 BACKENDS = ["sqlite", "postgres"]
 KILLS_PER_LIFE = 5
@@ -49,6 +62,8 @@ AGENTS_PER_LIFE = 2
 KILL_WINDOW = 0.6  # seconds after a worker starts; a life is ~1.5 s of one worker's work
 CONFIG = AgentConfig(tool_timeout=0.3, max_tool_failures=10)
 OUTCOMES = (Agent.ToolSucceeded, Agent.ToolFailed)
+PAUSE_AFTER_UNKNOWN = 0.3  # seconds a view worker sleeps after recording an unknown outcome
+UNKNOWN_WAIT = 5.0  # seconds to wait for a side-effecting call to start, or its unknown outcome
 
 
 def _turn(text: str, *calls: tuple[str, str]) -> Decision:
@@ -75,20 +90,41 @@ REPORTED: dict[str, tuple[type[Aggregate.Event], ...]] = {
 }
 
 
-def live(workers: Workers, agents: Sequence[UUID], kills: int, rng: random.Random) -> int:
-    """Kill up to ``kills`` workers at random moments, then let one finish; kills that landed."""
+Moment = Callable[[subprocess.Popen[str]], bool]
+"""Waits for the moment to kill a working worker; False if it exited first."""
+
+
+def at_random(rng: random.Random) -> Moment:
+    """Kill at a random time in the first KILL_WINDOW seconds of work."""
+
+    def moment(worker: subprocess.Popen[str]) -> bool:
+        try:
+            worker.wait(timeout=rng.uniform(0, KILL_WINDOW))
+        except subprocess.TimeoutExpired:
+            return True
+        return False
+
+    return moment
+
+
+def live(
+    workers: Workers,
+    agents: Sequence[UUID],
+    kills: int,
+    moment: Moment,
+    after_kill: Callable[[], None] = lambda: None,
+) -> int:
+    """Kill up to ``kills`` workers, each at its moment, then let one finish; kills that landed."""
     landed, ready = 0, workers.spawn(agents)
     for _ in range(kills):
         worker, ready = ready, workers.spawn(agents)
         workers.go(worker)
-        try:
-            worker.wait(timeout=rng.uniform(0, KILL_WINDOW))
-        except subprocess.TimeoutExpired:
-            workers.kill(worker)
-            landed += 1
-        else:
+        if not moment(worker):
             workers.finish(worker)  # it finished the agents before the kill came
             break
+        workers.kill(worker)
+        landed += 1
+        after_kill()
     workers.go(ready)
     workers.finish(ready)
     return landed
@@ -193,7 +229,7 @@ def test_killed_workers_never_repeat_a_side_effect_and_lose_no_event(
             agents = [log.create_agent(f"life{lives}-{n}", CONFIG) for n in range(AGENTS_PER_LIFE)]
             for agent_id in agents:
                 log.start_task(agent_id, "call every kind of tool")
-            kills += live(workers, agents, min(KILLS_PER_LIFE, points - kills), rng)
+            kills += live(workers, agents, min(KILLS_PER_LIFE, points - kills), at_random(rng))
             lives += 1
             for agent_id in agents:
                 tally += check_agent(log, workers.ledger, agent_id, keys)
@@ -207,3 +243,117 @@ def test_killed_workers_never_repeat_a_side_effect_and_lose_no_event(
     print(f"{reported} steps reported by workers found in the log as reported")
     print("\n".join(f"  {n:4d}  {what}" for what, n in sorted(tally.items())))
     assert tally["start without outcome"] > 0, "no kill landed mid-tool: widen the window"
+
+
+def phases(store: Store) -> Counter[str]:
+    """How many agents the state view shows in each phase."""
+    store.views.catch_up(["state"])
+    with store.views.engine.connect() as conn:
+        return Counter(
+            row["status"] for row in queries.states(conn, store.views.table(conn, "state"))
+        )
+
+
+class ViewKills:
+    """Kill moments for view workers. When a killed worker left a side-effecting call
+    started, the next worker is killed right after it records ``ToolOutcomeUnknown``
+    (it pauses there); otherwise at random, or while a side-effecting call runs, half
+    the time each. Counts where the kills landed; an agent left with an unknown outcome
+    must be listed by the runnable view."""
+
+    def __init__(self, store: Store, workers: Workers, rng: random.Random) -> None:
+        self.store, self.workers, self.rng = store, workers, rng
+        self.agents: list[UUID] = []
+        self.landed = Counter[str]()
+
+    def moment(self, worker: subprocess.Popen[str]) -> bool:
+        """Wait for this worker's moment; False if it exited first."""
+        if self._calls_in(CallStage.STARTED):
+            return self._after_unknown(worker)
+        if self.rng.random() < 0.5:
+            return at_random(self.rng)(worker)
+        return self._mid_side_effect(worker)
+
+    def after_kill(self) -> None:
+        """Count where the kill landed; an unknown outcome must leave its agent runnable."""
+        if unknown := self._calls_in(CallStage.OUTCOME_UNKNOWN):
+            self.landed["right after a ToolOutcomeUnknown"] += 1
+            assert set(unknown) <= set(Worker(self.store, ToolRegistry()).runnable())
+        if self._calls_in(CallStage.STARTED):
+            self.landed["while a side-effecting call ran"] += 1
+
+    def _after_unknown(self, worker: subprocess.Popen[str]) -> bool:
+        lines, deadline = self.workers.outputs[worker.pid], time.monotonic() + UNKNOWN_WAIT
+        while not any(line.split(" ")[2:3] == ["unknown"] for line in lines):
+            if worker.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                return True  # no unknown came: kill wherever it is
+            time.sleep(0.002)
+        time.sleep(self.rng.uniform(0, PAUSE_AFTER_UNKNOWN / 3))
+        return worker.poll() is None
+
+    def _mid_side_effect(self, worker: subprocess.Popen[str]) -> bool:
+        deadline = time.monotonic() + UNKNOWN_WAIT
+        while not self._calls_in(CallStage.STARTED):
+            if worker.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.005)
+        time.sleep(self.rng.uniform(0, 2 * SLOW_DELAY))  # before or after its effect
+        return worker.poll() is None
+
+    def _calls_in(self, stage: CallStage) -> list[UUID]:
+        """The agents with a side-effecting call in this stage."""
+        agents = (self.store.log.get(agent_id) for agent_id in self.agents)
+        return [
+            agent.id
+            for agent in agents
+            if any(
+                c.stage is stage and c.effect is EffectClass.SIDE_EFFECTING
+                for c in agent.calls.values()
+            )
+        ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_view_workers_leave_no_agent_blocked_and_repeat_no_side_effect(
+    backend: str, tmp_path: Path
+) -> None:
+    url = store_url(backend, tmp_path)
+    points, rng = VIEW_POINTS // len(BACKENDS), random.Random(f"{SEED}:views:{backend}")
+    print(f"AGENTLOG_CRASH_SEED={SEED} backend={backend} points={points} (view workers)")
+    options = ["--views", "--pause-after-unknown", str(PAUSE_AFTER_UNKNOWN)]
+    store, workers = open_store(url), Workers(url, tmp_path, SCRIPT, options)
+    config = CONFIG.model_copy(update={"model": f"scripted:{workers.script}"})
+    kills, lives, tally, keys, started = 0, 0, Counter[str](), set[str](), time.monotonic()
+    where = ViewKills(store, workers, rng)
+    try:
+        while kills < points:
+            agents = [
+                store.log.create_agent(f"life{lives}-{n}", config) for n in range(AGENTS_PER_LIFE)
+            ]
+            for agent_id in agents:
+                store.log.start_task(agent_id, "call every kind of tool")
+            where.agents = agents
+            n = min(KILLS_PER_LIFE, points - kills)
+            kills += live(workers, agents, n, where.moment, where.after_kill)
+            lives += 1
+            for agent_id in agents:
+                tally += check_agent(store.log, workers.ledger, agent_id, keys)
+        assert phases(store) == {"completed": lives * AGENTS_PER_LIFE}  # what `agentlog ls` shows
+        assert Worker(store, ToolRegistry()).runnable() == []
+        reported = check_reported(store.log, workers.steps())
+        assert workers.errors() == []
+    finally:
+        workers.close()
+        store.close()
+    seconds = time.monotonic() - started
+    print(f"{kills} kills, {lives} lives, {len(workers.spawned)} view workers, {seconds:.1f}s")
+    print("\n".join(f"  {n:4d}  kills landed {what}" for what, n in sorted(where.landed.items())))
+    print(f"{reported} steps reported by workers found in the log as reported")
+    print("\n".join(f"  {n:4d}  {what}" for what, n in sorted(tally.items())))
+    assert tally["start without outcome"] > 0, "no kill landed mid-tool: widen the window"
+    assert where.landed["right after a ToolOutcomeUnknown"] > 0, "no kill after an unknown outcome"

@@ -6,27 +6,39 @@ at URL, builds a :class:`Runtime` with the scripted model in the JSON file SCRIP
 counting tools of ``counting_tools`` (counting into the folder LEDGER), and advances the
 agents round robin, one step each in turn, until every one is finished.
 
+With ``--views`` it runs the production loop instead, the one ``agentlog worker`` runs:
+it opens the store as that command does (``open_store``, views not embedded) and lets a
+:class:`Worker` with the counting tools take runnable agents from the runnable view
+until none is left (``exit_when_idle``). The worker builds each agent's model from its
+config, so those agents must name theirs (``scripted:SCRIPT``); SCRIPT is not read.
+The AGENT_IDs are the agents it must finish; it takes any runnable agent of the store.
+
 It prints flushed lines the parent can time kills by:
 
 * ``ready``: the store is open (with ``--wait``, it now waits for a line on stdin);
 * ``step AGENT KIND VERSION DETAIL``: one per ``advance``;
 * ``error AGENT ERROR``: an AgentError escaped ``advance`` (a runtime bug; it goes on);
-* ``done LOST_RACES``: every agent is finished; how many saves lost a race.
+  with ``--views``, ``error - MESSAGE``: the worker logged a warning (it skipped an agent);
+* ``done LOST_RACES``: every agent is finished; how many saves lost a race (``-``
+  with ``--views``: not counted).
 
 Exit status: 0 done, 3 stuck (every unfinished agent waits for a person or is
-blocked), 4 out of time (``--deadline``).
+blocked; with ``--views``: the worker went idle with an agent unfinished), 4 out of
+time (``--deadline``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -35,6 +47,9 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.storage import env_for
+from agentlog.adapters.tools import ToolRegistry
+from agentlog.adapters.views import open_store
+from agentlog.adapters.worker import Worker
 from agentlog.domain import AgentError, AgentLog
 from agentlog.domain.ports import Decision
 from agentlog.domain.runtime import Runtime, Step, StepKind
@@ -75,6 +90,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=0.02, help="sleep when nothing moved")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds before giving up")
     parser.add_argument("--snapshot-interval", type=int, default=None)
+    parser.add_argument(
+        "--views", action="store_true", help="run Worker.work on the runnable view instead"
+    )
+    parser.add_argument(
+        "--pause-after-unknown",
+        type=float,
+        default=0.0,
+        help="with --views: seconds to sleep after reporting an 'unknown' step, so that a "
+        "kill can land between ToolOutcomeUnknown and its reconciliation",
+    )
     return parser.parse_args(argv)
 
 
@@ -104,13 +129,54 @@ def advance(runtime: Runtime, agent_id: UUID) -> Step:
     except AgentError as e:
         print("error", agent_id, f"{type(e).__name__}: {e}", flush=True)
         return Step(kind=StepKind.BUSY, agent_id=agent_id, version=0, detail="error")
-    print("step", step.agent_id, step.kind.value, step.version, step.detail, flush=True)
+    report(step)
     return step
+
+
+def report(step: Step, pause_after_unknown: float = 0.0) -> None:
+    """Print the step (after it was saved); after an 'unknown' step, pause if asked."""
+    print("step", step.agent_id, step.kind.value, step.version, step.detail, flush=True)
+    if step.kind is StepKind.UNKNOWN:
+        time.sleep(pause_after_unknown)
+
+
+class ErrorLines(logging.Handler):
+    """Prints the worker's warnings (an agent it skipped) as ``error`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One flushed line per record."""
+        print("error", "-", record.getMessage().replace("\n", " "), flush=True)
+
+
+def work_views(args: argparse.Namespace) -> int:
+    """Run ``Worker.work`` on the store's runnable view until idle; the exit status."""
+    store = open_store(args.url, embedded=False, catch_up=False)  # as `agentlog worker` does
+    tools = ToolRegistry(counting_tools(Ledger(args.ledger), delay=args.delay))
+    worker = Worker(store, tools, args.worker_id)
+    logging.getLogger("agentlog.adapters.worker").addHandler(ErrorLines(logging.WARNING))
+    stop = threading.Event()
+    print("ready", flush=True)
+    if args.wait:
+        sys.stdin.readline()
+    timer = threading.Timer(args.deadline, stop.set)
+    timer.start()
+    try:
+        on_step = partial(report, pause_after_unknown=args.pause_after_unknown)
+        worker.work(poll=args.poll, exit_when_idle=True, on_step=on_step, stop=stop)
+    finally:
+        timer.cancel()
+    finished = all(store.log.get(agent_id).status.is_final for agent_id in args.agents)
+    status = 0 if finished else OUT_OF_TIME if stop.is_set() else STUCK
+    print("done" if status == 0 else f"exit {status}", "-", flush=True)
+    store.close()
+    return status
 
 
 def main(argv: list[str]) -> int:
     """Open the store, build the runtime, say ready, work."""
     args = parse(argv)
+    if args.views:
+        return work_views(args)
     log = RacingLog(env_for(args.url, snapshot_interval=args.snapshot_interval))
     tools = counting_tools(Ledger(args.ledger), delay=args.delay)
     model = ScriptedModel.from_file(args.script)
