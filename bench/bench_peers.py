@@ -396,7 +396,9 @@ def method(opts: Options) -> str:
   agentlog and the plain aggregate load nothing per step that grows with N; agentlog also
   reads the model's context each model step, which the peers here do not read at all.
 - Histories: for each N, every system writes N steps to its own fresh file, untimed and
-  as fast as it allows (big batches), then takes {WARM_UP} untimed steps.
+  as fast as it allows (big batches), then takes {WARM_UP} untimed steps. For agentlog's
+  worker, "write history s" includes opening the store, which catches the views up with
+  the whole history.
 - Lockstep: then rounds, each one step of every system, in an order that rotates each
   round, so the machine's load falls on all alike; each step timed with `perf_counter_ns`.
   Up to {opts.timed} timed steps per system, or fewer once {opts.budget_s:g} s went into its
@@ -413,7 +415,11 @@ def method(opts: Options) -> str:
   before a run); LangGraph's `get_state` (the latest checkpoint); agentlog loads the
   agent (the newest snapshot + tail) and the model's context (the worker path opens the
   store as a worker does, catching the views up first). Median of {opts.resumes} processes,
-  interleaved across systems.
+  interleaved across systems. The peers load the whole conversation: that is what their
+  APIs give back, and what their runners read before a run ("items loaded"). agentlog
+  loads what the next step needs, the agent's bounded state and the messages since the
+  last compaction; the rest of the transcript stays in the log, read by version when
+  wanted.
 - Caps: a system whose next N is predicted, growing linearly from its last point, to take
   more than {opts.cap_s:g} s (writing the history, {MIN_STEPS} steps and the resumes) is not
   run there, and the report says so.
