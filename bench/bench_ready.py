@@ -35,6 +35,7 @@ from common import (
     preamble,
     write_section,
 )
+from pydantic import JsonValue
 
 from agentlog.adapters.storage import open_log
 from agentlog.domain import Agent, AgentConfig, EffectClass, Policy, TokenUsage, ToolCallRequest
@@ -42,7 +43,7 @@ from agentlog.domain import Agent, AgentConfig, EffectClass, Policy, TokenUsage,
 COMPACT_EVERY = 50
 TEXT = "x" * 500
 ARGS = {"query": "y" * 180, "limit": 10}
-RESULT = {"rows": ["z" * 100] * 9}
+RESULT: dict[str, JsonValue] = {"rows": ["z" * 100] * 9}
 CHILD = """
 import json, sys, time
 from uuid import UUID

@@ -524,7 +524,7 @@ class AgentMachine(RuleBasedStateMachine):
         if version is None:
             return None
         (event,) = self.app.events.get(self.m.agent_id, gt=version - 1, lte=version)
-        timestamp: datetime = event.timestamp
+        timestamp: datetime = event.timestamp  # type: ignore[attr-defined]
         return timestamp
 
 

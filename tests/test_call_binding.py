@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,16 @@ class Store:
         return change
 
 
+def both(first: Edit, then: Edit) -> Edit:
+    """One edit, then another."""
+
+    def change(state: dict[str, Any]) -> None:
+        first(state)
+        then(state)
+
+    return change
+
+
 def evil_args(state: dict[str, Any]) -> None:
     state["args"] = {"label": "evil"}
 
@@ -90,14 +100,14 @@ def evil_args_and_hash(state: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def allowed(tmp_path: Path) -> Store:
+def allowed(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path, Policy.ALLOW)
     yield store
     store.log.close()
 
 
 @pytest.fixture
-def asked(tmp_path: Path) -> Store:
+def asked(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path, Policy.ASK)
     yield store
     store.log.close()
@@ -142,7 +152,7 @@ def test_resealed_arguments_that_miss_their_recorded_hash_are_refused(allowed: S
     assert allowed.step() is StepKind.MODEL
     version = allowed.version_of(Agent.ToolCalled)
     reseal = allowed.reseal(version, "agentlog:Agent.ToolCalled@1")
-    allowed.edit(version, lambda s: (evil_args(s), reseal(s)))
+    allowed.edit(version, both(evil_args, reseal))
     assert_refused(allowed, "do not match the hash they were recorded with")
 
 
@@ -153,7 +163,7 @@ def test_resealed_arguments_and_hash_are_refused_against_the_models_request(
     assert allowed.step() is StepKind.MODEL
     version = allowed.version_of(Agent.ToolCalled)
     reseal = allowed.reseal(version, "agentlog:Agent.ToolCalled@1")
-    allowed.edit(version, lambda s: (evil_args_and_hash(s), reseal(s)))
+    allowed.edit(version, both(evil_args_and_hash, reseal))
     assert_refused(allowed, "not the ones the model asked for")
 
 
@@ -170,7 +180,7 @@ def test_resealed_call_edited_under_a_grant_is_refused(asked: Store) -> None:
     asked.log.grant(asked.agent_id, "c1", approver="ann")
     version = asked.version_of(Agent.ToolCalled)
     topic = "agentlog:Agent.ToolCalled@1"
-    asked.edit(version, lambda s: (evil_args_and_hash(s), asked.reseal(version, topic)(s)))
+    asked.edit(version, both(evil_args_and_hash, asked.reseal(version, topic)))
     assert_refused(asked, "broken chain")
 
 

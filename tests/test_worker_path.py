@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import Recording
 
+from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import Worker
 from agentlog.domain import AgentConfig, AgentLog, Policy, ToolCallRequest
@@ -67,7 +68,8 @@ def test_steps_save_only_the_protocols_events_and_move_no_view(
 
     monkeypatch.setattr(AgentLog, "save", counting_save)
     steps: list[Step] = []
-    worker = Worker(store, counting_tools(Ledger(tmp_path / "ledger"), delay=0.0))
+    tools = ToolRegistry(counting_tools(Ledger(tmp_path / "ledger"), delay=0.0))
+    worker = Worker(store, tools)
 
     def on_step(step: Step) -> None:
         steps.append(step)
