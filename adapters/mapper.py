@@ -19,6 +19,9 @@ from agentlog.domain.aggregate import DomainEvent
 from agentlog.domain.errors import StoredEventError
 
 
+_decode_json = json.JSONDecoder().decode  # what json.loads uses
+
+
 class JSONTranscoder(Transcoder):
     """Plain JSON to bytes; pydantic does all the typing."""
 
@@ -28,6 +31,9 @@ class JSONTranscoder(Transcoder):
 
     def decode(self, data: bytes) -> Any:
         """Parse JSON bytes."""
+        if type(data) is bytes and data[:1] == b"{" and data[1:2] != b"\x00":
+            # What json.loads does with bytes it detects as UTF-8, minus the detection.
+            return _decode_json(data.decode("utf-8", "surrogatepass"))
         return json.loads(data)
 
     def register(self, transcoding: Transcoding) -> None:
@@ -62,13 +68,12 @@ class PydanticMapper(Mapper[UUID]):
         state = self.decode_state(stored_event)
         try:
             upcast(cls, state)
-            return cls.model_validate(
-                state
-                | {
-                    "originator_id": UUID(str(stored_event.originator_id)),
-                    "originator_version": stored_event.originator_version,
-                }
-            )
+            originator_id = stored_event.originator_id
+            if type(originator_id) is not UUID:
+                originator_id = UUID(str(originator_id))
+            state["originator_id"] = originator_id  # the row's, over anything stored
+            state["originator_version"] = stored_event.originator_version
+            return cls.model_validate(state)
         except (ValidationError, AttributeError, KeyError, TypeError, ValueError) as e:
             raise _error(stored_event, f"does not fit {cls.__qualname__}: {e}") from e
 
@@ -90,13 +95,21 @@ class PydanticMapper(Mapper[UUID]):
 
     @staticmethod
     def _event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+        cls = _EVENT_CLASSES.get(stored_event.topic)
+        if cls is not None:
+            return cls
         try:
             cls = resolve_topic(stored_event.topic)
         except TopicError:
             raise _error(stored_event, "unknown event topic (no class registered)") from None
         if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
             raise _error(stored_event, f"topic names {cls!r}, not an agentlog event")
+        _EVENT_CLASSES[stored_event.topic] = cls
         return cls
+
+
+_EVENT_CLASSES: dict[str, type[DomainEvent]] = {}
+"""Topics resolved to event classes (a topic names one class for good)."""
 
 
 def upcast(cls: type[DomainEvent], state: dict[str, Any]) -> None:

@@ -2,7 +2,14 @@
 
 Each row keeps the agent's bounded snapshot state, so applying an event is exactly what
 the aggregate does on replay (``event.mutate``): the view can never disagree with the
-domain's rules. Within a batch, each touched agent is read once and written once.
+domain's rules.
+
+The agents touched are kept in memory across batches (a staged view): a batch replays
+its events onto them, and a flush writes each agent changed since the last flush once,
+in two bulk statements (insert for new rows, update for known ones) compiled once.
+Agents not in memory are read in one query per batch; from an empty build (a rebuild)
+the view knows every row it has, and reads nothing. Memory stays bounded: past
+``capacity`` agents, the follower flushes and the agents not touched since are dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.utils import get_topic, resolve_topic
@@ -21,13 +28,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
+    bindparam,
     select,
     update,
 )
 
 from agentlog.domain import Agent, Aggregate
+from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View
+
+_LOAD_CHUNK = 500  # agent ids per query (databases cap the parameters of a statement)
 
 
 def state_columns() -> list[Column[Any]]:
@@ -43,52 +53,105 @@ def state_columns() -> list[Column[Any]]:
 class AgentRowsView(View):
     """A view with one row per agent, computed from the agent's replayed state."""
 
+    staged: ClassVar[bool] = True
+    capacity: ClassVar[int] = 10_000
+    """Agents kept in memory at most (about 2.5 KB each), give or take a batch."""
+
     rows: Table
+
+    def __init__(self, build: int) -> None:
+        super().__init__(build)
+        c = self.rows.c
+        keys = [col.key for col in c if col.key != "agent_id"]
+        values: dict[str, Any] = {key: bindparam(key) for key in keys}
+        self._insert = BulkWrite.insert(self.rows)
+        self._update = BulkWrite(
+            update(self.rows).where(c.agent_id == bindparam("agent_id")).values(values), dict(c)
+        )
+        self._select = select(c.agent_id, c.topic, c.version, c.state).where(
+            c.agent_id.in_(bindparam("ids", expanding=True))
+        )
+        self.reset(-1)
 
     @abstractmethod
     def columns_for(self, agent: Agent) -> dict[str, Any]:
         """The row's own columns for this agent's state."""
 
+    def reset(self, position: int) -> None:
+        """Forget the agents kept; at position 0 the table is known to be empty."""
+        # Keyed by the id's int: hashing a UUID runs Python code, hashing an int does not.
+        self._agents: dict[int, Agent | None] = {}  # None: no row (not an agent)
+        self._stored: set[int] = set()  # agents kept whose row is in the table
+        self._dirty: set[int] = set()
+        self._complete = position == 0  # every row of the table is kept
+
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
-        """Replay the batch onto the touched agents, then write each row once."""
-        agents: dict[UUID, Agent | None] = {}
+        """Replay the batch onto the agents it touches, in memory."""
+        agents, dirty = self._agents, self._dirty
+        if not self._complete:
+            self._load(conn, {e.originator_id for _, e in events})
         for _, event in events:
-            agent_id = event.originator_id
-            if agent_id not in agents:
-                agents[agent_id] = self._load(conn, agent_id)
-            agent = agents[agent_id]
+            key = event.originator_id.int
+            agent = agents.get(key)
             if agent is None and not isinstance(event, Aggregate.Created):
                 continue  # not an agent (another aggregate in the same log)
-            agents[agent_id] = self._apply(agent, event)
-        for agent in agents.values():
-            if agent is not None:
-                self._store(conn, agent)
+            result = event.mutate(agent)  # the same agent, changed (or a new one)
+            if result is not agent:
+                agents[key] = result if isinstance(result, Agent) else None
+            dirty.add(key)
 
-    @staticmethod
-    def _apply(agent: Agent | None, event: Aggregate.Event) -> Agent | None:
-        result = event.mutate(agent)
-        return result if isinstance(result, Agent) else None
+    def wants_flush(self) -> bool:
+        """Time to write: too many agents kept (else the follower says when)."""
+        return len(self._agents) > self.capacity
 
-    def _load(self, conn: Connection, agent_id: UUID) -> Agent | None:
-        query = select(self.rows.c.topic, self.rows.c.version, self.rows.c.state)
-        row = conn.execute(query.where(self.rows.c.agent_id == str(agent_id))).first()
-        if row is None:
-            return None
-        agent_class: type[Agent] = resolve_topic(row.topic)
-        return agent_class.from_snapshot_state(agent_id, row.version, json.loads(row.state))
+    def flush(self, conn: Connection) -> None:
+        """Write each agent changed since the last flush, once; then keep fewer agents
+        if there are too many."""
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        agents, stored = self._agents, self._stored
+        for key in self._dirty:
+            if (agent := agents[key]) is not None:
+                (updates if key in stored else inserts).append(self._values(agent))
+        self._insert(conn, inserts)
+        self._update(conn, updates)
+        stored.update(key for key in self._dirty if agents[key] is not None)
+        self._dirty.clear()
+        self._shrink()
 
-    def _store(self, conn: Connection, agent: Agent) -> None:
-        key = str(agent.id)
-        exists = conn.execute(
-            select(self.rows.c.version).where(self.rows.c.agent_id == key)
-        ).first()
-        values = {
+    def _values(self, agent: Agent) -> dict[str, Any]:
+        return {
+            "agent_id": str(agent.id),
             "topic": get_topic(type(agent)),
             "version": agent.version,
             "state": json.dumps(agent.snapshot_state(), separators=(",", ":")),
             **self.columns_for(agent),
         }
-        if exists is None:
-            conn.execute(insert(self.rows).values(agent_id=key, **values))
-        else:
-            conn.execute(update(self.rows).where(self.rows.c.agent_id == key).values(**values))
+
+    def _shrink(self) -> None:
+        """Past capacity, drop the agents kept longest (all written: nothing is lost)."""
+        excess = len(self._agents) - self.capacity
+        if excess <= 0:
+            return
+        for key in list(self._agents)[: excess + self.capacity // 2]:
+            del self._agents[key]
+            self._stored.discard(key)
+        self._complete = False
+
+    def _load(self, conn: Connection, agent_ids: set[UUID]) -> None:
+        """Read the rows of the agents not kept, in one query per chunk of ids."""
+        ids = [str(a) for a in agent_ids if a.int not in self._agents]
+        for start in range(0, len(ids), _LOAD_CHUNK):
+            chunk = ids[start : start + _LOAD_CHUNK]
+            found = {row.agent_id: row for row in conn.execute(self._select, {"ids": chunk})}
+            for agent_id in chunk:
+                row = found.get(agent_id)
+                self._agents[UUID(agent_id).int] = None if row is None else _agent(row)
+                if row is not None:
+                    self._stored.add(UUID(agent_id).int)
+
+
+def _agent(row: Any) -> Agent:
+    """The agent a row keeps, rebuilt from its snapshot state."""
+    agent_class: type[Agent] = resolve_topic(row.topic)
+    return agent_class.from_snapshot_state(UUID(row.agent_id), row.version, json.loads(row.state))

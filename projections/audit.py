@@ -17,24 +17,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
+    bindparam,
     select,
 )
 
 from agentlog.domain import Agent, Aggregate
+from agentlog.projections.audit_rows import shape_of
+from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
-
-_DECISIONS: tuple[tuple[type[Any], str], ...] = (
-    (Agent.PermissionRequested, "requested"),
-    (Agent.PermissionGranted, "granted"),
-    (Agent.PermissionDenied, "denied"),
-)
-_OUTCOMES: tuple[tuple[type[Any], str], ...] = (
-    (Agent.ToolSucceeded, "succeeded"),
-    (Agent.ToolFailed, "failed"),
-    (Agent.ToolOutcomeUnknown, "unknown"),
-    (Agent.ToolCallRefused, "refused"),
-)
 
 
 class AuditTrail(View):
@@ -42,6 +32,11 @@ class AuditTrail(View):
 
     name: ClassVar[str] = "audit"
     version: ClassVar[int] = 3  # 2: index for the call lookup; 3: unbounded text, 64-bit
+    staged: ClassVar[bool] = True
+    flush_rows: ClassVar[int] = 10_000
+    """Rows kept in memory before they are written."""
+    call_capacity: ClassVar[int] = 100_000
+    """Calls whose tool and arguments hash are kept in memory at most."""
 
     def define(self, metadata: MetaData) -> None:
         """One append-only table with an index per query dimension."""
@@ -62,65 +57,88 @@ class AuditTrail(View):
             Column("outcome", String(20), nullable=True),
             Column("detail", Text, nullable=True),
         )
-        Index(f"{self.table_name()}_call", self.rows.c.agent_id, self.rows.c.call_id)
+        self._call_index = Index(
+            f"{self.table_name()}_call", self.rows.c.agent_id, self.rows.c.call_id
+        )
+        c = self.rows.c
+        self._insert = BulkWrite.insert(self.rows)
+        self._newest_call = (
+            select(c.tool, c.args_hash)
+            .where(
+                c.agent_id == bindparam("agent_id"),
+                c.call_id == bindparam("call_id"),
+                c.event_type == "ToolCalled",
+            )
+            .order_by(c.position.desc())
+            .limit(1)
+        )
+
+    def reset(self, position: int) -> None:
+        """Forget the rows not written yet and the calls kept."""
+        self._rows: list[dict[str, Any]] = []
+        self._calls: dict[tuple[str, str], tuple[Any, Any]] = {}  # newest call per id
+        self._complete = position == 0  # every call of the table is kept
+        self._indexed = False  # the call index is known to exist
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
-        """Insert one row per event, in one statement for the batch."""
-        calls: dict[tuple[str, str], tuple[str, str]] = {}
-        rows = [self._row(conn, calls, position, event) for position, event in events]
-        conn.execute(insert(self.rows), rows)
+        """Make one row per event, kept until the next flush."""
+        row = self._row
+        self._rows.extend(row(conn, position, event) for position, event in events)
 
-    def _row(
-        self,
-        conn: Connection,
-        calls: dict[tuple[str, str], tuple[str, str]],
-        position: int,
-        event: Aggregate.Event,
-    ) -> dict[str, Any]:
+    def wants_flush(self) -> bool:
+        """Time to write: enough rows kept."""
+        return len(self._rows) >= self.flush_rows
+
+    def flush(self, conn: Connection) -> None:
+        """Insert the rows kept, in one statement; then keep fewer calls if too many."""
+        if self._rows:
+            self._insert(conn, self._rows)
+            self._rows = []
+        if len(self._calls) > self.call_capacity:  # all written: the table has them
+            for key in list(self._calls)[: len(self._calls) - self.call_capacity // 2]:
+                del self._calls[key]
+            self._complete = False
+
+    def _row(self, conn: Connection, position: int, event: Aggregate.Event) -> dict[str, Any]:
+        shape = shape_of(type(event))
         agent_id = str(event.originator_id)
-        call_id = getattr(event, "call_id", None)
+        call_id = getattr(event, "call_id") if shape.call_id else None  # noqa: B009
         tool = args_hash = None
         if isinstance(event, Agent.ToolCalled):
             tool, args_hash = event.tool, event.args_hash
-            calls[(agent_id, event.call_id)] = (tool, args_hash)
+            key = (agent_id, event.call_id)
+            self._calls.pop(key, None)  # the newest call last: the oldest go first
+            self._calls[key] = (tool, args_hash)
         elif isinstance(event, Agent.ToolCallRejected):
             tool = event.tool  # never a recorded call: it has a tool, no arguments hash
         elif call_id is not None:
-            tool, args_hash = calls.get((agent_id, call_id)) or self._call(conn, agent_id, call_id)
+            tool, args_hash = self._call(conn, agent_id, call_id)
         return {
             "position": position,
             "agent_id": agent_id,
             "version": event.originator_version,
             "time": event.timestamp,
-            "event_type": type(event).__name__,
+            "event_type": shape.event_type,
             "actor": clean(event.actor),
             "call_id": clean(call_id),
             "tool": clean(tool),
             "args_hash": args_hash,
-            "decision": _kind(event, _DECISIONS),
-            "approver": clean(getattr(event, "approver", None)),
-            "outcome": _kind(event, _OUTCOMES),
-            "detail": _detail(event),
+            "decision": shape.decision,
+            "approver": clean(getattr(event, "approver")) if shape.approver else None,  # noqa: B009
+            "outcome": shape.outcome,
+            "detail": shape.detail(event),
         }
 
     def _call(self, conn: Connection, agent_id: str, call_id: str) -> tuple[Any, Any]:
-        query = select(self.rows.c.tool, self.rows.c.args_hash).where(
-            self.rows.c.agent_id == agent_id,
-            self.rows.c.call_id == call_id,
-            self.rows.c.event_type == "ToolCalled",
-        )
+        """The tool and arguments hash of the newest call with this id (kept, or read)."""
+        key = (agent_id, call_id)
+        if key in self._calls or self._complete:
+            return self._calls.get(key, (None, None))
+        if not self._indexed:  # a new build gets its indexes when swapped in
+            self._call_index.create(conn, checkfirst=True)
+            self._indexed = True
         # Model-chosen call ids can repeat once a call closed: the newest call is this one.
-        row = conn.execute(query.order_by(self.rows.c.position.desc()).limit(1)).first()
-        return (row.tool, row.args_hash) if row else (None, None)
-
-
-def _kind(event: Aggregate.Event, kinds: tuple[tuple[type[Any], str], ...]) -> str | None:
-    return next((kind for cls, kind in kinds if isinstance(event, cls)), None)
-
-
-def _detail(event: Aggregate.Event) -> str | None:
-    for field in ("reason", "error", "goal", "result", "summary"):
-        value = getattr(event, field, None)
-        if isinstance(value, str) and value:
-            return clean(value[:500])
-    return None
+        query = {"agent_id": agent_id, "call_id": clean(call_id)}  # as the rows hold it
+        row = conn.execute(self._newest_call, query).first()
+        self._calls[key] = found = (row.tool, row.args_hash) if row else (None, None)
+        return found

@@ -68,6 +68,12 @@ def find(conn: Connection, view: str, status: str) -> Build | None:
     return next((b for b in builds_of(conn, view) if b.status == status), None)
 
 
+def positions(conn: Connection, ids: list[int]) -> dict[int, int]:
+    """Where each of these builds stands (builds that no longer exist are left out)."""
+    query = select(builds.c.build, builds.c.position).where(builds.c.build.in_(ids))
+    return {row.build: row.position for row in conn.execute(query)}
+
+
 def new_build(conn: Connection, view: str, version: int, status: str) -> Build:
     """Register a new, empty build at position 0."""
     values = {"view": view, "version": version, "status": status, "position": 0}

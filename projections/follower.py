@@ -1,135 +1,257 @@
-"""Following the log: each view build reads notifications after its position and
-applies them, a batch per transaction, moving its position in that same transaction.
+"""Following the log in one pass: each batch of notifications is read and decoded once
+and applied to every build followed, in one transaction that also moves each build's
+position by compare-and-set (``catalog.advance``), so a batch is applied exactly once.
 
-Several followers of one build (an embedded one in each CLI process, a projection
-process) are safe together: a batch is applied only by the follower whose
-compare-and-set of the position succeeds; the others re-read the position and go on.
+- Builds stand at different positions (a new build starts at 0 while the others are at
+  the head): the pass reads from the lowest and gives each build the events after its
+  own position.
+- A staged view keeps its work in memory across batches and writes it when it flushes,
+  moving its position in that same transaction: until then its tables and its position
+  stay where they were, so a crash only loses work that is done again.
+- A handler that raises stops its own build alone: the transaction is rolled back, the
+  failure recorded, and the batch redone without it (the others forget what they kept
+  in memory since their last flush and go on from their positions).
+- Several followers of one build are safe together: a batch is applied only by the
+  follower whose compare-and-set succeeds; the others re-read the position and go on.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from eventsourcing.persistence import Notification
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentError, AgentLog, Aggregate
 from agentlog.projections import catalog
-from agentlog.projections.catalog import ACTIVE, BUILDING, DROPPED, RETIRED, Build
+from agentlog.projections.catalog import BUILDING, Build
+from agentlog.projections.collector import fewer_collections
 from agentlog.projections.errors import ViewFailedError
 from agentlog.projections.view import Positioned, View
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+REBUILD_BATCHES = 50
+"""A build being built (nobody reads it yet) keeps up to this many batches in memory;
+a serving build writes every batch."""
 
 
-class _PositionMovedError(Exception):
-    """Another follower applied this batch first."""
+@dataclass(eq=False)
+class _Track:
+    """One build followed: its view, and where its tables and its memory stand."""
+
+    view: View
+    keeps: int  # staged events kept in memory at most: 1 = write every batch
+    committed: int  # the build's position in the catalog: its tables are as of here
+    applied: int  # where the view's memory is (staged work from committed to applied)
+    error: ViewFailedError | None = None
+
+    def rewind(self, position: int) -> None:
+        self.view.reset(position)
+        self.committed = self.applied = position
+
+
+class _HandlerError(Exception):
+    """A view's own code (process or flush) raised."""
+
+    def __init__(self, track: _Track, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.track, self.cause = track, cause
+
+
+def _handle(track: _Track, action: Callable[..., None], *args: Any) -> None:
+    try:
+        action(*args)
+    except Exception as e:
+        raise _HandlerError(track, e) from e
 
 
 class Follower:
-    """Keeps one build of one view up to date with the log."""
+    """Keeps builds of views up to date with the log, reading and decoding it once for
+    all of them; keeps each view (and what it holds in memory) between catch-ups."""
 
-    def __init__(self, app: AgentLog, engine: Engine, view: View, batch_size: int) -> None:
-        self.app, self.engine, self.view, self.batch_size = app, engine, view, batch_size
+    def __init__(self, app: AgentLog, engine: Engine) -> None:
+        self.app, self.engine = app, engine
+        self._tracks: dict[int, _Track] = {}
 
-    def position(self) -> int:
-        """Where the build stands now (the last notification id it applied)."""
-        with self.engine.connect() as conn:
-            build = next(
-                b for b in catalog.builds_of(conn, self.view.name) if b.build == self.view.build
-            )
-        return build.position
-
-    def catch_up(self, progress: Progress | None = None) -> int:
-        """Apply everything recorded so far; return the new position."""
-        position = self.position()
-        while notifications := self.app.recorder.select_notifications(
-            position + 1, self.batch_size
-        ):
-            events = self._decode(position, notifications)
-            try:
-                position = self._apply(position, events)
-            except _PositionMovedError:
-                position = self.position()
-            if progress:
-                progress(position, self.app.recorder.max_notification_id() or position)
-        return position
-
-    def _decode(self, position: int, notifications: Sequence[Notification]) -> list[Positioned]:
-        decode = self.app.mapper.to_domain_event
+    def follow(
+        self,
+        builds: Sequence[tuple[type[View], Build]],
+        batch_size: int,
+        progress: Progress | None = None,
+    ) -> list[ViewFailedError]:
+        """Bring these builds to the head of the log; the failures of those that stopped."""
+        tracks = self._start(builds, batch_size)
         try:
-            return [(n.id, cast(Aggregate.Event, decode(n))) for n in notifications]
-        except AgentError as e:
-            raise self._failed(position, e) from e
-
-    def _apply(self, position: int, events: list[Positioned]) -> int:
-        last = events[-1][0]
-        try:
-            with self.engine.begin() as conn:
-                if not catalog.advance(conn, self.view.build, position, last):
-                    raise _PositionMovedError
-                self.view.process(conn, events)
-        except _PositionMovedError:
+            with fewer_collections():
+                self._pass(tracks, batch_size, progress)
+        except BaseException:
+            for track in tracks:  # its memory may not match its tables: start afresh
+                self._tracks.pop(track.view.build, None)
             raise
-        except Exception as e:
-            raise self._failed(position, e) from e
-        return last
+        return [t.error for t in tracks if t.error is not None]
 
-    def _failed(self, position: int, cause: Exception) -> ViewFailedError:
-        error = ViewFailedError(self.view.name, self.view.build, position, cause)
+    def forget(self, build: int) -> None:
+        """Stop keeping a build's view (it was retired or dropped)."""
+        self._tracks.pop(build, None)
+
+    def _start(self, builds: Sequence[tuple[type[View], Build]], batch_size: int) -> list[_Track]:
+        with self.engine.connect() as conn:
+            positions = catalog.positions(conn, [b.build for _, b in builds])
+        tracks = []
+        for cls, build in builds:
+            position, track = positions[build.build], self._tracks.get(build.build)
+            keeps = batch_size * REBUILD_BATCHES if build.status == BUILDING else 1
+            if track is None:
+                track = _Track(cls(build.build), keeps, position, position)
+                self._tracks[build.build] = track
+                track.view.reset(position)
+            elif track.committed != position or track.error is not None:
+                track.rewind(position)  # another follower moved it, or it failed
+            track.error, track.keeps = None, keeps
+            tracks.append(track)
+        return tracks
+
+    def _pass(self, tracks: list[_Track], batch_size: int, progress: Progress | None) -> None:
+        while live := [t for t in tracks if t.error is None]:
+            low = min(t.applied for t in live)
+            notifications = self.app.recorder.select_notifications(low + 1, batch_size)
+            if not notifications:
+                if self._flush(live):
+                    return
+                continue
+            events, bad = self._decode(notifications)
+            if events and not self._apply(live, events):
+                continue  # a view failed: the batch is read again without it
+            if bad is not None and self._flush(live):
+                self._stop_before(live, *bad)
+            if progress and (live := [t for t in tracks if t.error is None]):
+                head = self.app.recorder.max_notification_id() or 0
+                progress(min(t.applied for t in live), head)
+
+    def _decode(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[list[Positioned], tuple[int, AgentError] | None]:
+        """The batch's events up to the first that cannot be decoded, and that one."""
+        decode = self.app.mapper.to_domain_event
+        events: list[Positioned] = []
+        for notification in notifications:
+            try:
+                events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+            except AgentError as e:
+                return events, (notification.id, e)
+        return events, None
+
+    def _stop_before(self, live: list[_Track], position: int, cause: AgentError) -> None:
+        """Every build that still has to apply an event that cannot be read stops."""
+        for track in live:
+            if track.applied < position:
+                track.error = self._failed(track, cause)
+
+    def _apply(self, live: list[_Track], events: list[Positioned]) -> bool:
+        """Apply a batch to every build that needs it, in one transaction; False if a
+        view failed (the others were rewound to their positions)."""
+        ids = [position for position, _ in events]
+        last = ids[-1]
+        with self.engine.connect() as conn:
+            try:
+                done, moved = self._process(conn, live, events, ids, last)
+                flushing = [t for t in live if t.view.staged and self._wants_flush(t)]
+                self._write(conn, flushing, done, moved)
+                conn.commit()
+            except _HandlerError as e:
+                conn.rollback()
+                self._isolate(e, live)
+                return False
+        return self._committed(done, moved)
+
+    def _process(
+        self,
+        conn: Connection,
+        live: list[_Track],
+        events: list[Positioned],
+        ids: list[int],
+        last: int,
+    ) -> tuple[list[_Track], list[_Track]]:
+        done: list[_Track] = []
+        moved: list[_Track] = []
+        for track in live:
+            todo = events[bisect_right(ids, track.applied) :]
+            if not todo:
+                continue
+            view = track.view
+            if not view.staged:
+                if not catalog.advance(conn, view.build, track.committed, last):
+                    moved.append(track)
+                    continue
+                done.append(track)
+            _handle(track, view.process, conn, todo)
+            track.applied = last
+        return done, moved
+
+    def _wants_flush(self, track: _Track) -> bool:
+        kept = track.applied - track.committed
+        return kept > 0 and (kept >= track.keeps or track.view.wants_flush())
+
+    def _flush(self, live: list[_Track]) -> bool:
+        """Write what staged views keep in memory; False if a view failed or moved."""
+        flushing = [t for t in live if t.applied > t.committed]
+        if not flushing:
+            return True
+        done: list[_Track] = []
+        moved: list[_Track] = []
+        with self.engine.connect() as conn:
+            try:
+                self._write(conn, flushing, done, moved)
+                conn.commit()
+            except _HandlerError as e:
+                conn.rollback()
+                self._isolate(e, live)
+                return False
+        return self._committed(done, moved)
+
+    @staticmethod
+    def _write(
+        conn: Connection, flushing: list[_Track], done: list[_Track], moved: list[_Track]
+    ) -> None:
+        for track in flushing:
+            if catalog.advance(conn, track.view.build, track.committed, track.applied):
+                _handle(track, track.view.flush, conn)
+                done.append(track)
+            else:
+                moved.append(track)
+
+    def _committed(self, done: list[_Track], moved: list[_Track]) -> bool:
+        for track in done:
+            track.committed = track.applied
+        if moved:  # another follower applied these first: go on from where it left them
+            with self.engine.connect() as conn:
+                positions = catalog.positions(conn, [t.view.build for t in moved])
+            for track in moved:
+                track.rewind(positions.get(track.view.build, track.committed))
+        return not moved
+
+    def _isolate(self, error: _HandlerError, live: list[_Track]) -> None:
+        for track in live:
+            if track is not error.track:
+                track.rewind(track.committed)
+        error.track.error = self._failed(error.track, error.cause)
+
+    def _failed(self, track: _Track, cause: Exception) -> ViewFailedError:
+        view = track.view
+        error = ViewFailedError(view.name, view.build, track.committed, cause)
+        track.rewind(track.committed)
         try:
             with self.engine.begin() as conn:
-                catalog.record_error(conn, self.view.build, str(error))
+                catalog.record_error(conn, view.build, str(error))
         except SQLAlchemyError:  # pragma: no cover - the database itself is gone
-            log.exception("could not record the failure of view %s", self.view.name)
+            log.exception("could not record the failure of view %s", view.name)
         return error
 
 
-def create_tables(engine: Engine, view: View) -> None:
-    """Create a build's tables (fresh: a build always starts empty)."""
-    with engine.begin() as conn:
-        view.metadata.create_all(conn)
-
-
-def drop_build_tables(engine: Engine, view_name: str, build: int) -> None:
-    """Drop every table of an old build, whatever version of the code made them."""
-    prefix, suffix = f"agentlog_{view_name}", f"_b{build}"
-    with engine.begin() as conn:
-        names = [
-            n
-            for n in inspect(conn).get_table_names()
-            if n.startswith(prefix) and n.endswith(suffix)
-        ]
-        for name in names:
-            conn.exec_driver_sql(f'DROP TABLE "{name}"')
-
-
-def swap(engine: Engine, view_name: str, new: Build) -> None:
-    """Make a caught-up build the one readers use, and retire the old one.
-
-    The build retired now keeps its tables (a reader may have looked it up a moment
-    ago); builds retired at earlier swaps are dropped now.
-    """
-    with engine.begin() as conn:
-        earlier = catalog.retired(conn, view_name)
-        old = catalog.find(conn, view_name, ACTIVE)
-        if not catalog.activate(conn, new.build):  # compare-and-set on 'building'
-            return  # another follower finished this build and swapped it in already
-        if old is not None:
-            catalog.set_status(conn, old.build, RETIRED)
-    for build in earlier:
-        drop_build(engine, view_name, build.build)
-
-
-def drop_build(engine: Engine, view_name: str, build: int) -> None:
-    """Drop a build's tables and remember that they are gone."""
-    drop_build_tables(engine, view_name, build)
-    with engine.begin() as conn:
-        catalog.set_status(conn, build, DROPPED)
-
-
-__all__ = ["ACTIVE", "BUILDING", "Follower", "create_tables", "drop_build_tables", "swap"]
+__all__ = ["Follower", "Progress"]

@@ -11,14 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentLog
 from agentlog.projections import catalog
+from agentlog.projections.builds import create_tables, drop_build, swap
 from agentlog.projections.catalog import ACTIVE, BUILDING, RETIRED, Build
 from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewStoppedError
-from agentlog.projections.follower import (
-    Follower,
-    Progress,
-    drop_build,
-    swap,
-)
+from agentlog.projections.follower import Follower, Progress
 from agentlog.projections.view import View
 
 log = logging.getLogger(__name__)
@@ -53,6 +49,7 @@ class Projections:
         self.app, self.engine, self.batch_size = app, engine, batch_size
         self.views = {cls.name: cls for cls in views}
         self._tables: dict[str, Table] = {}
+        self._follower = Follower(app, engine)
         self.setup()
 
     def setup(self) -> None:
@@ -68,26 +65,28 @@ class Projections:
                     building = None
                 if active is None:
                     new = catalog.new_build(conn, cls.name, cls.version, ACTIVE)
+                    cls(new.build).metadata.create_all(conn)
                 elif active.version != cls.version and building is None:
                     new = catalog.new_build(conn, cls.name, cls.version, BUILDING)
-                else:
-                    continue
-                cls(new.build).metadata.create_all(conn)
+                    create_tables(conn, cls(new.build))  # indexed when swapped in
 
     def catch_up(self, names: Sequence[str] = (), *, progress: Progress | None = None) -> None:
-        """Bring the named views (default: all) up to the head of the log.
+        """Bring the named views (default: all) up to the head of the log, in one pass.
 
         A view whose handler fails stops with :class:`ViewFailedError`; the others still
         catch up, and the first failure is raised at the end.
         """
-        failures: list[ViewFailedError] = []
-        for name in names or list(self.views):
-            try:
-                self._catch_up(self.view_class(name), progress)
-            except ViewFailedError as e:
-                failures.append(e)
-        if failures:
-            raise failures[0]
+        with self.engine.connect() as conn:
+            builds = [
+                build
+                for name in dict.fromkeys(names or self.views)
+                for build in catalog.builds_of(conn, self.view_class(name).name)
+                # Only builds of this code's version are followed: an older serving
+                # build keeps serving as it is (its handler is gone) until the new
+                # build swaps in.
+                if build.version == self.views[name].version
+            ]
+        self._follow(builds, progress)
 
     def catch_up_quietly(self) -> None:
         """Embedded mode, after each save: never let a view block the agents' saves."""
@@ -100,19 +99,16 @@ class Projections:
 
     def rebuild(self, name: str, progress: Progress | None = None) -> Build:
         """Build the view from position 0 into fresh tables, then swap it in."""
-        cls = self.view_class(name)
-        with self.engine.begin() as conn:
-            stale = catalog.find(conn, name, BUILDING)
-            if stale is not None:
-                catalog.set_status(conn, stale.build, RETIRED)
-            new = catalog.new_build(conn, name, cls.version, BUILDING)
-            cls(new.build).metadata.create_all(conn)
-        if stale is not None:  # nobody reads a build that is not serving yet
-            drop_build(self.engine, name, stale.build)
-        # Only the new build is followed: the serving one may be the stopped one.
-        Follower(self.app, self.engine, cls(new.build), self.batch_size).catch_up(progress)
-        swap(self.engine, name, new)
-        return self._build(name, ACTIVE)
+        (build,) = self.rebuild_many([name], progress)
+        return build
+
+    def rebuild_many(self, names: Sequence[str], progress: Progress | None = None) -> list[Build]:
+        """Rebuild several views in one pass over the log; each is swapped in once it
+        caught up (a view that fails stops alone, and its error is raised at the end)."""
+        chosen = list(dict.fromkeys(self.view_class(name).name for name in names))
+        # Only the new builds are followed: the serving ones may be the stopped ones.
+        self._follow([self._new_build(name) for name in chosen], progress)
+        return [self._build(name, ACTIVE) for name in chosen]
 
     def status(self) -> list[ViewStatus]:
         """Position, lag and version of every view."""
@@ -150,17 +146,33 @@ class Projections:
         except KeyError:
             raise UnknownViewError(name, sorted(self.views)) from None
 
-    def _catch_up(self, cls: type[View], progress: Progress | None) -> None:
-        with self.engine.connect() as conn:
-            builds = [
-                b for b in catalog.builds_of(conn, cls.name) if b.status in (ACTIVE, BUILDING)
-            ]
-        # Only builds of this code's version are followed: an older serving build keeps
-        # serving as it is (its handler is gone) until the new build swaps in.
-        for build in (b for b in builds if b.version == cls.version):
-            Follower(self.app, self.engine, cls(build.build), self.batch_size).catch_up(progress)
-            if build.status == BUILDING:
-                swap(self.engine, cls.name, build)
+    def _new_build(self, name: str) -> Build:
+        """A fresh build of the view, replacing any build still catching up."""
+        cls = self.view_class(name)
+        with self.engine.begin() as conn:
+            stale = catalog.find(conn, name, BUILDING)
+            if stale is not None:
+                catalog.set_status(conn, stale.build, RETIRED)
+            new = catalog.new_build(conn, name, cls.version, BUILDING)
+            create_tables(conn, cls(new.build))
+        if stale is not None:  # nobody reads a build that is not serving yet
+            self._follower.forget(stale.build)
+            drop_build(self.engine, name, stale.build)
+        return new
+
+    def _follow(self, builds: list[Build], progress: Progress | None) -> None:
+        """Follow the builds in one pass, swap in those being built that caught up, and
+        raise the first failure."""
+        followed = [(self.views[b.view], b) for b in builds]
+        failures = self._follower.follow(followed, self.batch_size, progress)
+        failed = {e.build for e in failures}
+        for build in builds:
+            if build.status == BUILDING and build.build not in failed:
+                retired = swap(self.engine, self.views[build.view](build.build), build)
+                if retired is not None:
+                    self._follower.forget(retired)
+        if failures:
+            raise failures[0]
 
     def _build(self, name: str, status: str) -> Build:
         with self.engine.connect() as conn:

@@ -7,11 +7,22 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, Text, delete, insert
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+)
 
 from agentlog.domain import Agent
 from agentlog.domain.messages import message_for, seq_of, summary_message
 from agentlog.domain.ports import Message
+from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
 
 
@@ -20,6 +31,9 @@ class Transcripts(View):
 
     name: ClassVar[str] = "transcript"
     version: ClassVar[int] = 2  # 2: the system prompt at seq 0; unbounded text
+    staged: ClassVar[bool] = True
+    flush_rows: ClassVar[int] = 10_000
+    """Events kept in memory before their messages are written."""
 
     def define(self, metadata: MetaData) -> None:
         """One table keyed by agent and the version of the event behind each message."""
@@ -33,37 +47,51 @@ class Transcripts(View):
             Column("tool_calls", Text, nullable=True),
             Column("call_id", Text, nullable=True),
         )
+        c = self.rows.c
+        self._insert = BulkWrite.insert(self.rows)
+        self._delete = delete(self.rows).where(
+            c.agent_id == bindparam("a"), c.seq <= bindparam("through"), c.role != "system"
+        )
+
+    def reset(self, position: int) -> None:
+        """Forget the messages and compactions not written yet."""
+        self._messages: dict[str, list[dict[str, Any]]] = {}  # per agent, in order
+        self._compacted: dict[str, int] = {}  # per agent: rows through here go
+        self._kept = 0
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
-        """Append messages; a compaction replaces what it covers with its summary."""
-        pending: list[dict[str, Any]] = []
+        """Keep the messages; a compaction replaces what it covers with its summary."""
         for _, event in events:
             if isinstance(event, Agent.ContextCompacted):
-                self._flush(conn, pending)
-                self._compact(conn, event)
+                self._compact(str(event.originator_id), event)
             elif (message := message_for(event)) is not None:
-                key = {"agent_id": str(event.originator_id), "seq": seq_of(event, message)}
-                pending.append(key | _row(message))
-        self._flush(conn, pending)
+                agent_id = str(event.originator_id)
+                row = {"agent_id": agent_id, "seq": seq_of(event, message)} | _row(message)
+                self._messages.setdefault(agent_id, []).append(row)
+            self._kept += 1
 
-    def _flush(self, conn: Connection, pending: list[dict[str, Any]]) -> None:
-        if pending:
-            conn.execute(insert(self.rows), pending)
-            pending.clear()
+    def wants_flush(self) -> bool:
+        """Time to write: enough kept."""
+        return self._kept >= self.flush_rows
 
-    def _compact(self, conn: Connection, event: Agent.ContextCompacted) -> None:
-        agent_id = str(event.originator_id)
-        conn.execute(
-            delete(self.rows).where(
-                self.rows.c.agent_id == agent_id,
-                self.rows.c.seq <= event.through_version,
-                self.rows.c.role != "system",
-            )
-        )
+    def flush(self, conn: Connection) -> None:
+        """Delete what compactions covered in the table, then insert the messages kept
+        (a compaction already dropped the kept messages it covers)."""
+        if self._compacted:
+            covered = [{"a": a, "through": v} for a, v in self._compacted.items()]
+            conn.execute(self._delete, covered)
+        self._insert(conn, [row for rows in self._messages.values() for row in rows])
+        self.reset(0)
+
+    def _compact(self, agent_id: str, event: Agent.ContextCompacted) -> None:
+        through = event.through_version
+        kept = self._messages.setdefault(agent_id, [])
+        kept[:] = [r for r in kept if r["seq"] > through or r["role"] == "system"]
+        # What the table holds was written before this compaction: every row of it
+        # that this or an earlier compaction covers goes.
+        self._compacted[agent_id] = max(through, self._compacted.get(agent_id, through))
         summary = _row(summary_message(event))
-        conn.execute(
-            insert(self.rows).values(agent_id=agent_id, seq=event.through_version, **summary)
-        )
+        kept.append({"agent_id": agent_id, "seq": through} | summary)
 
 
 def _row(message: Message) -> dict[str, Any]:

@@ -27,10 +27,17 @@ class View(ABC):
     define their tables for a build, and ``process`` a batch of events. ``process`` runs
     in the same transaction that moves the view's position, so a batch is applied
     exactly once or not at all.
+
+    A *staged* view (``staged = True``) keeps its work in memory instead: ``process``
+    only reads, and ``flush`` writes what it kept, in the transaction that moves the
+    position to the last event processed. The follower flushes when ``wants_flush``
+    says so and at the end of every catch-up, and calls ``reset`` whenever the memory
+    may no longer match the tables (a rollback, another follower moved the position).
     """
 
     name: ClassVar[str]
     version: ClassVar[int]
+    staged: ClassVar[bool] = False
 
     def __init__(self, build: int) -> None:
         self.build = build
@@ -48,6 +55,18 @@ class View(ABC):
     @abstractmethod
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Apply a batch of events, in order, inside the caller's transaction."""
+
+    def reset(self, position: int) -> None:
+        """Forget what is kept in memory: the tables are as of ``position`` (staged)."""
+        return  # a view that writes as it processes keeps nothing
+
+    def wants_flush(self) -> bool:
+        """Enough is kept in memory to write it now (staged views)."""
+        return True
+
+    def flush(self, conn: Connection) -> None:
+        """Write what ``process`` kept in memory, in the caller's transaction (staged)."""
+        return  # a view that writes as it processes has nothing left to write
 
     @property
     def tables(self) -> list[Table]:
