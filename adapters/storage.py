@@ -36,6 +36,7 @@ def open_log(
     cipher_key: str | None = None,
     snapshot_interval: int | None = None,
     engine: Engine | None = None,
+    aggregate_cache: int | None = None,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names (created if missing).
 
@@ -45,7 +46,13 @@ def open_log(
     """
     if cipher_key:
         validate_key(cipher_key)
-    log = AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
+    env = env_for(
+        url,
+        cipher_key=cipher_key,
+        snapshot_interval=snapshot_interval,
+        aggregate_cache=aggregate_cache,
+    )
+    log = AgentLog(env)
     if urlsplit(url).scheme == "memory":
         return log  # a new, empty store on every open: nothing to check
     native_sqlite = engine is None and urlsplit(url).scheme == "sqlite" and "engine=" not in url
@@ -81,9 +88,18 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def env_for(
-    url: str, *, cipher_key: str | None = None, snapshot_interval: int | None = None
+    url: str,
+    *,
+    cipher_key: str | None = None,
+    snapshot_interval: int | None = None,
+    aggregate_cache: int | None = None,
 ) -> dict[str, str]:
-    """The eventsourcing environment for a storage URL."""
+    """The eventsourcing environment for a storage URL.
+
+    ``aggregate_cache``: keep that many agents in memory and bring a cached one up to date
+    with the events stored after it (the library's fast-forward) instead of loading its
+    snapshot and tail; for workers, which load the same agents step after step.
+    """
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     engine = options.pop("engine", "native")
@@ -102,6 +118,8 @@ def env_for(
         env["CIPHER_KEY"] = cipher_key
     if snapshot_interval is not None:
         env["AGENTLOG_SNAPSHOT_INTERVAL"] = str(snapshot_interval)
+    if aggregate_cache:
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(aggregate_cache)
     return env
 
 

@@ -45,7 +45,12 @@ class Store:
 
 
 def open_store(
-    url: str, *, cipher_key: str | None = None, embedded: bool = True, catch_up: bool = True
+    url: str,
+    *,
+    cipher_key: str | None = None,
+    embedded: bool = True,
+    catch_up: bool = True,
+    aggregate_cache: int | None = None,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
@@ -53,7 +58,7 @@ def open_store(
     """
     engine = engine_for(url)
     try:
-        log = open_log(url, cipher_key=cipher_key, engine=engine)
+        log = open_log(url, cipher_key=cipher_key, engine=engine, aggregate_cache=aggregate_cache)
     except BaseException:
         engine.dispose()
         raise

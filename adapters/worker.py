@@ -22,10 +22,12 @@ from agentlog.adapters.models import model_for
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
 from agentlog.domain.errors import AgentError
-from agentlog.domain.runtime import Runtime, Step, StepKind
+from agentlog.domain.runtime import LogTranscript, Runtime, Step, StepKind
 from agentlog.projections import queries
 
 DEFAULT_SANDBOX = Path(".agentlog/sandbox")
+WORKER_CACHE = 1000
+"""Agents (and their model contexts) a worker keeps in memory between steps."""
 log = logging.getLogger(__name__)
 
 
@@ -41,11 +43,14 @@ class Worker:
         self.store = store
         self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
         self.name = name or worker_id()
+        self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
 
     def runtime_for(self, agent_id: UUID) -> Runtime:
         """A runtime with the model the agent's config names."""
         model = model_for(self.store.log.get(agent_id).config.model)
-        return Runtime(self.store.log, model, self.tools, worker_id=self.name)
+        return Runtime(
+            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+        )
 
     def step(self, agent_id: UUID) -> Step:
         """Advance one step."""

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
-from agentlog.adapters.worker import DEFAULT_SANDBOX
+from agentlog.adapters.worker import DEFAULT_SANDBOX, WORKER_CACHE
 from agentlog.domain import AgentError, AgentLog
 
 
@@ -36,11 +36,16 @@ class Settings:
 
     @contextmanager
     def store(self, *, catch_up: bool = True, embedded: bool = True) -> Iterator[Store]:
-        """The agent log with its views; embedded, they follow every save (commands that
-        run agents pass False: views catch up between steps, never inside them)."""
+        """The agent log with its views; embedded, they follow every save. Commands that
+        run agents pass False: views catch up between steps, never inside them, and the
+        agents they step are kept in memory between steps (``WORKER_CACHE``)."""
         with errors_as_messages():
             store = open_store(
-                self.db, cipher_key=self.cipher_key, catch_up=catch_up, embedded=embedded
+                self.db,
+                cipher_key=self.cipher_key,
+                catch_up=catch_up,
+                embedded=embedded,
+                aggregate_cache=None if embedded else WORKER_CACHE,
             )
             try:
                 yield store

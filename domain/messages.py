@@ -77,20 +77,37 @@ def summary_message(event: Agent.ContextCompacted) -> Message:
     return Message(role="user", content=SUMMARY_PREFIX + event.summary)
 
 
+class TranscriptBuilder:
+    """The model's messages, built event by event (and extended later with newer ones)."""
+
+    def __init__(self) -> None:
+        self._messages: dict[int, Message] = {}
+
+    def apply(self, events: Iterable[Aggregate.Event]) -> TranscriptBuilder:
+        """Add what these events say, in order; a compaction replaces what it covers."""
+        messages = self._messages
+        for event in events:
+            if isinstance(event, Agent.ContextCompacted):
+                covered = [
+                    v
+                    for v, m in messages.items()
+                    if v <= event.through_version and m.role != "system"
+                ]
+                for version in covered:
+                    del messages[version]
+                messages[event.through_version] = summary_message(event)
+            elif (message := message_for(event)) is not None:
+                messages[seq_of(event, message)] = message
+        return self
+
+    def messages(self) -> list[Message]:
+        """The messages so far, in order."""
+        return [self._messages[v] for v in sorted(self._messages)]
+
+
 def replay_transcript(events: Iterable[Aggregate.Event]) -> list[Message]:
     """The model's messages from an agent's events (the log is the fallback source)."""
-    messages: dict[int, Message] = {}
-    for event in events:
-        if isinstance(event, Agent.ContextCompacted):
-            covered = [
-                v for v, m in messages.items() if v <= event.through_version and m.role != "system"
-            ]
-            for version in covered:
-                del messages[version]
-            messages[event.through_version] = summary_message(event)
-        elif (message := message_for(event)) is not None:
-            messages[seq_of(event, message)] = message
-    return [messages[v] for v in sorted(messages)]
+    return TranscriptBuilder().apply(events).messages()
 
 
 def _tool(call_id: str, content: str) -> Message:

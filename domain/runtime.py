@@ -12,9 +12,11 @@ as unknown and the tool's ``reconcile`` (or a person) decides.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -24,12 +26,13 @@ from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
 from agentlog.domain.agent import Agent
+from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
 from agentlog.domain.call_check import checked_args
 from agentlog.domain.errors import AgentError, CallTamperedError
 from agentlog.domain.limits import limit_reached
-from agentlog.domain.messages import replay_transcript
-from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool
+from agentlog.domain.messages import TranscriptBuilder
+from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool, ToolSpec
 from agentlog.domain.tool_runner import Outcome, run_tool, short_errors, still_running, tool_spec
 from agentlog.domain.values import (
     CallStage,
@@ -100,20 +103,41 @@ class TranscriptSource(Protocol):
 
 class LogTranscript:
     """Messages read from the log: the system prompt, the latest compaction's summary and
-    the events after what it covers. O(context), never O(history); no view needed."""
+    the events after what it covers. O(context), never O(history); no view needed.
 
-    def __init__(self, log: AgentLog) -> None:
+    With ``cache_size``, the contexts of the agents seen last are kept, and the next call
+    for the same agent reads only the events after the cached version (the log is
+    append-only, so what was read stays true); a new compaction starts afresh.
+    """
+
+    def __init__(self, log: AgentLog, cache_size: int = 0) -> None:
         self.log = log
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, tuple[int, int, TranscriptBuilder]] = OrderedDict()
 
     def messages(self, agent: Agent) -> list[Message]:
         """The agent's messages as of its loaded version."""
+        covered, cached = agent.compacted_through, self._cache.pop(agent.id, None)
+        if cached is not None and cached[0] == covered and cached[1] <= agent.version:
+            builder = cached[2].apply(
+                self.log.events_of(agent.id, after=cached[1], upto=agent.version)
+            )
+        else:
+            builder = TranscriptBuilder().apply(self._events(agent))
+        if self.cache_size > 0:
+            self._cache[agent.id] = (covered, agent.version, builder)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return builder.messages()
+
+    def _events(self, agent: Agent) -> Iterable[Aggregate.Event]:
         covered = agent.compacted_through
         if covered <= 1:
-            return replay_transcript(self.log.events_of(agent.id, upto=agent.version))
+            return self.log.events_of(agent.id, upto=agent.version)
         # The compaction event itself comes after what it covers, so it is in the tail.
         created = self.log.events_of(agent.id, upto=1)
         tail = self.log.events_of(agent.id, after=covered, upto=agent.version)
-        return replay_transcript(itertools.chain(created, tail))
+        return itertools.chain(created, tail)
 
 
 class Runtime:
@@ -176,6 +200,11 @@ class Runtime:
                 continue  # another worker moved the agent on: look again
             return self._step(agent, StepKind.LIMIT, f"run stopped after {max_steps} steps")
         return step
+
+    @functools.cached_property
+    def tool_specs(self) -> tuple[ToolSpec, ...]:
+        """What the model is told about the tools (their JSON schemas, built once)."""
+        return tuple(tool_spec(t) for t in self.tools.values())
 
     @property
     def actor(self) -> str:
@@ -297,7 +326,7 @@ class Runtime:
             agent_id=agent.id,
             goal=agent.goal or "",
             messages=tuple(self.transcripts.messages(agent)),
-            tools=tuple(tool_spec(t) for t in self.tools.values()),
+            tools=self.tool_specs,
         )
         try:
             decision = self.model.decide(context)

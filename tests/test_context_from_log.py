@@ -41,8 +41,14 @@ class CountingLog(AgentLog):
 
 def live(log: AgentLog, prompt: str, plan: list[tuple[str, Any]]) -> UUID:
     """An agent that talks and is compacted now and then (``back`` versions behind)."""
-    agent_id = log.create_agent("a", AgentConfig(system_prompt=prompt))
+    agent_id = log.create_agent("a", AgentConfig(system_prompt=prompt, max_steps=10**6))
     log.start_task(agent_id, "talk")
+    move(log, agent_id, plan)
+    return agent_id
+
+
+def move(log: AgentLog, agent_id: UUID, plan: list[tuple[str, Any]]) -> None:
+    """Say, answer and compact as the plan says."""
     for kind, value in plan:
         agent = log.get(agent_id)
         if kind == "say":
@@ -52,7 +58,6 @@ def live(log: AgentLog, prompt: str, plan: list[tuple[str, Any]]) -> UUID:
         elif agent.version - value > agent.compacted_through:
             agent.compact(agent.version - value, f"summary {agent.version}", summarizer="s")
         log.save(agent)
-    return agent_id
 
 
 @given(prompt=st.sampled_from(["", "be brief"]), plan=moves)
@@ -90,3 +95,27 @@ def test_context_after_a_compaction_reads_only_the_tail(tmp_path: Path) -> None:
         assert log.read == 4  # Created, the last two messages, the compaction
     finally:
         log.close()
+
+
+@given(plans=st.lists(st.tuples(st.integers(0, 2), moves), min_size=1, max_size=6))
+def test_a_cached_context_extended_by_new_events_equals_replaying_the_whole_log(
+    plans: list[tuple[int, list[tuple[str, Any]]]],
+) -> None:
+    """Three agents, moved in turns by another writer; one cache of two contexts reads them
+    after every turn (evictions, compactions and older loads included)."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'a.db'}"
+        writer, reader = open_log(url), open_log(url, aggregate_cache=2)
+        try:
+            ids = [live(writer, "be brief", []) for _ in range(3)]
+            cached = LogTranscript(reader, cache_size=2)
+            for n, plan in plans:
+                stale = reader.get(ids[n])
+                move(writer, ids[n], plan)
+                for agent in (reader.get(ids[n]), stale):
+                    expected = replay_transcript(reader.events_of(agent.id, upto=agent.version))
+                    assert cached.messages(agent) == expected
+                assert reader.get(ids[n]).state() == writer.get(ids[n]).state()
+        finally:
+            writer.close()
+            reader.close()
