@@ -7,9 +7,12 @@ that keeps its context short; and a second file without compactions), then time 
 tool, policy allow) and that no-op tool. Each step is a model step or a tool step. Three
 configurations:
 
-* ``worker``: the production path, built as ``Worker`` builds it: ``open_store`` (embedded
-  views that catch up after every save) and the transcript view as the model's context
-  (``ViewTranscript``), with a compaction recorded every 50 steps;
+* ``worker``: the production path, built as ``agentlog worker`` builds it:
+  ``open_store(embedded=False)`` with the worker's aggregate cache, and the worker's
+  ``LogTranscript`` (the latest compaction and what followed, cached between steps) as
+  the model's context; as the work loop does, the views catch up (all in one pass) before
+  each turn of ``TURN`` steps, and that time counts in the step that follows it. A
+  compaction is recorded every 50 steps;
 * ``worker-nocompact``: the same on the history that never compacts, so the model's
   context is the whole conversation: this shows where growth comes from;
 * ``bare``: the runtime on the log alone (no views); ``LogTranscript`` replays the
@@ -74,11 +77,11 @@ from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import open_store
-from agentlog.adapters.worker import Worker
+from agentlog.adapters.worker import WORKER_CACHE, Worker
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
 from agentlog.domain.ports import Context, Decision
-from agentlog.domain.runtime import Runtime, Step, StepKind, TranscriptSource
+from agentlog.domain.runtime import Runtime, Step, StepKind
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 from agentlog.projections import Projections
 
@@ -119,6 +122,8 @@ SUMMARY = (
     "Next: keep going through the package in alphabetical order."
 )
 PARTS = ("load", "context", "model", "save", "views")
+TURN = 50
+"""Steps of one agent between two catch-ups of the views (``Worker.work``'s turn)."""
 
 
 # --- the agent, its model and its tool ----------------------------------------------
@@ -442,13 +447,15 @@ class Rig:
         runtime: Runtime,
         model: InstantModel,
         engine: Engine | None = None,
+        views: Projections | None = None,
     ) -> None:
         self.config, self.history, self.log, self.runtime = config, history, log, runtime
         self.model, self.agent_id, self.engine = model, history.agent_id, engine
+        self.views, self.turn_left = views, 0
         self.probe = Probe()
         self.profiler: cProfile.Profile | None = None  # set: steps are profiled
         self.sql: SqlTimer | None = None  # set: the views' SQL is timed
-        for attribute in ("get", "call_args"):
+        for attribute in ("get", "chained_events"):
             self.probe.instrument(log, attribute, "load")
         self.probe.instrument(log, "save", "save+views")
         log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
@@ -466,6 +473,10 @@ class Rig:
         if self.profiler is not None:
             self.profiler.enable()
         start = time.perf_counter_ns()
+        if self.views is not None and self.turn_left <= 0:  # the work loop's pass
+            self.probe.wrap("views", self.views.catch_up)()
+            self.turn_left = TURN
+        self.turn_left -= 1
         try:
             step = self.runtime.advance(self.agent_id)
         finally:
@@ -511,15 +522,13 @@ def rig_for(config: Config, history: History) -> Iterator[Rig]:
     model = FunctionModel(instant.decide, name=MODEL)
     tools = ToolRegistry.of([NoopTool()])
     if config.views:
-        store = open_store(history.url)
+        store = open_store(history.url, embedded=False, aggregate_cache=WORKER_CACHE)
         worker = Worker(store, tools=tools, name=WORKER)
-        # The worker's context source, if it names one (else the runtime's default).
-        transcripts: TranscriptSource | None = getattr(worker, "transcripts", None)
         runtime = Runtime(
-            store.log, model, worker.tools, worker_id=worker.name, transcripts=transcripts
+            store.log, model, worker.tools, worker_id=worker.name, transcripts=worker.transcripts
         )
         try:
-            yield Rig(config, history, store.log, runtime, instant, store.views.engine)
+            yield Rig(config, history, store.log, runtime, instant, store.views.engine, store.views)
         finally:
             store.close()
     else:
@@ -579,6 +588,7 @@ def profile_steps(rig: Rig, most: int, budget_s: float) -> Profile:
     samples: list[Sample] = []
     rig.profiler = profiler
     rig.sql = SqlTimer(rig.engine) if rig.engine is not None else None
+    rig.turn_left = 0  # the profiled steps start a turn: they include one catch-up
     try:
         take_steps(rig, most, budget_s, samples.append, least=2)
         statements = rig.sql.costs(len(samples)) if rig.sql is not None else {}
@@ -1131,9 +1141,12 @@ def method(opts: Options) -> str:
   saved {BATCH_EVENTS:,} events per save with snapshots at the default interval
   ({DEFAULT_SNAPSHOT_INTERVAL}); "compacting" histories also record a ContextCompacted every
   {COMPACT_EVERY} steps. The views then catch up with the whole log, untimed.
-- Configurations: **worker + compaction** is built as `Worker` builds its runtime:
-  `open_store(url)` (the log, plus the state, audit, transcript and runnable views, which
-  catch up inside every save) and `ViewTranscript` as the context source; every
+- Configurations: **worker + compaction** is built as `agentlog worker` builds its
+  runtime: `open_store(url, embedded=False)` with the worker's aggregate cache, and the
+  worker's `LogTranscript` (the latest compaction and what followed, cached between
+  steps) as the context source; as the work loop does, the views (state, audit,
+  transcript, runnable) catch up in one pass before every turn of {TURN} steps, timed in
+  the step that follows (views); every
   {COMPACT_EVERY} steps a summarizer records `agent.compact(...)` (its own load and save,
   timed apart from the steps: "compaction" columns). **worker, no compaction** is the same
   on the history that never compacts, and never compacts: the model's context is the
@@ -1144,9 +1157,9 @@ def method(opts: Options) -> str:
 - Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
   `runtime.advance(agent_id)`, each timed with `perf_counter_ns`: up to {opts.steps} steps,
   or fewer once {opts.budget_s:g} s went into them (at least {MIN_STEPS}). Parts: timers
-  around the log's `get` and `call_args` (load), the transcript source's `messages`
-  (context), the model's `decide` (model), `save` without the embedded views (save) and
-  the views' after-save catch-up (views); "other" is the rest of the step: deciding,
+  around the log's `get` and `chained_events` (load), the transcript source's `messages`
+  (context), the model's `decide` (model), `save` (save) and the views' catch-up before
+  each turn (views); "other" is the rest of the step: deciding,
   the Agent's commands, building the Context (including the tools' JSON schemas) and
   running the tool in a thread. The breakdown table shows means, the step table medians.
 - Profile: cProfile of up to {opts.profile_steps} further steps (fewer past
@@ -1208,7 +1221,7 @@ def render(results: Results, opts: Options, run_info: tuple[Path, float, float])
 
 ## Where a step's time goes
 
-Mean µs per step; "save" excludes the embedded views, which have their own column.
+Mean µs per step; "views" is the catch-up of all views before each turn, in its first step.
 
 {breakdown_table(results)}
 
