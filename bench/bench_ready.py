@@ -3,10 +3,11 @@ the model's context, at N steps of history.
 
 Each step is what the runtime records (a model response of ~500 B asking for one call
 with ~200 B of arguments, the call, its claim and a ~1 KB result). With compaction (a
-``ContextCompacted`` every 50 steps), the context is the system prompt, the latest
-summary and what followed, so the time must not grow with N; without compaction it
-grows with the conversation (the whole conversation is the context). Imports are
-excluded: the child process imports everything, then times open + load + context.
+``ContextCompacted`` every 50 steps, the last one 25 steps before the end), the context is
+the system prompt, the latest summary and what followed, so the time must not grow
+with N; without compaction it grows with the conversation (the whole conversation is
+the context). Imports are excluded: the child process imports everything, then times
+open + load + context.
 
     .venv/bin/python bench/bench_ready.py [--sizes 100,1000,10000,100000] [--runs 5]
 """
@@ -80,7 +81,7 @@ def build(path: Path, steps: int, *, compact: bool) -> UUID:
         agent.call_tool(call, effect=EffectClass.PURE, policy=Policy.ALLOW)
         agent.start_tool(call.call_id, worker_id="w")
         agent.succeed(call.call_id, RESULT)
-        if compact and (n + 1) % COMPACT_EVERY == 0:
+        if compact and (n + 1) % COMPACT_EVERY == COMPACT_EVERY // 2:  # half a cycle left
             agent.compact(agent.version, f"summary through step {n}", summarizer="s")
         if (n + 1) % 500 == 0:
             app.save(agent)
