@@ -62,11 +62,12 @@ class AgentRowsView(View):
     def __init__(self, build: int) -> None:
         super().__init__(build)
         c = self.rows.c
-        keys = [col.key for col in c if col.key != "agent_id"]
-        values: dict[str, Any] = {key: bindparam(key) for key in keys}
+        self._keys = [col.key for col in c]
         self._insert = BulkWrite.insert(self.rows)
-        self._update = BulkWrite(
-            update(self.rows).where(c.agent_id == bindparam("agent_id")).values(values), dict(c)
+        values: dict[Any, Any] = {col: bindparam(col.key) for col in c if col.key != "agent_id"}
+        set_values = update(self.rows).values(values)
+        self._update = BulkWrite(  # the same row as an insert: agent_id, then the rest
+            set_values.where(c.agent_id == bindparam("agent_id")), list(c), self._keys
         )
         self._select = select(c.agent_id, c.topic, c.version, c.state).where(
             c.agent_id.in_(bindparam("ids", expanding=True))
@@ -107,8 +108,8 @@ class AgentRowsView(View):
     def flush(self, conn: Connection) -> None:
         """Write each agent changed since the last flush, once; then keep fewer agents
         if there are too many."""
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
         agents, stored = self._agents, self._stored
         for key in self._dirty:
             if (agent := agents[key]) is not None:
@@ -119,14 +120,16 @@ class AgentRowsView(View):
         self._dirty.clear()
         self._shrink()
 
-    def _values(self, agent: Agent) -> dict[str, Any]:
-        return {
+    def _values(self, agent: Agent) -> tuple[Any, ...]:
+        """The agent's row: its columns, in the table's order."""
+        values = {
             "agent_id": str(agent.id),
             "topic": get_topic(type(agent)),
             "version": agent.version,
             "state": json.dumps(agent.snapshot_state(), separators=(",", ":")),
             **self.columns_for(agent),
         }
+        return tuple(values[key] for key in self._keys)
 
     def _shrink(self) -> None:
         """Past capacity, drop the agents kept longest (all written: nothing is lost)."""

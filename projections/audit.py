@@ -75,7 +75,7 @@ class AuditTrail(View):
 
     def reset(self, position: int) -> None:
         """Forget the rows not written yet and the calls kept."""
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
         self._calls: dict[tuple[str, str], tuple[Any, Any]] = {}  # newest call per id
         self._complete = position == 0  # every call of the table is kept
         self._indexed = False  # the call index is known to exist
@@ -99,7 +99,7 @@ class AuditTrail(View):
                 del self._calls[key]
             self._complete = False
 
-    def _row(self, conn: Connection, position: int, event: Aggregate.Event) -> dict[str, Any]:
+    def _row(self, conn: Connection, position: int, event: Aggregate.Event) -> tuple[Any, ...]:
         shape = shape_of(type(event))
         agent_id = str(event.originator_id)
         call_id = getattr(event, "call_id") if shape.call_id else None  # noqa: B009
@@ -113,21 +113,21 @@ class AuditTrail(View):
             tool = event.tool  # never a recorded call: it has a tool, no arguments hash
         elif call_id is not None:
             tool, args_hash = self._call(conn, agent_id, call_id)
-        return {
-            "position": position,
-            "agent_id": agent_id,
-            "version": event.originator_version,
-            "time": event.timestamp,
-            "event_type": shape.event_type,
-            "actor": clean(event.actor),
-            "call_id": clean(call_id),
-            "tool": clean(tool),
-            "args_hash": args_hash,
-            "decision": shape.decision,
-            "approver": clean(getattr(event, "approver")) if shape.approver else None,  # noqa: B009
-            "outcome": shape.outcome,
-            "detail": shape.detail(event),
-        }
+        return (  # the table's columns, in order
+            position,
+            agent_id,
+            event.originator_version,
+            event.timestamp,
+            shape.event_type,
+            clean(event.actor),
+            clean(call_id),
+            clean(tool),
+            args_hash,
+            shape.decision,
+            clean(getattr(event, "approver")) if shape.approver else None,  # noqa: B009
+            shape.outcome,
+            shape.detail(event),
+        )
 
     def _call(self, conn: Connection, agent_id: str, call_id: str) -> tuple[Any, Any]:
         """The tool and arguments hash of the newest call with this id (kept, or read)."""

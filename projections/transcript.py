@@ -55,7 +55,7 @@ class Transcripts(View):
 
     def reset(self, position: int) -> None:
         """Forget the messages and compactions not written yet."""
-        self._messages: dict[str, list[dict[str, Any]]] = {}  # per agent, in order
+        self._messages: dict[str, list[tuple[Any, ...]]] = {}  # per agent, in order
         self._compacted: dict[str, int] = {}  # per agent: rows through here go
         self._kept = 0
 
@@ -66,7 +66,7 @@ class Transcripts(View):
                 self._compact(str(event.originator_id), event)
             elif (message := message_for(event)) is not None:
                 agent_id = str(event.originator_id)
-                row = {"agent_id": agent_id, "seq": seq_of(event, message)} | _row(message)
+                row = _row(agent_id, seq_of(event, message), message)
                 self._messages.setdefault(agent_id, []).append(row)
             self._kept += 1
 
@@ -86,22 +86,27 @@ class Transcripts(View):
     def _compact(self, agent_id: str, event: Agent.ContextCompacted) -> None:
         through = event.through_version
         kept = self._messages.setdefault(agent_id, [])
-        kept[:] = [r for r in kept if r["seq"] > through or r["role"] == "system"]
+        kept[:] = [r for r in kept if r[_SEQ] > through or r[_ROLE] == "system"]
         # What the table holds was written before this compaction: every row of it
         # that this or an earlier compaction covers goes.
         self._compacted[agent_id] = max(through, self._compacted.get(agent_id, through))
-        summary = _row(summary_message(event))
-        kept.append({"agent_id": agent_id, "seq": through} | summary)
+        kept.append(_row(agent_id, through, summary_message(event)))
 
 
-def _row(message: Message) -> dict[str, Any]:
+_SEQ, _ROLE = 1, 2  # where a row holds them
+
+
+def _row(agent_id: str, seq: int, message: Message) -> tuple[Any, ...]:
+    """A message as a row of the table (its columns, in order)."""
     calls = [c.model_dump(mode="json") for c in message.tool_calls]
-    return {
-        "role": message.role,
-        "content": clean(message.content),
-        "tool_calls": json.dumps(calls) if calls else None,
-        "call_id": clean(message.call_id),
-    }
+    return (
+        agent_id,
+        seq,
+        message.role,
+        clean(message.content),
+        json.dumps(calls) if calls else None,
+        clean(message.call_id),
+    )
 
 
 def message_from_row(row: Any) -> Message:
