@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from agentlog.domain.aggregate import DomainEvent
 from agentlog.domain.errors import StoredEventError
 
-
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
 
 
