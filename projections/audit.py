@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 
-from agentlog.domain import Agent, Aggregate
+from agentlog.domain import Aggregate
 from agentlog.projections.audit_rows import shape_of
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
@@ -35,8 +35,9 @@ class AuditTrail(View):
     staged: ClassVar[bool] = True
     flush_rows: ClassVar[int] = 10_000
     """Rows kept in memory before they are written."""
-    call_capacity: ClassVar[int] = 100_000
-    """Calls whose tool and arguments hash are kept in memory at most."""
+    call_capacity: ClassVar[int] = 20_000
+    """Open calls whose tool and arguments hash are kept in memory at most (a call is
+    dropped when it closes)."""
 
     def define(self, metadata: MetaData) -> None:
         """One append-only table with an index per query dimension."""
@@ -76,7 +77,8 @@ class AuditTrail(View):
     def reset(self, position: int) -> None:
         """Forget the rows not written yet and the calls kept."""
         self._rows: list[tuple[Any, ...]] = []
-        self._calls: dict[tuple[str, str], tuple[Any, Any]] = {}  # newest call per id
+        self._calls: dict[tuple[str, Any], tuple[Any, Any]] = {}  # newest open call per id
+        self._ids: dict[int, str] = {}  # agent ids as text
         self._complete = position == 0  # every call of the table is kept
         self._indexed = False  # the call index is known to exist
 
@@ -98,21 +100,26 @@ class AuditTrail(View):
             for key in list(self._calls)[: len(self._calls) - self.call_capacity // 2]:
                 del self._calls[key]
             self._complete = False
+        if len(self._ids) > self.call_capacity:
+            self._ids.clear()
 
     def _row(self, conn: Connection, position: int, event: Aggregate.Event) -> tuple[Any, ...]:
         shape = shape_of(type(event))
-        agent_id = str(event.originator_id)
+        agent_id = self._ids.get(key := event.originator_id.int)
+        if agent_id is None:
+            agent_id = self._ids[key] = str(event.originator_id)
         call_id = getattr(event, "call_id") if shape.call_id else None  # noqa: B009
         tool = args_hash = None
-        if isinstance(event, Agent.ToolCalled):
-            tool, args_hash = event.tool, event.args_hash
-            key = (agent_id, event.call_id)
-            self._calls.pop(key, None)  # the newest call last: the oldest go first
-            self._calls[key] = (tool, args_hash)
-        elif isinstance(event, Agent.ToolCallRejected):
-            tool = event.tool  # never a recorded call: it has a tool, no arguments hash
+        if shape.called:
+            tool, args_hash = getattr(event, "tool"), getattr(event, "args_hash")  # noqa: B009
+            self._calls[(agent_id, call_id)] = (tool, args_hash)
+        elif shape.rejected:
+            tool = getattr(event, "tool")  # noqa: B009 - never a recorded call: no hash
         elif call_id is not None:
             tool, args_hash = self._call(conn, agent_id, call_id)
+            if shape.closes:  # the agent has no such call any more: keep open calls only
+                self._calls.pop((agent_id, call_id), None)
+                self._complete = False  # (the table still has it, for what is not Agent's)
         return (  # the table's columns, in order
             position,
             agent_id,

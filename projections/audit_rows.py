@@ -25,6 +25,8 @@ _OUTCOMES: tuple[tuple[type[Any], str], ...] = (
     (Agent.ToolCallRefused, "refused"),
 )
 _DETAILS = ("reason", "error", "goal", "result", "summary")  # the first text one is kept
+_CLOSING = (Agent.PermissionDenied, Agent.ToolSucceeded, Agent.ToolFailed, Agent.ToolCallRefused)
+"""Events after which the agent has no call with that id (until a new ToolCalled)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Shape:
     """What the audit row of an event of one class reads from it."""
 
     event_type: str
+    called: bool  # a ToolCalled: the call's tool and arguments hash are its own
+    rejected: bool  # a ToolCallRejected: a tool, never a recorded call
+    closes: bool
     call_id: bool
     approver: bool
     details: tuple[str, ...]
@@ -56,6 +61,9 @@ def shape_of(cls: type[Any]) -> Shape:
     if shape is None:
         shape = _SHAPES[cls] = Shape(
             cls.__name__,
+            issubclass(cls, Agent.ToolCalled),
+            issubclass(cls, Agent.ToolCallRejected),
+            issubclass(cls, _CLOSING),
             _has(cls, "call_id"),
             _has(cls, "approver"),
             tuple(f for f in _DETAILS if _has(cls, f)),

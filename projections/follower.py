@@ -18,6 +18,7 @@ position by compare-and-set (``catalog.advance``), so a batch is applied exactly
 from __future__ import annotations
 
 import logging
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class Follower:
     def __init__(self, app: AgentLog, engine: Engine) -> None:
         self.app, self.engine = app, engine
         self._tracks: dict[int, _Track] = {}
+        self._busy = threading.Lock()
 
     def follow(
         self,
@@ -86,15 +88,22 @@ class Follower:
         progress: Progress | None = None,
     ) -> list[ViewFailedError]:
         """Bring these builds to the head of the log; the failures of those that stopped."""
-        tracks = self._start(builds, batch_size)
+        if not self._busy.acquire(blocking=False):
+            # Another thread's pass (or this thread's, from a progress callback) is using
+            # the views kept: follow with views of its own, that keep nothing after.
+            return Follower(self.app, self.engine).follow(builds, batch_size, progress)
         try:
-            with fewer_collections():
-                self._pass(tracks, batch_size, progress)
-        except BaseException:
-            for track in tracks:  # its memory may not match its tables: start afresh
-                self._tracks.pop(track.view.build, None)
-            raise
-        return [t.error for t in tracks if t.error is not None]
+            tracks = self._start(builds, batch_size)
+            try:
+                with fewer_collections():
+                    self._pass(tracks, batch_size, progress)
+            except BaseException:
+                for track in tracks:  # its memory may not match its tables: start afresh
+                    self._tracks.pop(track.view.build, None)
+                raise
+            return [t.error for t in tracks if t.error is not None]
+        finally:
+            self._busy.release()
 
     def forget(self, build: int) -> None:
         """Stop keeping a build's view (it was retired or dropped)."""

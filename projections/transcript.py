@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -64,11 +65,11 @@ class Transcripts(View):
         for _, event in events:
             if isinstance(event, Agent.ContextCompacted):
                 self._compact(str(event.originator_id), event)
-            elif (message := message_for(event)) is not None:
+            elif _may_have_message(type(event)) and (message := message_for(event)) is not None:
                 agent_id = str(event.originator_id)
                 row = _row(agent_id, seq_of(event, message), message)
                 self._messages.setdefault(agent_id, []).append(row)
-            self._kept += 1
+        self._kept += len(events)
 
     def wants_flush(self) -> bool:
         """Time to write: enough kept."""
@@ -94,6 +95,12 @@ class Transcripts(View):
 
 
 _SEQ, _ROLE = 1, 2  # where a row holds them
+
+
+@cache
+def _may_have_message(cls: type[Any]) -> bool:
+    """Whether ``message_for`` has a case for this event class (else it gives None)."""
+    return message_for.dispatch(cls) is not message_for.dispatch(object)
 
 
 def _row(agent_id: str, seq: int, message: Message) -> tuple[Any, ...]:
