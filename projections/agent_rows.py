@@ -9,7 +9,9 @@ its events onto them, and a flush writes each agent changed since the last flush
 in two bulk statements (insert for new rows, update for known ones) compiled once.
 Agents not in memory are read in one query per batch; from an empty build (a rebuild)
 the view knows every row it has, and reads nothing. Memory stays bounded: past
-``capacity`` agents, the follower flushes and the agents not touched since are dropped.
+``capacity`` agents, the follower flushes and the agents kept longest are dropped.
+Rebuilt in one pass, state and runnable replay the events once for both
+(:mod:`agentlog.projections.replay`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from sqlalchemy import (
     update,
 )
 
-from agentlog.domain import Agent, Aggregate
+from agentlog.domain import Agent
 from agentlog.projections.bulk import BulkWrite
+from agentlog.projections.replay import Replay
 from agentlog.projections.view import Positioned, View
 
 _LOAD_CHUNK = 500  # agent ids per query (databases cap the parameters of a statement)
@@ -58,6 +61,7 @@ class AgentRowsView(View):
     """Agents kept in memory at most (about 2.5 KB each), give or take a batch."""
 
     rows: Table
+    _replay: Replay
 
     def __init__(self, build: int) -> None:
         super().__init__(build)
@@ -80,37 +84,44 @@ class AgentRowsView(View):
 
     def reset(self, position: int) -> None:
         """Forget the agents kept; at position 0 the table is known to be empty."""
-        # Keyed by the id's int: hashing a UUID runs Python code, hashing an int does not.
-        self._agents: dict[int, Agent | None] = {}  # None: no row (not an agent)
+        if hasattr(self, "_replay"):
+            self._replay.leave(self)
+        self._replay = Replay(complete=position == 0)  # every row of the table is kept
+        self._replay.readers.append(self)
         self._stored: set[int] = set()  # agents kept whose row is in the table
-        self._dirty: set[int] = set()
-        self._complete = position == 0  # every row of the table is kept
+        self._dirty: set[int] = set()  # agents changed since the last flush
+        self._at = position
+
+    def share_memory_with(self, other: View) -> bool:
+        """Read the other agent-row view's replay (both empty, at the same position)."""
+        if not (isinstance(other, AgentRowsView) and other.capacity == self.capacity):
+            return False
+        mine, theirs = self._replay, other._replay
+        empty = all(r.complete and not r.agents and r.position is None for r in (mine, theirs))
+        if not empty or self._at != other._at:
+            return False
+        mine.leave(self)
+        self._replay = theirs
+        theirs.readers.append(self)
+        return True
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
-        """Replay the batch onto the agents it touches, in memory."""
-        agents, dirty = self._agents, self._dirty
-        if not self._complete:
+        """Replay the batch onto the agents it touches, in memory (once, if shared)."""
+        if not self._replay.complete:
             self._load(conn, {e.originator_id for _, e in events})
-        for _, event in events:
-            key = event.originator_id.int
-            agent = agents.get(key)
-            if agent is None and not isinstance(event, Aggregate.Created):
-                continue  # not an agent (another aggregate in the same log)
-            result = event.mutate(agent)  # the same agent, changed (or a new one)
-            if result is not agent:
-                agents[key] = result if isinstance(result, Agent) else None
-            dirty.add(key)
+        self._dirty |= self._replay.apply(self._at, events)
+        self._at = events[-1][0]
 
     def wants_flush(self) -> bool:
         """Time to write: too many agents kept (else the follower says when)."""
-        return len(self._agents) > self.capacity
+        return len(self._replay.agents) > self.capacity
 
     def flush(self, conn: Connection) -> None:
         """Write each agent changed since the last flush, once; then keep fewer agents
         if there are too many."""
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
-        agents, stored = self._agents, self._stored
+        agents, stored = self._replay.agents, self._stored
         for key in self._dirty:
             if (agent := agents[key]) is not None:
                 (updates if key in stored else inserts).append(self._values(agent))
@@ -118,7 +129,22 @@ class AgentRowsView(View):
         self._update(conn, updates)
         stored.update(key for key in self._dirty if agents[key] is not None)
         self._dirty.clear()
-        self._shrink()
+        self._replay.shrink(self.capacity)
+
+    def has_unwritten(self) -> bool:
+        """Whether agents changed since the last flush."""
+        return bool(self._dirty)
+
+    def part(self) -> None:
+        """Keep a replay of its own from now on (everything is written)."""
+        self._replay.leave(self)
+        self._replay = Replay(complete=False)
+        self._replay.readers.append(self)
+        self._stored = set()
+
+    def drop(self, keys: set[int]) -> None:
+        """Agents no longer kept (all written)."""
+        self._stored -= keys
 
     def _values(self, agent: Agent) -> tuple[Any, ...]:
         """The agent's row: its columns, in the table's order."""
@@ -131,25 +157,16 @@ class AgentRowsView(View):
         }
         return tuple(values[key] for key in self._keys)
 
-    def _shrink(self) -> None:
-        """Past capacity, drop the agents kept longest (all written: nothing is lost)."""
-        excess = len(self._agents) - self.capacity
-        if excess <= 0:
-            return
-        for key in list(self._agents)[: excess + self.capacity // 2]:
-            del self._agents[key]
-            self._stored.discard(key)
-        self._complete = False
-
     def _load(self, conn: Connection, agent_ids: set[UUID]) -> None:
         """Read the rows of the agents not kept, in one query per chunk of ids."""
-        ids = [str(a) for a in agent_ids if a.int not in self._agents]
+        agents = self._replay.agents
+        ids = [str(a) for a in agent_ids if a.int not in agents]
         for start in range(0, len(ids), _LOAD_CHUNK):
             chunk = ids[start : start + _LOAD_CHUNK]
             found = {row.agent_id: row for row in conn.execute(self._select, {"ids": chunk})}
             for agent_id in chunk:
                 row = found.get(agent_id)
-                self._agents[UUID(agent_id).int] = None if row is None else _agent(row)
+                agents[UUID(agent_id).int] = None if row is None else _agent(row)
                 if row is not None:
                     self._stored.add(UUID(agent_id).int)
 

@@ -112,7 +112,8 @@ class Follower:
     def _start(self, builds: Sequence[tuple[type[View], Build]], batch_size: int) -> list[_Track]:
         with self.engine.connect() as conn:
             positions = catalog.positions(conn, [b.build for _, b in builds])
-        tracks = []
+        tracks: list[_Track] = []
+        fresh: list[_Track] = []  # new views at the start of the log: may share memory
         for cls, build in builds:
             position, track = positions[build.build], self._tracks.get(build.build)
             keeps = batch_size * REBUILD_BATCHES if build.status == BUILDING else 1
@@ -120,11 +121,21 @@ class Follower:
                 track = _Track(cls(build.build), keeps, position, position)
                 self._tracks[build.build] = track
                 track.view.reset(position)
+                if position == 0:
+                    self._share(track, fresh)
             elif track.committed != position or track.error is not None:
                 track.rewind(position)  # another follower moved it, or it failed
             track.error, track.keeps = None, keeps
             tracks.append(track)
         return tracks
+
+    @staticmethod
+    def _share(track: _Track, fresh: list[_Track]) -> None:
+        """Let a new view read the memory of one like it that starts with it, if any."""
+        for other in fresh:
+            if other.keeps == track.keeps and track.view.share_memory_with(other.view):
+                return
+        fresh.append(track)
 
     def _pass(self, tracks: list[_Track], batch_size: int, progress: Progress | None) -> None:
         while live := [t for t in tracks if t.error is None]:

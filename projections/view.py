@@ -60,6 +60,11 @@ class View(ABC):
         """Forget what is kept in memory: the tables are as of ``position`` (staged)."""
         return  # a view that writes as it processes keeps nothing
 
+    def share_memory_with(self, other: View) -> bool:
+        """Read ``other``'s memory instead of keeping the same of its own (both start
+        empty at the same position, in one pass); False if it cannot (staged)."""
+        return False
+
     def wants_flush(self) -> bool:
         """Enough is kept in memory to write it now (staged views)."""
         return True

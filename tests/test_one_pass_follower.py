@@ -18,13 +18,14 @@ from test_view_process_kill import write_log
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import engine_for
-from agentlog.domain import Agent, AgentLog
+from agentlog.domain import Agent, AgentLog, Aggregate
 from agentlog.projections import (
     DEFAULT_VIEWS,
     AgentStates,
     AuditTrail,
     Positioned,
     Projections,
+    RunnableAgents,
     Transcripts,
     View,
     ViewFailedError,
@@ -201,6 +202,13 @@ class FewAgents(AgentStates):
     capacity: ClassVar[int] = 5
 
 
+class FewRunnable(RunnableAgents):
+    """The runnable view, keeping at most 5 agents in memory (it shares them with
+    FewAgents while they rebuild together)."""
+
+    capacity: ClassVar[int] = 5
+
+
 def test_a_rebuild_keeps_memory_bounded_and_writes_as_it_goes(
     app: AgentLog, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,10 +223,11 @@ def test_a_rebuild_keeps_memory_bounded_and_writes_as_it_goes(
 
     def counting(self: FewAgents, conn: Connection, events: Sequence[Positioned]) -> None:
         process(self, conn, events)
-        kept.append(len(self._agents))
+        kept.append(len(self._replay.agents))
 
     monkeypatch.setattr(FewAgents, "process", counting)
-    kinds = [FewAgents if cls is AgentStates else cls for cls in DEFAULT_VIEWS]
+    small = {AgentStates: FewAgents, RunnableAgents: FewRunnable}
+    kinds = [small.get(cls, cls) for cls in DEFAULT_VIEWS]
     views = Projections(app, engine_for(url), kinds, batch_size=10)
     building: list[dict[str, int]] = []
 
@@ -233,6 +242,28 @@ def test_a_rebuild_keeps_memory_bounded_and_writes_as_it_goes(
     assert rows_of(views) == expected
     views.engine.dispose()
     incremental.engine.dispose()
+
+
+def test_state_and_runnable_rebuilt_in_one_pass_replay_each_event_once(
+    app: AgentLog, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = rebuilt_rows(app, url)  # each on its own
+    applied: list[int] = []
+    mutate = Aggregate.Event.mutate
+
+    def counting(self: Aggregate.Event, aggregate: Any) -> Any:
+        applied.append(self.originator_version)
+        return mutate(self, aggregate)
+
+    monkeypatch.setattr(Aggregate.Event, "mutate", counting)
+    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=16)
+    views.rebuild_many(["state", "runnable"])
+    assert len(applied) == head(app)  # once, not twice
+    assert rows_of(views, ["state", "runnable"]) == {
+        "state": expected["state"],
+        "runnable": expected["runnable"],
+    }
+    views.engine.dispose()
 
 
 def test_a_view_whose_flush_fails_stops_alone_and_resumes_once_fixed(
