@@ -37,7 +37,7 @@ from agentlog.projections.view import Positioned, View
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-REBUILD_BATCHES = 50
+REBUILD_BATCHES = 100
 """A build being built (nobody reads it yet) keeps up to this many batches in memory;
 a serving build writes every batch."""
 

@@ -33,8 +33,9 @@ class Transcripts(View):
     name: ClassVar[str] = "transcript"
     version: ClassVar[int] = 2  # 2: the system prompt at seq 0; unbounded text
     staged: ClassVar[bool] = True
-    flush_rows: ClassVar[int] = 10_000
-    """Events kept in memory before their messages are written."""
+    flush_rows: ClassVar[int] = 50_000
+    """Events kept in memory before their messages are written (about 0.5 KB each):
+    the messages a compaction covers before then are never written."""
 
     def define(self, metadata: MetaData) -> None:
         """One table keyed by agent and the version of the event behind each message."""
