@@ -226,7 +226,7 @@ def test_a_rebuild_keeps_memory_bounded_and_writes_as_it_goes(
         kept.append(len(self._replay.agents))
 
     monkeypatch.setattr(FewAgents, "process", counting)
-    small = {AgentStates: FewAgents, RunnableAgents: FewRunnable}
+    small: dict[type[View], type[View]] = {AgentStates: FewAgents, RunnableAgents: FewRunnable}
     kinds = [small.get(cls, cls) for cls in DEFAULT_VIEWS]
     views = Projections(app, engine_for(url), kinds, batch_size=10)
     building: list[dict[str, int]] = []
