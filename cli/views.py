@@ -81,11 +81,11 @@ def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None
         chosen = names or tuple(store.views.views)
         for name in chosen:
             store.views.view_class(name)  # unknown names fail before any work
-        with Progress() as bar:
-            for name in chosen:
-                task = bar.add_task(f"rebuild {name}", total=None)
-                build = store.views.rebuild(name, partial(_advance, bar, task))
-                bar.update(task, completed=build.position, total=max(build.position, 1))
+        with Progress() as bar:  # all of them in one pass over the log
+            task = bar.add_task(f"rebuild {', '.join(chosen)}", total=None)
+            builds = store.views.rebuild_many(chosen, partial(_advance, bar, task))
+            done = max(build.position for build in builds)
+            bar.update(task, completed=done, total=max(done, 1))
     click.echo(f"rebuilt: {', '.join(chosen)}")
 
 

@@ -122,7 +122,8 @@ def live(
         if not moment(worker):
             workers.finish(worker)  # it finished the agents before the kill came
             break
-        workers.kill(worker)
+        if not workers.kill(worker):
+            break  # it finished the agents just before the kill came
         landed += 1
         after_kill()
     workers.go(ready)

@@ -251,12 +251,14 @@ class Workers:
         assert status == 0, f"exit {status}\n{''.join(out[-20:])}\n{self.stderr(worker)}"
         return out
 
-    def kill(self, worker: subprocess.Popen[str]) -> list[str]:
-        """SIGKILL the worker and wait until it is gone (its tool threads with it)."""
+    def kill(self, worker: subprocess.Popen[str]) -> bool:
+        """SIGKILL the worker and wait until it is gone (its tool threads with it); False
+        if it had finished its agents by itself a moment before the signal."""
         worker.kill()
-        assert worker.wait() == -9
+        status = worker.wait()
         self.readers[worker.pid].join()
-        return self.outputs[worker.pid]
+        assert status in (-9, 0), f"exit {status}\n{self.stderr(worker)}"
+        return status == -9
 
     def errors(self) -> list[str]:
         """The ``error`` lines of every worker: AgentErrors that escaped the runtime."""
