@@ -68,7 +68,7 @@ class Agent(Aggregate, ToolCallRules):
     TOPIC: ClassVar[str] = "agentlog:Agent@1"
     State: ClassVar[type[BaseModel]] = AgentState
     SNAPSHOT_SCHEMA: ClassVar[int] = 3  # 2: called_version, started_at, failure counters
-    # 3: empty_answers, task_started_at, needs_person
+    # 3: empty_answers, task_started_at, needs_person, asked_version
 
     class Event(Aggregate.Event):
         """Base class of the Agent's events."""
@@ -179,6 +179,7 @@ class Agent(Aggregate, ToolCallRules):
                     stage=CallStage.REQUESTED,
                     last_version=self.originator_version,
                     called_version=self.originator_version,
+                    asked_version=self.caused_by,
                 )
             }
 

@@ -191,12 +191,6 @@ class AgentLog(Application[UUID]):
         yield first
         yield from events
 
-    def call_args(self, agent_id: UUID, called_version: int) -> dict[str, JsonValue]:
-        """The arguments a tool call was recorded with (from its ToolCalled event)."""
-        (event,) = self.events.get(agent_id, gt=called_version - 1, lte=called_version)
-        args: dict[str, JsonValue] = event.args  # type: ignore[attr-defined]
-        return args
-
     def chained_events(self, agent: Aggregate, since: int) -> list[Aggregate.Event]:
         """The agent's events from version ``since`` to its loaded version, each checked
         against its stored bytes, linked in order, the last one being the agent's head.

@@ -26,8 +26,10 @@ def checked_args(
     log: AgentLog, agent: Agent, call_id: str, call: CallState
 ) -> dict[str, JsonValue]:
     """The arguments to run the call with; raises :class:`CallTamperedError` if any check fails."""
-    events = _chained(log, agent, call_id, call.called_version)
-    called = events[0] if events else None
+    asked = call.asked_version
+    since = asked if asked is not None and asked < call.called_version else call.called_version
+    events = _chained(log, agent, call_id, since)  # one read, from the response on
+    called = next((e for e in events if e.originator_version == call.called_version), None)
     if not isinstance(called, Agent.ToolCalled) or called.call_id != call_id:
         reason = f"version {call.called_version} is not this call's ToolCalled event"
         raise CallTamperedError(agent.id, call_id, reason)
@@ -35,8 +37,11 @@ def checked_args(
     if recomputed != called.args_hash or recomputed != call.args_hash:
         reason = "its arguments do not match the hash they were recorded with"
         raise CallTamperedError(agent.id, call_id, reason)
-    if called.caused_by is not None and called.caused_by < called.originator_version:
-        _check_request(log, agent, called, recomputed)
+    if called.caused_by != asked or (
+        since < call.called_version and not _asked(events[0], called, recomputed)
+    ):
+        reason = f"its arguments are not the ones the model asked for at version {asked}"
+        raise CallTamperedError(agent.id, call_id, reason)
     grants = [e for e in events if isinstance(e, Agent.PermissionGranted) and e.call_id == call_id]
     if call.policy is Policy.ASK and not grants:
         raise CallTamperedError(agent.id, call_id, "it needs a grant and none was recorded")
@@ -46,17 +51,14 @@ def checked_args(
     return called.args
 
 
-def _check_request(log: AgentLog, agent: Agent, called: Agent.ToolCalled, digest: str) -> None:
-    """The model's response that asked for the call asked for these very arguments."""
-    response = _chained(log, agent, called.call_id, called.caused_by or 0)[0]
+def _asked(response: Aggregate.Event, called: Agent.ToolCalled, digest: str) -> bool:
+    """Whether the model's response asked for this call with these very arguments."""
     asked = [
         r.args
         for r in getattr(response, "tool_calls", ())
         if r.call_id == called.call_id and r.tool == called.tool
     ]
-    if [args_hash(args) for args in asked] != [digest]:
-        reason = f"its arguments are not the ones the model asked for at version {called.caused_by}"
-        raise CallTamperedError(agent.id, called.call_id, reason)
+    return [args_hash(args) for args in asked] == [digest]
 
 
 def _chained(log: AgentLog, agent: Agent, call_id: str, since: int) -> list[Aggregate.Event]:

@@ -165,6 +165,8 @@ class CallState(Frozen):
     last_version: int
     called_version: int = 0
     """The version of the ToolCalled event (where the arguments are)."""
+    asked_version: int | None = None
+    """The version of the model response that asked for the call, if one did."""
     approver: str | None = None
     started_at: datetime | None = None
     needs_person: bool = False
