@@ -13,6 +13,7 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, render, runtime, views
+from agentlog.cli.errors import ErrorMappingGroup
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.domain.values import (
@@ -24,7 +25,7 @@ from agentlog.domain.values import (
 from agentlog.projections import queries
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version("agentlog"), prog_name="agentlog")
 @click.option(
     "--db",
@@ -48,8 +49,14 @@ from agentlog.projections import queries
     show_default=True,
     help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
 )
+@click.option(
+    "--debug",
+    envvar="AGENTLOG_DEBUG",
+    is_flag=True,
+    help="Show the traceback of an unexpected error. Env: AGENTLOG_DEBUG.",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> None:
+def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, debug: bool) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
@@ -59,10 +66,13 @@ def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> 
 
 
 @main.command()
+@click.option(
+    "--force", is_flag=True, help="Add agentlog's tables to a database that holds others."
+)
 @pass_settings
-def init(settings: Settings) -> None:
+def init(settings: Settings, force: bool) -> None:
     """Create the store and its views if they do not exist yet."""
-    with settings.store():
+    with settings.store(create=True, force=force):
         click.echo(f"agent log ready at {settings.db}")
 
 
@@ -147,7 +157,7 @@ def new(
         max_empty_answers=max_empty_answers,
         max_wall_time=max_wall_time,
     )
-    with settings.store() as store:
+    with settings.store(create=True) as store:
         agent_id = store.log.create_agent(name, config)
         if goal is not None:
             store.log.start_task(agent_id, goal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,24 @@ from rich.table import Table
 from agentlog.domain import Agent, AgentState
 from agentlog.domain.runtime import Step
 from agentlog.projections import ViewStatus
+
+_CONTROLS = "\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069"
+"""Control characters (C0 but tab and newline, DEL, C1) and bidirectional overrides."""
+_UNSAFE = re.compile(f"[{_CONTROLS}]")
+_UNSAFE_WITH_NEWLINE = re.compile(f"[{_CONTROLS}\\n]")
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """Text from the log, safe to print to a terminal: control characters (ESC, so no
+    ANSI or OSC sequences) and bidirectional overrides shown escaped (``\\x1b``)."""
+    pattern = _UNSAFE if keep_newlines else _UNSAFE_WITH_NEWLINE
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 _BASE_FIELDS = {
     "originator_id",
@@ -47,7 +66,7 @@ def state_table(rows: list[dict[str, Any]]) -> Table:
             str(row["version"]),
             row["goal"] or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*map(_cell, cells))
     return table
 
 
@@ -80,7 +99,7 @@ def audit_table(rows: list[dict[str, Any]]) -> Table:
             or "",
             row["outcome"] or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*map(_cell, cells))
     return table
 
 
@@ -105,7 +124,7 @@ def agent_details(agent: Agent) -> Table:
     if agent.lineage:
         rows.append(("forked from", f"{agent.lineage.parent_id} @ {agent.lineage.parent_version}"))
     for key, value in rows:
-        table.add_row(f"[bold]{escape(key)}[/]", escape(value))
+        table.add_row(f"[bold]{_cell(key)}[/]", _cell(value))
     return table
 
 
@@ -122,10 +141,15 @@ def event_line(event: Any, width: int = 70) -> str:
     if len(short) > width:
         short = short[: width - 1] + "…"
     time = event.timestamp.strftime("%Y-%m-%d %H:%M:%S")
-    return (
+    return printable(
         f"{event.originator_version:>5}  {time}  {type(event).__name__:<20} "
         f"{event.actor:<16} {short}"
     )
+
+
+def _cell(text: str) -> str:
+    """A table cell: printable, and no rich markup."""
+    return escape(printable(text))
 
 
 def print_table(table: Table) -> None:
@@ -188,10 +212,10 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
             rebuilding,
             row["error"] or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*map(_cell, cells))
     return table
 
 
 def step_line(step: Step) -> str:
     """One line per step for the live view."""
-    return f"{str(step.agent_id)[:8]}  v{step.version:<5} {step.kind:<12} {step.detail}"
+    return printable(f"{str(step.agent_id)[:8]}  v{step.version:<5} {step.kind:<12} {step.detail}")

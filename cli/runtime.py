@@ -43,7 +43,8 @@ def run(settings: Settings, agent: str, max_steps: int) -> None:
         agent_id = resolve(store.log, store.views, agent)
         last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
     if not last.progressed:
-        click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
+        detail = f": {last.detail}" if last.detail else ""
+        click.echo(render.printable(f"stopped: {last.kind}{detail}"))
 
 
 @click.command()
@@ -112,7 +113,7 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
     if processes == 1:
         _work(settings, poll, exit_when_idle)
         return
-    with settings.log():  # a store the key does not open fails once, here, in one line
+    with settings.log(create=True):  # a store the key does not open fails once, here, in one line
         pass
     spawn = multiprocessing.get_context("spawn")
     children = [
@@ -139,7 +140,7 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
 
 def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
     # Not embedded: a step commits its events only; the loop catches views up between turns.
-    with settings.store(embedded=False, catch_up=False) as store:
+    with settings.store(embedded=False, catch_up=False, create=True) as store:
         Worker(store, builtin_tools(settings.sandbox)).work(
             poll=poll, exit_when_idle=exit_when_idle, on_step=_echo, stop=threading.Event()
         )

@@ -144,15 +144,24 @@ class CompactionRangeError(AgentError):
         self.through = through
 
 
-class StoredEventError(AgentError):
-    """A stored record could not be turned back into an event."""
+class DamagedHistoryError(AgentError):
+    """An agent's stored history has a hole or a record that no longer reads."""
 
-    def __init__(self, agent_id: UUID | str, version: int, topic: str, reason: str) -> None:
+    def __init__(self, agent_id: UUID | str, version: int, reason: str) -> None:
         super().__init__(
-            f"agent {agent_id} version {version}: stored event {topic!r} cannot be read: {reason}"
+            f"the history of agent {agent_id} is damaged at version {version}: {reason} "
+            "(run `agentlog verify` to check the whole log)"
         )
         self.agent_id = agent_id
         self.version = version
+        self.reason = reason
+
+
+class StoredEventError(DamagedHistoryError):
+    """A stored record could not be turned back into an event."""
+
+    def __init__(self, agent_id: UUID | str, version: int, topic: str, reason: str) -> None:
+        super().__init__(agent_id, version, f"stored event {topic!r} cannot be read: {reason}")
         self.topic = topic
         self.reason = reason
 
