@@ -58,6 +58,7 @@ def open_log(
     if cipher_key:
         validate_key(cipher_key)
         require_extra("Crypto")
+    check_url(url)
     if urlsplit(url).scheme == "memory":
         return AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
     read_only = is_read_only(url)
@@ -122,6 +123,15 @@ def require_extra(module: str) -> None:
         raise (missing_extra(e) or MissingExtraError(feature, extra, module)) from None
 
 
+def check_url(url: str) -> None:
+    """Raise :class:`StorageURLError` for a URL agentlog cannot use (before any I/O)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("memory", "sqlite", *_POSTGRES_SCHEMES):
+        reason = "use memory://, sqlite:///PATH or postgresql+psycopg://..."
+        raise StorageURLError(displayed(url), reason)
+    env_for(url, create_folder=False)  # its options, and the path or database it names
+
+
 def engine_option(url: str) -> str:
     """The engine a URL asks for (``native`` unless ``?engine=sqlalchemy``)."""
     engine = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}.get("engine", "native")
@@ -180,13 +190,15 @@ def env_for(
     snapshot_interval: int | None = None,
     aggregate_cache: int | None = None,
     read_only: bool = False,
+    create_folder: bool = True,
 ) -> dict[str, str]:
     """The eventsourcing environment for a storage URL (a SQLite file's folder is made).
 
     ``aggregate_cache``: keep that many agents in memory and bring a cached one up to date
     with the events stored after it (the library's fast-forward) instead of loading its
     snapshot and tail; for workers, which load the same agents step after step.
-    ``read_only``: open an existing SQLite store without writing (no tables made).
+    ``read_only``: open an existing SQLite store without writing (no tables made);
+    ``create_folder``: make the folder of a SQLite file.
     """
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -194,7 +206,7 @@ def env_for(
     compress = options.pop("compress", None)
     if options:
         raise StorageURLError(displayed(url), f"unknown option(s): {', '.join(sorted(options))}")
-    env = _engine_env(url, parts.scheme, engine_option(url), read_only)
+    env = _engine_env(url, parts.scheme, engine_option(url), read_only, create_folder)
     if compress is not None:
         if compress != "zlib":
             raise StorageURLError(displayed(url), "compress must be 'zlib'")
@@ -211,13 +223,15 @@ def env_for(
     return env
 
 
-def _engine_env(url: str, scheme: str, engine: str, read_only: bool) -> dict[str, str]:
+def _engine_env(
+    url: str, scheme: str, engine: str, read_only: bool, create_folder: bool
+) -> dict[str, str]:
     if scheme == "memory":
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if scheme == "sqlite":
         path = sqlite_path(url)
         uri = store_format.readonly_uri(path) if read_only else None
-        if not read_only:
+        if create_folder and not read_only:
             _make_folder(path, url)
         if engine == "sqlalchemy":
             target = f"{uri}&uri=true" if uri else str(path)

@@ -132,6 +132,11 @@ def record(target: Engine | Path, application: str, engine: str, layout: str) ->
             db.execute(_INSERT.format(m="?"), values)
         return
     mark = "?" if target.dialect.paramstyle == "qmark" else "%s"
+    try:
+        with target.begin() as conn:
+            conn.exec_driver_sql(_CREATE)
+    except SQLAlchemyError:  # another process created it at the same moment: now it is
+        with target.begin() as conn:
+            conn.exec_driver_sql(_CREATE)
     with target.begin() as conn:
-        conn.exec_driver_sql(_CREATE)
         conn.exec_driver_sql(_INSERT.format(m=mark), values)

@@ -41,6 +41,8 @@ class ErrorMappingGroup(click.Group):
         """Run the command; map what it raises (see the module docstring)."""
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise  # click's own way out (--help of a subcommand, ctx.exit)
         except click.ClickException as e:
             e.message = printable(e.message)
             raise
@@ -68,7 +70,11 @@ def check_utf8(args: Sequence[str]) -> None:
         except UnicodeEncodeError:
             raw = arg.encode("utf-8", "surrogateescape")
             shown = repr(raw)[2:-1]
-            owner = f"the value of {args[i - 1]}" if i and args[i - 1].startswith("-") else "an argument"
+            owner = (
+                f"the value of {args[i - 1]}"
+                if i and args[i - 1].startswith("-")
+                else "an argument"
+            )
             raise click.ClickException(f"{owner} is not valid UTF-8: {shown}") from None
 
 
@@ -89,22 +95,17 @@ def errors_as_messages(url: str) -> Iterator[None]:
 def message(error: BaseException, url: str) -> str | None:
     """The one line for an error of the world, naming the file or URL; None for a bug."""
     shown = displayed(url)
-    if isinstance(error, AgentError):
-        return str(error)
-    if isinstance(error, ImportError):
-        extra = missing_extra(error)
-        return None if extra is None else str(extra)
-    if isinstance(error, OSError):
-        return _os_error(error, shown)
-    if isinstance(error, sqlite3.Error | PersistenceError | SQLAlchemyError) or _is_psycopg(error):
+    if _is_psycopg(error):
         return _database_error(error, shown)
-    if isinstance(error, EventSourcingError):
-        return f"storage at {shown}: {type(error).__name__}: {_first_line(error)}"
-    if isinstance(error, ValidationError):
-        return _validation_error(error)
-    if isinstance(error, UnicodeError):
-        return f"text that is not valid UTF-8 ({_first_line(error)})"
+    for kinds, describe in _DESCRIPTIONS:
+        if isinstance(error, kinds):
+            return describe(error, shown)
     return None
+
+
+def _import_error(error: ImportError, _url: str) -> str | None:
+    extra = missing_extra(error)
+    return None if extra is None else str(extra)
 
 
 def _os_error(error: OSError, url: str) -> str:
@@ -133,7 +134,7 @@ def _database_error(error: BaseException, url: str) -> str:
     return f"database error at {url}: {type(cause).__name__}: {text}"
 
 
-def _validation_error(error: ValidationError) -> str:
+def _validation_error(error: ValidationError, _url: str) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"invalid {error.title}{' ' + where if where else ''}: {first['msg']}"
@@ -141,6 +142,26 @@ def _validation_error(error: ValidationError) -> str:
 
 def _is_psycopg(error: BaseException) -> bool:
     return type(error).__module__.split(".")[0] == "psycopg"
+
+
+def _library_error(error: EventSourcingError, url: str) -> str:
+    return f"storage at {url}: {type(error).__name__}: {_first_line(error)}"
+
+
+def _unicode_error(error: UnicodeError, _url: str) -> str:
+    return f"text that is not valid UTF-8 ({_first_line(error)})"
+
+
+_DESCRIPTIONS: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Any]] = [
+    (AgentError, lambda error, _url: str(error)),
+    (ImportError, _import_error),
+    (OSError, _os_error),
+    ((sqlite3.Error, PersistenceError, SQLAlchemyError), _database_error),
+    (EventSourcingError, _library_error),
+    (ValidationError, _validation_error),
+    (UnicodeError, _unicode_error),
+]
+"""Which errors are the world's, in order (a subclass before its base), and their line."""
 
 
 def _first_line(error: BaseException) -> str:

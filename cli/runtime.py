@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sys
 import threading
+import time
+from contextlib import suppress
+from multiprocessing.process import BaseProcess
 
 import click
 
@@ -12,8 +17,12 @@ from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
+from agentlog.cli.errors import INTERRUPTED, errors_as_messages
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain.runtime import Step
+
+STOP_TIMEOUT = 5.0
+"""Seconds worker processes get to end after Ctrl-C before they are terminated."""
 
 
 @click.command()
@@ -120,22 +129,51 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
         spawn.Process(target=_child, args=(settings, poll, exit_when_idle))
         for _ in range(processes)
     ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join()
+    try:
+        # Children start with Ctrl-C blocked (the mask survives exec), so one arriving
+        # while they import waits, and _child turns it into a quiet exit.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for child in children:
+                child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for child in children:
+            child.join()
+    except KeyboardInterrupt:
+        _interrupt(children)
+        raise
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
 
 
+def _interrupt(children: list[BaseProcess]) -> None:
+    """Pass Ctrl-C on to the children, wait for them, and stop those that do not end."""
+    for child in children:
+        if child.pid is not None and child.is_alive():
+            with suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.terminate()
+            child.join()
+
+
 def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
-    """One worker process: an error ends it with one line and exit code 1, no traceback."""
+    """One worker process: an error ends it with one line and exit code 1, Ctrl-C with
+    130; never a traceback."""
     try:
-        _work(settings, poll, exit_when_idle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        with errors_as_messages(settings.db):
+            _work(settings, poll, exit_when_idle)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
 
 
 def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
