@@ -7,6 +7,7 @@ from pathlib import Path
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.domain.errors import AgentError
 from agentlog.domain.ports import Model, ModelCallError
+from agentlog.domain.store_errors import missing_extra
 
 SPEC_HELP = "scripted:FILE (a JSON list of decisions) or openai:MODEL"
 
@@ -35,7 +36,10 @@ def model_for(spec: str) -> Model:
         if not path.is_file():
             raise ModelSpecError(spec, f"no script file {path}")
         return ScriptedModel.from_file(path)
-    from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
+    try:
+        from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
+    except ImportError as e:
+        raise (missing_extra(e) or e) from None
 
     try:
         return OpenAIChatModel.from_spec(rest)

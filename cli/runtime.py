@@ -130,22 +130,32 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
         for _ in range(processes)
     ]
     try:
-        # Children start with Ctrl-C blocked (the mask survives exec), so one arriving
-        # while they import waits, and _child turns it into a quiet exit.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Children start with Ctrl-C ignored (a spawned interpreter keeps an ignored
+        # SIGINT), so one arriving while they import is no traceback; _child takes it
+        # from then on. One that reaches only children (the parent ignored it meanwhile)
+        # is seen when a child exits with 130.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for child in children:
                 child.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        for child in children:
-            child.join()
+            signal.signal(signal.SIGINT, previous)
+        _wait(children)
     except KeyboardInterrupt:
         _interrupt(children)
         raise
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
+
+
+def _wait(children: list[BaseProcess]) -> None:
+    """Wait for every child; a child stopped by Ctrl-C stops them all."""
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(0.2)
+            if child.exitcode == INTERRUPTED:
+                raise KeyboardInterrupt
 
 
 def _interrupt(children: list[BaseProcess]) -> None:
@@ -156,6 +166,8 @@ def _interrupt(children: list[BaseProcess]) -> None:
                 os.kill(child.pid, signal.SIGINT)
     deadline = time.monotonic() + STOP_TIMEOUT
     for child in children:
+        if child.pid is None:
+            continue  # never started
         child.join(max(0.0, deadline - time.monotonic()))
         if child.is_alive():
             child.terminate()
@@ -166,7 +178,7 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
     """One worker process: an error ends it with one line and exit code 1, Ctrl-C with
     130; never a traceback."""
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with errors_as_messages(settings.db):
             _work(settings, poll, exit_when_idle)
     except click.ClickException as e:
