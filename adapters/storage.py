@@ -81,7 +81,8 @@ def open_log(
     try:
         check_key(log, target, url, writable=not read_only)
         if not read_only and (found.format is None or not found.format.recorded):
-            layout = "stored_events" if native_sqlite else f"{log.name}_events"
+            native = _is_sqlite(url) and engine_option(url) == "native"
+            layout = "stored_events" if native else f"{log.name}_events"
             store_format.record(target, log.name, engine_option(url), layout)
     except BaseException:
         log.close()
