@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,7 +44,8 @@ class ErrorMappingGroup(click.Group):
         except (click.exceptions.Exit, click.Abort):
             raise  # click's own way out (--help of a subcommand, ctx.exit)
         except click.ClickException as e:
-            e.message = printable(e.message)
+            if type(e) is click.ClickException:  # may quote the log: print it safely
+                raise click.ClickException(printable(e.message)) from None
             raise
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
@@ -152,7 +153,9 @@ def _unicode_error(error: UnicodeError, _url: str) -> str:
     return f"text that is not valid UTF-8 ({_first_line(error)})"
 
 
-_DESCRIPTIONS: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Any]] = [
+_DESCRIPTIONS: list[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], Callable[[Any, str], str | None]]
+] = [
     (AgentError, lambda error, _url: str(error)),
     (ImportError, _import_error),
     (OSError, _os_error),

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from multiprocessing.process import BaseProcess
 
@@ -149,7 +150,7 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
 
 
-def _wait(children: list[BaseProcess]) -> None:
+def _wait(children: Sequence[BaseProcess]) -> None:
     """Wait for every child; a child stopped by Ctrl-C stops them all."""
     while any(child.is_alive() for child in children):
         for child in children:
@@ -158,7 +159,7 @@ def _wait(children: list[BaseProcess]) -> None:
                 raise KeyboardInterrupt
 
 
-def _interrupt(children: list[BaseProcess]) -> None:
+def _interrupt(children: Sequence[BaseProcess]) -> None:
     """Pass Ctrl-C on to the children, wait for them, and stop those that do not end."""
     for child in children:
         if child.pid is not None and child.is_alive():

@@ -43,9 +43,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Outcome:
     return Outcome(result.exit_code, result.stdout, result.stderr)
 
 
-def spawn(
-    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-) -> Outcome:
+def spawn(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Outcome:
     """The ``agentlog`` executable, as a process (``prefix`` runs it under another command)."""
     done = subprocess.run(
         [*prefix, str(AGENTLOG), *args],

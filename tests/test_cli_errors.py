@@ -68,7 +68,10 @@ def test_a_postgresql_url_with_a_bad_port_is_named(url: str, reason: str) -> Non
 
 @pytest.mark.parametrize(
     ("key", "reason"),
-    [("not base64!", "not base64"), (base64.b64encode(b"short").decode(), "5 bytes, not 16, 24 or 32")],
+    [
+        ("not base64!", "not base64"),
+        (base64.b64encode(b"short").decode(), "5 bytes, not 16, 24 or 32"),
+    ],
 )
 def test_a_bad_cipher_key_is_named(tmp_path: Path, key: str, reason: str) -> None:
     outcome = invoke("--db", url_of(tmp_path / "a.db"), "--cipher-key", key, "init")
@@ -137,7 +140,7 @@ def test_a_read_only_copy_can_be_read(
 
 
 def test_writing_to_a_read_only_copy_is_one_line(store_copy: tuple[str, str]) -> None:
-    url, agent_id = store_copy
+    url, _ = store_copy
     outcome = spawn("--db", url, "new", "--name", "b", prefix=unprivileged())
     fails_in_one_line(outcome, f"Error: the store at {url} is read-only: this command writes")
 
@@ -279,18 +282,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def fill(folder: Path) -> None:
     """Take every free byte of the filesystem at ``folder``."""
-    try:
-        with (folder / "filler").open("wb") as f:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-    except OSError as e:
-        assert e.errno == errno.ENOSPC
+    with pytest.raises(OSError, match="No space left") as full:
+        write_forever(folder / "filler")
+    assert full.value.errno == errno.ENOSPC
 
 
-def test_a_full_disk_in_worker_processes_is_one_line_each(
-    small_disk: Path, tmp_path: Path
-) -> None:
+def write_forever(path: Path) -> None:
+    with path.open("wb") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+
+
+def test_a_full_disk_in_worker_processes_is_one_line_each(small_disk: Path, tmp_path: Path) -> None:
     url = url_of(small_disk / "a.db")
     script = [{"text": "Done.", "done": True}]
     (tmp_path / "done.json").write_text(json.dumps(script))

@@ -30,7 +30,8 @@ def hostile_store(tmp_path: Path) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "command", [("ls",), ("show", "{id}"), ("show", "--at", "2", "{id}"), ("log", "{id}"), ("audit",)]
+    "command",
+    [("ls",), ("show", "{id}"), ("show", "--at", "2", "{id}"), ("log", "{id}"), ("audit",)],
 )
 def test_text_output_escapes_control_characters(
     hostile_store: tuple[str, str], command: tuple[str, ...]
@@ -51,7 +52,10 @@ def test_json_output_keeps_the_recorded_text(hostile_store: tuple[str, str]) -> 
     assert (listed[0]["name"], listed[0]["goal"]) == (f"name{HOSTILE}", f"goal{HOSTILE}")
     shown = json.loads(invoke("--db", url, "show", "--json", agent_id).stdout)
     assert shown["goal"] == f"goal{HOSTILE}"
-    events = [json.loads(line) for line in invoke("--db", url, "log", "--json", agent_id).stdout.splitlines()]
+    events = [
+        json.loads(line)
+        for line in invoke("--db", url, "log", "--json", agent_id).stdout.splitlines()
+    ]
     assert events[2]["text"] == f"text{HOSTILE}\nsecond line"
 
 

@@ -20,4 +20,4 @@ class _Blocker:
         return None
 
 
-sys.meta_path.insert(0, _Blocker())  # type: ignore[arg-type]
+sys.meta_path.insert(0, _Blocker())
