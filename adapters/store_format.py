@@ -63,15 +63,23 @@ def readonly_uri(path: Path) -> str:
     """A ``file:`` URI that opens ``path`` without writing: ``mode=ro``, or, where
     SQLite cannot even read that way (a WAL file in a folder it may not write),
     ``immutable=1``."""
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
-    try:
-        with closing(sqlite3.connect(uri, uri=True)) as db:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
-        return f"{uri}&immutable=1"
-    except sqlite3.DatabaseError:
-        return uri  # not a database at all: the caller's read says so
+    db, uri = _connect_readonly(path)
+    db.close()
     return uri
+
+
+def _connect_readonly(path: Path) -> tuple[sqlite3.Connection, str]:
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        db.close()
+        uri = f"{uri}&immutable=1"
+        db = sqlite3.connect(uri, uri=True)
+    except sqlite3.DatabaseError:
+        pass  # not a database at all: the caller's read says so
+    return db, uri
 
 
 def find_in_sqlite(path: Path, url: str, application: str) -> Found:
@@ -81,7 +89,7 @@ def find_in_sqlite(path: Path, url: str, application: str) -> Found:
             raise NotADatabaseError(url, f"{path} (a folder)")
         return Found(None, frozenset())
     try:
-        with closing(sqlite3.connect(readonly_uri(path), uri=True)) as db:
+        with closing(_connect_readonly(path)[0]) as db:
             rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
             tables = frozenset(name for (name,) in rows)
             found = None
