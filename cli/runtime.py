@@ -179,7 +179,7 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
     """One worker process: an error ends it with one line and exit code 1, Ctrl-C with
     130; never a traceback."""
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _interrupted)
         with errors_as_messages(settings.db):
             _work(settings, poll, exit_when_idle)
     except click.ClickException as e:
@@ -187,6 +187,13 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
+
+
+def _interrupted(_signal: int, _frame: object) -> None:
+    """The first Ctrl-C stops the process; a second one (the parent passes Ctrl-C on)
+    while it stops is ignored rather than a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:

@@ -4,6 +4,7 @@ a real bug shows its traceback under --debug."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import os
@@ -228,6 +229,17 @@ def children_of(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
+def working(pid: int, store: Path) -> list[int]:
+    """The child processes of ``pid`` that have the store open."""
+    found = []
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            fds = Path(f"/proc/{child}/fd").iterdir()
+            if any(os.readlink(fd) == str(store) for fd in fds):
+                found.append(child)
+    return found
+
+
 def test_ctrl_c_ends_worker_processes_without_tracebacks(tmp_path: Path) -> None:
     url = url_of(tmp_path / "a.db")
     assert invoke("--db", url, "init").code == 0
@@ -239,8 +251,9 @@ def test_ctrl_c_ends_worker_processes_without_tracebacks(tmp_path: Path) -> None
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
     )
     deadline = time.monotonic() + 60
-    while len(children_of(worker.pid)) < 3 and time.monotonic() < deadline:  # 2 + tracker
+    while len(working(worker.pid, tmp_path / "a.db")) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert len(working(worker.pid, tmp_path / "a.db")) == 2  # both children in their loop
     for _ in range(5):  # a Ctrl-C while the children start may be lost: press it again
         os.killpg(worker.pid, signal.SIGINT)
         try:
