@@ -6,7 +6,6 @@ with a tool call in flight cannot be forked; the views, the runtime and the CLI 
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -28,10 +27,8 @@ from agentlog.domain import (
     Agent,
     AgentConfig,
     AgentLog,
-    EffectClass,
     Lineage,
     Policy,
-    ToolCallRequest,
     event_digest,
 )
 from agentlog.domain.errors import ForkPointError
@@ -46,58 +43,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
+from histories import grow, moves, rows  # noqa: E402
 from support_agent import SupportAgent, SupportDesk  # noqa: E402
-
-moves = st.lists(
-    st.one_of(
-        st.tuples(st.just("say"), st.text(max_size=5)),
-        st.tuples(st.just("answer"), st.text(max_size=5)),
-        st.tuples(st.just("call"), st.integers(1, 2)),
-        st.tuples(st.just("run"), st.just(0)),
-        st.tuples(st.just("fail"), st.text(max_size=5)),
-        st.tuples(st.just("compact"), st.integers(0, 3)),
-    ),
-    max_size=25,
-)
-"""A history: messages, answers, tool calls (recorded, started, finished in separate
-saves, so some versions have calls in flight), model failures, compactions."""
-
-
-def grow(log: AgentLog, agent_id: UUID, plan: list[tuple[str, Any]]) -> None:
-    """Play the plan on a running agent, one save per step of the call protocol."""
-    for n, (kind, value) in enumerate(plan):
-        agent = log.get(agent_id)
-        if kind == "call" and not agent.calls:
-            requests = tuple(ToolCallRequest(call_id=f"c{n}-{i}", tool="t") for i in range(value))
-            agent.record_model_response("calling", model="m", tool_calls=requests)
-            log.save(agent)
-            for request in requests:
-                agent.call_tool(request, effect=EffectClass.PURE, policy=Policy.ALLOW)
-                log.save(agent)
-        elif kind == "run" and agent.calls:
-            for call_id in list(agent.calls):
-                agent.start_tool(call_id, worker_id="w")
-                log.save(agent)
-                agent.succeed(call_id, {"n": n})
-                log.save(agent)
-        elif kind == "say":
-            agent.receive_user_message(value)
-        elif kind == "answer" and not agent.calls:
-            agent.record_model_response(value, model="m")
-        elif kind == "fail":
-            agent.record_model_failure("timeout", value, model="m")
-        elif kind == "compact" and agent.version - value > agent.compacted_through:
-            agent.compact(agent.version - value, f"summary {n}", summarizer="s")
-        log.save(agent)
-
-
-def rows(path: Path) -> list[tuple[Any, ...]]:
-    """Every stored event row, bytes and all, in order."""
-    with sqlite3.connect(path) as conn:
-        return conn.execute(
-            "SELECT originator_id, originator_version, topic, state FROM stored_events"
-            " ORDER BY originator_id, originator_version"
-        ).fetchall()
 
 
 def own(agent: Agent) -> dict[str, Any]:
