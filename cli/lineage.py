@@ -24,12 +24,14 @@ from agentlog.domain.lineage import ancestry, divergence, history
 _SIZE = re.compile(r"^\s*(\d+)\s*(chars|tokens)\s*$")
 
 
-class ContextSize(click.ParamType):
+class ContextSize(click.ParamType[dict[str, int], Any]):
     """A context size: ``30000chars`` or ``8000tokens`` (tokens: characters / 4)."""
 
     name = "SIZE"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dict[str, int]:
         """``{"compact_at_chars": n}`` or ``{"compact_at_tokens": n}``."""
         if isinstance(value, dict):
             return value
