@@ -142,8 +142,9 @@ def compact(
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
         if spec is not None:
-            covered = compact_with_model(store.log, agent_id, model_for(spec), through)
-            who = f"model:{model_for(spec).name}"
+            summarizer = model_for(spec)
+            covered = compact_with_model(store.log, agent_id, summarizer, through)
+            who = f"model:{summarizer.name}"
         else:
             who = actor or f"person:{getpass.getuser()}"
             covered = store.log.compact(agent_id, summary or "", through=through, summarizer=who)
