@@ -348,3 +348,22 @@ def test_message_order_of_an_inherited_context(app: AgentLog) -> None:
         Message(role="user", content="go"),
         Message(role="user", content="next"),
     ]
+
+
+def test_fork_lineage_and_diff_on_every_backend(backend_url: str) -> None:
+    log = open_log(backend_url)
+    try:
+        parent = log.create_agent("p", AgentConfig(system_prompt="sys"))
+        log.start_task(parent, "go")
+        grow(log, parent, [("say", "a"), ("call", 1), ("run", 0), ("compact", 1), ("say", "b")])
+        version = log.get(parent).version - 1
+        child = log.fork(parent, version)
+        at = log.get(parent, version=version)
+        assert own(log.get(child)) == own(at)
+        assert log.context(log.get(child)) == log.context(at)
+        assert [link.check for link in ancestry(log, child)] == ["verified", ""]
+        parted = divergence(log, parent, child)
+        assert parted.common == (parent, version, at.head_hash)
+        assert [e.originator_version for e in parted.a] == [version + 1]
+    finally:
+        log.close()
