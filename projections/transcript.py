@@ -58,7 +58,7 @@ class Transcripts(View):
     @classmethod
     def handles(cls, event_class: type[Any]) -> bool:
         """Events that carry a message, and compactions."""
-        return issubclass(event_class, Agent.ContextCompacted) or _may_have_message(event_class)
+        return issubclass(event_class, Agent.ContextCompacted) or _may_have_message(event_class)  # type: ignore[arg-type]  # a class is hashable
 
     def reset(self, position: int) -> None:
         """Forget the messages and compactions not written yet."""
