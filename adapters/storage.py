@@ -282,8 +282,12 @@ def sqlite_path(url: str) -> Path:
 
 
 def _make_folder(path: Path, url: str) -> None:
+    """Make the folder of a new SQLite file, or say why there can be no file there."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         reason = f"{path.parent} cannot be a folder: a file is in the way"
-        raise StorageURLError(url, reason) from None
+        raise StorageURLError(displayed(url), reason) from None
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        reason = f"cannot create {path.name}: the folder {path.parent} is read-only"
+        raise StorageURLError(displayed(url), reason)
