@@ -17,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agentlog.adapters.storage import open_log
+from agentlog.cli.errors import message
+from agentlog.domain.values import TokenUsage
 from agentlog.projections import queries
 
 from cli_outcome import AGENTLOG, fails_in_one_line, invoke, spawn, unprivileged, without
@@ -322,3 +325,48 @@ def test_a_full_disk_in_worker_processes_is_one_line_each(small_disk: Path, tmp_
     outcome = spawn("--db", url, "worker", "--processes", "2", "--exit-when-idle")
     fails_in_one_line(outcome, "Error: no space left on the disk holding")
     assert "Error: 2 worker process(es) failed" in outcome.stderr
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff\xfe[]", b'[{"text": 5, "done": "maybe"}]', b'[{"text": ', b""]
+)
+def test_a_script_file_that_cannot_be_used_is_named(tmp_path: Path, content: bytes) -> None:
+    url = url_of(tmp_path / "a.db")
+    (tmp_path / "script.json").write_bytes(content)
+    spec = f"scripted:{tmp_path / 'script.json'}"
+    made = invoke("--db", url, "new", "--name", "a", "--goal", "g", "--model", spec)
+    assert made.code == 0, made.output
+    fails_in_one_line(
+        invoke("--db", url, "step", made.stdout.strip()),
+        f"Error: model '{spec}': script file {tmp_path / 'script.json'} cannot be used: ",
+    )
+
+
+def test_the_mapping_names_the_file_or_url_and_leaves_bugs_alone() -> None:
+    url = "postgresql+psycopg://ana:secret@db/agents"
+    shown = "postgresql+psycopg://ana:***@db/agents"
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/a.db")
+    assert message(full, url) == "no space left on the disk holding /data/a.db"
+    denied = PermissionError(errno.EACCES, "Permission denied", "/data")
+    assert message(denied, url) == "/data: Permission denied"
+    locked = sqlite3.OperationalError("attempt to write a readonly database")
+    assert message(locked, url) == (
+        f"the store at {shown} is read-only: this command writes to it "
+        "(ls, show, log, audit and verify only read)"
+    )
+    odd = sqlite3.OperationalError("no such table: x")
+    assert message(odd, url) == f"database error at {shown}: OperationalError: no such table: x"
+    with pytest.raises(ValidationError) as invalid:
+        TokenUsage.model_validate({"prompt": "many"})
+    assert message(invalid.value, url) == (
+        "invalid TokenUsage prompt: Input should be a valid integer, unable to parse string "
+        "as an integer"
+    )
+    not_utf8 = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    assert message(not_utf8, url) == (
+        "text that is not valid UTF-8 ('utf-8' codec can't decode byte 0xff in position 0: "
+        "invalid start byte)"
+    )
+    assert message(ModuleNotFoundError("x", name="Crypto"), url) is not None
+    assert message(ModuleNotFoundError("x", name="numpy"), url) is None  # not an extra: a bug
+    assert message(KeyError("bug"), url) is None
