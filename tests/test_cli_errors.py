@@ -127,6 +127,7 @@ def store_copy(tmp_path: Path) -> Iterator[tuple[str, str]]:
         (("show", "--at", "1", "{id}"), "version     1"),
         (("log", "{id}"), "TaskStarted"),
         (("audit",), "TaskStarted"),
+        (("projections", "status"), "runnable"),
     ],
 )
 def test_a_read_only_copy_can_be_read(
