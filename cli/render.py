@@ -169,12 +169,14 @@ def view_status(status: ViewStatus) -> dict[str, Any]:
         "lag": status.lag,
         "rebuilding_at": building.position if building else None,
         "error": (active.error if active else None) or (building.error if building else None),
+        "skipped": status.skipped,
+        "unknown_topic": status.unknown_topic,
     }
 
 
 def view_status_table(rows: list[dict[str, Any]]) -> Table:
     """The views' status as a table."""
-    table = Table("VIEW", "VERSION", "POSITION", "LAG", "REBUILDING", "ERROR", box=None)
+    table = Table("VIEW", "VERSION", "POSITION", "LAG", "SKIPPED", "REBUILDING", "ERROR", box=None)
     for row in rows:
         version = str(row["version"])
         if row["serving_version"] not in (None, row["version"]):
@@ -185,6 +187,7 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
             version,
             str(row["position"]),
             str(row["lag"]),
+            str(row["skipped"]),
             rebuilding,
             row["error"] or "",
         )

@@ -26,6 +26,7 @@ from agentlog.domain.errors import (
     ToolDeniedError,
     UnknownAgentError,
     UnknownCallError,
+    UnknownTopicError,
 )
 from agentlog.domain.values import (
     AgentConfig,
@@ -78,6 +79,7 @@ __all__ = [
     "ToolDeniedError",
     "UnknownAgentError",
     "UnknownCallError",
+    "UnknownTopicError",
     "args_hash",
     "event_digest",
 ]

@@ -10,11 +10,11 @@ from typing import Any, ClassVar, Self, cast
 from uuid import UUID
 
 import eventsourcing.domain as es
-from eventsourcing.utils import get_topic, register_topic, resolve_topic
+from eventsourcing.utils import TopicError, get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from agentlog.domain.chain import GENESIS, event_digest
-from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError
+from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError, UnknownTopicError
 
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
 
@@ -122,7 +122,12 @@ class Aggregate(es.Aggregate):
 
         def mutate(self, _: Any) -> Any:
             """Rebuild the aggregate this snapshot was taken of."""
-            aggregate_class = resolve_topic(self.topic)
+            try:
+                aggregate_class = resolve_topic(self.topic)
+            except TopicError:
+                raise UnknownTopicError(
+                    self.originator_id, self.originator_version, self.topic
+                ) from None
             return aggregate_class.from_snapshot_state(
                 self.originator_id, self.originator_version, dict(self.state)
             )

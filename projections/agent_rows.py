@@ -112,6 +112,10 @@ class AgentRowsView(View):
         self._dirty |= self._replay.apply(self._at, events)
         self._at = events[-1][0]
 
+    def skipped(self) -> int:
+        """Events of the last batch of aggregates that are not agents (no row)."""
+        return self._replay.ignored
+
     def wants_flush(self) -> bool:
         """Time to write: too many agents kept (else the follower says when)."""
         return len(self._replay.agents) > self.capacity

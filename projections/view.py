@@ -56,6 +56,11 @@ class View(ABC):
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Apply a batch of events, in order, inside the caller's transaction."""
 
+    def skipped(self) -> int:
+        """Events of the last batch processed that the view skipped because it does not
+        keep their aggregate (counted by ``agentlog projections status``)."""
+        return 0
+
     def reset(self, position: int) -> None:
         """Forget what is kept in memory: the tables are as of ``position`` (staged)."""
         return  # a view that writes as it processes keeps nothing
