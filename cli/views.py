@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
+from uuid import UUID
 
 import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.views import Store
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain import Aggregate, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 
 
@@ -123,6 +126,16 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
             if once:
                 return
             wait()
+
+
+def current(store: Store, agent_id: UUID) -> Aggregate:
+    """An agent as the state view has it; an aggregate the view does not keep (one of
+    the user's own), replayed from the log."""
+    try:
+        with store.views.engine.connect() as conn:
+            return queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+    except UnknownAgentError:
+        return store.log.get(agent_id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
