@@ -195,11 +195,7 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
     Aggregates of your own (see --app) are replayed from the log.
     """
     with settings.store() as store:
-        agent_id = resolve(store.log, store.views, agent)
-        if version is not None:
-            found = store.log.get(agent_id, version=version)
-        else:
-            found = views.current(store, agent_id)
+        found = views.aggregate_at(store, resolve(store.log, store.views, agent), version)
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:

@@ -128,9 +128,11 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
             wait()
 
 
-def current(store: Store, agent_id: UUID) -> Aggregate:
-    """An agent as the state view has it; an aggregate the view does not keep (one of
-    the user's own), replayed from the log."""
+def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate:
+    """An agent as the state view has it, or replayed to ``version``; an aggregate the
+    view does not keep (one of the user's own), replayed from the log."""
+    if version is not None:
+        return store.log.get(agent_id, version=version)
     try:
         with store.views.engine.connect() as conn:
             return queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
