@@ -65,8 +65,15 @@ def status(settings: Settings, as_json: bool) -> None:
     rows = [render.view_status(s) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
-    else:
-        render.print_table(render.view_status_table(rows))
+        return
+    render.print_table(render.view_status_table(rows))
+    unknown = next((s.unknown_topic for s in report if s.unknown_topic), None)
+    if unknown is not None:
+        click.echo(
+            f"note: events of unknown topics (such as {unknown!r}) were skipped: load the "
+            "module that defines them with --app module:Class, then rebuild the views",
+            err=True,
+        )
 
 
 @projections.command()

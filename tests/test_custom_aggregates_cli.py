@@ -126,14 +126,19 @@ def test_without_app_views_skip_and_count_unknown_aggregates_and_serve_the_agent
     mixed: Mixed,
 ) -> None:
     db = ["--db", mixed.url]
-    ls, audit, status, rebuild, again, plain = clean_cli(
+    ls, audit, status, rebuild, again, plain, table = clean_cli(
         [*db, "ls", "--json"],
         [*db, "audit", "--json"],
         [*db, "projections", "status", "--json"],
         [*db, "projections", "rebuild", "--all"],
         [*db, "projections", "status", "--json"],
         [*db, "show", str(mixed.plain)],
+        [*db, "projections", "status"],
     )
+    assert table.code == 0
+    assert table.first_err.startswith("note: events of unknown topics (such as 'helpdesk:")
+    assert table.first_err.endswith("--app module:Class, then rebuild the views")
+    assert table.out.split()[4] == "SKIPPED"
     for outcome in (ls, audit, status, rebuild, again, plain):
         assert (outcome.code, outcome.first_err) == (0, "")
     assert [a["id"] for a in ls.json()] == [str(mixed.plain)]
