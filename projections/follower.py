@@ -166,7 +166,7 @@ class Follower:
                 if self._flush(live):
                     return
                 continue
-            batch, bad = self._decode(notifications)
+            batch, bad = self._decode(notifications, live)
             if batch is not None and not self._apply(live, batch):
                 continue  # a view failed: the batch is read again without it
             if bad is not None and self._flush(live):
@@ -176,18 +176,21 @@ class Follower:
                 progress(min(t.applied for t in live), head)
 
     def _decode(
-        self, notifications: Sequence[Notification]
+        self, notifications: Sequence[Notification], live: list[_Track]
     ) -> tuple[_Batch | None, tuple[int, AgentError] | None]:
         """The batch up to the first event that cannot be read (none if that is the
-        first), and that one; events of unknown topics are set aside, to be skipped."""
+        first), with the events some view handles decoded and those of unknown topics
+        set aside, to be skipped; and the event that cannot be read."""
         decode = self.app.mapper.to_domain_event
+        wanted = self._wanted(live)
         events: list[Positioned] = []
         unknown: list[tuple[int, str]] = []
         bad: tuple[int, AgentError] | None = None
         last = None
         for notification in notifications:
             try:
-                events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+                if wanted(notification):
+                    events.append((notification.id, cast(Aggregate.Event, decode(notification))))
             except UnknownTopicError as e:
                 unknown.append((notification.id, e.topic))
             except AgentError as e:
@@ -197,6 +200,34 @@ class Follower:
         if last is None:
             return None, bad
         return _Batch(events, [position for position, _ in events], unknown, last), bad
+
+    def _wanted(self, live: list[_Track]) -> Callable[[Notification], bool]:
+        """Whether a stored event is one that a view among ``live`` handles (known from
+        its topic alone; with a mapper that cannot tell, every event is). Raises
+        :class:`UnknownTopicError` for a topic that names no class."""
+        classify = getattr(self.app.mapper, "event_class", None)
+        views = tuple({type(t.view) for t in live})
+        if classify is None:
+            return lambda _: True
+        verdicts: dict[str, bool | None] = {}  # None: the topic names no class
+
+        def wanted(notification: Notification) -> bool:
+            topic = notification.topic
+            if topic not in verdicts:
+                try:
+                    cls = classify(notification)
+                except UnknownTopicError:
+                    verdicts[topic] = None  # an import is tried once a batch, not per event
+                    raise
+                verdicts[topic] = any(v.handles(cls) for v in views)
+            verdict = verdicts[topic]
+            if verdict is None:
+                raise UnknownTopicError(
+                    notification.originator_id, notification.originator_version, topic
+                )
+            return verdict
+
+        return wanted
 
     def _stop_before(self, live: list[_Track], position: int, cause: AgentError) -> None:
         """Every build that still has to apply an event that cannot be read stops."""
