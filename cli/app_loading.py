@@ -117,7 +117,7 @@ def _views_of(spec: str, module: ModuleType) -> list[type[View]]:
         if _subclass(obj, View)
         and obj.__module__ == module.__name__
         and not inspect.isabstract(obj)
-        and "name" in vars(obj)
+        and isinstance(getattr(obj, "name", None), str)
     ]
 
 

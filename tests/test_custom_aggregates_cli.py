@@ -23,6 +23,8 @@ from sqlalchemy import select
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.storage import engine_for, open_log
 from agentlog.cli import main
+from agentlog.cli.app_loading import AppLoadError, load_apps
+from agentlog.cli.settings import Settings
 from agentlog.domain import Agent, AgentConfig, AgentLog, Policy, Status, ToolCallRequest
 from agentlog.domain.ports import Decision
 from agentlog.domain.runtime import Runtime
@@ -42,6 +44,8 @@ RUNNER = """
 import json, sys
 from click.testing import CliRunner
 from agentlog.cli import main
+from agentlog.cli.app_loading import AppLoadError, load_apps
+from agentlog.cli.settings import Settings
 out = []
 for call in json.loads(sys.argv[1]):
     r = CliRunner().invoke(main, call["args"], env=call.get("env"))
@@ -276,11 +280,45 @@ def test_an_app_that_cannot_be_loaded_is_one_error_line(
     assert "Traceback" not in result.output
 
 
-def test_the_app_class_is_the_application_the_commands_use(sqlite_url: str) -> None:
-    result = CliRunner().invoke(main, ["--app", "helpdesk_app:Helpdesk", "--db", sqlite_url, "ls"])
-    assert result.exit_code == 0
-    settings = main.make_context("agentlog", ["--app", "helpdesk_app:Helpdesk", "ls"]).obj
-    assert settings is None or settings.app.log_class is Helpdesk
+@pytest.fixture
+def in_tests_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from tests/ as a user runs from their project; sys.path is restored after."""
+    monkeypatch.chdir(TESTS)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+
+
+@pytest.mark.usefixtures("in_tests_folder")
+def test_the_app_class_is_the_application_and_the_modules_views_are_followed(
+    sqlite_url: str,
+) -> None:
+    app = load_apps(["helpdesk_app:Helpdesk", "support_views"])
+    assert app.log_class is Helpdesk
+    assert [v.name for v in app.views] == ["notes", "escalations"]
+    with Settings(sqlite_url, None, app=app).store() as store:
+        assert type(store.log) is Helpdesk
+        assert list(store.views.views) == [
+            "state",
+            "audit",
+            "transcript",
+            "runnable",
+            "notes",
+            "escalations",
+        ]
+
+
+@pytest.mark.usefixtures("in_tests_folder")
+def test_a_modules_views_list_decides_which_of_its_views_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "listed_views.py").write_text(
+        "from helpdesk_app import Notes\nfrom support_views import Escalations\n"
+        "VIEWS = (Escalations,)\n"
+    )
+    (tmp_path / "clashing_views.py").write_text(
+        "from agentlog.projections import AgentStates\nclass Mine(AgentStates):\n    pass\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    assert [v.name for v in load_apps(["listed_views"]).views] == ["escalations"]
+    with pytest.raises(AppLoadError, match="a second view named 'state'"):
+        load_apps(["clashing_views"])
 
 
 def test_a_minimal_agent_subclass_runs_saves_reloads_snapshots_and_shows_in_views(
