@@ -12,10 +12,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from click.testing import CliRunner
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 from helpdesk_app import Helpdesk, Notes, Scribe, Ticket
 from sqlalchemy import select
@@ -30,6 +31,7 @@ from agentlog.domain.ports import Decision
 from agentlog.domain.runtime import Runtime
 from agentlog.projections import DEFAULT_VIEWS, Projections, queries
 
+from conftest import store_url
 from counting_tools import Ledger, counting_tools
 
 TESTS = Path(__file__).resolve().parent
@@ -424,3 +426,31 @@ def test_a_users_application_class_keeps_the_store_name() -> None:
 
     assert Helpdesk.name == AgentLog.name == "agentlog"
     assert Renamed.name == "elsewhere"
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["sqlite", "sqlite-sqlalchemy", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def test_skipped_events_are_counted_once_with_the_position_they_move_past(
+    backend: str, tmp_path: Path
+) -> None:
+    url = store_url(backend, tmp_path)
+    log = open_log(url)
+    views = Projections(log, engine_for(url), DEFAULT_VIEWS, batch_size=2)
+    first = log.create_agent("before")
+    stranger = uuid4()
+    log.recorder.insert_events(
+        [StoredEvent(stranger, v, f"elsewhere:Thing.Happened@{v}", b"{}") for v in (1, 2, 3)]
+    )
+    views.catch_up()  # batches of two: the skips straddle a batch, the position moves
+    views.catch_up()  # nothing new: nothing counted twice
+    last = log.create_agent("after")
+    views.catch_up()
+    report = {s.name: (s.skipped, s.unknown_topic, s.lag) for s in views.status()}
+    assert report == dict.fromkeys(views.views, (3, "elsewhere:Thing.Happened@3", 0))
+    with views.engine.connect() as conn:
+        listed = [r["agent_id"] for r in queries.states(conn, views.table(conn, "state"), None)]
+    assert listed == [str(first), str(last)]
+    views.engine.dispose()
+    log.close()
