@@ -42,7 +42,7 @@ def _sqlite(recorder: Any, batches: Batches) -> int:
     written = 0
     with recorder.datastore.transaction(commit=True) as cursor:
         for batch in batches:
-            recorder._insert_events(cursor, batch)  # noqa: SLF001 - inside our transaction
+            recorder._insert_events(cursor, batch)
             written += len(batch)
     return written
 
@@ -59,7 +59,7 @@ def _postgres(recorder: Any, batches: Batches) -> int:
         ):
             for batch in batches:
                 # Locks the table (insert order = commit order) and notifies listeners.
-                recorder._insert_stored_events(curs, batch)  # noqa: SLF001
+                recorder._insert_stored_events(curs, batch)
                 written += len(batch)
     except PostgresIntegrityError as e:  # what the library's own insert raises
         raise IntegrityError(e) from e

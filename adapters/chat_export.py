@@ -40,9 +40,7 @@ def export_messages(log: AgentLog, agent_id: UUID, out: TextIO, *, raw: bool = F
     return count
 
 
-def _messages(
-    log: AgentLog, agent_id: UUID, compaction: Agent.ContextCompacted | None
-) -> Any:
+def _messages(log: AgentLog, agent_id: UUID, compaction: Agent.ContextCompacted | None) -> Any:
     through = compaction.through_version if compaction else 0
     summarised = compaction is None
     for event in log.events_of(agent_id):
@@ -105,7 +103,9 @@ def _(event: Agent.ModelResponded) -> Message | None:
 def _(event: Agent.ToolSucceeded) -> Message | None:
     result = event.result
     content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
-    return with_extra({"role": "tool", "tool_call_id": event.call_id, "content": content}, event.extra)
+    return with_extra(
+        {"role": "tool", "tool_call_id": event.call_id, "content": content}, event.extra
+    )
 
 
 def _plain(message: Any) -> Message:

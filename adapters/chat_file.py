@@ -36,7 +36,7 @@ class ChatFile:
         stream = JsonStream(self.text)
         number = 0
         try:
-            for number, message in enumerate(self._values(stream), 1):  # noqa: B007
+            for number, message in enumerate(self._values(stream), 1):
                 yield number, message
         except (JsonStreamError, UnicodeDecodeError) as e:
             raise ImportFileError(number + 1, f"not JSON: {e}", unit="message") from None
@@ -47,11 +47,11 @@ class ChatFile:
 
     def _values(self, stream: JsonStream) -> Iterator[Any]:
         if self.shape == "list":
-            yield from stream.items()
+            yield from stream.array_items()
         elif self.shape == "object":
-            for key in stream.keys():
+            for key in stream.object_keys():
                 if key == "messages":
-                    yield from stream.items()
+                    yield from stream.array_items()
                 else:
                     stream.value()
         else:
@@ -68,10 +68,10 @@ class ChatFile:
                 raise JsonStreamError("a transcript is a JSON list, JSON Lines or an object")
             metadata: dict[str, Any] = {}
             has_messages = False
-            for key in stream.keys():
+            for key in stream.object_keys():
                 if key == "messages" and stream.peek() == "[":
                     has_messages = True
-                    for _ in stream.items():
+                    for _ in stream.array_items():
                         pass
                 else:
                     metadata[key] = stream.value()

@@ -93,20 +93,21 @@ def _same(key: str, a: Any, b: Any) -> bool:
     return _strict(a) == _strict(b)
 
 
-def _calls_key(calls: Any) -> Any:
+def _calls_key(calls: Any) -> list[str] | str:
     """Tool calls with their arguments parsed (their spacing says nothing)."""
     if not isinstance(calls, list):
         return _strict(calls)
     out = []
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
+        parsed = call
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             try:
-                parsed = json.loads(function["arguments"])
+                arguments = json.loads(function["arguments"])
             except ValueError:
-                parsed = function["arguments"]
-            call = {**call, "function": {**function, "arguments": _strict(parsed)}}
-        out.append(_strict(call))
+                arguments = function["arguments"]
+            parsed = {**call, "function": {**function, "arguments": _strict(arguments)}}
+        out.append(_strict(parsed))
     return out
 
 

@@ -27,7 +27,10 @@ Progress = Callable[[int], None]
 
 
 def export_events(
-    log: AgentLog, out: TextIO, agents: Iterable[UUID] | None = None, progress: Progress | None = None
+    log: AgentLog,
+    out: TextIO,
+    agents: Iterable[UUID] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Write the header, the events (of ``agents``, or all of them) and the trailer.
 
@@ -47,9 +50,13 @@ def export_events(
         try:
             digest = chain.feed(event.topic, str(agent_id), event.originator_version, state)
         except ValueError as e:
-            raise BrokenChainError(agent_id, event.originator_version, event.topic, str(e)) from None
-        out.write(event_lines.event_line(agent_id, event.originator_version, event.topic, state,
-                                         digest) + "\n")
+            raise BrokenChainError(
+                agent_id, event.originator_version, event.topic, str(e)
+            ) from None
+        out.write(
+            event_lines.event_line(agent_id, event.originator_version, event.topic, state, digest)
+            + "\n"
+        )
         count += 1
         if progress and count % PAGE == 0:
             progress(count)

@@ -109,12 +109,16 @@ class _Reader:
         try:
             digest = agent.links.feed(line.topic, str(line.agent), line.version, line.state)
         except ValueError as e:
-            raise ImportFileError(number, f"agent {line.agent}, version {line.version}: {e}") from None
+            raise ImportFileError(
+                number, f"agent {line.agent}, version {line.version}: {e}"
+            ) from None
         if digest != line.digest:
             reason = f"agent {line.agent}, version {line.version}: its digest is not the event's"
             raise ImportFileError(number, reason)
         self.events += 1
-        stored = StoredEvent(line.agent, line.version, line.topic, self.mapper.encode_state(line.state))
+        stored = StoredEvent(
+            line.agent, line.version, line.topic, self.mapper.encode_state(line.state)
+        )
         if agent.stored is not None:
             self._compare(line, next(agent.stored, None))
             return None
@@ -131,8 +135,12 @@ class _Reader:
 
     def _compare(self, line: EventLine, stored: StoredEvent | None) -> None:
         if stored is None:
-            raise AgentExistsError(line.agent, f"the file has more events, from version {line.version}")
-        same = stored.topic == line.topic and canonical(self.mapper.decode_state(stored)) == canonical(line.state)
+            raise AgentExistsError(
+                line.agent, f"the file has more events, from version {line.version}"
+            )
+        same = stored.topic == line.topic and canonical(
+            self.mapper.decode_state(stored)
+        ) == canonical(line.state)
         if not same:
             raise AgentExistsError(line.agent, f"they differ at version {line.version}")
 
@@ -141,7 +149,8 @@ class _Reader:
             raise ImportFileError(None, "the file ends without its trailer line (cut short?)")
         if self.end != (self.events, len(self.agents)):
             found = f"{self.events} events of {len(self.agents)} agents"
-            reason = f"the trailer counts {self.end[0]} events of {self.end[1]} agents; the file holds {found}"
+            counted = f"{self.end[0]} events of {self.end[1]} agents"
+            reason = f"the trailer counts {counted}; the file holds {found}"
             raise ImportFileError(None, reason)
         for agent_id, agent in self.agents.items():
             if agent.stored is not None and next(agent.stored, None) is not None:

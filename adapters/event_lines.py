@@ -78,15 +78,16 @@ def parse(number: int, text: str) -> EventLine | tuple[int, int]:
     value = _json(number, text)
     if "end" in value:
         end = value["end"]
-        counts = (end.get("events"), end.get("agents")) if isinstance(end, dict) else (None,)
-        if len(counts) != 2 or not all(type(n) is int for n in counts):
+        events, agents = (end.get("events"), end.get("agents")) if isinstance(end, dict) else (0, 0)
+        if type(events) is not int or type(agents) is not int:
             raise ImportFileError(number, "the trailer must hold the counts of events and agents")
-        return counts[0], counts[1]
+        return events, agents
     missing = [k for k in EVENT_KEYS if k not in value]
     if missing or len(value) != len(EVENT_KEYS):
         extra = sorted(set(value) - set(EVENT_KEYS))
-        raise ImportFileError(number, f"an event line needs {EVENT_KEYS}; missing {missing}, "
-                              f"unknown {extra}")
+        raise ImportFileError(
+            number, f"an event line needs {EVENT_KEYS}; missing {missing}, unknown {extra}"
+        )
     try:
         agent = UUID(value["agent"])
     except (TypeError, ValueError, AttributeError):

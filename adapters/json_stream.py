@@ -10,6 +10,7 @@ past what it has.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 CHUNK = 1 << 16
@@ -60,7 +61,7 @@ class JsonStream:
             self.pos = end
             return value
 
-    def items(self) -> Any:
+    def array_items(self) -> Iterator[Any]:
         """The elements of the array that starts here, one at a time."""
         self.take("[")
         if self.peek() == "]":
@@ -73,7 +74,7 @@ class JsonStream:
                 return
             self.take(",")
 
-    def keys(self) -> Any:
+    def object_keys(self) -> Iterator[str]:
         """The keys of the object that starts here; read each key's value before the next."""
         self.take("{")
         if self.peek() == "}":

@@ -20,6 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from pydantic import JsonValue
 
 from agentlog.adapters.bulk_insert import insert_batches
+from agentlog.adapters.chat_export import export_messages
 from agentlog.adapters.chat_file import ChatFile
 from agentlog.adapters.chat_messages import (
     NO_FIRST_USER_MESSAGE,
@@ -30,7 +31,6 @@ from agentlog.adapters.chat_messages import (
     text_of,
     tool_calls_of,
 )
-from agentlog.adapters.chat_export import export_messages
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import AgentError, ImportFileError
@@ -52,7 +52,11 @@ def import_messages(log: AgentLog, file: IO[bytes], *, source: str, name: str) -
     agent = recorder.agent
     if agent is None:
         raise ImportFileError(None, "the transcript holds no messages")
-    if log.snapshots is not None and log.snapshot_interval and agent.version >= log.snapshot_interval:
+    if (
+        log.snapshots is not None
+        and log.snapshot_interval
+        and agent.version >= log.snapshot_interval
+    ):
         log.snapshots.put([agent.Snapshot.take(agent)])  # resume from here, not from event 1
     return agent.id
 

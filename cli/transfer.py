@@ -97,7 +97,8 @@ def import_(settings: Settings, file: IO[bytes], fmt: str, name: str | None) -> 
     Agents the store already holds are refused unless the file holds exactly their
     events (then they are left as they are); histories are never merged.
     """
-    source = Path(file.name).name if file.name not in ("-", "<stdin>") else "stdin"
+    given = str(getattr(file, "name", "-"))
+    source = "stdin" if given in ("-", "<stdin>") else Path(given).name
     with settings.store(catch_up=False) as store:
         with _progress("import", _size(file)) as advance:
             if fmt == "openai":
@@ -107,9 +108,8 @@ def import_(settings: Settings, file: IO[bytes], fmt: str, name: str | None) -> 
                 message = f"imported agent {agent_id}"
             else:
                 report = import_events(store.log, file, advance)
-                message = (
-                    f"imported {report.events} events of {report.agents} agents"
-                    + (f"; {report.unchanged} already stored, unchanged" if report.unchanged else "")
+                message = f"imported {report.events} events of {report.agents} agents" + (
+                    f"; {report.unchanged} already stored, unchanged" if report.unchanged else ""
                 )
         store.views.catch_up_quietly()
     click.echo(message)

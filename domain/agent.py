@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.chain import args_hash
-from agentlog.domain.extras import KeepsExtra
 from agentlog.domain.errors import (
     AgentFinishedError,
     CompactionRangeError,
@@ -24,6 +23,7 @@ from agentlog.domain.errors import (
     OpenCallsError,
     TaskAlreadyRunningError,
 )
+from agentlog.domain.extras import KeepsExtra
 from agentlog.domain.tool_calls import ToolCallRules
 from agentlog.domain.values import (
     AgentConfig,
@@ -339,6 +339,7 @@ class Agent(Aggregate, ToolCallRules):
         lineage: Lineage | None = None,
         actor: str = "user",
         caused_by: int | None = None,
+        *,
         extra: dict[str, JsonValue] | None = None,
     ) -> None:
         # actor, caused_by and extra belong to the Created event, not to the agent's state.

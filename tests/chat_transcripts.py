@@ -16,7 +16,22 @@ from pathlib import Path
 from typing import Any
 
 TOOLS = ("read_file", "grep", "list_dir", "run_tests", "http_get")
-WORDS = "the log is the agent every event a fact replay audit fork tool result".split()
+WORDS = [
+    "the",
+    "log",
+    "is",
+    "the",
+    "agent",
+    "every",
+    "event",
+    "a",
+    "fact",
+    "replay",
+    "audit",
+    "fork",
+    "tool",
+    "result",
+]
 
 
 def messages(count: int, *, seed: int = 0, output_kb: int = 4, parallel: int = 4) -> Iterator[Any]:

@@ -51,7 +51,9 @@ def busy_agent(app: AgentLog, name: str = "busy", calls: int = 3, *, done: bool 
     agent_id = app.create_agent(name, AgentConfig(system_prompt="be brief"))
     app.start_task(agent_id, "count the files")
     agent = app.get(agent_id)
-    requests = tuple(ToolCallRequest(call_id=f"c{i}", tool="ls", args={"n": i}) for i in range(calls))
+    requests = tuple(
+        ToolCallRequest(call_id=f"c{i}", tool="ls", args={"n": i}) for i in range(calls)
+    )
     agent.record_model_response("listing", model="m", tool_calls=requests)
     for request in requests:
         agent.call_tool(request, effect=EffectClass.PURE, policy=Policy.ALLOW)
@@ -226,7 +228,9 @@ def test_an_empty_file_is_refused(empty: AgentLog) -> None:
     refused(empty, [], "^the file is empty")
 
 
-def test_importing_the_same_file_twice_changes_nothing(one_file: list[str], empty: AgentLog) -> None:
+def test_importing_the_same_file_twice_changes_nothing(
+    one_file: list[str], empty: AgentLog
+) -> None:
     text = "".join(one_file)
     assert imported(empty, text).agents == 2
     before = stored_count(empty)

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import chat_transcripts
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_replay_properties import sqlite_file
 
-import chat_transcripts
 from agentlog.adapters.chat_export import export_messages
 from agentlog.adapters.chat_messages import equivalent
 from agentlog.adapters.openai_chat import import_messages
@@ -24,7 +24,10 @@ from agentlog.domain.messages import SUMMARY_PREFIX
 
 texts = st.text(st.characters(codec="utf-8"), max_size=20)  # no lone surrogates
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | texts,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
     max_leaves=6,
@@ -57,9 +60,8 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
     chat = []
     if draw(st.booleans()):
         chat.append(message("system", draw(contents), draw(extras)))
-    turn = 0
-    for kind in draw(st.lists(st.sampled_from(["user", "answer", "calls", "system"]), max_size=8)):
-        turn += 1
+    kinds = st.lists(st.sampled_from(["user", "answer", "calls", "system"]), max_size=8)
+    for turn, kind in enumerate(draw(kinds), 1):
         if kind in ("user", "system"):
             chat.append(message(kind, draw(contents), draw(extras)))
         elif kind == "answer":
@@ -67,15 +69,24 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
         else:
             ids = [f"call_{turn}_{i}" for i in range(draw(st.integers(1, 3)))]
             calls = [
-                {"id": i, "type": "function", "function": {"name": "t", "arguments": draw(arguments)}}
+                {
+                    "id": i,
+                    "type": "function",
+                    "function": {"name": "t", "arguments": draw(arguments)},
+                }
                 for i in ids
             ]
             asked = message("assistant", draw(st.none() | contents), draw(extras))
             chat.append({**asked, "tool_calls": calls})
-            answered = draw(st.permutations(ids).flatmap(lambda p: st.sampled_from(
-                [p[:n] for n in range(len(p) + 1)])))
+            answered = draw(
+                st.permutations(ids).flatmap(
+                    lambda p: st.sampled_from([p[:n] for n in range(len(p) + 1)])
+                )
+            )
             for call_id in answered:
-                chat.append({**message("tool", draw(contents), draw(extras)), "tool_call_id": call_id})
+                chat.append(
+                    {**message("tool", draw(contents), draw(extras)), "tool_call_id": call_id}
+                )
     return chat or [message("user", "hello", {})]
 
 
@@ -153,13 +164,21 @@ def test_a_transcript_that_starts_with_the_assistant_exports_without_an_invented
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ('[{"role": "user", "content": "a"}, {"role": "tool", "tool_call_id": "x", '
-         '"content": "r"}]', "^message 2: a tool result for 'x', which no open call has"),
+        (
+            '[{"role": "user", "content": "a"}, {"role": "tool", "tool_call_id": "x", '
+            '"content": "r"}]',
+            "^message 2: a tool result for 'x', which no open call has",
+        ),
         ('[{"role": "user", "content": "a"}, {"content": "no role"}]', "^message 2: a message is"),
-        ('[{"role": "user", "content": "a"}, {"role": "user", "content": 5}]',
-         "^message 2: content must be"),
-        ('[{"role": "user", "content": "a"}, {"role": "assistant", "content": "", '
-         '"tool_calls": [{"id": "", "function": {"name": "t"}}]}]', "^message 2: tool call 1"),
+        (
+            '[{"role": "user", "content": "a"}, {"role": "user", "content": 5}]',
+            "^message 2: content must be",
+        ),
+        (
+            '[{"role": "user", "content": "a"}, {"role": "assistant", "content": "", '
+            '"tool_calls": [{"id": "", "function": {"name": "t"}}]}]',
+            "^message 2: tool call 1",
+        ),
         ('[{"role": "user", "content": "a"}, {"role": "user" "content": "b"}]', "not "),
         ("[]", "holds no messages"),
         ('"just a string"', "not a chat transcript"),
