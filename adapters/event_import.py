@@ -7,7 +7,9 @@ and it is written in batches inside one open transaction
 trailer (a file cut short), or an agent the store already holds with other events
 raises before the commit, so nothing is imported. An agent already stored with exactly
 the file's events is left as it is (importing the same file twice is a no-op). Memory
-holds one batch plus a few hashes per agent, however long the file is.
+holds one batch plus a few hashes per agent, however long the file is. After the
+commit, each imported agent with at least a snapshot interval of events gets a snapshot
+(replayed a page at a time), so loading it does not replay its whole history.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agentlog.adapters import event_lines
 from agentlog.adapters.bulk_insert import insert_batches
 from agentlog.adapters.event_lines import EventLine
 from agentlog.adapters.mapper import PydanticMapper
+from agentlog.adapters.snapshot_taking import take_snapshot
 from agentlog.domain.application import AgentLog
 from agentlog.domain.chain import ChainLinks, canonical
 from agentlog.domain.errors import AgentExistsError, ImportFileError, StoredEventError
@@ -58,8 +61,11 @@ def import_events(
     """Import the file whose lines (bytes, as read from it) are given."""
     reader = _Reader(log, progress)
     written = insert_batches(log.recorder, reader.batches(lines))
-    unchanged = sum(agent.stored is not None for agent in reader.agents.values())
-    return ImportReport(written, len(reader.agents) - unchanged, unchanged)
+    new = [agent_id for agent_id, agent in reader.agents.items() if agent.stored is None]
+    for agent_id in new:  # snapshots are not exported: long histories get one now
+        if (reader.agents[agent_id].links.prev_version or 0) >= log.snapshot_interval > 0:
+            take_snapshot(log, agent_id)
+    return ImportReport(written, len(new), len(reader.agents) - len(new))
 
 
 class _Reader:

@@ -288,3 +288,16 @@ def test_export_of_named_agents_gives_them_in_the_order_named(app: AgentLog) -> 
     agents = [json.loads(line)["agent"] for line in lines[1:-1]]
     assert agents == sorted(agents, key=lambda a: a != str(second))
     assert json.loads(lines[-1]) == {"end": {"events": len(lines) - 2, "agents": 2}}
+
+
+def test_an_imported_long_history_gets_a_snapshot_to_resume_from(
+    app: AgentLog, empty: AgentLog
+) -> None:
+    long_one = busy_agent(app, "long", calls=30)  # 96 events: past the interval of 50
+    short_one = busy_agent(app, "short", calls=1)
+    imported(empty, exported(app))
+    assert empty.snapshots is not None
+    (snapshot,) = empty.snapshots.get(long_one)
+    assert snapshot.originator_version == app.get(long_one).version
+    assert not list(empty.snapshots.get(short_one))
+    assert facts(empty.get(long_one)) == facts(app.get(long_one))
