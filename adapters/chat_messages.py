@@ -15,7 +15,8 @@ from pydantic import JsonValue, ValidationError
 
 from agentlog.domain.values import ToolCallRequest
 
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant", "tool")
+"""``developer`` is what newer OpenAI models call the system role; it is kept as given."""
 NO_FIRST_USER_MESSAGE = "agentlog:no_message"
 """Key in a TaskStarted's extra: the task started for an assistant message (no user
 message came first), so export leaves that start out."""

@@ -39,6 +39,7 @@ from agentlog.domain.values import AgentConfig, EffectClass, Policy, Status, Too
 __all__ = ["export_messages", "import_messages"]
 
 BATCH_MESSAGES = 200
+SYSTEM_ROLES = ("system", "developer")
 
 
 def import_messages(log: AgentLog, file: IO[bytes], *, source: str, name: str) -> UUID:
@@ -94,7 +95,7 @@ class _ChatRecorder:
             raise MessageError(f"a message is an object with a role ({', '.join(ROLES)})")
         if self.agent is None:
             self.agent = self._create(message)
-            if message["role"] == "system":
+            if message["role"] in SYSTEM_ROLES:
                 return
         role = message["role"]
         if role == "tool":
@@ -113,7 +114,7 @@ class _ChatRecorder:
     def _create(self, first: dict[str, Any]) -> Agent:
         extra: dict[str, JsonValue] = {}
         prompt = ""
-        if first["role"] == "system":
+        if first["role"] in SYSTEM_ROLES:
             prompt = text_of(first.get("content"))
             extra["system_message"] = extra_of(first, {"role": "system", "content": prompt})
         if self.metadata is not None:
@@ -131,7 +132,8 @@ class _ChatRecorder:
 
     def _model_response(self, agent: Agent, message: dict[str, Any]) -> None:
         text = text_of(message.get("content"))
-        requests = requests_of(message["tool_calls"]) if "tool_calls" in message else ()
+        calls = message.get("tool_calls")
+        requests = requests_of(calls) if calls is not None else ()
         rebuilt: dict[str, Any] = {"role": "assistant", "content": text}
         if requests:
             rebuilt["tool_calls"] = tool_calls_of(requests)

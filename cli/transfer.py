@@ -68,6 +68,8 @@ def export(
         raise click.UsageError("name the agents to export, or give --all")
     if fmt == "openai" and len(agents) != 1:
         raise click.UsageError("--format openai exports one agent: name it")
+    if raw and fmt != "openai":
+        raise click.UsageError("--raw goes with --format openai")
     with settings.store(catch_up=False) as store:
         ids = [resolve(store.log, store.views, ref) for ref in agents] or None
         with _output(output) as out, _progress("export", None) as advance:
@@ -99,6 +101,8 @@ def import_(settings: Settings, file: IO[bytes], fmt: str, name: str | None) -> 
     """
     given = str(getattr(file, "name", "-"))
     source = "stdin" if given in ("-", "<stdin>") else Path(given).name
+    if name is not None and fmt != "openai":
+        raise click.UsageError("--name goes with --format openai")
     with settings.store(catch_up=False) as store:
         with _progress("import", _size(file)) as advance:
             if fmt == "openai":

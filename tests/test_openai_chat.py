@@ -18,7 +18,7 @@ from agentlog.adapters.chat_export import export_messages
 from agentlog.adapters.chat_messages import equivalent
 from agentlog.adapters.openai_chat import import_messages
 from agentlog.adapters.storage import open_log
-from agentlog.domain import AgentLog, Phase
+from agentlog.domain import AgentConfig, AgentLog, EffectClass, Phase, Policy, ToolCallRequest
 from agentlog.domain.errors import ImportFileError
 from agentlog.domain.messages import SUMMARY_PREFIX
 
@@ -59,13 +59,16 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
     """A chat as a harness saves it: tool results follow the call that asked for them."""
     chat = []
     if draw(st.booleans()):
-        chat.append(message("system", draw(contents), draw(extras)))
-    kinds = st.lists(st.sampled_from(["user", "answer", "calls", "system"]), max_size=8)
-    for turn, kind in enumerate(draw(kinds), 1):
-        if kind in ("user", "system"):
+        chat.append(
+            message(draw(st.sampled_from(["system", "developer"])), draw(contents), draw(extras))
+        )
+    kinds = ["user", "answer", "calls", "system", "developer"]
+    for turn, kind in enumerate(draw(st.lists(st.sampled_from(kinds), max_size=8)), 1):
+        if kind in ("user", "system", "developer"):
             chat.append(message(kind, draw(contents), draw(extras)))
         elif kind == "answer":
-            chat.append(message("assistant", draw(contents | st.none()), draw(extras)))
+            no_calls = draw(st.sampled_from([{}, {"tool_calls": None}, {"tool_calls": []}]))
+            chat.append(message("assistant", draw(contents | st.none()), draw(extras) | no_calls))
         else:
             ids = [f"call_{turn}_{i}" for i in range(draw(st.integers(1, 3)))]
             calls = [
@@ -206,3 +209,33 @@ def test_export_gives_what_the_model_sees_after_a_compaction_and_raw_gives_every
     assert len(seen) < len(chat)
     assert_equivalent(seen[2:], chat[len(chat) - len(seen) + 2 :])
     assert_equivalent(export_text(app, agent_id, raw=True), chat)
+
+
+def test_an_agent_run_by_agentlog_exports_as_openai_messages(app: AgentLog) -> None:
+    agent_id = app.create_agent("native", AgentConfig(system_prompt="be brief"))
+    app.start_task(agent_id, "list files")
+    agent = app.get(agent_id)
+    calls = tuple(ToolCallRequest(call_id=c, tool="ls", args={"dir": c}) for c in ("a", "b"))
+    agent.record_model_response("", model="m", tool_calls=calls)
+    for call in calls:
+        agent.call_tool(call, effect=EffectClass.PURE, policy=Policy.ALLOW)
+        agent.start_tool(call.call_id, worker_id="w")
+    agent.succeed("a", ["x.py"])
+    agent.fail_tool("b", "no such dir")
+    agent.record_model_response("x.py", model="m")
+    app.save(agent)
+    assert export_text(app, agent_id, raw=False) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "list files"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": c, "type": "function", "function": {"name": "ls", "arguments": args}}
+                for c, args in (("a", '{"dir": "a"}'), ("b", '{"dir": "b"}'))
+            ],
+        },
+        {"role": "tool", "tool_call_id": "a", "content": '["x.py"]'},
+        {"role": "tool", "tool_call_id": "b", "content": "error: no such dir"},
+        {"role": "assistant", "content": "x.py"},
+    ]

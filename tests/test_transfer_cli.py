@@ -53,6 +53,8 @@ def test_export_needs_agents_or_all(cli: CliRunner) -> None:
     agent = ok(run(cli, "new", "--name", "a")).strip()
     assert run(cli, "export", agent, "--all").exit_code == 2
     assert run(cli, "export", "--format", "openai", "--all").exit_code == 2
+    assert run(cli, "export", agent, "--raw").exit_code == 2
+    assert run(cli, "import", "-", "--name", "x", stdin="").exit_code == 2
 
 
 def test_a_failed_export_leaves_no_file(cli: CliRunner, tmp_path: Path) -> None:
