@@ -24,7 +24,8 @@ def take_snapshot(log: AgentLog, agent_id: UUID) -> None:
     after = 0
     while page := log.recorder.select_events(agent_id, gt=after, limit=PAGE):
         for stored in page:
-            aggregate = log.mapper.to_domain_event(stored).mutate(aggregate)
+            event: Any = log.mapper.to_domain_event(stored)
+            aggregate = event.mutate(aggregate)
         after = page[-1].originator_version
     if isinstance(aggregate, Aggregate) and aggregate.version >= log.snapshot_interval:
         with suppress(IntegrityError):  # someone stored this one already

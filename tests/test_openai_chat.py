@@ -67,8 +67,12 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
         if kind in ("user", "system", "developer"):
             chat.append(message(kind, draw(contents), draw(extras)))
         elif kind == "answer":
-            no_calls = draw(st.sampled_from([{}, {"tool_calls": None}, {"tool_calls": []}]))
-            chat.append(message("assistant", draw(contents | st.none()), draw(extras) | no_calls))
+            no_calls: dict[str, Any] = draw(
+                st.sampled_from([{}, {"tool_calls": None}, {"tool_calls": []}])
+            )
+            chat.append(
+                message("assistant", draw(contents | st.none()), {**draw(extras), **no_calls})
+            )
         else:
             ids = [f"call_{turn}_{i}" for i in range(draw(st.integers(1, 3)))]
             calls = [
