@@ -106,7 +106,7 @@ class PydanticMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event, upcasting its state to the current class version."""
-        cls = self._event_class(stored_event)
+        cls = self.event_class(stored_event)
         state = self.decode_state(stored_event)
         try:
             upcast(cls, state)
@@ -134,7 +134,8 @@ class PydanticMapper(Mapper[UUID]):
         return state
 
     @staticmethod
-    def _event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+    def event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+        """The class a stored event's topic names (without decoding its state)."""
         cls = _EVENT_CLASSES.get(stored_event.topic)
         if cls is not None:
             return cls
