@@ -10,6 +10,7 @@ event at a time.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import singledispatch
 from typing import Any, TextIO
 from uuid import UUID
@@ -44,13 +45,13 @@ def _messages(log: AgentLog, agent_id: UUID, compaction: Agent.ContextCompacted 
     through = compaction.through_version if compaction else 0
     summarised = compaction is None
     for event in log.events_of(agent_id):
-        message = message_of(event)
-        if message is None or (message["role"] != "system" and event.originator_version <= through):
-            continue
-        if not summarised and message["role"] != "system":
-            yield _plain(summary_message(compaction))  # type: ignore[arg-type]
-            summarised = True
-        yield message
+        for message in messages_of(event):
+            if message["role"] != "system" and event.originator_version <= through:
+                continue  # covered by the compaction (a fork's inherited context too)
+            if not summarised and message["role"] != "system":
+                yield _plain(summary_message(compaction))  # type: ignore[arg-type]
+                summarised = True
+            yield message
     if not summarised:
         yield _plain(summary_message(compaction))  # type: ignore[arg-type]
 
@@ -61,6 +62,15 @@ def _latest_compaction(log: AgentLog, agent_id: UUID) -> Agent.ContextCompacted 
         if isinstance(event, Agent.ContextCompacted):
             latest = event
     return latest
+
+
+def messages_of(event: Aggregate.Event) -> Iterator[Message]:
+    """The messages an event stands for: a fork's ``Created`` gives its parent's context."""
+    inherited = getattr(event, "inherited", None) if isinstance(event, Agent.Created) else None
+    if inherited is not None:
+        yield from (_plain(message) for message in inherited.context)
+    elif (message := message_of(event)) is not None:
+        yield message
 
 
 @singledispatch

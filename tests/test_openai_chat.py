@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_replay_properties import sqlite_file
 
 from agentlog.adapters.chat_export import export_messages
-from agentlog.adapters.chat_messages import equivalent
+from agentlog.adapters.chat_messages import equivalent, text_of
 from agentlog.adapters.openai_chat import import_messages
 from agentlog.adapters.storage import open_log
 from agentlog.domain import AgentConfig, AgentLog, EffectClass, Phase, Policy, ToolCallRequest
@@ -242,4 +242,19 @@ def test_an_agent_run_by_agentlog_exports_as_openai_messages(app: AgentLog) -> N
         {"role": "tool", "tool_call_id": "a", "content": '["x.py"]'},
         {"role": "tool", "tool_call_id": "b", "content": "error: no such dir"},
         {"role": "assistant", "content": "x.py"},
+    ]
+
+
+def test_a_fork_of_an_imported_agent_exports_its_inherited_context_then_its_own(
+    app: AgentLog,
+) -> None:
+    chat = list(chat_transcripts.messages(30, output_kb=1))
+    parent = import_text(app, json.dumps(chat))
+    child = app.fork(parent, name="child")
+    app.send(child, "and now?")
+    got = export_text(app, child, raw=False)
+    assert got[-1] == {"role": "user", "content": "and now?"}
+    assert [m["role"] for m in got[:-1]] == [m["role"] for m in chat]
+    assert [m["content"] for m in got[:-1] if m["role"] == "user"] == [
+        text_of(m["content"]) for m in chat if m["role"] == "user"
     ]
