@@ -46,6 +46,7 @@ def open_log(
     aggregate_cache: int | None = None,
     create: bool = True,
     force: bool = False,
+    log_class: type[AgentLog] = AgentLog,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names.
 
@@ -54,16 +55,23 @@ def open_log(
     store whose file or folder may not be written is opened read-only. The store must be
     of the engine the URL asks for, and the key the one it was created with, or none if
     it had none (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same
-    database, if the caller has one, for these checks.
+    database, if the caller has one, for these checks. ``log_class``: a subclass of your
+    own (same ``name``, same store).
     """
     if cipher_key:
         validate_key(cipher_key)
         require_extra("Crypto")
     check_url(url)
     if urlsplit(url).scheme == "memory":
-        return AgentLog(env_for(url, cipher_key=cipher_key, snapshot_interval=snapshot_interval))
+        env = env_for(
+            url,
+            cipher_key=cipher_key,
+            snapshot_interval=snapshot_interval,
+            aggregate_cache=aggregate_cache,
+        )
+        return log_class(env)  # a new, empty store on every open: nothing to check
     read_only = is_read_only(url)
-    found = _find(url, engine)
+    found = _find(url, engine, log_class.name)
     store_format.check(found, displayed(url), engine_option(url), create=create, force=force)
     env = env_for(
         url,
@@ -72,7 +80,7 @@ def open_log(
         aggregate_cache=aggregate_cache,
         read_only=read_only,
     )
-    log = AgentLog(env)
+    log = log_class(env)
     native_sqlite = engine is None and _is_sqlite(url) and engine_option(url) == "native"
     target: Engine | Path
     if native_sqlite and not read_only:
@@ -94,13 +102,13 @@ def open_log(
     return log
 
 
-def _find(url: str, engine: Engine | None) -> store_format.Found:
+def _find(url: str, engine: Engine | None, application: str) -> store_format.Found:
     """What the database holds; a SQLite file is read without writing (no engine yet)."""
     if _is_sqlite(url):
-        return store_format.find_in_sqlite(sqlite_path(url), displayed(url), AgentLog.name)
+        return store_format.find_in_sqlite(sqlite_path(url), displayed(url), application)
     checker = engine or engine_for(url)
     try:
-        return store_format.find_in_database(checker, AgentLog.name)
+        return store_format.find_in_database(checker, application)
     finally:
         if engine is None:
             checker.dispose()

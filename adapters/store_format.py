@@ -33,8 +33,11 @@ _CREATE = (
 )
 _INSERT = "INSERT INTO agentlog_store VALUES ({m}, {m}, {m}, {m}) ON CONFLICT DO NOTHING"
 _SELECT = "SELECT engine, agentlog_version FROM agentlog_store WHERE application = {m}"
-_SQLITE_EVENTS = {"native": "stored_events", "sqlalchemy": "agentlog_events"}
-"""Each engine's events table in a SQLite file (on PostgreSQL both use agentlog_events)."""
+
+
+def _sqlite_events(application: str) -> dict[str, str]:
+    """Each engine's events table in a SQLite file (on PostgreSQL both use NAME_events)."""
+    return {"native": "stored_events", "sqlalchemy": f"{application}_events"}
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,11 @@ class Format:
 
 @dataclass(frozen=True)
 class Found:
-    """What a database held when it was looked at: a store's format, and its tables."""
+    """What a database held when it was looked at: a store's format (recorded, or told by
+    the tables of a store from before the record), and other programs' tables."""
 
     format: Format | None
-    tables: frozenset[str]
-
-    @property
-    def is_store(self) -> bool:
-        """Whether agentlog's log is in it (recorded, or from before the record)."""
-        return self.format is not None or bool(self.tables & {*_SQLITE_EVENTS.values()})
+    foreign: tuple[str, ...] = ()
 
 
 def readonly_uri(path: Path) -> str:
@@ -87,7 +86,7 @@ def find_in_sqlite(path: Path, url: str, application: str) -> Found:
     if not path.is_file() or path.stat().st_size == 0:
         if path.is_dir():
             raise NotADatabaseError(url, f"{path} (a folder)")
-        return Found(None, frozenset())
+        return Found(None)
     try:
         with closing(_connect_readonly(path)[0]) as db:
             rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
@@ -97,10 +96,14 @@ def find_in_sqlite(path: Path, url: str, application: str) -> Found:
                 found = db.execute(_SELECT.format(m="?"), (application,)).fetchone()
     except sqlite3.DatabaseError:
         raise NotADatabaseError(url, str(path)) from None
-    if found is None:  # a store from before the record says its engine by its tables
-        made_by = [name for name, table in _SQLITE_EVENTS.items() if table in tables]
-        return Found(Format(made_by[0], "before 0.2", False) if made_by else None, tables)
-    return Found(Format(*found), tables)
+    if found is not None:
+        return Found(Format(*found))
+    # A store from before the record says its engine by its tables.
+    made_by = [name for name, table in _sqlite_events(application).items() if table in tables]
+    if made_by:
+        return Found(Format(made_by[0], "before 0.2", False))
+    ours = ("agentlog_", "stored_", f"{application}_")
+    return Found(None, tuple(sorted(t for t in tables if not t.startswith(ours))))
 
 
 def find_in_database(engine: Engine, application: str) -> Found:
@@ -112,23 +115,25 @@ def find_in_database(engine: Engine, application: str) -> Found:
     except SQLAlchemyError:  # no record table: from before the record, or no store
         row = None
     if row is not None:
-        return Found(Format(row[0], row[1]), frozenset())
+        return Found(Format(row[0], row[1]))
     # Only the log's own table counts: a PostgreSQL database may well hold other things.
-    has_log = inspect(engine).has_table(f"{application}_events")
-    return Found(None, frozenset({"agentlog_events"} if has_log else ()))
+    # Both engines name it alike there: a store from before the record is taken as is.
+    if inspect(engine).has_table(f"{application}_events"):
+        return Found(Format("", "before 0.2", False))
+    return Found(None)
 
 
 def check(found: Found, url: str, engine: str, *, create: bool, force: bool) -> None:
     """Refuse to open what is not this engine's store (see :mod:`.store_errors`)."""
-    if found.format is not None and found.format.engine != engine:
-        raise EngineMismatchError(url, found.format.engine, found.format.version, engine)
-    if found.is_store:
+    made = found.format
+    if made is not None and made.engine not in ("", engine):
+        raise EngineMismatchError(url, made.engine, made.version, engine)
+    if made is not None:
         return
     if not create:
         raise NoStoreError(url)
-    foreign = sorted(t for t in found.tables if not t.startswith(("agentlog_", "stored_")))
-    if foreign and not force:
-        raise ForeignDatabaseError(url, foreign)
+    if found.foreign and not force:
+        raise ForeignDatabaseError(url, list(found.foreign))
 
 
 def record(target: Engine | Path, application: str, engine: str, layout: str) -> None:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
 from agentlog.adapters.storage import engine_for, is_read_only, open_log
 from agentlog.domain import AgentLog
-from agentlog.projections import DEFAULT_VIEWS, Projections
+from agentlog.projections import DEFAULT_VIEWS, Projections, View
 
 __all__ = ["ListenWaiter", "Store", "engine_for", "open_projections", "open_store"]
 
 
 def open_projections(
-    app: AgentLog, url: str, *, embedded: bool = True, engine: Engine | None = None
+    app: AgentLog,
+    url: str,
+    *,
+    embedded: bool = True,
+    engine: Engine | None = None,
+    views: Sequence[type[View]] = DEFAULT_VIEWS,
 ) -> Projections:
-    """The default views of ``app``; embedded, they catch up right after each save."""
-    projections = Projections(app, engine or engine_for(url), DEFAULT_VIEWS)
+    """The views of ``app`` (default: the built-in ones); embedded, they catch up right
+    after each save."""
+    projections = Projections(app, engine or engine_for(url), views)
     if embedded:
         app.after_save.append(projections.catch_up_quietly)
     return projections
@@ -53,12 +59,15 @@ def open_store(
     aggregate_cache: int | None = None,
     create: bool = True,
     force: bool = False,
+    log_class: type[AgentLog] = AgentLog,
+    views: Sequence[type[View]] = DEFAULT_VIEWS,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
     A key that does not fit the store fails here, before any view is created or read;
     ``create`` and ``force`` are :func:`open_log`'s. The views of a read-only store
-    are read as they are.
+    are read as they are. ``log_class`` and ``views``: an application class and views
+    of your own.
     """
     read_only = is_read_only(url)
     engine = engine_for(url, read_only=read_only)
@@ -70,14 +79,17 @@ def open_store(
             aggregate_cache=aggregate_cache,
             create=create,
             force=force,
+            log_class=log_class,
         )
     except BaseException:
         engine.dispose()
         raise
-    views = open_projections(log, url, embedded=embedded and not read_only, engine=engine)
+    projections = open_projections(
+        log, url, embedded=embedded and not read_only, engine=engine, views=views
+    )
     if catch_up and not read_only:
-        views.catch_up_quietly()
-    return Store(log, views)
+        projections.catch_up_quietly()
+    return Store(log, projections)
 
 
 class ListenWaiter:

@@ -13,6 +13,8 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, lineage, render, runtime, views
+from agentlog.cli import transfer as transfer_commands
+from agentlog.cli.app_loading import load_apps
 from agentlog.cli.errors import ErrorMappingGroup
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
@@ -50,19 +52,36 @@ from agentlog.projections import queries
     help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
 )
 @click.option(
+    "--app",
+    "apps",
+    envvar="AGENTLOG_APP",
+    multiple=True,
+    metavar="MODULE[:CLASS]",
+    help="Load your own application (an AgentLog subclass), aggregates and views from "
+    "this module, so their events resolve (repeatable). Env: AGENTLOG_APP "
+    "(space-separated).",
+)
+@click.option(
     "--debug",
     envvar="AGENTLOG_DEBUG",
     is_flag=True,
     help="Show the traceback of an unexpected error. Env: AGENTLOG_DEBUG.",
 )
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, debug: bool) -> None:
+def main(
+    ctx: click.Context,
+    db: str,
+    cipher_key: str | None,
+    sandbox: Path,
+    apps: tuple[str, ...],
+    debug: bool,
+) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
     logging.getLogger("agentlog").addHandler(logging.NullHandler())
     logging.getLogger("agentlog").propagate = False
-    ctx.obj = Settings(db, cipher_key, sandbox)
+    ctx.obj = Settings(db, cipher_key, sandbox, load_apps(apps))
 
 
 @main.command()
@@ -200,14 +219,10 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
     """Show one agent (AGENT is its id or a unique prefix of it).
 
     The current state comes from the state view; --at replays the log to VERSION.
+    Aggregates of your own (see --app) are replayed from the log.
     """
     with settings.store() as store:
-        agent_id = resolve(store.log, store.views, agent)
-        if version is not None:
-            found = store.log.get(agent_id, version=version)
-        else:
-            with store.views.engine.connect() as conn:
-                found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+        found = views.aggregate_at(store, resolve(store.log, store.views, agent), version)
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:
@@ -237,6 +252,8 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
 
 
 main.add_command(views.audit)
+main.add_command(transfer_commands.export)
+main.add_command(transfer_commands.import_)
 main.add_command(views.projections)
 for command in (
     runtime.step,

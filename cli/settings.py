@@ -11,6 +11,7 @@ import click
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import DEFAULT_SANDBOX, WORKER_CACHE
+from agentlog.cli.app_loading import App
 from agentlog.cli.errors import errors_as_messages
 from agentlog.domain import AgentLog
 
@@ -18,17 +19,27 @@ from agentlog.domain import AgentLog
 class Settings:
     """What the global options say; the store is opened only when a command needs it."""
 
-    def __init__(self, db: str, cipher_key: str | None, sandbox: Path = DEFAULT_SANDBOX) -> None:
+    def __init__(
+        self,
+        db: str,
+        cipher_key: str | None,
+        sandbox: Path = DEFAULT_SANDBOX,
+        app: App | None = None,
+    ) -> None:
         self.db = db
         self.cipher_key = cipher_key
         self.sandbox = sandbox
+        self.app = app or App()
+        """What ``--app`` loaded: the application class and views of the user's own."""
 
     @contextmanager
     def log(self, *, create: bool = False) -> Iterator[AgentLog]:
         """The agent log alone (no views). Only commands that may make a new store
         (init, new, import, demo, worker) pass ``create``; the others need one."""
         with errors_as_messages(self.db):
-            log = open_log(self.db, cipher_key=self.cipher_key, create=create)
+            log = open_log(
+                self.db, cipher_key=self.cipher_key, create=create, log_class=self.app.log_class
+            )
             try:
                 yield log
             finally:
@@ -58,6 +69,8 @@ class Settings:
                 aggregate_cache=None if embedded else WORKER_CACHE,
                 create=create,
                 force=force,
+                log_class=self.app.log_class,
+                views=self.app.all_views,
             )
             try:
                 yield store
