@@ -11,9 +11,13 @@ import click
 from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
+from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import demo, render, runtime, views
+from agentlog.cli import conversation, demo, render, runtime, views
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.texts import FILE_HELP, text_option
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
@@ -69,15 +73,20 @@ def init(settings: Settings) -> None:
 @main.command()
 @click.option("--name", required=True, help="A name for people to recognise the agent by.")
 @click.option("--goal", default=None, help="Start a task with this goal right away.")
+@click.option("--goal-file", metavar="PATH", help=f"The goal, from a file ({FILE_HELP}).")
 @click.option("--model", default=None, metavar="SPEC", help=f"The model: {SPEC_HELP}.")
-@click.option("--system-prompt", default="", help="The model's system prompt.")
+@click.option("--system-prompt", default=None, help="The model's system prompt.")
+@click.option(
+    "--system-prompt-file", metavar="PATH", help=f"The system prompt, from a file ({FILE_HELP})."
+)
 @click.option(
     "--policy",
     "policies",
     multiple=True,
     metavar="TOOL=allow|ask|deny",
-    help="A tool's permission policy (repeatable).",
+    help="A tool's permission policy (repeatable); a tool the worker lacks is warned about.",
 )
+@click.option("--strict", is_flag=True, help="Refuse --policy for a tool that does not exist.")
 @click.option(
     "--default-policy",
     type=click.Choice([p.value for p in Policy]),
@@ -118,20 +127,27 @@ def new(
     settings: Settings,
     name: str,
     goal: str | None,
+    goal_file: str | None,
     model: str | None,
-    system_prompt: str,
+    system_prompt: str | None,
+    system_prompt_file: str | None,
     policies: tuple[str, ...],
+    strict: bool,
     default_policy: str | None,
     max_steps: int,
     max_tokens: int,
     max_empty_answers: int,
     max_wall_time: float,
 ) -> None:
-    """Create an agent and print its id.
+    """Create an agent and print its id (with a goal, the agent and its task are one save).
 
     Policy of a tool call: the tool's --policy, else --default-policy, else the tool's
     own. Every limit is finite; reaching one ends the task (recorded).
     """
+    goal = text_option(goal, goal_file, ("--goal", "--goal-file"))
+    prompt = text_option(
+        system_prompt, system_prompt_file, ("--system-prompt", "--system-prompt-file")
+    )
     if model is not None:
         try:
             check_spec(model)
@@ -139,8 +155,8 @@ def new(
             raise click.BadParameter(str(e), param_hint="--model") from None
     config = AgentConfig(
         model=model or "none",
-        system_prompt=system_prompt,
-        tool_policies=_parse_policies(policies),
+        system_prompt=prompt or "",
+        tool_policies=_parse_policies(policies, set(builtin_tools(settings.sandbox)), strict),
         default_policy=None if default_policy is None else Policy(default_policy),
         max_steps=max_steps,
         max_tokens=max_tokens,
@@ -148,9 +164,7 @@ def new(
         max_wall_time=max_wall_time,
     )
     with settings.store() as store:
-        agent_id = store.log.create_agent(name, config)
-        if goal is not None:
-            store.log.start_task(agent_id, goal)
+        agent_id = store.log.create_agent(name, config, goal=goal)
     click.echo(agent_id)
 
 
@@ -159,10 +173,11 @@ def new(
     "--status", type=click.Choice([p.value for p in Phase]), help="Only agents in this status."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
-def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
+def list_agents(settings: Settings, status: str | None, as_json: bool, no_catch_up: bool) -> None:
     """List the agents (from the state view)."""
-    with settings.store() as store, store.views.engine.connect() as conn:
+    with reading(settings, ["state"], no_catch_up) as store, store.views.engine.connect() as conn:
         rows = queries.states(conn, store.views.table(conn, "state"), status)
     if as_json:
         click.echo(render.dumps([render.state_json(row) for row in rows]))
@@ -171,16 +186,19 @@ def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--at", "version", type=click.IntRange(min=1), help="Show it as it was at VERSION.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
-def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> None:
+def show(
+    settings: Settings, agent: str, version: int | None, as_json: bool, no_catch_up: bool
+) -> None:
     """Show one agent (AGENT is its id or a unique prefix of it).
 
     The current state comes from the state view; --at replays the log to VERSION.
     """
-    with settings.store() as store:
+    with reading(settings, ["state"], no_catch_up) as store:
         agent_id = resolve(store.log, store.views, agent)
         if version is not None:
             found = store.log.get(agent_id, version=version)
@@ -194,7 +212,7 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
 
 
 @main.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one event a line.")
 @pass_settings
 def log(settings: Settings, agent: str, as_json: bool) -> None:
@@ -218,15 +236,28 @@ for command in (
     runtime.settle,
     runtime.worker,
     demo.demo,
+    conversation.send,
+    conversation.start,
+    conversation.cancel,
 ):
     main.add_command(command)
 
 
-def _parse_policies(items: tuple[str, ...]) -> dict[str, Policy]:
+def _parse_policies(items: tuple[str, ...], known: set[str], strict: bool) -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
     for item in items:
         tool, _, value = item.partition("=")
         if not tool or value not in {p.value for p in Policy}:
             raise click.BadParameter(f"{item!r}: write TOOL=allow|ask|deny", param_hint="--policy")
+        if tool not in known:
+            _unknown_tool(tool, known, strict)
         policies[tool] = Policy(value)
     return policies
+
+
+def _unknown_tool(tool: str, known: set[str], strict: bool) -> None:
+    """A policy for a tool no worker here has: a typo, or a tool of your own code."""
+    message = f"no tool named {tool!r} (tools: {', '.join(sorted(known))})"
+    if strict:
+        raise click.BadParameter(message, param_hint="--policy")
+    click.echo(f"warning: --policy: {message}; kept, for a tool your own workers add", err=True)

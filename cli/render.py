@@ -30,9 +30,9 @@ _BASE_FIELDS = {
 
 
 def agent_json(agent: Agent) -> dict[str, JsonValue]:
-    """The agent's id, version and state as JSON."""
+    """The agent's id, version and state as JSON; its status is what ``ls`` shows."""
     state: dict[str, JsonValue] = AgentState.model_validate(agent.state()).model_dump(mode="json")
-    return {"id": str(agent.id), "version": agent.version, **state}
+    return {"id": str(agent.id), "version": agent.version, **state, "status": agent.phase.value}
 
 
 def state_table(rows: list[dict[str, Any]]) -> Table:
@@ -90,7 +90,7 @@ def agent_details(agent: Agent) -> Table:
     rows: list[tuple[str, str]] = [
         ("id", str(agent.id)),
         ("name", agent.name),
-        ("status", agent.status),
+        ("status", agent.phase.value),  # the word `agentlog ls` shows
         ("goal", agent.goal or "-"),
         ("version", str(agent.version)),
         ("steps", str(agent.steps)),

@@ -10,12 +10,14 @@ from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
 from agentlog.cli import render
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.projections import ViewFailedError, queries
 
 
 @click.command()
-@click.option("--agent", help="Only this agent (id or unique prefix).")
+@click.option("--agent", help="Only this agent (id or unique prefix).", shell_complete=agent_ids)
 @click.option("--tool", help="Only calls of this tool.")
 @click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
 @click.option(
@@ -25,6 +27,7 @@ from agentlog.projections import ViewFailedError, queries
 )
 @click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
 def audit(
     settings: Settings,
@@ -34,9 +37,10 @@ def audit(
     decision: str | None,
     since: datetime | None,
     as_json: bool,
+    no_catch_up: bool,
 ) -> None:
     """Who asked, what the model decided, which tool ran, who approved it, what came back."""
-    with settings.store() as store:
+    with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
         with store.views.engine.connect() as conn:
@@ -67,7 +71,7 @@ def status(settings: Settings, as_json: bool) -> None:
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
 @pass_settings
 def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
@@ -94,7 +98,7 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
