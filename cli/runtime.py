@@ -178,7 +178,7 @@ def worker(
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
 
 
-def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool) -> None:
+def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
     """One worker process: an error ends it with one line and exit code 1, no traceback."""
     try:
         _work(settings, poll, exit_when_idle, quiet)
