@@ -11,7 +11,7 @@ from cli_checks import checked, invoke, ok
 from click.testing import CliRunner
 
 from agentlog.adapters.storage import open_log
-from agentlog.domain import Agent, AgentConfig
+from agentlog.domain import Agent, AgentConfig, Aggregate
 
 UNBUILDABLE = {
     "unknown spec": "bogus:thing",
@@ -42,7 +42,7 @@ def agents_with(url: str, *models: str, max_model_failures: int = 3) -> dict[str
     return ids
 
 
-def history(url: str, agent: str) -> list[type[Agent.Event]]:
+def history(url: str, agent: str) -> list[type[Aggregate.Event]]:
     log = open_log(url)
     try:
         return [type(e) for e in log.events_of(log.resolve(agent))]
