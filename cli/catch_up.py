@@ -14,6 +14,7 @@ from rich.progress import Progress
 
 from agentlog.adapters.views import Store
 from agentlog.cli.settings import Settings
+from agentlog.projections import ViewStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,18 +33,24 @@ def no_catch_up_option(command: F) -> F:
 def reading(settings: Settings, views: Sequence[str], no_catch_up: bool) -> Iterator[Store]:
     """The store, its views caught up (or not, and how far behind said on stderr)."""
     with settings.store(catch_up=False) as store:
-        behind = lag(store, views)
-        if behind and no_catch_up:
-            click.echo(f"warning: views are {behind} events behind (read as they are)", err=True)
-        elif behind:
+        report = store.views.status()
+        if no_catch_up:
+            behind = max((s.lag or 0 for s in report if s.name in views), default=0)
+            if behind:
+                click.echo(
+                    f"warning: views are {behind} events behind (read as they are)", err=True
+                )
+        elif (behind := _most_behind(report)) > 0:
             _catch_up(store, behind)
         yield store
 
 
-def lag(store: Store, views: Sequence[str]) -> int:
-    """Events the most behind of these views has not applied yet (0: up to date)."""
-    lags = [s.lag or 0 for s in store.views.status() if s.name in views]
-    return max(lags, default=0)
+def _most_behind(report: Sequence[ViewStatus]) -> int:
+    """Events the build furthest behind has to apply: a serving one, or one being built
+    (a new version of a view, which swaps in once caught up)."""
+    positions = [b.position for s in report for b in (s.active, s.building) if b is not None]
+    head = max((s.head for s in report), default=0)
+    return head - min(positions, default=head)
 
 
 def _catch_up(store: Store, behind: int) -> None:

@@ -6,14 +6,17 @@ offers nothing otherwise (no database, no views yet, a server that does not answ
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
-from sqlalchemy import inspect, select
+from sqlalchemy import Row, inspect, select
 
 from agentlog.adapters.storage import DEFAULT_URL, engine_for
+from agentlog.domain import CallStage
 from agentlog.projections import DEFAULT_VIEWS, AgentStates, catalog
 
 MAX_ITEMS = 200
@@ -21,11 +24,36 @@ MAX_ITEMS = 200
 
 def agent_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Ids of the agents that start with what was typed, each with its name as help."""
-    url = ctx.find_root().params.get("db") or DEFAULT_URL
-    try:
-        return _agent_items(url, incomplete.lower())
-    except Exception:  # a completion that fails offers nothing, never a traceback
-        return []
+    rows = _state_rows(ctx, incomplete.lower())
+    return [CompletionItem(row.agent_id, help=row.name) for row in rows]
+
+
+def waiting_calls(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The AGENT's calls that wait for a person's permission (approve, deny)."""
+    return _calls(ctx, incomplete, CallStage.AWAITING_PERMISSION)
+
+
+def unknown_calls(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The AGENT's calls whose outcome is unknown (settle)."""
+    return _calls(ctx, incomplete, CallStage.OUTCOME_UNKNOWN)
+
+
+def _calls(ctx: click.Context, incomplete: str, stage: CallStage) -> list[CompletionItem]:
+    """Open calls in ``stage`` of the agent named before (the state view keeps them)."""
+    agent = str(ctx.params.get("agent") or "").lower()
+    rows = _state_rows(ctx, agent) if agent else []
+    if len(rows) != 1:
+        return []  # no agent typed yet, or the prefix names several
+    calls = json.loads(rows[0].state).get("calls", {})
+    return [
+        CompletionItem(call_id, help=call.get("tool"))
+        for call_id, call in calls.items()
+        if call.get("stage") == stage and call_id.startswith(incomplete)
+    ]
 
 
 def view_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -33,7 +61,17 @@ def view_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> l
     return [CompletionItem(v.name) for v in DEFAULT_VIEWS if v.name.startswith(incomplete)]
 
 
-def _agent_items(url: str, prefix: str) -> list[CompletionItem]:
+def _state_rows(ctx: click.Context, prefix: str) -> list[Row[Any]]:
+    """The state view's rows of the agents whose ids start with ``prefix``; none if the
+    store or its views do not exist, or cannot be read."""
+    url = ctx.find_root().params.get("db") or DEFAULT_URL
+    try:
+        return _read_state(url, prefix)
+    except Exception:  # a completion that fails offers nothing, never a traceback
+        return []
+
+
+def _read_state(url: str, prefix: str) -> list[Row[Any]]:
     if not _stored(url):
         return []
     engine = engine_for(url)
@@ -44,10 +82,10 @@ def _agent_items(url: str, prefix: str) -> list[CompletionItem]:
             build = catalog.find(conn, AgentStates.name, catalog.ACTIVE)
             if build is None:
                 return []
-            rows = AgentStates(build.build).rows
-            query = select(rows.c.agent_id, rows.c.name).where(rows.c.agent_id.startswith(prefix))
-            found = conn.execute(query.order_by(rows.c.agent_id).limit(MAX_ITEMS))
-            return [CompletionItem(r.agent_id, help=r.name) for r in found]
+            c = AgentStates(build.build).rows.c
+            query = select(c.agent_id, c.name, c.state)
+            query = query.where(c.agent_id.startswith(prefix)).order_by(c.agent_id)
+            return list(conn.execute(query.limit(MAX_ITEMS)))
     finally:
         engine.dispose()
 

@@ -13,7 +13,7 @@ from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
-from agentlog.cli.completion import agent_ids
+from agentlog.cli.completion import agent_ids, unknown_calls, waiting_calls
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentError, Phase
 from agentlog.domain.runtime import Step
@@ -90,7 +90,7 @@ def _why_stopped(phase: Phase, result: str | None, waiting: tuple[str, ...]) -> 
 
 @click.command()
 @click.argument("agent", shell_complete=agent_ids)
-@click.argument("call_id")
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--by", "approver", default="user", show_default=True, help="Who approves.")
 @pass_settings
 def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None:
@@ -102,7 +102,7 @@ def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None
 
 @click.command()
 @click.argument("agent", shell_complete=agent_ids)
-@click.argument("call_id")
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--reason", required=True, help="Why (the model is told).")
 @click.option("--by", "approver", default="user", show_default=True, help="Who denies.")
 @pass_settings
@@ -116,7 +116,7 @@ def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: st
 
 @click.command()
 @click.argument("agent", shell_complete=agent_ids)
-@click.argument("call_id")
+@click.argument("call_id", shell_complete=unknown_calls)
 @click.option(
     "--happened/--did-not-happen",
     required=True,

@@ -12,6 +12,7 @@ import pytest
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import open_store
+from agentlog.domain import EffectClass, Policy, ToolCallRequest
 
 AGENTLOG = str(Path(sys.executable).parent / "agentlog")
 
@@ -89,3 +90,23 @@ def test_a_store_without_views_offers_nothing(sqlite_url: str) -> None:
 def test_view_names_complete(sqlite_url: str) -> None:
     assert complete("agentlog projections rebuild st", sqlite_url) == ["plain,state"]
     assert "plain,runnable" in complete("agentlog projections run ", sqlite_url)
+
+
+def test_call_ids_complete_for_approve_and_settle(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    agent_id = store.log.create_agent("asker", goal="g")
+    for call_id, effect, policy in (
+        ("ask1", EffectClass.PURE, Policy.ASK),
+        ("mail1", EffectClass.SIDE_EFFECTING, Policy.ALLOW),
+    ):
+        request = ToolCallRequest(call_id=call_id, tool="search", args={})
+        store.log.call_tool(agent_id, request, effect, policy)
+    agent = store.log.get(agent_id)
+    agent.request_permission("ask1")
+    agent.start_tool("mail1", worker_id="dead")
+    agent.mark_outcome_unknown("mail1")
+    store.log.save(agent)
+    store.close()
+    prefix = str(agent_id)[:8]
+    assert complete(f"agentlog approve {prefix} ", sqlite_url) == ["plain,ask1"]
+    assert complete(f"agentlog settle {prefix} ", sqlite_url) == ["plain,mail1"]
