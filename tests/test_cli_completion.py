@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from agentlog.adapters.storage import open_log
-from agentlog.adapters.views import open_store
+from agentlog.adapters.views import engine_for, open_store
 from agentlog.domain import EffectClass, Policy, ToolCallRequest
 
 AGENTLOG = str(Path(sys.executable).parent / "agentlog")
@@ -110,3 +111,17 @@ def test_call_ids_complete_for_approve_and_settle(sqlite_url: str) -> None:
     prefix = str(agent_id)[:8]
     assert complete(f"agentlog approve {prefix} ", sqlite_url) == ["plain,ask1"]
     assert complete(f"agentlog settle {prefix} ", sqlite_url) == ["plain,mail1"]
+
+
+def test_on_postgresql_completion_reads_the_state_view_and_creates_nothing(
+    postgres_url: str,
+) -> None:
+    assert complete("agentlog show ", postgres_url) == []
+    engine = engine_for(postgres_url)
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []
+    engine.dispose()
+    store = open_store(postgres_url)
+    agent_id = str(store.log.create_agent("scout"))
+    store.close()
+    assert complete("agentlog show ", postgres_url) == [f"plain,{agent_id}"]
