@@ -49,22 +49,21 @@ class Worker:
         self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
 
     def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
-        """A runtime with the model the agent's config names.
+        """A runtime with the models the agent's config names (its model, its summarizer).
 
         A model that cannot be built raises, unless ``on_unbuilt`` is given: then it is
         told why, and the runtime gets a stand-in whose every answer is a recorded
         failure (``ModelFailed``, then the agent's limits end the task).
         """
-        spec = self.store.log.get(agent_id).config.model
-        try:
-            model: Model = model_for(spec)
-        except AgentError as e:
-            if on_unbuilt is None:
-                raise
-            on_unbuilt(agent_id, e)
-            model = UnbuiltModel(spec, e)
+        config = self.store.log.get(agent_id).config
+        build = partial(_model, agent_id, on_unbuilt)
         return Runtime(
-            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+            self.store.log,
+            build(config.model),
+            self.tools,
+            worker_id=self.name,
+            transcripts=self.transcripts,
+            summarizer=build(config.compact_model) if config.compact_model else None,
         )
 
     def step(self, agent_id: UUID) -> Step:
@@ -128,6 +127,17 @@ class Worker:
         views.catch_up_quietly()
         with views.engine.connect() as conn:
             return queries.runnable(conn, views.table(conn, "runnable"))
+
+
+def _model(agent_id: UUID, on_unbuilt: Warn | None, spec: str) -> Model:
+    """The model ``spec`` names, or (told to ``on_unbuilt``) one that always fails."""
+    try:
+        return model_for(spec)
+    except AgentError as e:
+        if on_unbuilt is None:
+            raise
+        on_unbuilt(agent_id, e)
+        return UnbuiltModel(spec, e)
 
 
 class _Once:

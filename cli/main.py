@@ -13,7 +13,7 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import conversation, demo, render, runtime, views
+from agentlog.cli import conversation, demo, lineage, render, runtime, views
 from agentlog.cli.catch_up import no_catch_up_option, reading
 from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
@@ -122,6 +122,13 @@ def init(settings: Settings) -> None:
     metavar="SECONDS",
     help="Seconds after the task's start when the model is no longer asked.",
 )
+@click.option(
+    "--compact-at",
+    type=lineage.ContextSize(),
+    default=None,
+    help="Compact the model's context when it passes SIZE: 30000chars or 8000tokens.",
+)
+@click.option("--compact-model", default=None, metavar="SPEC", help="Who summarises [--model].")
 @pass_settings
 def new(
     settings: Settings,
@@ -138,6 +145,8 @@ def new(
     max_tokens: int,
     max_empty_answers: int,
     max_wall_time: float,
+    compact_at: dict[str, int] | None,
+    compact_model: str | None,
 ) -> None:
     """Create an agent and print its id (with a goal, the agent and its task are one save).
 
@@ -162,6 +171,8 @@ def new(
         max_tokens=max_tokens,
         max_empty_answers=max_empty_answers,
         max_wall_time=max_wall_time,
+        compact_model=lineage.checked_model(compact_model, "--compact-model"),
+        **(compact_at or {}),
     )
     with settings.store() as store:
         agent_id = store.log.create_agent(name, config, goal=goal)
@@ -214,12 +225,19 @@ def show(
 @main.command()
 @click.argument("agent", shell_complete=agent_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one event a line.")
+@click.option(
+    "--lineage", "walk", is_flag=True, help="First its ancestors' events, up to each fork."
+)
 @pass_settings
-def log(settings: Settings, agent: str, as_json: bool) -> None:
+def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
     """Print an agent's events: version, time, type, actor, short payload."""
     with settings.store(catch_up=False) as store:
         agent_log = store.log
-        for event in agent_log.events_of(resolve(agent_log, store.views, agent)):
+        agent_id = resolve(agent_log, store.views, agent)
+        if walk:
+            lineage.echo_history(agent_log, agent_id, as_json)
+            return
+        for event in agent_log.events_of(agent_id):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
@@ -239,6 +257,9 @@ for command in (
     conversation.send,
     conversation.start,
     conversation.cancel,
+    lineage.fork,
+    lineage.diff,
+    lineage.compact,
 ):
     main.add_command(command)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
@@ -13,6 +14,14 @@ class Frozen(BaseModel):
     """Base of value objects: immutable, no unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A value is never changed in place, so a copy of it is the value itself.
+
+        Aggregates are deep-copied out of the workers' cache on every load; sharing their
+        values (config, calls, usage) keeps that copy as cheap as the agent's own fields.
+        """
+        return self
 
 
 class Status(StrEnum):
@@ -102,6 +111,12 @@ class AgentConfig(Frozen):
     """Model failures in a row (HTTP errors, timeouts, bad output) before the task fails."""
     tool_timeout: float = Field(default=60.0, gt=0)
     """Seconds a tool call may run; a started call older than this is taken to be dead."""
+    compact_at_chars: int | None = Field(default=None, ge=1)
+    """Compact the model's context before a model call once it has this many characters."""
+    compact_at_tokens: int | None = Field(default=None, ge=1)
+    """The same in tokens, estimated as characters / 4 (None: off)."""
+    compact_model: str | None = None
+    """The model spec that summarises when compacting (None: the agent's own model)."""
 
     @field_validator("max_steps", mode="before")
     @classmethod
@@ -148,10 +163,13 @@ class ToolCallRequest(Frozen):
 
 
 class Lineage(Frozen):
-    """Where a forked agent came from."""
+    """Where a forked agent came from: the parent, the version forked at, and the digest
+    of the parent's event at that version (so the link can be checked against its log)."""
 
     parent_id: UUID
     parent_version: int = Field(ge=1)
+    parent_digest: str = ""
+    """The parent's chain head at ``parent_version`` ("" in lineages recorded before it)."""
 
 
 class CallState(Frozen):
