@@ -14,6 +14,8 @@ from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import conversation, demo, lineage, render, runtime, views
+from agentlog.cli import transfer as transfer_commands
+from agentlog.cli.app_loading import load_apps
 from agentlog.cli.catch_up import no_catch_up_option, reading
 from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
@@ -52,14 +54,26 @@ from agentlog.projections import queries
     show_default=True,
     help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
 )
+@click.option(
+    "--app",
+    "apps",
+    envvar="AGENTLOG_APP",
+    multiple=True,
+    metavar="MODULE[:CLASS]",
+    help="Load your own application (an AgentLog subclass), aggregates and views from "
+    "this module, so their events resolve (repeatable). Env: AGENTLOG_APP "
+    "(space-separated).",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> None:
+def main(
+    ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, apps: tuple[str, ...]
+) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
     logging.getLogger("agentlog").addHandler(logging.NullHandler())
     logging.getLogger("agentlog").propagate = False
-    ctx.obj = Settings(db, cipher_key, sandbox)
+    ctx.obj = Settings(db, cipher_key, sandbox, load_apps(apps))
 
 
 @main.command()
@@ -208,14 +222,10 @@ def show(
     """Show one agent (AGENT is its id or a unique prefix of it).
 
     The current state comes from the state view; --at replays the log to VERSION.
+    Aggregates of your own (see --app) are replayed from the log.
     """
     with reading(settings, ["state"], no_catch_up) as store:
-        agent_id = resolve(store.log, store.views, agent)
-        if version is not None:
-            found = store.log.get(agent_id, version=version)
-        else:
-            with store.views.engine.connect() as conn:
-                found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+        found = views.aggregate_at(store, resolve(store.log, store.views, agent), version)
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:
@@ -245,6 +255,8 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
 
 
 main.add_command(views.audit)
+main.add_command(transfer_commands.export)
+main.add_command(transfer_commands.import_)
 main.add_command(views.projections)
 for command in (
     runtime.step,

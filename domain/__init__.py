@@ -29,6 +29,7 @@ from agentlog.domain.errors import (
     ToolDeniedError,
     UnknownAgentError,
     UnknownCallError,
+    UnknownTopicError,
 )
 from agentlog.domain.values import (
     AgentConfig,
@@ -84,6 +85,7 @@ __all__ = [
     "ToolDeniedError",
     "UnknownAgentError",
     "UnknownCallError",
+    "UnknownTopicError",
     "args_hash",
     "event_digest",
 ]

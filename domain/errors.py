@@ -177,6 +177,20 @@ class StoredEventError(AgentError):
         self.reason = reason
 
 
+class UnknownTopicError(StoredEventError):
+    """A stored record names a class this process does not know (its module is not
+    imported): a user's own aggregate, read without the code that defines it."""
+
+    def __init__(self, agent_id: UUID | str, version: int, topic: str) -> None:
+        super().__init__(
+            agent_id,
+            version,
+            topic,
+            "unknown topic (no class registered): import the module that defines it "
+            "(agentlog --app module:Class)",
+        )
+
+
 class StorageURLError(AgentError):
     """A storage URL that agentlog cannot use."""
 
@@ -290,4 +304,27 @@ class InvalidCipherKeyError(AgentError):
             f"the cipher key is not valid ({reason}): "
             "make one with eventsourcing.cipher.AESCipher.create_key(16)"
         )
+        self.reason = reason
+
+
+class ImportFileError(AgentError):
+    """A file to import is malformed or breaks a chain; nothing was imported."""
+
+    def __init__(self, line: int | None, reason: str, *, unit: str = "line") -> None:
+        where = f"{unit} {line}: " if line is not None else ""
+        super().__init__(f"{where}{reason} (nothing was imported)")
+        self.line = line
+        self.reason = reason
+        self.unit = unit
+
+
+class AgentExistsError(AgentError):
+    """An import names an agent the store already holds, with other events: never merged."""
+
+    def __init__(self, agent_id: UUID, reason: str) -> None:
+        super().__init__(
+            f"agent {agent_id} is already stored and differs from the file ({reason}); "
+            "imports never merge (nothing was imported)"
+        )
+        self.agent_id = agent_id
         self.reason = reason
