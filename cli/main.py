@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import demo, render, runtime, views
+from agentlog.cli import demo, render, runtime, verify, views
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.domain.values import (
@@ -178,12 +179,14 @@ def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
 def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> None:
     """Show one agent (AGENT is its id or a unique prefix of it).
 
-    The current state comes from the state view; --at replays the log to VERSION.
+    The current state comes from the state view; --at replays the log to VERSION and
+    warns on stderr if the events up to it fail their hash chain.
     """
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
         if version is not None:
             found = store.log.get(agent_id, version=version)
+            verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
         else:
             with store.views.engine.connect() as conn:
                 found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
@@ -198,17 +201,22 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one event a line.")
 @pass_settings
 def log(settings: Settings, agent: str, as_json: bool) -> None:
-    """Print an agent's events: version, time, type, actor, short payload."""
+    """Print an agent's events: version, time, type, actor, short payload.
+
+    Warns on stderr if they fail their hash chain (see `agentlog verify`).
+    """
     with settings.store(catch_up=False) as store:
-        agent_log = store.log
-        for event in agent_log.events_of(resolve(agent_log, store.views, agent)):
+        walk = ChainWalk(store.log, resolve(store.log, store.views, agent))
+        for event in checked_events(walk):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
+    verify.warn_if_broken(walk.first_break)
 
 
 main.add_command(views.audit)
+main.add_command(verify.verify)
 main.add_command(views.projections)
 for command in (
     runtime.step,
