@@ -124,17 +124,17 @@ class _Replay:
             )
 
     def finish(self, walk: ChainWalk) -> None:
-        """Compare the snapshot with the replay (unless the chain broke before it)."""
-        snapshot = self.snapshot
-        if snapshot is None or walk.first_break is not None:
+        """Compare the snapshot with the replay, if the chain held up to the snapshot."""
+        snapshot, found = self.snapshot, walk.first_break
+        if snapshot is None or (found is not None and found.version <= self.upto):
             return
-        if walk.last_version < self.upto:
+        if walk.last_version < self.upto:  # the events end before the snapshot
             walk.missing(walk.last_version + 1, f"a snapshot exists at version {self.upto}")
             return
         reason = self._mismatch(snapshot)
         if reason is None:
             self.checked += 1
-        elif reason:
+        elif reason:  # before any later break: the first break is the snapshot's
             walk.first_break = ChainBreak(walk.agent_id, self.upto, snapshot.topic, reason)
 
     def _mismatch(self, stored: StoredEvent) -> str | None:

@@ -1,0 +1,328 @@
+"""`agentlog verify` names the first break of every tampered agent, and only of those.
+
+The tampering is generic, as a bad hand edit or an attacker with the database file would
+do it: one changed byte anywhere in a stored row's state or topic, a changed version,
+a deleted row, two rows' states swapped, on real SQLite files and a real PostgreSQL
+server. Nothing here knows which fields the chain keeps: the rule lives in ChainLinks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from eventsourcing.cipher import AESCipher
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from agentlog.adapters.storage import open_log, sqlite_path
+from agentlog.adapters.views import open_projections
+from agentlog.cli import main
+from agentlog.domain import EffectClass, Policy, ToolCallRequest
+
+from conftest import store_url
+from pg_server import _libpq_url
+
+Row = tuple[Any, int]
+"""A stored row's key as the table holds it: (originator_id, originator_version)."""
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """A store of three agents (one with a granted call), with snapshots and views."""
+
+    url: str
+    agents: dict[str, UUID]
+    cipher_key: str | None = None
+
+
+def build(url: str, cipher_key: str | None = None) -> Fixture:
+    """Write the agents through the real application, its views following every save."""
+    log = open_log(url, snapshot_interval=4, cipher_key=cipher_key)
+    views = open_projections(log, url)
+    chatty = log.create_agent("chatty")
+    log.start_task(chatty, "talk")
+    for text in ("one", "two é", "three\nlines"):
+        log.send(chatty, text)
+    log.complete(chatty, "said it all")
+    gated = log.create_agent("gated")
+    log.start_task(gated, "write a file")
+    request = ToolCallRequest(call_id="c1", tool="write", args={"path": "notes.txt"})
+    log.call_tool(gated, request, EffectClass.SIDE_EFFECTING, Policy.ASK)
+    agent = log.get(gated)
+    agent.request_permission("c1")
+    log.save(agent)
+    log.grant(gated, "c1", approver="ana")
+    quiet = log.create_agent("quiet")
+    log.close()
+    views.engine.dispose()
+    return Fixture(url, {"chatty": chatty, "gated": gated, "quiet": quiet}, cipher_key)
+
+
+def verify(fixture: Fixture, *args: str) -> Result:
+    """Run `agentlog verify ARGS` on the fixture's store."""
+    key = ["--cipher-key", fixture.cipher_key] if fixture.cipher_key else []
+    return CliRunner().invoke(main, ["--db", fixture.url, *key, "verify", *args])
+
+
+def breaks(result: Result) -> dict[UUID, int]:
+    """The agents `verify --json` found broken, with the version each broke at."""
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] == (result.exit_code == 0)
+    return {UUID(a["agent_id"]): a["break"]["version"] for a in report["agents"] if a["break"]}
+
+
+class Table:
+    """Stored rows of one table, edited with plain SQL (sqlite3 or psycopg)."""
+
+    def __init__(self, connect: Callable[[], Any], name: str, mark: str) -> None:
+        self.connect, self.name, self.mark = connect, name, mark
+
+    def rows(self) -> list[tuple[Any, int, str, bytes]]:
+        """Every row: originator_id (as stored), version, topic, state."""
+        with self.connect() as db:
+            query = f"SELECT originator_id, originator_version, topic, state FROM {self.name}"
+            rows = db.execute(query + " ORDER BY originator_id, originator_version").fetchall()
+        return [(i, v, t, bytes(s)) for i, v, t, s in rows]
+
+    def set(self, row: Row, column: str, value: Any) -> None:
+        """Overwrite one column of one row."""
+        where = f"originator_id={self.mark} AND originator_version={self.mark}"
+        with self.connect() as db:
+            db.execute(f"UPDATE {self.name} SET {column}={self.mark} WHERE {where}", (value, *row))
+
+    def delete(self, row: Row) -> None:
+        """Delete one row."""
+        where = f"originator_id={self.mark} AND originator_version={self.mark}"
+        with self.connect() as db:
+            db.execute(f"DELETE FROM {self.name} WHERE {where}", row)
+
+
+def events_table(url: str, table: str = "events") -> Table:
+    """The events (or snapshots) table of the store at ``url``."""
+    if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        return Table(lambda: sqlite3.connect(path), f"stored_{table}", "?")
+    return Table(lambda: psycopg.connect(_libpq_url(url)), f"agentlog_{table}", "%s")
+
+
+# One tampering: kind, agent, which of its rows, an offset, a byte or version.
+Tampering = tuple[str, str, int, int, int]
+
+
+def tamper(table: Table, how: Tampering, agents: dict[str, UUID]) -> dict[UUID, int]:
+    """Apply one tampering; return the version each touched agent must break at."""
+    kind, name, index, offset, value = how
+    rows = table.rows()
+    own = [r for r in rows if as_uuid(r[0]) == agents[name]]
+    agent_id, version, topic, state = own[index % len(own)]
+    key, agent = (agent_id, version), agents[name]
+    if kind == "state":
+        changed = bytearray(state)
+        changed[offset % len(state)] ^= value or 1
+        table.set(key, "state", bytes(changed))
+    elif kind == "topic":
+        at, flip = offset % len(topic), value % 31 + 1
+        table.set(key, "topic", topic[:at] + chr(ord(topic[at]) ^ flip) + topic[at + 1 :])
+    elif kind == "version":
+        new = 0 if value % 3 == 0 else own[-1][1] + value % 5 + 1
+        table.set(key, "originator_version", new)
+        return {agent: new if new < 1 else version}
+    elif kind == "delete":
+        table.delete(key)
+    else:  # swap the states of two rows
+        others = [r for r in rows if (r[0], r[1]) != key]
+        other_id, other_version, _, other_state = others[offset % len(others)]
+        table.set(key, "state", other_state)
+        table.set((other_id, other_version), "state", state)
+        other = as_uuid(other_id)
+        if other == agent:
+            return {agent: min(version, other_version)}
+        return {agent: version, other: other_version}
+    return {agent: version}
+
+
+tamperings = st.tuples(
+    st.sampled_from(["state", "topic", "version", "delete", "swap"]),
+    st.sampled_from(["chatty", "gated", "quiet"]),
+    st.integers(min_value=0, max_value=5),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0, max_value=255),
+)
+
+
+def as_uuid(stored_id: Any) -> UUID:
+    """An originator id as the table holds it (hex text in SQLite, uuid in PostgreSQL)."""
+    return stored_id if isinstance(stored_id, UUID) else UUID(str(stored_id))
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    """The SQLite fixture store, built once; each example tampers with a copy."""
+    return build(store_url("sqlite", tmp_path_factory.mktemp("pristine")))
+
+
+@contextmanager
+def copy_of(fixture: Fixture) -> Iterator[Fixture]:
+    """The fixture's store copied to a fresh file (removed afterwards)."""
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "agentlog.db"
+        shutil.copyfile(sqlite_path(fixture.url), target)
+        yield Fixture(f"sqlite:///{target}", fixture.agents, fixture.cipher_key)
+
+
+def test_an_untouched_store_verifies(pristine: Fixture) -> None:
+    result = verify(pristine)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "OK: 3 agent(s), 12 event(s), 2 snapshot(s) checked\n"
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_json_reports_every_agent_with_its_counts(pristine: Fixture) -> None:
+    report = json.loads(verify(pristine, "--all", "--json").stdout)
+    counts = {UUID(a["agent_id"]): (a["events"], a["snapshots"], a["ok"]) for a in report["agents"]}
+    chatty, gated, quiet = pristine.agents.values()
+    assert counts == {chatty: (6, 1, True), gated: (5, 1, True), quiet: (1, 0, True)}
+    assert (report["ok"], report["agents_checked"], report["events"]) == (True, 3, 12)
+
+
+@settings(max_examples=40)
+@given(how=tamperings)
+@example(how=("delete", "chatty", -1, 0, 0))  # the last event: only a witness can tell
+@example(how=("delete", "gated", 0, 0, 0))  # the first event
+@example(how=("delete", "quiet", 0, 0, 0))  # an agent's only event
+@example(how=("version", "chatty", 2, 0, 0))  # renumbered to 0, before version 1
+@example(how=("version", "gated", -1, 0, 1))  # the last event, renumbered past the end
+def test_any_single_tampering_is_named_by_agent_and_version(
+    pristine: Fixture, how: Tampering
+) -> None:
+    with copy_of(pristine) as store:
+        expected = tamper(events_table(store.url), how, store.agents)
+        result = verify(store, "--json")
+    assert result.exit_code == 1
+    assert breaks(result) == expected
+
+
+def test_an_edit_that_reads_back_as_the_same_json_is_a_break(pristine: Fixture) -> None:
+    """'86400.0' -> '86400e0' parses to the same number: only the stored bytes differ."""
+    chatty = pristine.agents["chatty"]
+    with copy_of(pristine) as store:
+        table = events_table(store.url)
+        (row,) = [r for r in table.rows() if as_uuid(r[0]) == chatty and r[1] == 1]
+        assert b'"max_wall_time":86400.0' in row[3]
+        table.set(row[:2], "state", row[3].replace(b"86400.0", b"86400e0"))
+        result = verify(store, "--json")
+    assert breaks(result) == {chatty: 1}
+
+
+@pytest.mark.parametrize("options", ["cipher", "compress"])
+@pytest.mark.parametrize("offset", [0, 17, -1])
+def test_a_changed_byte_of_an_encrypted_or_compressed_row_is_a_break(
+    tmp_path: Path, options: str, offset: int
+) -> None:
+    key = AESCipher.create_key(16) if options == "cipher" else None
+    url = store_url("sqlite", tmp_path) + ("?compress=zlib" if options == "compress" else "")
+    store = build(url, cipher_key=key)
+    gated = store.agents["gated"]
+    table = events_table(store.url)
+    (row,) = [r for r in table.rows() if as_uuid(r[0]) == gated and r[1] == 5]
+    changed = bytearray(row[3])
+    changed[offset] ^= 0x20
+    table.set(row[:2], "state", bytes(changed))
+    result = verify(store, "--json")
+    assert breaks(result) == {gated: 5}
+    assert "Traceback" not in result.output
+
+
+def test_a_snapshot_that_does_not_match_its_events_is_a_break(pristine: Fixture) -> None:
+    chatty = pristine.agents["chatty"]
+    with copy_of(pristine) as store:
+        snapshots = events_table(store.url, "snapshots")
+        (row,) = [r for r in snapshots.rows() if as_uuid(r[0]) == chatty]
+        assert b'"steps":0' in row[3]
+        snapshots.set(row[:2], "state", row[3].replace(b'"steps":0', b'"steps":7'))
+        result = verify(store, chatty.hex[:8], "--json")
+    (agent,) = json.loads(result.stdout)["agents"]
+    assert result.exit_code == 1
+    assert agent["break"]["version"] == 4
+    assert agent["break"]["event"] == "Aggregate.Snapshot"
+    assert "does not match a replay" in agent["break"]["reason"]
+
+
+def test_text_output_names_agent_version_and_event(pristine: Fixture) -> None:
+    gated = pristine.agents["gated"]
+    with copy_of(pristine) as store:
+        table = events_table(store.url)
+        (row,) = [r for r in table.rows() if as_uuid(r[0]) == gated and r[1] == 5]
+        table.set(row[:2], "state", row[3].replace(b'"approver":"ana"', b'"approver":"eve"'))
+        result = verify(store)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"BROKEN agent {gated} version 5 (Agent.PermissionGranted): "
+        "its stored digest does not match its content (edited)",
+        "FAILED: 1 of 3 agent(s), 11 event(s), 2 snapshot(s) checked",
+    ]
+
+
+def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> None:
+    gated = str(pristine.agents["gated"])
+    warning = f"warning: agent {gated} fails its hash chain at version 5 (Agent.PermissionGranted)"
+    reads = [["log", gated], ["show", gated, "--at", "5"], ["audit"], ["audit", "--agent", gated]]
+    with copy_of(pristine) as store:
+        for args in reads:  # untouched: no warning
+            result = CliRunner().invoke(main, ["--db", store.url, *args])
+            assert (result.exit_code, result.stderr) == (0, ""), args
+        table = events_table(store.url)
+        (row,) = [r for r in table.rows() if str(as_uuid(r[0])) == gated and r[1] == 5]
+        table.set(row[:2], "state", row[3].replace(b'"approver":"ana"', b'"approver":"eve"'))
+        for args in reads:
+            result = CliRunner().invoke(main, ["--db", store.url, *args])
+            assert result.exit_code == 0, args
+            assert result.stderr.startswith(warning), args
+            assert len(result.stderr.splitlines()) == 1, args
+        shown_before = ["show", gated, "--at", "4"]  # the edit is after what it shows
+        assert CliRunner().invoke(main, ["--db", store.url, *shown_before]).stderr == ""
+
+
+def test_agent_and_all_together_is_a_usage_error(pristine: Fixture) -> None:
+    result = verify(pristine, str(pristine.agents["quiet"]), "--all")
+    assert result.exit_code == 2
+    assert "give AGENT or --all, not both" in result.output
+
+
+@pytest.mark.parametrize("ref", ["0123abcd-0000-4000-8000-000000000000", "fff0"])
+def test_an_unknown_agent_is_a_one_line_error(pristine: Fixture, ref: str) -> None:
+    result = verify(pristine, ref)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_long_histories_are_read_in_pages(tmp_path: Path) -> None:
+    """More events than a page holds: every one is checked, a break past the first page found."""
+    from agentlog.adapters import chain_walk
+
+    url = store_url("sqlite", tmp_path)
+    log = open_log(url)
+    agent_id = log.create_agent("long")
+    log.start_task(agent_id, "talk")
+    for i in range(chain_walk.PAGE + 10):
+        log.send(agent_id, f"message {i}")
+    log.close()
+    fixture = Fixture(url, {"long": agent_id})
+    (report,) = json.loads(verify(fixture, "--json").stdout)["agents"]
+    assert (report["ok"], report["events"], report["snapshots"]) == (True, chain_walk.PAGE + 12, 1)
+    events_table(url).delete((agent_id.hex, chain_walk.PAGE + 5))
+    assert breaks(verify(fixture, "--json")) == {agent_id: chain_walk.PAGE + 5}
