@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
 
 import psycopg
+from psycopg import sql
 import pytest
 from click.testing import CliRunner, Result
 from eventsourcing.cipher import AESCipher
@@ -326,3 +328,58 @@ def test_long_histories_are_read_in_pages(tmp_path: Path) -> None:
     assert (report["ok"], report["events"], report["snapshots"]) == (True, chain_walk.PAGE + 12, 1)
     events_table(url).delete((agent_id.hex, chain_walk.PAGE + 5))
     assert breaks(verify(fixture, "--json")) == {agent_id: chain_walk.PAGE + 5}
+
+
+PG_TAMPERINGS = [
+    ("state", "gated", 4, 40, 0x01),  # the grant
+    ("state", "chatty", 0, 10_000, 0x80),
+    ("topic", "chatty", 2, 12, 0x01),
+    ("version", "chatty", 2, 0, 0),
+    ("version", "gated", -1, 0, 1),
+    ("delete", "chatty", 3, 0, 0),
+    ("delete", "chatty", -1, 0, 0),
+    ("delete", "gated", 0, 0, 0),
+    ("delete", "quiet", 0, 0, 0),
+    ("swap", "chatty", 1, 2, 0),
+    ("swap", "gated", 2, 7, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def pg_pristine() -> Fixture:
+    """The fixture store on PostgreSQL, built once; each case tampers with a clone."""
+    return build(store_url("postgres", Path()))
+
+
+def clone(fixture: Fixture) -> Fixture:
+    """A new database made from the fixture's (PostgreSQL's TEMPLATE copy)."""
+    source = urlsplit(fixture.url).path.lstrip("/")
+    target = f"{source}_{uuid4().hex[:8]}"
+    with psycopg.connect(
+        _libpq_url(fixture.url).replace(f"/{source}", "/postgres"), autocommit=True
+    ) as db:
+        db.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(target), sql.Identifier(source)
+            )
+        )
+    return Fixture(fixture.url.replace(f"/{source}", f"/{target}"), fixture.agents)
+
+
+@pytest.mark.postgres
+def test_an_untouched_postgres_store_verifies(pg_pristine: Fixture) -> None:
+    result = verify(pg_pristine)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "OK: 3 agent(s), 12 event(s), 2 snapshot(s) checked\n"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", PG_TAMPERINGS, ids=lambda how: "-".join(map(str, how)))
+def test_tampering_on_postgres_is_named_by_agent_and_version(
+    pg_pristine: Fixture, how: Tampering
+) -> None:
+    store = clone(pg_pristine)
+    expected = tamper(events_table(store.url), how, store.agents)
+    result = verify(store, "--json")
+    assert result.exit_code == 1
+    assert breaks(result) == expected
