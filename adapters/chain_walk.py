@@ -136,9 +136,12 @@ def checked_events(walk: ChainWalk) -> Iterator[Any]:
     against the chain on the way; raises :class:`UnknownAgentError` if there are none."""
     mapper = walk.mapper
     for stored in walk.rows():
-        event = mapper.to_domain_event(stored)
-        walk.check(stored)
-        yield event
+        state = walk.check(stored)  # decoded once: for the chain, then for the event
+        yield (
+            mapper.to_domain_event(stored)
+            if state is None
+            else mapper.event_from_state(stored, state)
+        )
     if walk.checked == 0 and walk.first_break is None:
         raise UnknownAgentError(walk.agent_id)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
 from agentlog.adapters.chain_walk import ChainBreak, ChainWalk
+from agentlog.adapters.mapper import PydanticMapper
 from agentlog.domain import AgentError, AgentLog, StaleSnapshotError, UnknownAgentError
 
 Heads = Callable[[UUID], tuple[int, str] | None]
@@ -53,7 +54,7 @@ def verify_agent(log: AgentLog, agent_id: UUID, heads: Heads | None = None) -> A
         state = walk.check(stored)
         if state is None:
             break
-        replay.apply(walk, stored)
+        replay.apply(walk, stored, state)
     if snapshot is not None:
         replay.finish(walk)
     if seen is not None:
@@ -106,16 +107,17 @@ class _Replay:
 
     def __init__(self, log: AgentLog, snapshot: StoredEvent | None) -> None:
         self.log, self.snapshot = log, snapshot
+        self.mapper = cast(PydanticMapper, log.mapper)
         self.upto = snapshot.originator_version if snapshot else 0
         self.aggregate: Any = None
         self.checked = 0
 
-    def apply(self, walk: ChainWalk, stored: StoredEvent) -> None:
+    def apply(self, walk: ChainWalk, stored: StoredEvent, state: dict[str, Any]) -> None:
         """Apply one chained event if it is at or before the snapshot's version."""
         if stored.originator_version > self.upto or walk.first_break is not None:
             return
         try:
-            event: Any = self.log.mapper.to_domain_event(stored)
+            event: Any = self.mapper.event_from_state(stored, state)
             self.aggregate = event.mutate(self.aggregate)
         except (AgentError, ValueError, TypeError, AttributeError, KeyError) as e:
             reason = f"cannot be replayed: {getattr(e, 'reason', e)}"

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
-from psycopg import sql
 import pytest
 from click.testing import CliRunner, Result
 from eventsourcing.cipher import AESCipher
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
 from agentlog.adapters.storage import open_log, sqlite_path
 from agentlog.adapters.views import open_projections
@@ -309,7 +309,8 @@ def test_an_unknown_agent_is_a_one_line_error(pristine: Fixture, ref: str) -> No
     result = verify(pristine, ref)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
-    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert len(result.output.splitlines()) == 1
 
 
 def test_long_histories_are_read_in_pages(tmp_path: Path) -> None:
