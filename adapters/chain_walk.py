@@ -10,7 +10,7 @@ JSON (``1.0`` -> ``1e0``) is a break too. Memory stays bounded: one page of rows
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
@@ -66,9 +66,12 @@ class ChainWalk:
         *,
         upto: int | None = None,
         keep: frozenset[int] = frozenset(),
-        page: int = PAGE,
+        page: int | None = None,
+        on_page: Callable[[int], None] | None = None,
     ) -> None:
-        self.log, self.agent_id, self.upto, self.keep, self.page = log, agent_id, upto, keep, page
+        self.log, self.agent_id, self.upto, self.keep = log, agent_id, upto, keep
+        self.page = page or PAGE
+        self.on_page = on_page
         self.mapper = cast(PydanticMapper, log.mapper)
         self.links = ChainLinks(prev_version=0)  # a walk from the start: version 1 first
         self.first_break: ChainBreak | None = None
@@ -82,6 +85,8 @@ class ChainWalk:
         while page := self.log.recorder.select_events(
             self.agent_id, gt=after, lte=self.upto, limit=self.page
         ):
+            if self.on_page:
+                self.on_page(len(page))
             yield from page
             after = page[-1].originator_version
             if len(page) < self.page:

@@ -43,12 +43,18 @@ class AgentReport:
         return self.first_break is None
 
 
-def verify_agent(log: AgentLog, agent_id: UUID, heads: Heads | None = None) -> AgentReport:
-    """Check one agent's chain, its newest snapshot and the witnesses' heads."""
+def verify_agent(
+    log: AgentLog,
+    agent_id: UUID,
+    heads: Heads | None = None,
+    on_page: Callable[[int], None] | None = None,
+) -> AgentReport:
+    """Check one agent's chain, its newest snapshot and the witnesses' heads;
+    ``on_page(rows)`` is called after each page of rows is read (for a progress bar)."""
     snapshot = _newest_snapshot(log, agent_id)
     seen = heads(agent_id) if heads else None
     keep = frozenset([seen[0]] if seen else [])
-    walk = ChainWalk(log, agent_id, keep=keep)
+    walk = ChainWalk(log, agent_id, keep=keep, on_page=on_page)
     replay = _Replay(log, snapshot)
     for stored in walk.rows():
         state = walk.check(stored)

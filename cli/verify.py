@@ -41,7 +41,7 @@ def verify(settings: Settings, agent: str | None, all_agents: bool, as_json: boo
             ids = agents_to_verify(store.log, heads.agent_ids())
             total = store.log.recorder.max_notification_id() or 0
         with _progress(total) as advance:
-            reports = (advance(verify_agent(store.log, i, heads)) for i in ids)
+            reports = (verify_agent(store.log, i, heads, advance) for i in ids)
             broken = (_print_json if as_json else _print_text)(reports)
     if broken:
         raise SystemExit(1)
@@ -121,6 +121,5 @@ class _progress:  # noqa: N801 - used like a function: `with _progress(total) as
     def __exit__(self, *exc: object) -> None:
         self.bar.__exit__(None, None, None)
 
-    def _advance(self, report: AgentReport) -> AgentReport:
-        self.bar.advance(self.task, report.events)
-        return report
+    def _advance(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)

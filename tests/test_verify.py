@@ -182,7 +182,8 @@ def copy_of(fixture: Fixture) -> Iterator[Fixture]:
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "agentlog.db"
         shutil.copyfile(sqlite_path(fixture.url), target)
-        yield Fixture(f"sqlite:///{target}", fixture.agents, fixture.cipher_key)
+        query = fixture.url.partition("?")[1] + fixture.url.partition("?")[2]
+        yield Fixture(f"sqlite:///{target}{query}", fixture.agents, fixture.cipher_key)
 
 
 def test_an_untouched_store_verifies(pristine: Fixture) -> None:
@@ -229,21 +230,30 @@ def test_an_edit_that_reads_back_as_the_same_json_is_a_break(pristine: Fixture) 
     assert breaks(result) == {chatty: 1}
 
 
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fixture]:
+    """The fixture store encrypted, and compressed, each built once."""
+    cipher = tmp_path_factory.mktemp("cipher")
+    compress = tmp_path_factory.mktemp("compress")
+    return {
+        "cipher": build(store_url("sqlite", cipher), cipher_key=AESCipher.create_key(16)),
+        "compress": build(store_url("sqlite", compress) + "?compress=zlib"),
+    }
+
+
 @pytest.mark.parametrize("options", ["cipher", "compress"])
 @pytest.mark.parametrize("offset", [0, 17, -1])
 def test_a_changed_byte_of_an_encrypted_or_compressed_row_is_a_break(
-    tmp_path: Path, options: str, offset: int
+    encoded: dict[str, Fixture], options: str, offset: int
 ) -> None:
-    key = AESCipher.create_key(16) if options == "cipher" else None
-    url = store_url("sqlite", tmp_path) + ("?compress=zlib" if options == "compress" else "")
-    store = build(url, cipher_key=key)
-    gated = store.agents["gated"]
-    table = events_table(store.url)
-    (row,) = [r for r in table.rows() if as_uuid(r[0]) == gated and r[1] == 5]
-    changed = bytearray(row[3])
-    changed[offset] ^= 0x20
-    table.set(row[:2], "state", bytes(changed))
-    result = verify(store, "--json")
+    with copy_of(encoded[options]) as store:
+        gated = store.agents["gated"]
+        table = events_table(store.url)
+        (row,) = [r for r in table.rows() if as_uuid(r[0]) == gated and r[1] == 5]
+        changed = bytearray(row[3])
+        changed[offset] ^= 0x20
+        table.set(row[:2], "state", bytes(changed))
+        result = verify(store, "--json")
     assert breaks(result) == {gated: 5}
     assert "Traceback" not in result.output
 
@@ -313,22 +323,19 @@ def test_an_unknown_agent_is_a_one_line_error(pristine: Fixture, ref: str) -> No
     assert len(result.output.splitlines()) == 1
 
 
-def test_long_histories_are_read_in_pages(tmp_path: Path) -> None:
+def test_long_histories_are_read_in_pages(
+    pristine: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """More events than a page holds: every one is checked, a break past the first page found."""
     from agentlog.adapters import chain_walk
 
-    url = store_url("sqlite", tmp_path)
-    log = open_log(url)
-    agent_id = log.create_agent("long")
-    log.start_task(agent_id, "talk")
-    for i in range(chain_walk.PAGE + 10):
-        log.send(agent_id, f"message {i}")
-    log.close()
-    fixture = Fixture(url, {"long": agent_id})
-    (report,) = json.loads(verify(fixture, "--json").stdout)["agents"]
-    assert (report["ok"], report["events"], report["snapshots"]) == (True, chain_walk.PAGE + 12, 1)
-    events_table(url).delete((agent_id.hex, chain_walk.PAGE + 5))
-    assert breaks(verify(fixture, "--json")) == {agent_id: chain_walk.PAGE + 5}
+    monkeypatch.setattr(chain_walk, "PAGE", 2)
+    chatty = pristine.agents["chatty"]
+    with copy_of(pristine) as store:
+        (report,) = json.loads(verify(store, str(chatty), "--json").stdout)["agents"]
+        assert (report["ok"], report["events"], report["snapshots"]) == (True, 6, 1)
+        events_table(store.url).delete((chatty.hex, 5))
+        assert breaks(verify(store, str(chatty), "--json")) == {chatty: 5}
 
 
 PG_TAMPERINGS = [
