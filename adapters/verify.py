@@ -96,7 +96,10 @@ def _check_head(walk: ChainWalk, version: int, head_hash: str) -> None:
     if walk.first_break is not None:
         return
     if version > walk.last_version:
-        walk.missing(walk.last_version + 1, f"the state view has seen version {version}")
+        walk.missing(
+            walk.last_version + 1,
+            f"the log ends at version {walk.last_version}; the state view saw version {version}",
+        )
     elif walk.digests.get(version) != head_hash:
         reason = "not the head the state view recorded at this version (history rewritten?)"
         topic = _topic_at(walk, version)
@@ -137,7 +140,10 @@ class _Replay:
         if snapshot is None or (found is not None and found.version <= self.upto):
             return
         if walk.last_version < self.upto:  # the events end before the snapshot
-            walk.missing(walk.last_version + 1, f"a snapshot exists at version {self.upto}")
+            walk.missing(
+                walk.last_version + 1,
+                f"the log ends at version {walk.last_version}; a snapshot is at {self.upto}",
+            )
             return
         reason = self._mismatch(snapshot)
         if reason is None:

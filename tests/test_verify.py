@@ -291,7 +291,13 @@ def test_text_output_names_agent_version_and_event(pristine: Fixture) -> None:
 def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> None:
     gated = str(pristine.agents["gated"])
     warning = f"warning: agent {gated} fails its hash chain at version 5 (Agent.PermissionGranted)"
-    reads = [["log", gated], ["show", gated, "--at", "5"], ["audit"], ["audit", "--agent", gated]]
+    reads = [
+        ["log", gated],
+        ["show", gated],
+        ["show", gated, "--at", "5"],
+        ["audit"],
+        ["audit", "--agent", gated],
+    ]
     with copy_of(pristine) as store:
         for args in reads:  # untouched: no warning
             result = CliRunner().invoke(main, ["--db", store.url, *args])
