@@ -27,9 +27,10 @@ from eventsourcing.cipher import AESCipher
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from sqlalchemy import text
 
 from agentlog.adapters.storage import open_log, sqlite_path
-from agentlog.adapters.views import open_projections
+from agentlog.adapters.views import engine_for, open_projections
 from agentlog.cli import main
 from agentlog.domain import EffectClass, Policy, ToolCallRequest
 
@@ -55,8 +56,8 @@ def build(url: str, cipher_key: str | None = None) -> Fixture:
     views = open_projections(log, url)
     chatty = log.create_agent("chatty")
     log.start_task(chatty, "talk")
-    for text in ("one", "two é", "three\nlines"):
-        log.send(chatty, text)
+    for message in ("one", "two é", "three\nlines"):
+        log.send(chatty, message)
     log.complete(chatty, "said it all")
     gated = log.create_agent("gated")
     log.start_task(gated, "write a file")
@@ -166,7 +167,9 @@ tamperings = st.tuples(
 
 
 def as_uuid(stored_id: Any) -> UUID:
-    """An originator id as the table holds it (hex text in SQLite, uuid in PostgreSQL)."""
+    """An originator id as a table holds it: hex text, 16 bytes, or a uuid."""
+    if isinstance(stored_id, bytes):
+        return UUID(bytes=stored_id)
     return stored_id if isinstance(stored_id, UUID) else UUID(str(stored_id))
 
 
@@ -397,3 +400,28 @@ def test_tampering_on_postgres_is_named_by_agent_and_version(
     result = verify(store, "--json")
     assert result.exit_code == 1
     assert breaks(result) == expected
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["sqlite-sqlalchemy", pytest.param("postgres-sqlalchemy", marks=pytest.mark.postgres)],
+)
+def test_the_sqlalchemy_engine_verifies_and_names_a_deleted_event(
+    tmp_path: Path, backend: str
+) -> None:
+    store = build(store_url(backend, tmp_path))
+    result = verify(store)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "OK: 3 agent(s), 12 event(s), 2 snapshot(s) checked\n"
+    log = open_log(store.url)
+    table = log.recorder.events_table_name  # type: ignore[attr-defined]
+    log.close()
+    chatty = store.agents["chatty"]
+    engine = engine_for(store.url)
+    with engine.begin() as conn:
+        where = "originator_id = :id AND originator_version = 3"
+        ids = conn.execute(text(f"SELECT originator_id FROM {table}")).scalars().all()
+        stored_id = next(i for i in ids if as_uuid(i) == chatty)
+        conn.execute(text(f"DELETE FROM {table} WHERE {where}"), {"id": stored_id})
+    engine.dispose()
+    assert breaks(verify(store, "--json")) == {chatty: 3}
