@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import TopicError, resolve_topic
 
-from agentlog.adapters.mapper import PydanticMapper
+from agentlog.adapters.mapper import PydanticMapper, inflate
 from agentlog.domain import AgentError, AgentLog, UnknownAgentError
 from agentlog.domain.chain import ChainLinks
 
@@ -128,10 +128,7 @@ class ChainWalk:
         mapper = self.mapper
         if mapper.cipher:
             return  # authenticated encryption already refused any changed byte
-        plain = stored.state
-        if mapper.compressor:
-            plain = mapper.compressor.decompress(plain)
-        if mapper.transcoder.encode(state) != plain:
+        if mapper.transcoder.encode(state) != inflate(stored.state):
             msg = "its stored bytes are not the mapper's encoding of its content (edited)"
             raise ValueError(msg)
 

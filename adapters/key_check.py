@@ -23,6 +23,7 @@ from eventsourcing.persistence import Cipher, Mapper
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from agentlog.adapters.mapper import inflate
 from agentlog.domain.errors import (
     CipherKeyRequiredError,
     InvalidCipherKeyError,
@@ -162,9 +163,7 @@ def _check_first_event(app: Application[Any], shown: str) -> None:
 def _decodes(mapper: Mapper[Any], state: bytes, cipher: Cipher | None) -> bool:
     try:
         data = cipher.decrypt(state) if cipher is not None else state
-        if mapper.compressor is not None:
-            data = mapper.compressor.decompress(data)
-        mapper.transcoder.decode(data)
+        mapper.transcoder.decode(inflate(data))
     except Exception:  # any failure (cipher, zlib, JSON) means "does not decode"
         return False
     return True

@@ -1,17 +1,19 @@
 """Our mapper for pydantic events (eventsourcing 9.5 ships none), with upcasting.
 
-Stored state is the event's JSON (``DomainEvent.stored_state``); reading it back
-upcasts old class versions and validates into the typed event, so tuples stay tuples
-and int keys stay ints. Any failure names the agent, the version and the topic.
+Stored state is the event's JSON (``DomainEvent.stored_state``), zlib-compressed when
+that makes it smaller (see ``LargeStateCompressor``); reading it back upcasts old class
+versions and validates into the typed event, so tuples stay tuples and int keys stay
+ints. Any failure names the agent, the version and the topic.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder, Transcoding
+from eventsourcing.persistence import Compressor, Mapper, StoredEvent, Transcoder, Transcoding
 from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
@@ -41,6 +43,42 @@ class JSONTranscoder(Transcoder):
         raise TypeError(msg)
 
 
+COMPRESS_AT = 512
+"""States of at least this many bytes of JSON are stored compressed (when that is smaller)."""
+
+
+class LargeStateCompressor(Compressor):
+    """zlib for large states only: small ones stay readable JSON, and cost no inflate.
+
+    A stored state is JSON (it starts with ``{``) or a zlib stream (it starts with
+    ``0x78``), so any store reads back whatever mix its writers chose: ``?compress=zlib``
+    (every state), this default, or ``?compress=none``.
+    """
+
+    def __init__(self, threshold: int = COMPRESS_AT) -> None:
+        self.threshold = threshold
+
+    def compress(self, data: bytes) -> bytes:
+        """``data`` deflated when it is large and that saves bytes, else as it is."""
+        if len(data) < self.threshold:
+            return data
+        packed = zlib.compress(data)
+        return packed if len(packed) < len(data) else data
+
+    def decompress(self, data: bytes) -> bytes:
+        """Stored bytes back to JSON bytes, whichever way they were written."""
+        return inflate(data)
+
+
+def inflate(data: bytes) -> bytes:
+    """JSON bytes from stored bytes, compressed or not (they never both start alike)."""
+    return zlib.decompress(data) if data[:1] == ZLIB_HEADER else data
+
+
+ZLIB_HEADER = b"\x78"
+"""The first byte of every zlib stream (deflate, 32 KB window); JSON text never has it."""
+
+
 class PydanticMapper(Mapper[UUID]):
     """Maps agentlog's pydantic events to stored events and back."""
 
@@ -67,7 +105,7 @@ class PydanticMapper(Mapper[UUID]):
 
     def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any:
         """The event from its already decoded ``state`` (which is upcast in place)."""
-        cls = self._event_class(stored_event)
+        cls = self.event_class(stored_event)
         try:
             upcast(cls, state)
             originator_id = stored_event.originator_id
@@ -85,9 +123,7 @@ class PydanticMapper(Mapper[UUID]):
             data = stored_event.state
             if self.cipher:
                 data = self.cipher.decrypt(data)
-            if self.compressor:
-                data = self.compressor.decompress(data)
-            state = self.transcoder.decode(data)
+            state = self.transcoder.decode(inflate(data))
         except Exception as e:
             reason = f"cannot be decoded (wrong cipher key or corrupt row?): {e}"
             raise _error(stored_event, reason) from e
@@ -96,7 +132,8 @@ class PydanticMapper(Mapper[UUID]):
         return state
 
     @staticmethod
-    def _event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+    def event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+        """The class a stored event's topic names (without decoding its state)."""
         cls = _EVENT_CLASSES.get(stored_event.topic)
         if cls is not None:
             return cls

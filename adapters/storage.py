@@ -6,7 +6,8 @@
 ``postgresql+psycopg://user:pw@host:port/db``      PostgreSQL (eventsourcing's ``postgres``)
 
 Add ``?engine=sqlalchemy`` to use ``eventsourcing_sqlalchemy`` instead of the library's
-own module, and ``?compress=zlib`` to compress stored state. Encryption at rest (AES-GCM)
+own module. Stored states of 512 bytes or more are zlib-compressed when that saves bytes;
+``?compress=zlib`` compresses every state, ``?compress=none`` none. Encryption at rest (AES-GCM)
 is turned on by a key (``cipher_key``; the CLI reads ``AGENTLOG_CIPHER_KEY``), never by
 the URL, so URLs can be logged. A store opens only with the key it was created with
 (:mod:`agentlog.adapters.key_check`).
@@ -87,6 +88,15 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+COMPRESSORS = {
+    "large": "agentlog.adapters.mapper:LargeStateCompressor",
+    "zlib": "eventsourcing.compressor:ZlibCompressor",
+    "none": "",
+}
+"""``?compress=``: large states only (the default), every state, or none. Any store reads
+back states written either way, so the option can change between opens."""
+
+
 def env_for(
     url: str,
     *,
@@ -110,9 +120,9 @@ def env_for(
         raise StorageURLError(url, f"engine must be one of {', '.join(ENGINES)}")
     env = _engine_env(url, parts.scheme, engine)
     if compress is not None:
-        if compress != "zlib":
-            raise StorageURLError(url, "compress must be 'zlib'")
-        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+        if compress not in COMPRESSORS:
+            raise StorageURLError(url, f"compress must be one of {', '.join(COMPRESSORS)}")
+        env["COMPRESSOR_TOPIC"] = COMPRESSORS[compress]
     if cipher_key:
         env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
         env["CIPHER_KEY"] = cipher_key

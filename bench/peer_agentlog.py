@@ -17,7 +17,7 @@ from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
-from agentlog.adapters.worker import Worker
+from agentlog.adapters.worker import WORKER_CACHE, Worker
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog
 from agentlog.domain.ports import Context, Decision
@@ -171,7 +171,7 @@ class WorkerPath(LogOnly):
 
     def open(self) -> None:
         """Open the store (views caught up, untimed) and a worker on it."""
-        self.store: Store = open_store(self.url, embedded=False)
+        self.store: Store = open_store(self.url, embedded=False, aggregate_cache=WORKER_CACHE)
         self.log = self.store.log
         self.worker = Worker(self.store, tools=self.tools, name=WORKER)
         self.advances = 0

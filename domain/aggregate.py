@@ -3,7 +3,9 @@ actor and causation on every event, a hash chain, and snapshots of bounded state
 
 from __future__ import annotations
 
-from datetime import datetime
+from copy import deepcopy
+from datetime import date, datetime, timedelta
+from enum import Enum
 from typing import Any, ClassVar, Self, cast
 from uuid import UUID
 
@@ -143,6 +145,23 @@ class Aggregate(es.Aggregate):
             name = getattr(event_class, "__name__", str(event_class))
             raise InvalidEventDataError(self.id, name, str(e).splitlines()[0]) from e
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A copy that shares immutable attribute values and deep-copies the rest.
+
+        The library deep-copies every agent it hands out of a worker's cache; an agent's
+        attributes are mostly immutable (strings, numbers, times, ids, frozen values), so
+        only containers and unknown types are copied, as ``copy.deepcopy`` would.
+        """
+        twin = object.__new__(type(self))
+        memo[id(self)] = twin
+        twin.__dict__.update(
+            {
+                k: v if type(v) in _IMMUTABLE or _is_frozen_value(v) else deepcopy(v, memo)
+                for k, v in self.__dict__.items()
+            }
+        )
+        return twin
+
     def state(self) -> dict[str, Any]:
         """The aggregate's public attributes (what replay must reproduce exactly)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -177,3 +196,15 @@ class Aggregate(es.Aggregate):
         aggregate.__dict__.update(public, _id=agg_id, _version=version, _pending_events=[])
         aggregate.__dict__.update(times)
         return aggregate
+
+
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, int, float, bool, bytes, type(None), UUID, datetime, date, timedelta}
+)
+
+
+def _is_frozen_value(value: Any) -> bool:
+    """An enum member or a frozen pydantic value: never changed in place."""
+    return isinstance(value, Enum) or (
+        isinstance(value, BaseModel) and bool(value.model_config.get("frozen"))
+    )

@@ -40,6 +40,7 @@ class AgentLog(Application[UUID]):
     env: ClassVar[dict[str, str]] = {
         "MAPPER_TOPIC": "agentlog.adapters.mapper:PydanticMapper",
         "TRANSCODER_TOPIC": "agentlog.adapters.mapper:JSONTranscoder",
+        "COMPRESSOR_TOPIC": "agentlog.adapters.mapper:LargeStateCompressor",
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
 

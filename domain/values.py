@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
@@ -13,6 +14,14 @@ class Frozen(BaseModel):
     """Base of value objects: immutable, no unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A value is never changed in place, so a copy of it is the value itself.
+
+        Aggregates are deep-copied out of the workers' cache on every load; sharing their
+        values (config, calls, usage) keeps that copy as cheap as the agent's own fields.
+        """
+        return self
 
 
 class Status(StrEnum):

@@ -145,8 +145,8 @@ class Follower:
                 if self._flush(live):
                     return
                 continue
-            events, bad = self._decode(notifications)
-            if events and not self._apply(live, events):
+            events, last, bad = self._decode(notifications, live)
+            if last and not self._apply(live, events, last):
                 continue  # a view failed: the batch is read again without it
             if bad is not None and self._flush(live):
                 self._stop_before(live, *bad)
@@ -155,17 +155,40 @@ class Follower:
                 progress(min(t.applied for t in live), head)
 
     def _decode(
-        self, notifications: Sequence[Notification]
-    ) -> tuple[list[Positioned], tuple[int, AgentError] | None]:
-        """The batch's events up to the first that cannot be decoded, and that one."""
+        self, notifications: Sequence[Notification], live: list[_Track]
+    ) -> tuple[list[Positioned], int, tuple[int, AgentError] | None]:
+        """The batch's events that some view handles, up to the first that cannot be
+        decoded; the position the batch reaches before that one; and that one."""
         decode = self.app.mapper.to_domain_event
+        wanted = self._wanted(live)
         events: list[Positioned] = []
+        last = 0
         for notification in notifications:
             try:
-                events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+                if wanted(notification):
+                    events.append((notification.id, cast(Aggregate.Event, decode(notification))))
             except AgentError as e:
-                return events, (notification.id, e)
-        return events, None
+                return events, last, (notification.id, e)
+            last = notification.id
+        return events, last, None
+
+    def _wanted(self, live: list[_Track]) -> Callable[[Notification], bool]:
+        """Whether a stored event is one that a view among ``live`` handles (known from
+        its topic alone; with a mapper that cannot tell, every event is)."""
+        classify = getattr(self.app.mapper, "event_class", None)
+        views = tuple({type(t.view) for t in live})
+        if classify is None:
+            return lambda _: True
+        verdicts: dict[str, bool] = {}
+
+        def wanted(notification: Notification) -> bool:
+            verdict = verdicts.get(notification.topic)
+            if verdict is None:
+                cls = classify(notification)
+                verdict = verdicts[notification.topic] = any(v.handles(cls) for v in views)
+            return verdict
+
+        return wanted
 
     def _stop_before(self, live: list[_Track], position: int, cause: AgentError) -> None:
         """Every build that still has to apply an event that cannot be read stops."""
@@ -173,11 +196,11 @@ class Follower:
             if track.applied < position:
                 track.error = self._failed(track, cause)
 
-    def _apply(self, live: list[_Track], events: list[Positioned]) -> bool:
-        """Apply a batch to every build that needs it, in one transaction; False if a
-        view failed (the others were rewound to their positions)."""
+    def _apply(self, live: list[_Track], events: list[Positioned], last: int) -> bool:
+        """Apply a batch that reaches position ``last`` (its events: those some view
+        handles) to every build that needs it, in one transaction; False if a view
+        failed (the others were rewound to their positions)."""
         ids = [position for position, _ in events]
-        last = ids[-1]
         with self.engine.connect() as conn:
             try:
                 done, moved = self._process(conn, live, events, ids, last)
@@ -201,16 +224,17 @@ class Follower:
         done: list[_Track] = []
         moved: list[_Track] = []
         for track in live:
-            todo = events[bisect_right(ids, track.applied) :]
-            if not todo:
+            if track.applied >= last:
                 continue
+            todo = events[bisect_right(ids, track.applied) :]
             view = track.view
             if not view.staged:
                 if not catalog.advance(conn, view.build, track.committed, last):
                     moved.append(track)
                     continue
                 done.append(track)
-            _handle(track, view.process, conn, todo)
+            if todo:
+                _handle(track, view.process, conn, todo)
             track.applied = last
         return done, moved
 

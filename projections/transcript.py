@@ -55,6 +55,11 @@ class Transcripts(View):
             c.agent_id == bindparam("a"), c.seq <= bindparam("through"), c.role != "system"
         )
 
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """Events that carry a message, and compactions."""
+        return issubclass(event_class, Agent.ContextCompacted) or _may_have_message(event_class)
+
     def reset(self, position: int) -> None:
         """Forget the messages and compactions not written yet."""
         self._messages: dict[str, list[tuple[Any, ...]]] = {}  # per agent, in order

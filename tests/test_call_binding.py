@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from agentlog.adapters.mapper import inflate
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.storage import open_log, sqlite_path
 from agentlog.domain import Agent, AgentConfig, AgentLog, Policy, ToolCallRequest, args_hash
@@ -65,7 +66,7 @@ class Store:
         key = (self.agent_id.hex, version)
         with sqlite3.connect(sqlite_path(self.url)) as db:
             (raw,) = db.execute(f"SELECT state FROM stored_events {where}", key).fetchone()
-            state = json.loads(raw)
+            state = json.loads(inflate(raw))
             change(state)
             db.execute(
                 f"UPDATE stored_events SET state=? {where}", (json.dumps(state).encode(), *key)

@@ -18,6 +18,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from agentlog.adapters.mapper import inflate
 from agentlog.adapters.storage import env_for
 from agentlog.domain import (
     GENESIS,
@@ -221,10 +222,10 @@ def test_new_rows_are_written_at_the_current_class_versions(desk: SupportDesk) -
     desk.escalate(RUNNING, "billing", "refund over the limit", Severity.HIGH)  # version 12
     assert desk.snapshots is not None
     (escalation,) = desk.recorder.select_events(RUNNING, gt=11)
-    assert json.loads(escalation.state)["class_version"] == 2
-    assert json.loads(escalation.state)["severity"] == "high"
+    assert json.loads(inflate(escalation.state))["class_version"] == 2
+    assert json.loads(inflate(escalation.state))["severity"] == "high"
     (snapshot,) = desk.snapshots.recorder.select_events(RUNNING, gt=8)
-    assert json.loads(snapshot.state)["state"]["class_version"] == 2
+    assert json.loads(inflate(snapshot.state))["state"]["class_version"] == 2
 
 
 def test_old_digests_verify_from_the_stored_json(desk: SupportDesk) -> None:
@@ -232,7 +233,7 @@ def test_old_digests_verify_from_the_stored_json(desk: SupportDesk) -> None:
         records = desk.recorder.select_events(agent_id)
         previous = GENESIS
         for record in records:
-            state = json.loads(record.state)
+            state = json.loads(inflate(record.state))
             recomputed = event_digest(record.topic, str(agent_id), record.originator_version, state)
             assert recomputed == state["digest"], (agent_id, record.originator_version)
             assert state["prev_hash"] == previous
@@ -241,7 +242,7 @@ def test_old_digests_verify_from_the_stored_json(desk: SupportDesk) -> None:
 
 def test_upcast_events_keep_the_digest_they_were_stored_with(desk: SupportDesk) -> None:
     stored_digests = {
-        r["originator_version"]: json.loads(r["state"])["digest"]
+        r["originator_version"]: json.loads(inflate(r["state"]))["digest"]
         for r in rows("events")
         if r["originator_id"] == str(RUNNING)
     }

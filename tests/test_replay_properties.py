@@ -28,6 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, JsonValue
 
+from agentlog.adapters.mapper import inflate
 from agentlog.adapters.storage import env_for, open_log
 from agentlog.domain import (
     GENESIS,
@@ -303,7 +304,7 @@ def test_hash_chain_links_every_event_and_verifies_after_reload(data: st.DataObj
     assert all(event.compute_digest() == event.digest for event in events)
     assert head == events[-1].digest == agent.head_hash
     for record, event in zip(records, events, strict=True):
-        stored_state = json.loads(record.state)
+        stored_state = json.loads(inflate(record.state))
         assert stored_state["digest"] == event.digest
         recomputed = event_digest(
             record.topic, str(agent.id), record.originator_version, stored_state

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from sqlalchemy import text
 
+from agentlog.adapters.mapper import inflate
 from agentlog.adapters.storage import open_log, sqlite_path
 from agentlog.adapters.views import engine_for, open_projections
 from agentlog.cli import main
@@ -189,6 +190,13 @@ def copy_of(fixture: Fixture) -> Iterator[Fixture]:
         yield Fixture(f"sqlite:///{target}{query}", fixture.agents, fixture.cipher_key)
 
 
+def edited(state: bytes, old: bytes, new: bytes) -> bytes:
+    """A stored state with ``old`` replaced, written back as plain JSON (stores read any mix)."""
+    plain = inflate(state)
+    assert old in plain
+    return plain.replace(old, new)
+
+
 def test_an_untouched_store_verifies(pristine: Fixture) -> None:
     result = verify(pristine)
     assert result.exit_code == 0, result.output
@@ -227,8 +235,9 @@ def test_an_edit_that_reads_back_as_the_same_json_is_a_break(pristine: Fixture) 
     with copy_of(pristine) as store:
         table = events_table(store.url)
         (row,) = [r for r in table.rows() if as_uuid(r[0]) == chatty and r[1] == 1]
-        assert b'"max_wall_time":86400.0' in row[3]
-        table.set(row[:2], "state", row[3].replace(b"86400.0", b"86400e0"))
+        plain = inflate(row[3])  # stores read plain and compressed rows alike
+        assert b'"max_wall_time":86400.0' in plain
+        table.set(row[:2], "state", plain.replace(b"86400.0", b"86400e0"))
         result = verify(store, "--json")
     assert breaks(result) == {chatty: 1}
 
@@ -266,8 +275,7 @@ def test_a_snapshot_that_does_not_match_its_events_is_a_break(pristine: Fixture)
     with copy_of(pristine) as store:
         snapshots = events_table(store.url, "snapshots")
         (row,) = [r for r in snapshots.rows() if as_uuid(r[0]) == chatty]
-        assert b'"steps":0' in row[3]
-        snapshots.set(row[:2], "state", row[3].replace(b'"steps":0', b'"steps":7'))
+        snapshots.set(row[:2], "state", edited(row[3], b'"steps":0', b'"steps":7'))
         result = verify(store, chatty.hex[:8], "--json")
     (agent,) = json.loads(result.stdout)["agents"]
     assert result.exit_code == 1
@@ -281,7 +289,7 @@ def test_text_output_names_agent_version_and_event(pristine: Fixture) -> None:
     with copy_of(pristine) as store:
         table = events_table(store.url)
         (row,) = [r for r in table.rows() if as_uuid(r[0]) == gated and r[1] == 5]
-        table.set(row[:2], "state", row[3].replace(b'"approver":"ana"', b'"approver":"eve"'))
+        table.set(row[:2], "state", edited(row[3], b'"approver":"ana"', b'"approver":"eve"'))
         result = verify(store)
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
@@ -307,7 +315,7 @@ def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> Non
             assert (result.exit_code, result.stderr) == (0, ""), args
         table = events_table(store.url)
         (row,) = [r for r in table.rows() if str(as_uuid(r[0])) == gated and r[1] == 5]
-        table.set(row[:2], "state", row[3].replace(b'"approver":"ana"', b'"approver":"eve"'))
+        table.set(row[:2], "state", edited(row[3], b'"approver":"ana"', b'"approver":"eve"'))
         for args in reads:
             result = CliRunner().invoke(main, ["--db", store.url, *args])
             assert result.exit_code == 0, args
