@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
+from copy import deepcopy
 from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
@@ -164,11 +165,26 @@ class AgentLog(Application[UUID]):
             event = recording.domain_event
             first_new.setdefault(event.originator_id, event.originator_version)
         for obj in objs:
+            if isinstance(obj, Aggregate) and obj.id in first_new:
+                self._cache_saved(obj)
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
         for callback in self.after_save:
             callback()
         return recordings
+
+    def _cache_saved(self, aggregate: Aggregate) -> None:
+        """With an aggregate cache (workers), keep a copy of what was just saved, so the
+        next load needs no fast-forward through the events this process wrote itself."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        try:
+            cached = cache.get(aggregate.id)
+        except KeyError:
+            cached = None
+        if cached is None or cached.version < aggregate.version:
+            cache.put(aggregate.id, deepcopy(aggregate))
 
     def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
         k = self.snapshot_interval
