@@ -179,17 +179,17 @@ def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
 def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> None:
     """Show one agent (AGENT is its id or a unique prefix of it).
 
-    The current state comes from the state view; --at replays the log to VERSION.
-    Warns on stderr if the events up to the version shown fail their hash chain.
+    The current state comes from the state view; --at replays the log to VERSION and
+    warns on stderr if the events up to it fail their hash chain.
     """
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
         if version is not None:
             found = store.log.get(agent_id, version=version)
+            verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
         else:
             with store.views.engine.connect() as conn:
                 found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
-        verify.warn_if_broken(first_break(store.log, agent_id, upto=found.version))
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:

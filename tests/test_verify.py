@@ -304,7 +304,6 @@ def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> Non
     warning = f"warning: agent {gated} fails its hash chain at version 5 (Agent.PermissionGranted)"
     reads = [
         ["log", gated],
-        ["show", gated],
         ["show", gated, "--at", "5"],
         ["audit"],
         ["audit", "--agent", gated],
