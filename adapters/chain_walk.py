@@ -111,11 +111,6 @@ class ChainWalk:
             self.digests[version] = digest
         return state
 
-    def missing(self, version: int, reason: str) -> None:
-        """Record that the log ends before ``version`` while something saw it."""
-        if self.first_break is None:
-            self.first_break = ChainBreak(self.agent_id, version, None, reason)
-
     def _broke(self, stored: StoredEvent, reason: str) -> None:
         version, expected = stored.originator_version, self.last_version + 1
         if version > expected:  # a gap: name the first missing version

@@ -93,17 +93,19 @@ def _newest_snapshot(log: AgentLog, agent_id: UUID) -> StoredEvent | None:
 
 
 def _check_head(walk: ChainWalk, version: int, head_hash: str) -> None:
-    if walk.first_break is not None:
-        return
-    if version > walk.last_version:
-        walk.missing(
-            walk.last_version + 1,
-            f"the log ends at version {walk.last_version}; the state view saw version {version}",
-        )
+    last = walk.last_version
+    if version > last:
+        reason = f"the log ends at version {last}; the state view saw version {version}"
+        _record(walk, ChainBreak(walk.agent_id, last + 1, None, reason))
     elif walk.digests.get(version) != head_hash:
         reason = "not the head the state view recorded at this version (history rewritten?)"
-        topic = _topic_at(walk, version)
-        walk.first_break = ChainBreak(walk.agent_id, version, topic, reason)
+        _record(walk, ChainBreak(walk.agent_id, version, _topic_at(walk, version), reason))
+
+
+def _record(walk: ChainWalk, found: ChainBreak) -> None:
+    """Keep the earliest break found."""
+    if walk.first_break is None or found.version < walk.first_break.version:
+        walk.first_break = found
 
 
 def _topic_at(walk: ChainWalk, version: int) -> str | None:
@@ -139,17 +141,16 @@ class _Replay:
         snapshot, found = self.snapshot, walk.first_break
         if snapshot is None or (found is not None and found.version <= self.upto):
             return
-        if walk.last_version < self.upto:  # the events end before the snapshot
-            walk.missing(
-                walk.last_version + 1,
-                f"the log ends at version {walk.last_version}; a snapshot is at {self.upto}",
-            )
+        last = walk.last_version
+        if last < self.upto:  # the events end before the snapshot
+            ends = f"the log ends at version {last}; a snapshot is at {self.upto}"
+            _record(walk, ChainBreak(walk.agent_id, last + 1, None, ends))
             return
         reason = self._mismatch(snapshot)
         if reason is None:
             self.checked += 1
-        elif reason:  # before any later break: the first break is the snapshot's
-            walk.first_break = ChainBreak(walk.agent_id, self.upto, snapshot.topic, reason)
+        elif reason:
+            _record(walk, ChainBreak(walk.agent_id, self.upto, snapshot.topic, reason))
 
     def _mismatch(self, stored: StoredEvent) -> str | None:
         """Why the snapshot differs from the replay; "" for a stale (unchecked) one."""

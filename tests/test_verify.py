@@ -432,3 +432,23 @@ def test_the_sqlalchemy_engine_verifies_and_names_a_deleted_event(
         conn.execute(text(f"DELETE FROM {table} WHERE {where}"), {"id": stored_id})
     engine.dispose()
     assert breaks(verify(store, "--json")) == {chatty: 3}
+
+
+def test_a_history_rewritten_with_a_valid_chain_is_caught_by_the_state_view(
+    pristine: Fixture,
+) -> None:
+    """Delete an agent's last events and let the application append others in their
+    place: every digest and link is valid, but the state view saw the original head."""
+    chatty = pristine.agents["chatty"]
+    with copy_of(pristine) as store:
+        table = events_table(store.url)
+        for version in (5, 6):
+            table.delete((chatty.hex, version))
+        log = open_log(store.url)  # no views follow these saves
+        log.send(chatty, "this never happened")
+        log.send(chatty, "nor this")
+        log.close()
+        report = json.loads(verify(store, "--json").stdout)
+    (found,) = [a["break"] for a in report["agents"] if a["break"]]
+    assert found["version"] == 6
+    assert "state view" in found["reason"]
