@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -34,15 +34,14 @@ def verify(settings: Settings, agent: str | None, all_agents: bool, as_json: boo
         raise click.UsageError("give AGENT or --all, not both")
     with settings.store(catch_up=False) as store:
         heads = StateViewHeads(store.views)
-        if agent is not None:
-            ids: Iterable[Any] = [resolve(store.log, store.views, agent)]
-            total = None
+        if agent is not None:  # checked before printing: an unknown agent is an error
+            found = verify_agent(store.log, resolve(store.log, store.views, agent), heads)
+            broken = (_print_json if as_json else _print_text)(iter([found]))
         else:
             ids = agents_to_verify(store.log, heads.agent_ids())
-            total = store.log.recorder.max_notification_id() or 0
-        with _progress(total) as advance:
-            reports = (verify_agent(store.log, i, heads, advance) for i in ids)
-            broken = (_print_json if as_json else _print_text)(reports)
+            with _progress(store.log.recorder.max_notification_id() or 0) as advance:
+                reports = (verify_agent(store.log, i, heads, advance) for i in ids)
+                broken = (_print_json if as_json else _print_text)(reports)
     if broken:
         raise SystemExit(1)
 
@@ -109,7 +108,7 @@ def _report_json(report: AgentReport) -> dict[str, Any]:
 class _progress:  # noqa: N801 - used like a function: `with _progress(total) as advance`
     """A progress bar in events on stderr, only when stderr is a terminal."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(self, total: int) -> None:
         console = Console(stderr=True)
         self.bar = Progress(console=console, transient=True, disable=not sys.stderr.isatty())
         self.task = self.bar.add_task("verify", total=total)

@@ -331,8 +331,11 @@ def test_agent_and_all_together_is_a_usage_error(pristine: Fixture) -> None:
 
 
 @pytest.mark.parametrize("ref", ["0123abcd-0000-4000-8000-000000000000", "fff0"])
-def test_an_unknown_agent_is_a_one_line_error(pristine: Fixture, ref: str) -> None:
-    result = verify(pristine, ref)
+@pytest.mark.parametrize("options", [(), ("--json",)])
+def test_an_unknown_agent_is_a_one_line_error(
+    pristine: Fixture, ref: str, options: tuple[str, ...]
+) -> None:
+    result = verify(pristine, ref, *options)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
     assert "Traceback" not in result.output
