@@ -9,8 +9,12 @@ server. Nothing here knows which fields the chain keeps: the rule lives in Chain
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -455,3 +459,30 @@ def test_a_history_rewritten_with_a_valid_chain_is_caught_by_the_state_view(
     (found,) = [a["break"] for a in report["agents"] if a["break"]]
     assert found["version"] == 6
     assert "state view" in found["reason"]
+
+
+def test_a_progress_bar_runs_on_stderr_when_it_is_a_terminal(pristine: Fixture) -> None:
+    """Through a real pseudo-terminal; stdout (a pipe) still gets the plain report."""
+    main_fd, terminal = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "agentlog.cli", "--db", pristine.url, "verify"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=60,
+        check=False,
+    )
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(main_fd)
+    assert done.returncode == 0
+    assert done.stdout == b"OK: 3 agent(s), 12 event(s), 2 snapshot(s) checked\n"
+    assert b"verify" in drawn
+    assert b"100%" in drawn
