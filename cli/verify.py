@@ -24,10 +24,11 @@ from agentlog.cli.settings import Settings, pass_settings
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_settings
 def verify(settings: Settings, agent: str | None, all_agents: bool, as_json: bool) -> None:
-    """Recompute the hash chain of AGENT (or of every agent) and check its snapshots.
+    """Check hash chains and snapshots; name each agent's first break.
 
-    Names the agent, version and event of each agent's first break: an edited byte, a
-    deleted, reordered or missing event, a snapshot that does not match its events.
+    Recomputes the chain of AGENT (default: of every agent) from its stored rows and
+    names the version and event of its first break: an edited byte, a deleted,
+    reordered or missing event, a snapshot or state-view head that does not match.
     Exit code 0 when every chain holds, 1 when any breaks.
     """
     if agent is not None and all_agents:
