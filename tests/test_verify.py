@@ -296,11 +296,9 @@ def test_text_output_names_agent_version_and_event(pristine: Fixture) -> None:
         table.set(row[:2], "state", edited(row[3], b'"approver":"ana"', b'"approver":"eve"'))
         result = verify(store)
     assert result.exit_code == 1
-    assert result.stdout.splitlines() == [
-        f"BROKEN agent {gated} version 5 (Agent.PermissionGranted): "
-        "its stored digest does not match its content (edited)",
-        "FAILED: 1 of 3 agent(s), 11 event(s), 2 snapshot(s) checked",
-    ]
+    broken, summary = result.stdout.splitlines()
+    assert broken.startswith(f"BROKEN agent {gated} version 5 (Agent.PermissionGranted): ")
+    assert summary == "FAILED: 1 of 3 agent(s), 11 event(s), 2 snapshot(s) checked"
 
 
 def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> None:
