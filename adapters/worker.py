@@ -47,9 +47,15 @@ class Worker:
 
     def runtime_for(self, agent_id: UUID) -> Runtime:
         """A runtime with the model the agent's config names."""
-        model = model_for(self.store.log.get(agent_id).config.model)
+        config = self.store.log.get(agent_id).config
+        summarizer = model_for(config.compact_model) if config.compact_model else None
         return Runtime(
-            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+            self.store.log,
+            model_for(config.model),
+            self.tools,
+            worker_id=self.name,
+            transcripts=self.transcripts,
+            summarizer=summarizer,
         )
 
     def step(self, agent_id: UUID) -> Step:

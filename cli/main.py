@@ -13,9 +13,10 @@ from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import demo, render, runtime, verify, views
+from agentlog.cli import demo, lineage, render, runtime, verify, views
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain.lineage import history
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
     DEFAULT_MAX_STEPS,
@@ -114,6 +115,13 @@ def init(settings: Settings) -> None:
     metavar="SECONDS",
     help="Seconds after the task's start when the model is no longer asked.",
 )
+@click.option(
+    "--compact-at",
+    type=lineage.ContextSize(),
+    default=None,
+    help="Compact the model's context when it passes SIZE: 30000chars or 8000tokens.",
+)
+@click.option("--compact-model", default=None, metavar="SPEC", help="Who summarises [--model].")
 @pass_settings
 def new(
     settings: Settings,
@@ -127,6 +135,8 @@ def new(
     max_tokens: int,
     max_empty_answers: int,
     max_wall_time: float,
+    compact_at: dict[str, int] | None,
+    compact_model: str | None,
 ) -> None:
     """Create an agent and print its id.
 
@@ -147,6 +157,8 @@ def new(
         max_tokens=max_tokens,
         max_empty_answers=max_empty_answers,
         max_wall_time=max_wall_time,
+        compact_model=lineage.checked_model(compact_model, "--compact-model"),
+        **(compact_at or {}),
     )
     with settings.store() as store:
         agent_id = store.log.create_agent(name, config)
@@ -199,20 +211,30 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
 @main.command()
 @click.argument("agent")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one event a line.")
+@click.option(
+    "--lineage", "walk", is_flag=True, help="First its ancestors' events, up to each fork."
+)
 @pass_settings
-def log(settings: Settings, agent: str, as_json: bool) -> None:
+def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
     """Print an agent's events: version, time, type, actor, short payload.
 
     Warns on stderr if they fail their hash chain (see `agentlog verify`).
     """
     with settings.store(catch_up=False) as store:
-        walk = ChainWalk(store.log, resolve(store.log, store.views, agent))
-        for event in checked_events(walk):
+        agent_log = store.log
+        agent_id = resolve(agent_log, store.views, agent)
+        if walk:
+            lineage.echo_history(agent_log, agent_id, as_json)
+            for segment in history(agent_log, agent_id):
+                verify.warn_if_broken(first_break(agent_log, segment.agent_id, segment.last))
+            return
+        chain = ChainWalk(agent_log, agent_id)
+        for event in checked_events(chain):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
-    verify.warn_if_broken(walk.first_break)
+    verify.warn_if_broken(chain.first_break)
 
 
 main.add_command(views.audit)
@@ -226,6 +248,9 @@ for command in (
     runtime.settle,
     runtime.worker,
     demo.demo,
+    lineage.fork,
+    lineage.diff,
+    lineage.compact,
 ):
     main.add_command(command)
 

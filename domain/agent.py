@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.chain import args_hash
+from agentlog.domain.chain import GENESIS, args_hash
 from agentlog.domain.errors import (
     AgentFinishedError,
     CompactionRangeError,
@@ -23,6 +23,7 @@ from agentlog.domain.errors import (
     OpenCallsError,
     TaskAlreadyRunningError,
 )
+from agentlog.domain.inheritance import IDENTITY, Inheritance
 from agentlog.domain.tool_calls import ToolCallRules
 from agentlog.domain.values import (
     AgentConfig,
@@ -80,6 +81,12 @@ class Agent(Aggregate, ToolCallRules):
         name: str
         config: AgentConfig
         lineage: Lineage | None = None
+        inherited: Inheritance | None = None
+        """A fork's start: its parent's state and model context at the version forked at."""
+
+        def apply(self, agent: Agent) -> None:
+            if self.inherited is not None:
+                agent.inherit(self.inherited.state)
 
     class TaskStarted(Event):
         """Someone gave the agent a goal."""
@@ -554,6 +561,19 @@ class Agent(Aggregate, ToolCallRules):
         self.check_not_finished()
         if self.status is not Status.RUNNING:
             raise NoTaskRunningError(self.id, self.status)
+
+    def inheritable_state(self) -> dict[str, JsonValue]:
+        """What a fork of this agent at its loaded version inherits (as JSON)."""
+        state = {k: v for k, v in self.snapshot_state().items() if k not in IDENTITY}
+        return {k: v for k, v in state.items() if not k.startswith("_")}
+
+    def inherit(self, state: dict[str, JsonValue]) -> None:
+        """Take a parent's state, keeping this agent's identity (``apply`` bodies only)."""
+        own = {"name": self.name, "config": self.config, "lineage": self.lineage}
+        full = dict(state) | own | {"compacted_through": 0, "head_hash": GENESIS}
+        for key, value in type(self).validated_state(full).items():
+            if key not in IDENTITY:
+                setattr(self, key, value)
 
     def move_call(self, event: Any, **changes: Any) -> None:
         """Advance an open call's record (used by ``apply`` bodies only)."""

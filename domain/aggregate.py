@@ -179,6 +179,16 @@ class Aggregate(es.Aggregate):
         return state
 
     @classmethod
+    def validated_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """Public attributes from stored JSON state: upcast from its ``class_version``
+        (if older), then validated by the ``State`` model."""
+        from_version = state.pop("class_version", 1)
+        while from_version < getattr(cls, "class_version", 1):
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        return dict(cls.State.model_validate(state))
+
+    @classmethod
     def from_snapshot_state(cls, agg_id: UUID, version: int, state: dict[str, Any]) -> Self:
         """Rebuild an aggregate from snapshot state, upcasting old state first.
 
@@ -186,12 +196,8 @@ class Aggregate(es.Aggregate):
         """
         if state.pop("_schema", 1) < cls.SNAPSHOT_SCHEMA:
             raise StaleSnapshotError(agg_id, version)
-        from_version = state.pop("class_version", 1)
-        while from_version < getattr(cls, "class_version", 1):
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
         times = {k: datetime.fromisoformat(state.pop(k)) for k in ("_created_on", "_modified_on")}
-        public = dict(cls.State.model_validate(state))
+        public = cls.validated_state(state)
         aggregate = object.__new__(cls)
         aggregate.__dict__.update(public, _id=agg_id, _version=version, _pending_events=[])
         aggregate.__dict__.update(times)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,6 +25,9 @@ from agentlog.domain.errors import (
     StaleSnapshotError,
     UnknownAgentError,
 )
+from agentlog.domain.fork import fork_of
+from agentlog.domain.messages import TranscriptBuilder
+from agentlog.domain.ports import Message
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
@@ -75,6 +79,47 @@ class AgentLog(Application[UUID]):
         agent = Agent.create(name, config, actor=actor)
         self.save(agent)
         return agent.id
+
+    def fork(
+        self,
+        parent_id: UUID,
+        version: int | None = None,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        actor: str = "user",
+    ) -> UUID:
+        """Record a new agent whose state equals the parent's at ``version`` (default: its
+        latest); the parent is not changed. See :mod:`agentlog.domain.fork`."""
+        parent = self.get(parent_id, version=version)
+        child = fork_of(parent, self.context(parent), name=name, model=model, actor=actor)
+        self.save(child)
+        return child.id
+
+    def compact(
+        self, agent_id: UUID, summary: str, *, through: int | None = None, summarizer: str
+    ) -> int:
+        """Record that the agent's context up to ``through`` (default: its latest version)
+        is summarised; returns the version covered. Stored events are not touched."""
+        agent = self.get(agent_id)
+        covered = agent.version if through is None else through
+        agent.compact(covered, summary, summarizer=summarizer)
+        self.save(agent)
+        return covered
+
+    def context(self, agent: Agent) -> list[Message]:
+        """The messages the agent's model sees at its loaded version, read from the log."""
+        return TranscriptBuilder().apply(self.context_events(agent)).messages()
+
+    def context_events(self, agent: Agent) -> Iterable[Aggregate.Event]:
+        """The events the model's context is built from: ``Created`` (system prompt, or a
+        fork's inherited context), then those after the latest compaction. O(context)."""
+        covered = agent.compacted_through
+        if covered <= 1:
+            return self.events_of(agent.id, upto=agent.version)
+        # The compaction event itself comes after what it covers, so it is in the tail.
+        created = self.events_of(agent.id, upto=1)
+        return itertools.chain(created, self.events_of(agent.id, after=covered, upto=agent.version))
 
     def get(self, agent_id: UUID, version: int | None = None) -> Agent:
         """The agent as it is now, or as it was at ``version`` (time travel)."""

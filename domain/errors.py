@@ -144,6 +144,26 @@ class CompactionRangeError(AgentError):
         self.through = through
 
 
+class ForkPointError(AgentError):
+    """An agent cannot be forked at that version (a tool call there has no outcome yet)."""
+
+    def __init__(self, agent_id: UUID, version: int, reason: str) -> None:
+        super().__init__(f"cannot fork agent {agent_id} at version {version}: {reason}")
+        self.agent_id = agent_id
+        self.version = version
+        self.reason = reason
+
+
+class SummaryFailedError(AgentError):
+    """The model asked to summarise a context gave no summary."""
+
+    def __init__(self, agent_id: UUID, model: str, reason: str) -> None:
+        super().__init__(f"agent {agent_id}: model {model} could not summarise: {reason}")
+        self.agent_id = agent_id
+        self.model = model
+        self.reason = reason
+
+
 class StoredEventError(AgentError):
     """A stored record could not be turned back into an event."""
 
