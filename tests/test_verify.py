@@ -484,3 +484,17 @@ def test_a_progress_bar_runs_on_stderr_when_it_is_a_terminal(pristine: Fixture) 
     assert done.stdout == b"OK: 3 agent(s), 12 event(s), 2 snapshot(s) checked\n"
     assert b"verify" in drawn
     assert b"100%" in drawn
+
+
+def test_log_lineage_warns_about_an_ancestor_that_fails_its_chain(pristine: Fixture) -> None:
+    chatty = pristine.agents["chatty"]
+    with copy_of(pristine) as store:
+        forked = CliRunner().invoke(main, ["--db", store.url, "fork", str(chatty), "--at", "3"])
+        child = forked.output.split()[0]
+        assert verify(store).exit_code == 0, forked.output
+        table = events_table(store.url)
+        (row,) = [r for r in table.rows() if as_uuid(r[0]) == chatty and r[1] == 3]
+        table.set(row[:2], "state", edited(row[3], b'"one"', b'"uno"'))
+        result = CliRunner().invoke(main, ["--db", store.url, "log", "--lineage", child])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"warning: agent {chatty} fails its hash chain at version 3")
