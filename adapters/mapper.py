@@ -18,7 +18,7 @@ from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
 from agentlog.domain.aggregate import DomainEvent
-from agentlog.domain.errors import StoredEventError
+from agentlog.domain.errors import StoredEventError, UnknownTopicError
 
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
 
@@ -140,7 +140,9 @@ class PydanticMapper(Mapper[UUID]):
         try:
             cls = resolve_topic(stored_event.topic)
         except TopicError:
-            raise _error(stored_event, "unknown event topic (no class registered)") from None
+            raise UnknownTopicError(
+                stored_event.originator_id, stored_event.originator_version, stored_event.topic
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
             raise _error(stored_event, f"topic names {cls!r}, not an agentlog event")
         _EVENT_CLASSES[stored_event.topic] = cls

@@ -20,7 +20,13 @@ from eventsourcing.persistence import StoredEvent
 
 from agentlog.adapters.chain_walk import ChainBreak, ChainWalk
 from agentlog.adapters.mapper import PydanticMapper
-from agentlog.domain import AgentError, AgentLog, StaleSnapshotError, UnknownAgentError
+from agentlog.domain import (
+    AgentError,
+    AgentLog,
+    StaleSnapshotError,
+    UnknownAgentError,
+    UnknownTopicError,
+)
 
 Heads = Callable[[UUID], tuple[int, str] | None]
 """The version and head hash a witness (the state view) last saw of an agent, if any."""
@@ -130,6 +136,8 @@ class _Replay:
         try:
             event: Any = self.mapper.event_from_state(stored, state)
             self.aggregate = event.mutate(self.aggregate)
+        except UnknownTopicError:  # an aggregate of the user's own, its module not loaded
+            self.snapshot, self.upto = None, 0  # the chain is checked; the snapshot cannot be
         except (AgentError, ValueError, TypeError, AttributeError, KeyError) as e:
             reason = f"cannot be replayed: {getattr(e, 'reason', e)}"
             walk.first_break = ChainBreak(
@@ -157,8 +165,8 @@ class _Replay:
         try:
             snapshot: Any = self.log.mapper.to_domain_event(stored)
             restored = snapshot.mutate(None)
-        except StaleSnapshotError:
-            return ""  # older than the state's schema: loads ignore it too
+        except (StaleSnapshotError, UnknownTopicError):
+            return ""  # older than the state's schema (loads ignore it too), or not loaded
         except (AgentError, ValueError, TypeError, AttributeError, KeyError) as e:
             return f"the snapshot cannot be read: {getattr(e, 'reason', e)}"
         if restored.state() != self.aggregate.state() or restored.version != self.upto:

@@ -14,6 +14,7 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, lineage, render, runtime, verify, views
+from agentlog.cli.app_loading import load_apps
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.domain.lineage import history
@@ -50,14 +51,26 @@ from agentlog.projections import queries
     show_default=True,
     help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
 )
+@click.option(
+    "--app",
+    "apps",
+    envvar="AGENTLOG_APP",
+    multiple=True,
+    metavar="MODULE[:CLASS]",
+    help="Load your own application (an AgentLog subclass), aggregates and views from "
+    "this module, so their events resolve (repeatable). Env: AGENTLOG_APP "
+    "(space-separated).",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> None:
+def main(
+    ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, apps: tuple[str, ...]
+) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
     logging.getLogger("agentlog").addHandler(logging.NullHandler())
     logging.getLogger("agentlog").propagate = False
-    ctx.obj = Settings(db, cipher_key, sandbox)
+    ctx.obj = Settings(db, cipher_key, sandbox, load_apps(apps))
 
 
 @main.command()
@@ -192,16 +205,14 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
     """Show one agent (AGENT is its id or a unique prefix of it).
 
     The current state comes from the state view; --at replays the log to VERSION and
-    warns on stderr if the events up to it fail their hash chain.
+    warns on stderr if the events up to it fail their hash chain. Aggregates of your own
+    (see --app) are replayed from the log.
     """
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
+        found = views.aggregate_at(store, agent_id, version)
         if version is not None:
-            found = store.log.get(agent_id, version=version)
             verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
-        else:
-            with store.views.engine.connect() as conn:
-                found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:

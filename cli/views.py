@@ -11,9 +11,11 @@ from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.chain_walk import first_break
+from agentlog.adapters.views import Store
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.cli.verify import warn_if_broken
+from agentlog.domain import Aggregate, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 
 
@@ -73,8 +75,15 @@ def status(settings: Settings, as_json: bool) -> None:
     rows = [render.view_status(s) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
-    else:
-        render.print_table(render.view_status_table(rows))
+        return
+    render.print_table(render.view_status_table(rows))
+    unknown = next((s.unknown_topic for s in report if s.unknown_topic), None)
+    if unknown is not None:
+        click.echo(
+            f"note: events of unknown topics (such as {unknown!r}) were skipped: load the "
+            "module that defines them with --app module:Class, then rebuild the views",
+            err=True,
+        )
 
 
 @projections.command()
@@ -134,6 +143,18 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
             if once:
                 return
             wait()
+
+
+def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate:
+    """An agent as the state view has it, or replayed to ``version``; an aggregate the
+    view does not keep (one of the user's own), replayed from the log."""
+    if version is not None:
+        return store.log.get(agent_id, version=version)
+    try:
+        with store.views.engine.connect() as conn:
+            return queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+    except UnknownAgentError:
+        return store.log.get(agent_id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -28,6 +28,7 @@ from agentlog.domain.errors import (
     ToolDeniedError,
     UnknownAgentError,
     UnknownCallError,
+    UnknownTopicError,
 )
 from agentlog.domain.values import (
     AgentConfig,
@@ -82,6 +83,7 @@ __all__ = [
     "ToolDeniedError",
     "UnknownAgentError",
     "UnknownCallError",
+    "UnknownTopicError",
     "args_hash",
     "event_digest",
 ]

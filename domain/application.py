@@ -49,6 +49,15 @@ class AgentLog(Application[UUID]):
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The library names a subclass after itself, and PostgreSQL and SQLAlchemy stores
+        # prefix their tables with the name: a subclass keeps "agentlog" (the same store,
+        # the same CLI) unless it declares a name of its own.
+        named = "name" in cls.__dict__
+        super().__init_subclass__(**kwargs)
+        if not named:
+            cls.name = AgentLog.name
+
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
         """The library's environment; an interval of 0 turns the snapshot store off."""
         environment = super().construct_env(name, env)

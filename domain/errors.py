@@ -177,6 +177,20 @@ class StoredEventError(AgentError):
         self.reason = reason
 
 
+class UnknownTopicError(StoredEventError):
+    """A stored record names a class this process does not know (its module is not
+    imported): a user's own aggregate, read without the code that defines it."""
+
+    def __init__(self, agent_id: UUID | str, version: int, topic: str) -> None:
+        super().__init__(
+            agent_id,
+            version,
+            topic,
+            "unknown topic (no class registered): import the module that defines it "
+            "(agentlog --app module:Class)",
+        )
+
+
 class StorageURLError(AgentError):
     """A storage URL that agentlog cannot use."""
 

@@ -56,6 +56,11 @@ class View(ABC):
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Apply a batch of events, in order, inside the caller's transaction."""
 
+    def skipped(self) -> int:
+        """Events of the last batch processed that the view skipped because it does not
+        keep their aggregate (counted by ``agentlog projections status``)."""
+        return 0
+
     @classmethod
     def handles(cls, event_class: type[Any]) -> bool:
         """Whether events of this class can change the view. The follower decodes only
