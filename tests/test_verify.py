@@ -42,6 +42,10 @@ from agentlog.domain import EffectClass, Policy, ToolCallRequest
 from conftest import store_url
 from pg_server import _libpq_url
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
 Row = tuple[Any, int]
 """A stored row's key as the table holds it: (originator_id, originator_version)."""
 
@@ -498,3 +502,39 @@ def test_log_lineage_warns_about_an_ancestor_that_fails_its_chain(pristine: Fixt
         result = CliRunner().invoke(main, ["--db", store.url, "log", "--lineage", child])
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith(f"warning: agent {chatty} fails its hash chain at version 3")
+
+
+def verify_in_fresh_process(url: str, *app: str) -> dict[str, Any]:
+    """`agentlog [--app ...] verify --json` in a process that imported nothing of the user's."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agentlog.cli", *app, "--db", url, "verify", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=EXAMPLES,
+        env={"PYTHONPATH": str(EXAMPLES), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode in (0, 1), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_a_users_aggregates_are_verified_with_or_without_their_module(tmp_path: Path) -> None:
+    """Chains need no class; snapshots are checked when --app loads the aggregate's module."""
+    from support_agent import open_desk, work_ticket
+
+    url = store_url("sqlite", tmp_path)
+    desk = open_desk(url, snapshot_interval=4)
+    ticket = work_ticket(desk, "T-1")
+    desk.close()
+    app = ("--app", "support_agent:SupportDesk")
+    for options, snapshots in (((), 0), (app, 1)):
+        (report,) = verify_in_fresh_process(url, *options)["agents"]
+        assert (report["ok"], report["snapshots"]) == (True, snapshots), options
+    table = events_table(url)
+    (row,) = [r for r in table.rows() if as_uuid(r[0]) == ticket and r[1] == 3]
+    table.set(row[:2], "state", edited(row[3], b"charged twice", b"charged once"))
+    for options in ((), app):
+        (report,) = verify_in_fresh_process(url, *options)["agents"]
+        assert report["break"]["version"] == 3, options
