@@ -87,17 +87,22 @@ class PydanticMapper(Mapper[UUID]):
         if not isinstance(domain_event, DomainEvent):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
-        data = self.transcoder.encode(domain_event.stored_state())
-        if self.compressor:
-            data = self.compressor.compress(data)
-        if self.cipher:
-            data = self.cipher.encrypt(data)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=get_topic(type(domain_event)),
-            state=data,
+            state=self.encode_state(domain_event.stored_state()),
         )
+
+    def encode_state(self, state: dict[str, Any]) -> bytes:
+        """The bytes a JSON state is stored as (encoded, compressed, encrypted):
+        the inverse of :meth:`decode_state`."""
+        data = self.transcoder.encode(state)
+        if self.compressor:
+            data = self.compressor.compress(data)
+        if self.cipher:
+            data = self.cipher.encrypt(data)
+        return data
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event, upcasting its state to the current class version."""

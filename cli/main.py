@@ -14,6 +14,7 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import demo, lineage, render, runtime, verify, views
+from agentlog.cli import transfer as transfer_commands
 from agentlog.cli.app_loading import load_apps
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
@@ -250,6 +251,8 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
 
 main.add_command(views.audit)
 main.add_command(verify.verify)
+main.add_command(transfer_commands.export)
+main.add_command(transfer_commands.import_)
 main.add_command(views.projections)
 for command in (
     runtime.step,

@@ -143,6 +143,8 @@ def event_json(event: Any) -> dict[str, JsonValue]:
 def event_line(event: Any, width: int = 70) -> str:
     """version, time, type, actor, short payload."""
     payload = {k: v for k, v in event.model_dump(mode="json").items() if k not in _BASE_FIELDS}
+    if extra := payload.pop("extra", None):  # what an import kept: after the event's own
+        payload["extra"] = extra
     short = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     if len(short) > width:
         short = short[: width - 1] + "…"

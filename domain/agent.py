@@ -23,6 +23,7 @@ from agentlog.domain.errors import (
     OpenCallsError,
     TaskAlreadyRunningError,
 )
+from agentlog.domain.extras import KeepsExtra
 from agentlog.domain.inheritance import IDENTITY, Inheritance
 from agentlog.domain.tool_calls import ToolCallRules
 from agentlog.domain.values import (
@@ -74,7 +75,7 @@ class Agent(Aggregate, ToolCallRules):
     class Event(Aggregate.Event):
         """Base class of the Agent's events."""
 
-    class Created(Aggregate.Created, Event):
+    class Created(KeepsExtra, Aggregate.Created, Event):
         """The agent came into being, with its configuration (and lineage, if forked)."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.Created@1"
@@ -88,7 +89,7 @@ class Agent(Aggregate, ToolCallRules):
             if self.inherited is not None:
                 agent.inherit(self.inherited.state)
 
-    class TaskStarted(Event):
+    class TaskStarted(KeepsExtra, Event):
         """Someone gave the agent a goal."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.TaskStarted@1"
@@ -99,7 +100,7 @@ class Agent(Aggregate, ToolCallRules):
             agent.messages += 1
             agent.task_started_at = self.timestamp
 
-    class UserMessageReceived(Event):
+    class UserMessageReceived(KeepsExtra, Event):
         """A person said something to the agent."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.UserMessageReceived@1"
@@ -108,7 +109,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.messages += 1
 
-    class ModelResponded(Event):
+    class ModelResponded(KeepsExtra, Event):
         """The model answered: text, requested tool calls, model id, token usage."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.ModelResponded@1"
@@ -241,7 +242,7 @@ class Agent(Aggregate, ToolCallRules):
                 started_at=self.timestamp,
             )
 
-    class ToolSucceeded(Event):
+    class ToolSucceeded(KeepsExtra, Event):
         """The call ran and returned a result."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.ToolSucceeded@1"
@@ -345,8 +346,10 @@ class Agent(Aggregate, ToolCallRules):
         lineage: Lineage | None = None,
         actor: str = "user",
         caused_by: int | None = None,
+        *,
+        extra: dict[str, JsonValue] | None = None,
     ) -> None:
-        # actor and caused_by belong to the Created event, not to the agent's state.
+        # actor, caused_by and extra belong to the Created event, not to the agent's state.
         self.name, self.config, self.lineage = name, config, lineage
         self.status = Status.IDLE
         self.goal: str | None = None
@@ -366,21 +369,28 @@ class Agent(Aggregate, ToolCallRules):
         *,
         lineage: Lineage | None = None,
         actor: str = "user",
+        extra: dict[str, JsonValue] | None = None,
     ) -> Agent:
-        """A new agent, recorded as created by ``actor``."""
-        return cls(name=name, config=config or AgentConfig(), lineage=lineage, actor=actor)
+        """A new agent, recorded as created by ``actor`` (``extra``: see ``KeepsExtra``)."""
+        return cls(
+            name=name, config=config or AgentConfig(), lineage=lineage, actor=actor, extra=extra
+        )
 
-    def start_task(self, goal: str, *, actor: str = "user") -> None:
+    def start_task(
+        self, goal: str, *, actor: str = "user", extra: dict[str, JsonValue] | None = None
+    ) -> None:
         """Give the agent its goal."""
         self.check_not_finished()
         if self.status is Status.RUNNING:
             raise TaskAlreadyRunningError(self.id, self.goal or "")
-        self.trigger_event(self.TaskStarted, goal=goal, actor=actor)
+        self.trigger_event(self.TaskStarted, goal=goal, actor=actor, extra=extra or {})
 
-    def receive_user_message(self, text: str, *, actor: str = "user") -> None:
+    def receive_user_message(
+        self, text: str, *, actor: str = "user", extra: dict[str, JsonValue] | None = None
+    ) -> None:
         """Record a message a person sent the agent."""
         self.check_not_finished()
-        self.trigger_event(self.UserMessageReceived, text=text, actor=actor)
+        self.trigger_event(self.UserMessageReceived, text=text, actor=actor, extra=extra or {})
 
     def record_model_response(
         self,
@@ -391,8 +401,11 @@ class Agent(Aggregate, ToolCallRules):
         usage: TokenUsage | None = None,
         finish_reason: str | None = None,
         caused_by: int | None = None,
+        actor: str | None = None,
+        extra: dict[str, JsonValue] | None = None,
     ) -> None:
-        """Record what the model said and which tools it asked for."""
+        """Record what the model said and which tools it asked for (``actor``: the model,
+        unless the response was recorded by someone else, e.g. an import)."""
         self.check_running()
         seen = set(self.calls)
         for call in tool_calls:
@@ -406,8 +419,9 @@ class Agent(Aggregate, ToolCallRules):
             model=model,
             usage=usage or TokenUsage(),
             finish_reason=finish_reason,
-            actor=f"model:{model}",
+            actor=actor or f"model:{model}",
             caused_by=caused_by,
+            extra=extra or {},
         )
 
     def call_tool(

@@ -294,3 +294,26 @@ class InvalidCipherKeyError(AgentError):
             "make one with eventsourcing.cipher.AESCipher.create_key(16)"
         )
         self.reason = reason
+
+
+class ImportFileError(AgentError):
+    """A file to import is malformed or breaks a chain; nothing was imported."""
+
+    def __init__(self, line: int | None, reason: str, *, unit: str = "line") -> None:
+        where = f"{unit} {line}: " if line is not None else ""
+        super().__init__(f"{where}{reason} (nothing was imported)")
+        self.line = line
+        self.reason = reason
+        self.unit = unit
+
+
+class AgentExistsError(AgentError):
+    """An import names an agent the store already holds, with other events: never merged."""
+
+    def __init__(self, agent_id: UUID, reason: str) -> None:
+        super().__init__(
+            f"agent {agent_id} is already stored and differs from the file ({reason}); "
+            "imports never merge (nothing was imported)"
+        )
+        self.agent_id = agent_id
+        self.reason = reason

@@ -313,6 +313,7 @@ def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> Non
         ["show", gated, "--at", "5"],
         ["audit"],
         ["audit", "--agent", gated],
+        ["export", "--format", "openai", gated],
     ]
     with copy_of(pristine) as store:
         for args in reads:  # untouched: no warning
@@ -326,6 +327,9 @@ def test_reads_of_history_warn_when_it_fails_its_chain(pristine: Fixture) -> Non
             assert result.exit_code == 0, args
             assert result.stderr.startswith(warning), args
             assert len(result.stderr.splitlines()) == 1, args
+        exported = CliRunner().invoke(main, ["--db", store.url, "export", gated])
+        assert exported.exit_code == 1  # the lossless format refuses a broken chain
+        assert f"agent {gated}, version 5" in exported.stderr
         shown_before = ["show", gated, "--at", "4"]  # the edit is after what it shows
         assert CliRunner().invoke(main, ["--db", store.url, *shown_before]).stderr == ""
 
