@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import conversation, demo, lineage, render, runtime, views
+from agentlog.cli import conversation, demo, lineage, render, runtime, verify, views
 from agentlog.cli import transfer as transfer_commands
 from agentlog.cli.app_loading import load_apps
 from agentlog.cli.catch_up import no_catch_up_option, reading
@@ -21,6 +22,7 @@ from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.cli.texts import FILE_HELP, text_option
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain.lineage import history
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
     DEFAULT_MAX_STEPS,
@@ -221,11 +223,15 @@ def show(
 ) -> None:
     """Show one agent (AGENT is its id or a unique prefix of it).
 
-    The current state comes from the state view; --at replays the log to VERSION.
-    Aggregates of your own (see --app) are replayed from the log.
+    The current state comes from the state view; --at replays the log to VERSION and
+    warns on stderr if the events up to it fail their hash chain. Aggregates of your own
+    (see --app) are replayed from the log.
     """
     with reading(settings, ["state"], no_catch_up) as store:
-        found = views.aggregate_at(store, resolve(store.log, store.views, agent), version)
+        agent_id = resolve(store.log, store.views, agent)
+        found = views.aggregate_at(store, agent_id, version)
+        if version is not None:
+            verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
     if as_json:
         click.echo(render.dumps(render.agent_json(found)))
     else:
@@ -240,21 +246,29 @@ def show(
 )
 @pass_settings
 def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
-    """Print an agent's events: version, time, type, actor, short payload."""
+    """Print an agent's events: version, time, type, actor, short payload.
+
+    Warns on stderr if they fail their hash chain (see `agentlog verify`).
+    """
     with settings.store(catch_up=False) as store:
         agent_log = store.log
         agent_id = resolve(agent_log, store.views, agent)
         if walk:
             lineage.echo_history(agent_log, agent_id, as_json)
+            for segment in history(agent_log, agent_id):
+                verify.warn_if_broken(first_break(agent_log, segment.agent_id, segment.last))
             return
-        for event in agent_log.events_of(agent_id):
+        chain = ChainWalk(agent_log, agent_id)
+        for event in checked_events(chain):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
+    verify.warn_if_broken(chain.first_break)
 
 
 main.add_command(views.audit)
+main.add_command(verify.verify)
 main.add_command(transfer_commands.export)
 main.add_command(transfer_commands.import_)
 main.add_command(views.projections)

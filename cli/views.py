@@ -10,11 +10,13 @@ import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import first_break
 from agentlog.adapters.views import Store
 from agentlog.cli import render
 from agentlog.cli.catch_up import no_catch_up_option, reading
 from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.verify import warn_if_broken
 from agentlog.domain import Aggregate, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 
@@ -42,12 +44,20 @@ def audit(
     as_json: bool,
     no_catch_up: bool,
 ) -> None:
-    """Who asked, what the model decided, which tool ran, who approved it, what came back."""
+    """Who asked, what the model decided, which tool ran, who approved it, what came back.
+
+    Warns on stderr about each agent shown whose events fail their hash chain.
+    """
     with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
         with store.views.engine.connect() as conn:
             rows = queries.audit(conn, store.views.table(conn, "audit"), where)
+        shown: dict[str, int] = {}  # the agents shown, up to the last version shown
+        for row in rows:
+            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["version"])
+        for shown_id, upto in shown.items():
+            warn_if_broken(first_break(store.log, UUID(shown_id), upto=upto))
     if as_json:
         click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
     elif rows:
