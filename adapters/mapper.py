@@ -106,8 +106,11 @@ class PydanticMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event, upcasting its state to the current class version."""
+        return self.event_from_state(stored_event, self.decode_state(stored_event))
+
+    def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any:
+        """The event from its already decoded ``state`` (which is upcast in place)."""
         cls = self.event_class(stored_event)
-        state = self.decode_state(stored_event)
         try:
             upcast(cls, state)
             originator_id = stored_event.originator_id

@@ -16,6 +16,7 @@ from rich.table import Table
 from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.models import SPEC_HELP, check_spec, model_for
 from agentlog.cli import render
+from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentError, AgentLog
 from agentlog.domain.compaction import compact_with_model
@@ -52,7 +53,7 @@ def checked_model(spec: str | None, hint: str = "--model") -> str | None:
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--at", "version", type=click.IntRange(min=1), help="Version to fork at [latest].")
 @click.option("--name", default=None, help="The new agent's name [PARENT (fork at vN)].")
 @click.option("--model", default=None, metavar="SPEC", help=f"Its model: {SPEC_HELP}.")
@@ -80,8 +81,8 @@ def fork(
 
 
 @click.command()
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", shell_complete=agent_ids)
+@click.argument("b", shell_complete=agent_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
@@ -113,7 +114,7 @@ def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--through", type=click.IntRange(min=1), help="Last version summarised [latest].")
 @click.option("--summary", default=None, help="The summary, as you wrote it.")
 @click.option(

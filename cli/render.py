@@ -50,14 +50,16 @@ _BASE_FIELDS = {
 
 
 def agent_json(agent: Aggregate) -> dict[str, JsonValue]:
-    """The agent's (or any aggregate's) id, version and state as JSON."""
+    """The agent's (or any aggregate's) id, version and state as JSON; an agent's status
+    is the word ``ls`` shows (``Agent.phase``)."""
     state: dict[str, JsonValue] = (
         type(agent).State.model_validate(agent.state()).model_dump(mode="json")
     )
     head: dict[str, JsonValue] = {"id": str(agent.id), "version": agent.version}
     if not isinstance(agent, Agent):
         head["type"] = get_topic(type(agent))
-    return {**head, **state}
+        return {**head, **state}
+    return {**head, **state, "status": agent.phase.value}
 
 
 def state_table(rows: list[dict[str, Any]]) -> Table:
@@ -117,7 +119,7 @@ def agent_details(agent: Aggregate) -> Table:
     rows: list[tuple[str, str]] = [
         ("id", str(agent.id)),
         ("name", agent.name),
-        ("status", agent.status),
+        ("status", agent.phase.value),  # the word `agentlog ls` shows
         ("goal", agent.goal or "-"),
         ("version", str(agent.version)),
         ("steps", str(agent.steps)),

@@ -18,9 +18,11 @@ from rich.progress import Progress
 
 from agentlog.adapters import openai_chat
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import first_break
 from agentlog.adapters.event_export import export_events
 from agentlog.adapters.event_import import import_events
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.verify import warn_if_broken
 
 FORMATS = ("agentlog", "openai")
 
@@ -76,6 +78,7 @@ def export(
             if fmt == "openai":
                 assert ids is not None
                 openai_chat.export_messages(store.log, ids[0], out, raw=raw)
+                warn_if_broken(first_break(store.log, ids[0]))  # agentlog's refuses instead
             else:
                 export_events(store.log, out, ids, advance)
 

@@ -10,15 +10,19 @@ import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import first_break
 from agentlog.adapters.views import Store
 from agentlog.cli import render
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.verify import warn_if_broken
 from agentlog.domain import Aggregate, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 
 
 @click.command()
-@click.option("--agent", help="Only this agent (id or unique prefix).")
+@click.option("--agent", help="Only this agent (id or unique prefix).", shell_complete=agent_ids)
 @click.option("--tool", help="Only calls of this tool.")
 @click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
 @click.option(
@@ -28,6 +32,7 @@ from agentlog.projections import ViewFailedError, queries
 )
 @click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
 def audit(
     settings: Settings,
@@ -37,13 +42,22 @@ def audit(
     decision: str | None,
     since: datetime | None,
     as_json: bool,
+    no_catch_up: bool,
 ) -> None:
-    """Who asked, what the model decided, which tool ran, who approved it, what came back."""
-    with settings.store() as store:
+    """Who asked, what the model decided, which tool ran, who approved it, what came back.
+
+    Warns on stderr about each agent shown whose events fail their hash chain.
+    """
+    with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
         with store.views.engine.connect() as conn:
             rows = queries.audit(conn, store.views.table(conn, "audit"), where)
+        shown: dict[str, int] = {}  # the agents shown, up to the last version shown
+        for row in rows:
+            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["version"])
+        for shown_id, upto in shown.items():
+            warn_if_broken(first_break(store.log, UUID(shown_id), upto=upto))
     if as_json:
         click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
     elif rows:
@@ -77,7 +91,7 @@ def status(settings: Settings, as_json: bool) -> None:
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
 @pass_settings
 def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
@@ -104,7 +118,7 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),

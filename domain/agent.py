@@ -22,11 +22,13 @@ from agentlog.domain.errors import (
     NoTaskRunningError,
     OpenCallsError,
     TaskAlreadyRunningError,
+    TextTooLargeError,
 )
 from agentlog.domain.extras import KeepsExtra
 from agentlog.domain.inheritance import IDENTITY, Inheritance
 from agentlog.domain.tool_calls import ToolCallRules
 from agentlog.domain.values import (
+    MAX_TEXT_CHARS,
     AgentConfig,
     CallStage,
     CallState,
@@ -383,6 +385,7 @@ class Agent(Aggregate, ToolCallRules):
         self.check_not_finished()
         if self.status is Status.RUNNING:
             raise TaskAlreadyRunningError(self.id, self.goal or "")
+        self.check_text("goal", goal)
         self.trigger_event(self.TaskStarted, goal=goal, actor=actor, extra=extra or {})
 
     def receive_user_message(
@@ -390,6 +393,7 @@ class Agent(Aggregate, ToolCallRules):
     ) -> None:
         """Record a message a person sent the agent."""
         self.check_not_finished()
+        self.check_text("message", text)
         self.trigger_event(self.UserMessageReceived, text=text, actor=actor, extra=extra or {})
 
     def record_model_response(
@@ -569,6 +573,11 @@ class Agent(Aggregate, ToolCallRules):
         """Raise if the agent's task is over."""
         if self.status.is_final:
             raise AgentFinishedError(self.id, self.status)
+
+    def check_text(self, what: str, text: str) -> None:
+        """Raise if a person's text is longer than an event may hold."""
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextTooLargeError(self.id, what, len(text), MAX_TEXT_CHARS)
 
     def check_running(self) -> None:
         """Raise unless a task is running."""

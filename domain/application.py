@@ -84,10 +84,20 @@ class AgentLog(Application[UUID]):
         """Called after every save (embedded projections catch up here)."""
 
     def create_agent(
-        self, name: str, config: AgentConfig | None = None, *, actor: str = "user"
+        self,
+        name: str,
+        config: AgentConfig | None = None,
+        *,
+        goal: str | None = None,
+        actor: str = "user",
     ) -> UUID:
-        """Record a new agent and return its id."""
+        """Record a new agent (and its first task, with ``goal``) in one save; return its id.
+
+        A goal that cannot be recorded leaves nothing behind: no agent without its task.
+        """
         agent = Agent.create(name, config, actor=actor)
+        if goal is not None:
+            agent.start_task(goal, actor=actor)
         self.save(agent)
         return agent.id
 

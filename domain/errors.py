@@ -247,6 +247,17 @@ class InvalidEventDataError(AgentError):
         self.reason = reason
 
 
+class TextTooLargeError(AgentError):
+    """A goal or message is longer than an event may hold (``MAX_TEXT_CHARS``)."""
+
+    def __init__(self, agent_id: UUID, what: str, length: int, limit: int) -> None:
+        super().__init__(f"the {what} has {length:,} characters; at most {limit:,} fit")
+        self.agent_id = agent_id
+        self.what = what
+        self.length = length
+        self.limit = limit
+
+
 class BrokenChainError(AgentError):
     """A stored event does not match its hash, or does not link to its predecessor."""
 

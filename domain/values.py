@@ -81,6 +81,8 @@ DEFAULT_MAX_STEPS = 100
 DEFAULT_MAX_TOKENS = 1_000_000
 DEFAULT_MAX_EMPTY_ANSWERS = 3
 DEFAULT_MAX_WALL_TIME = 24 * 3600.0
+MAX_TEXT_CHARS = 8 * 1024 * 1024
+"""The longest goal or message a person may give an agent (one event holds it)."""
 
 
 class AgentConfig(Frozen):

@@ -93,10 +93,12 @@ class Projections:
             ]
         self._follow(builds, progress)
 
-    def catch_up_quietly(self) -> None:
-        """Embedded mode, after each save: never let a view block the agents' saves."""
+    def catch_up_quietly(self, progress: Progress | None = None) -> None:
+        """Embedded mode, after each save: never let a view block the agents' saves.
+
+        A view that fails is reported when it is read (:meth:`table`), not here."""
         try:
-            self.catch_up()
+            self.catch_up(progress=progress)
         except ViewFailedError as e:
             log.warning("%s", e)
         except SQLAlchemyError as e:  # the events are saved; the views retry next time

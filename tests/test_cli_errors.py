@@ -194,7 +194,8 @@ def test_an_openai_model_without_the_openai_extra_is_named(tmp_path: Path) -> No
     made = invoke("--db", url, "new", "--name", "a", "--goal", "g", "--model", "openai:gpt-4o")
     assert made.code == 0, made.output
     outcome = spawn("--db", url, "step", made.stdout.strip(), env=without("openai"))
-    fails_in_one_line(outcome, "Error: an openai: model needs the 'openai' extra")
+    fails_in_one_line(outcome, "Error: model 'openai:gpt-4o': the 'openai' extra is not installed")
+    assert "pip install 'agentlog[openai]'" in outcome.first_error
 
 
 def test_a_bug_is_one_line_and_shows_its_traceback_under_debug(

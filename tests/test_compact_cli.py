@@ -231,7 +231,9 @@ def test_new_with_compact_at_makes_the_worker_compact(cli: CliRunner, tmp_path: 
     agent_id = created.output.strip()
     config = json.loads(run(cli, "show", agent_id, "--json").output)["config"]
     assert (config["compact_at_chars"], config["compact_model"]) == (100, "scripted:sum.json")
-    assert run(cli, "run", agent_id, "--max-steps", "4").exit_code == 0
+    assert (
+        run(cli, "run", agent_id, "--max-steps", "4").exit_code == 4
+    )  # stopped at --max-steps, still running
     events = [json.loads(x) for x in run(cli, "log", agent_id, "--json").output.splitlines()]
     compactions = [e for e in events if e["type"] == "ContextCompacted"]
     assert compactions

@@ -151,7 +151,7 @@ def test_show_reads_the_state_view_and_show_at_replays_the_log(
     shown = ok_json(cli, "show", str(agent_id)[:8], "--json")
     assert (shown["name"], shown["status"], shown["version"]) == (
         "as the view has it",
-        "running",
+        "waiting",  # what `ls` says too: one status
         4,
     )
     assert shown["calls"]["c1"]["stage"] == "awaiting_permission"
