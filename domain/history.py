@@ -29,6 +29,8 @@ def mutate_all(aggregate: Any, events: Iterable[Any]) -> Any:
         try:
             aggregate = event.mutate(aggregate)
         except OriginatorVersionError:
+            if event.originator_version <= aggregate.version:
+                raise  # not a hole: the same event twice
             raise DamagedHistoryError(event.originator_id, aggregate.version + 1, MISSING) from None
     return aggregate
 
