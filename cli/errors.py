@@ -69,14 +69,9 @@ def check_utf8(args: Sequence[str]) -> None:
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            raw = arg.encode("utf-8", "surrogateescape")
-            shown = repr(raw)[2:-1]
-            owner = (
-                f"the value of {args[i - 1]}"
-                if i and args[i - 1].startswith("-")
-                else "an argument"
-            )
-            raise click.ClickException(f"{owner} is not valid UTF-8: {shown}") from None
+            shown = repr(arg.encode("utf-8", "surrogateescape"))[2:-1]
+            owner = args[i - 1] if i and args[i - 1].startswith("-") else f"argument {shown!r}"
+            raise click.ClickException(f"{owner}: not valid UTF-8 ({shown})") from None
 
 
 @contextmanager

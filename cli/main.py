@@ -22,7 +22,8 @@ from agentlog.cli.completion import agent_ids
 from agentlog.cli.errors import ErrorMappingGroup
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.cli.texts import FILE_HELP, text_option
-from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain import AgentConfig, AgentError, DamagedHistoryError, Phase, Policy
+from agentlog.domain.history import MISSING
 from agentlog.domain.lineage import history
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
@@ -279,7 +280,10 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
-    verify.warn_if_broken(chain.first_break)
+    found = chain.first_break
+    if found is not None and found.topic is None:  # a hole, not an edit: nothing to show
+        raise DamagedHistoryError(found.agent_id, found.version, MISSING)
+    verify.warn_if_broken(found)
 
 
 main.add_command(views.audit)

@@ -87,7 +87,7 @@ def test_a_name_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     # How Python hands over the bytes ff fe of a command line (surrogateescape).
     name = b"\xff\xfe".decode("utf-8", "surrogateescape")
     outcome = invoke("--db", url_of(tmp_path / "a.db"), "new", "--name", name)
-    fails_in_one_line(outcome, r"Error: the value of --name is not valid UTF-8: \xff\xfe")
+    fails_in_one_line(outcome, r"Error: --name: not valid UTF-8 (\xff\xfe)")
     assert not (tmp_path / "a.db").exists()
 
 
@@ -99,7 +99,7 @@ def test_a_name_that_is_not_utf8_is_named_by_the_real_process(tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 1
-    assert done.stderr.splitlines()[0] == rb"Error: the value of --name is not valid UTF-8: \xff"
+    assert done.stderr.splitlines()[0] == rb"Error: --name: not valid UTF-8 (\xff)"
 
 
 @pytest.fixture
