@@ -53,7 +53,7 @@ class AgentlogSession:
         self.session_settings = session_settings
         self.agent_id: UUID = session_uuid(session_id)
         """The id of the session's aggregate: what ``agentlog log``, ``audit`` and ``fork`` take."""
-        self._sessions = SessionLog(self.log, actor=actor)
+        self._sessions = SessionLog(self.log, sdk="openai-agents", actor=actor)
         self._lock = threading.Lock()
 
     @classmethod

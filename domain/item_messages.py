@@ -44,7 +44,7 @@ def item_message(item: dict[str, JsonValue]) -> Message | None:
         return Message(role="tool", content=text, call_id=call_id)
     role = {"developer": "system"}.get(str(item.get("role")), item.get("role"))
     if kind == "message" and role in ("system", "user", "assistant"):
-        return Message(role=role, content=_text(item.get("content")))  # type: ignore[arg-type]
+        return Message(role=role, content=_text(item.get("content")))
     return None
 
 

@@ -102,14 +102,15 @@ class ItemSession(Agent):
         self.items = 0
 
     @classmethod
-    def open(cls, session_id: str, *, actor: str = "user") -> ItemSession:
+    def open(cls, session_id: str, *, sdk: str = "sdk", actor: str = "user") -> ItemSession:
         """A new, empty session named after the SDK's session id, with the id
-        ``session_uuid(session_id)`` (not saved yet). Its forks get ids of their own."""
+        ``session_uuid(session_id)`` (not saved yet); ``sdk`` names the SDK in its
+        config's ``model``. Its forks get ids of their own."""
         return cls._create(
             cls.Created,
             id=session_uuid(session_id),
             name=session_id,
-            config=AgentConfig(),
+            config=AgentConfig(model=sdk),
             actor=actor,
             session_id=session_id,
         )

@@ -31,10 +31,11 @@ _ATTEMPTS = 20
 
 
 class SessionLog:
-    """The item list of SDK sessions, kept as ``ItemSession`` aggregates in ``log``."""
+    """The item list of SDK sessions, kept as ``ItemSession`` aggregates in ``log``;
+    ``sdk`` names the SDK (recorded as a new session's model), ``actor`` who writes."""
 
-    def __init__(self, log: AgentLog, *, actor: str = "sdk") -> None:
-        self.log, self.actor = log, actor
+    def __init__(self, log: AgentLog, *, sdk: str = "sdk", actor: str = "sdk") -> None:
+        self.log, self.sdk, self.actor = log, sdk, actor
 
     def load(self, agent_id: UUID) -> ItemSession | None:
         """The session as stored now, or None if nothing was ever added to it."""
@@ -64,7 +65,7 @@ class SessionLog:
             if session is None:
                 if agent_id != session_uuid(session_id):  # a fork's id, not stored
                     raise UnknownAgentError(agent_id)
-                session = ItemSession.open(session_id, actor=self.actor)
+                session = ItemSession.open(session_id, sdk=self.sdk, actor=self.actor)
             session.add(items, actor=self.actor)
             self.log.save(session)
 

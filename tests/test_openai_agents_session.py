@@ -19,9 +19,8 @@ from agents.memory import SQLiteSession
 from agents.memory.session_settings import SessionSettings
 from agents.models.interface import Model
 from agents.usage import Usage
-from click.testing import CliRunner
 from cli_checks import ok
-from conftest import store_url
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.responses import (
@@ -40,14 +39,17 @@ from agentlog.domain import (
     session_uuid,
 )
 
+from conftest import store_url
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 items = st.one_of(
@@ -229,7 +231,7 @@ def _two_turns(url: str) -> tuple[OfflineModel, list[TResponseInputItem]]:
 def test_sdk_runner_keeps_its_session_in_agentlog(tmp_path: Path) -> None:
     url = store_url("sqlite", tmp_path)
     model, stored = _two_turns(url)
-    kinds = [i.get("type", i.get("role")) for i in stored]  # type: ignore[union-attr]
+    kinds = [i.get("type", i.get("role")) for i in stored]
     assert kinds == [
         "user", "function_call", "function_call_output", "message", "user", "message"
     ]  # fmt: skip
@@ -278,7 +280,10 @@ def test_cli_lists_audits_verifies_forks_and_exports_an_sdk_session(tmp_path: Pa
         fork = AgentlogSession.of_agent(log, fork_id)
         assert asyncio.run(fork.get_items()) == stored[:3]  # the parent's items at version 4
         asyncio.run(fork.add_items([{"role": "user", "content": "and Bergen?"}]))
-        assert asyncio.run(fork.get_items(2)) == [stored[2], {"role": "user", "content": "and Bergen?"}]
+        assert asyncio.run(fork.get_items(2)) == [
+            stored[2],
+            {"role": "user", "content": "and Bergen?"},
+        ]
         assert asyncio.run(AgentlogSession("conversation-1", log).get_items()) == stored
     finally:
         log.close()
