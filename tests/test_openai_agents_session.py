@@ -270,8 +270,15 @@ def test_cli_lists_audits_verifies_forks_and_exports_an_sdk_session(tmp_path: Pa
     messages = exported["messages"] if isinstance(exported, dict) else exported
     roles = [m["role"] for m in messages]
     assert roles == ["user", "assistant", "tool", "assistant", "user", "assistant"]
-    lines = ok(cli, "--db", url, "export", agent_id).splitlines()
-    assert len(lines) >= 1 + len(stored)
+    dump = tmp_path / "session.jsonl"
+    ok(cli, "--db", url, "export", agent_id, "-o", str(dump))
+    elsewhere = store_url("sqlite", tmp_path / "elsewhere")
+    ok(cli, "--db", elsewhere, "import", str(dump))
+    log = open_log(elsewhere)
+    try:  # the imported session reads as the SDK wrote it
+        assert asyncio.run(AgentlogSession("conversation-1", log).get_items()) == stored
+    finally:
+        log.close()
 
     fork_out = ok(cli, "--db", url, "fork", agent_id, "--at", "4")
     fork_id = UUID(next(w for w in fork_out.split() if len(w) == 36))
