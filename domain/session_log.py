@@ -14,6 +14,8 @@ events up to the version forked at.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -118,9 +120,9 @@ class SessionLog:
 
     @staticmethod
     def _retrying(command: Callable[[], _T]) -> _T:
-        for _ in range(_ATTEMPTS - 1):
+        for attempt in range(1, _ATTEMPTS):
             try:
                 return command()
-            except IntegrityError:
-                continue  # another writer saved first: reload and decide again
+            except IntegrityError:  # another writer saved first: reload and decide again
+                time.sleep(0.002 * attempt * random.random())  # noqa: S311 - jitter
         return command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,33 @@ def test_get_items_with_a_limit_reads_only_the_tail(app: AgentLog) -> None:
     # Of 2,002 events: the load's tail after its snapshot, and one page of 3 + 8.
     assert len(read) <= 12
     assert min(read) > 1990
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_writers_lose_no_item(backend: str, tmp_path: Path) -> None:
+    url = store_url(backend, tmp_path)
+    logs = [open_log(url) for _ in range(3)]  # as three processes would: no shared cache
+    per_writer = 15
+
+    def write(w: int) -> None:
+        session = AgentlogSession("shared", logs[w])
+        for i in range(per_writer):
+            asyncio.run(session.add_items([{"role": "user", "content": f"{w}:{i}"}]))
+
+    try:
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        got = asyncio.run(AgentlogSession("shared", logs[0]).get_items())
+    finally:
+        for log in logs:
+            log.close()
+    texts = [str(i["content"]) for i in got]  # type: ignore[typeddict-item]
+    assert sorted(texts) == sorted(f"{w}:{i}" for w in range(3) for i in range(per_writer))
+    for w in range(3):  # each writer's items in the order it added them
+        assert [t for t in texts if t.startswith(f"{w}:")] == [f"{w}:{i}" for i in range(15)]
 
 
 def test_agentlog_commands_are_refused_on_a_session(app: AgentLog) -> None:
