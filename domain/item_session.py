@@ -116,12 +116,14 @@ class ItemSession(Agent):
         )
 
     def add(self, items: Iterable[dict[str, JsonValue]], *, actor: str) -> None:
-        """Append items, in order."""
+        """Append items, in order (refused once the session is cancelled)."""
+        self.check_not_finished()
         for item in items:
             self.trigger_event(self.ItemAdded, item=item, actor=actor)
 
     def pop(self, *, actor: str) -> bool:
         """Remove the newest live item; False (and nothing recorded) if there is none."""
+        self.check_not_finished()
         if self.items == 0:
             return False
         self.trigger_event(self.ItemPopped, actor=actor)
@@ -129,6 +131,7 @@ class ItemSession(Agent):
 
     def clear(self, *, actor: str) -> None:
         """Remove every item (recorded even when empty, as the request it was)."""
+        self.check_not_finished()
         self.trigger_event(self.SessionCleared, actor=actor)
 
     def start_task(self, goal: str, *, actor: str = "user", **_: Any) -> None:

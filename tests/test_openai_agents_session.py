@@ -33,6 +33,7 @@ from openai.types.responses import (
 from agentlog.adapters.openai_agents import AgentlogSession
 from agentlog.adapters.storage import open_log
 from agentlog.domain import (
+    AgentFinishedError,
     AgentLog,
     InvalidEventDataError,
     ItemSession,
@@ -188,6 +189,25 @@ def test_agentlog_commands_are_refused_on_a_session(app: AgentLog) -> None:
     asyncio.run(AgentlogSession("s", app).add_items([{"role": "user", "content": "hi"}]))
     with pytest.raises(SessionCommandError):
         app.start_task(session_uuid("s"), "do something else")
+
+
+def test_cancelled_session_takes_no_more_items_and_still_reads(tmp_path: Path) -> None:
+    url = store_url("sqlite", tmp_path)
+    log = open_log(url)
+    try:
+        session = AgentlogSession("s", log)
+        asyncio.run(session.add_items([{"role": "user", "content": "hi"}]))
+        ok(CliRunner(), "--db", url, "cancel", str(session.agent_id), "--reason", "leaked key")
+        for change in (
+            session.add_items([{"role": "user", "content": "more"}]),
+            session.pop_item(),
+            session.clear_session(),
+        ):
+            with pytest.raises(AgentFinishedError):
+                asyncio.run(change)
+        assert asyncio.run(session.get_items()) == [{"role": "user", "content": "hi"}]
+    finally:
+        log.close()
 
 
 def test_item_that_is_no_json_is_refused_and_nothing_is_stored(app: AgentLog) -> None:
