@@ -4,23 +4,29 @@ runnable view. Stateless between steps: kill one anywhere and another carries on
 A step commits what the protocol needs and nothing else: the model's context comes
 from the log (``LogTranscript``: the latest compaction and what followed), and the
 views catch up once per pass of the work loop, for all views together, never inside
-or between one agent's steps (docs/projections.md)."""
+or between one agent's steps (docs/projections.md).
+
+Told to stop (``stop``, set by the worker command on SIGINT/SIGTERM), a worker finishes
+or abandons its current step (``Runtime``'s ``interrupt``) and starts nothing more. The
+database going away is waited out (``adapters/outages.py``); a claim by a worker of
+this host whose process is gone ends at once (``adapters/liveness.py``)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from uuid import UUID
 
+from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.models import model_for
+from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
+from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
 from agentlog.domain.runtime import LogTranscript, Runtime, Step, StepKind
 from agentlog.projections import queries
@@ -31,25 +37,37 @@ WORKER_CACHE = 1000
 log = logging.getLogger(__name__)
 
 
-def worker_id() -> str:
-    """host:pid, so the log says which process did what."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Worker:
     """Advances agents of one store with their configured models and the given tools."""
 
-    def __init__(self, store: Store, tools: ToolRegistry | None = None, name: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        tools: ToolRegistry | None = None,
+        name: str | None = None,
+        *,
+        gone: WorkerGone = worker_gone,
+    ):
         self.store = store
         self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
         self.name = name or worker_id()
         self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
+        self.gone = gone
+        self.stop = threading.Event()
+        self.outage: Outage | None = None  # while working: outcomes wait out outages
 
     def runtime_for(self, agent_id: UUID) -> Runtime:
         """A runtime with the model the agent's config names."""
         model = model_for(self.store.log.get(agent_id).config.model)
         return Runtime(
-            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+            self.store.log,
+            model,
+            self.tools,
+            worker_id=self.name,
+            transcripts=self.transcripts,
+            interrupt=self.stop,
+            gone=self.gone,
+            patience=self.outage.wait if self.outage is not None else lambda error: False,
         )
 
     def step(self, agent_id: UUID) -> Step:
@@ -77,29 +95,49 @@ class Worker:
         on_step: Callable[[Step], None],
         stop: threading.Event | None = None,
         turn: int = 50,
+        say: Callable[[str], None] = log.warning,
     ) -> None:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
         Each agent gets up to ``turn`` steps before the next one's turn; a turn is not a
-        limit (nothing is recorded): the agent's own finite limits end its task.
+        limit (nothing is recorded): the agent's own finite limits end its task. Once
+        ``stop`` is set, the step under way finishes (or is abandoned, see ``Runtime``)
+        and nothing more starts. While the database is unavailable, the loop waits with
+        backoff (``say`` tells when an outage starts and ends) and carries on after.
         """
-        stop = stop or threading.Event()
+        if stop is not None:
+            self.stop = stop
+        stop = self.stop
+        outage = self.outage = Outage(say, stop)
         while not stop.is_set():
-            agents = self.runnable()
-            random.shuffle(agents)  # several workers: fewer collisions
-            steps: list[Step] = []
-            for agent_id in agents:
-                try:
-                    record = partial(_record, steps, on_step)
-                    self.run(agent_id, turn, record, record_limit=False)
-                except AgentError as e:  # e.g. a model that cannot be built: skip that agent
-                    log.warning("agent %s: %s", agent_id, e)
+            try:
+                steps = self._turns(on_step, turn)
+            except Exception as e:
+                if not is_outage(e):
+                    raise
+                outage.wait(e)
+                continue
+            outage.over()
             if any(step.progressed for step in steps):
                 continue
             busy = any(step.kind is StepKind.BUSY for step in steps)
             if exit_when_idle and not busy:
                 return  # nothing runnable, and no call running elsewhere to wait for
             stop.wait(poll)
+
+    def _turns(self, on_step: Callable[[Step], None], turn: int) -> list[Step]:
+        """One pass: a turn for each runnable agent, until told to stop; the steps."""
+        agents = self.runnable()
+        random.shuffle(agents)  # several workers: fewer collisions
+        steps: list[Step] = []
+        for agent_id in agents:
+            if self.stop.is_set():
+                break
+            try:
+                self.run(agent_id, turn, partial(_record, steps, on_step), record_limit=False)
+            except AgentError as e:  # e.g. a model that cannot be built: skip that agent
+                log.warning("agent %s: %s", agent_id, e)
+        return steps
 
     def runnable(self) -> list[UUID]:
         """Agents a worker may advance now (the views caught up first, in one pass)."""
