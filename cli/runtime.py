@@ -169,7 +169,7 @@ def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
     """One worker process: an error ends it with one line and exit code 1, no traceback;
     SIGTERM (from the parent) stops it as it stops a lone worker."""
     try:
-        _exit_if_stopped(_work(settings, poll, exit_when_idle, signal.SIGTERM))
+        _exit_if_stopped(_work(settings, poll, exit_when_idle, signal.SIGTERM), quietly=True)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -189,9 +189,10 @@ def _work(
     return stopping.exit_code
 
 
-def _exit_if_stopped(code: int | None) -> None:
+def _exit_if_stopped(code: int | None, *, quietly: bool = False) -> None:
     if code is not None:
-        click.echo("worker stopped", err=True)
+        if not quietly:
+            click.echo("worker stopped", err=True)
         sys.exit(code)
 
 
