@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, datetime
 from functools import partial
 
@@ -9,6 +11,8 @@ import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.outages import Outage, is_outage
+from agentlog.adapters.stopping import StopOnSignals
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.projections import ViewFailedError, queries
@@ -105,24 +109,38 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 @click.option("--once", is_flag=True, help="Catch up once and exit.")
 @pass_settings
 def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> None:
-    """Follow the log: keep the named views (default: all) up to date, as a process."""
-    with settings.store(catch_up=False) as store:
+    """Follow the log: keep the named views (default: all) up to date, as a process.
+
+    The database going away is waited out (one line when it goes, one when it is back);
+    SIGINT or SIGTERM stops it after the batch under way (exit 130 or 143).
+    """
+    stop = threading.Event()
+    with settings.store(catch_up=False) as store, StopOnSignals(stop) as stopping:
         for name in names:
             store.views.view_class(name)
-        wait = store.waiter(poll)
+        wait, outage = store.waiter(poll), Outage(partial(click.echo, err=True), stop)
         reported: set[str] = set()
-        while True:
+        while not stop.is_set():
             try:  # a stopped view is reported once; the others keep being followed
                 store.views.catch_up(names)
+                outage.over()
             except ViewFailedError as e:
                 if str(e) not in reported:
                     reported.add(str(e))
                     click.echo(f"Error: {e}", err=True)
                 if once:
                     raise SystemExit(1) from None
+            except Exception as e:
+                if once or not is_outage(e):
+                    raise
+                outage.wait(e)
+                continue
             if once:
                 return
             wait()
+    if stopping.exit_code is not None:
+        click.echo("projections run stopped", err=True)
+        sys.exit(stopping.exit_code)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
