@@ -11,6 +11,7 @@ import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.stopping import StopOnSignals
 from agentlog.cli import render
@@ -63,7 +64,7 @@ def status(settings: Settings, as_json: bool) -> None:
     """Position, lag and version of each view."""
     with settings.store(catch_up=False) as store:
         report = store.views.status()
-    rows = [render.view_status(s) for s in report]
+    rows = [render.view_status(s, partial(worker_gone, claimed_at=_UNKNOWN_START)) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
     else:
@@ -73,27 +74,52 @@ def status(settings: Settings, as_json: bool) -> None:
 @projections.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
+@click.option(
+    "--downgrade",
+    is_flag=True,
+    help="Also replace views a newer agentlog built (after going back to this version).",
+)
 @pass_settings
-def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
+def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool, downgrade: bool) -> None:
     """Rebuild views from position 0 into fresh tables, then swap them in.
 
-    The old tables keep serving readers until the new ones have caught up.
+    The old tables keep serving readers until the new ones have caught up. SIGINT or
+    SIGTERM abandons the new builds (their tables are dropped; status says so) and
+    exits with 130 or 143.
     """
     if bool(names) == all_views:
         raise click.UsageError("name the views to rebuild, or give --all")
-    with settings.store(catch_up=False) as store:
+    stop = threading.Event()
+    with settings.store(catch_up=False) as store, StopOnSignals(stop) as stopping:
         chosen = names or tuple(store.views.views)
         for name in chosen:
             store.views.view_class(name)  # unknown names fail before any work
         with Progress() as bar:  # all of them in one pass over the log
             task = bar.add_task(f"rebuild {', '.join(chosen)}", total=None)
-            builds = store.views.rebuild_many(chosen, partial(_advance, bar, task))
+            try:
+                builds = store.views.rebuild_many(
+                    chosen, partial(_advance, bar, task, stop), worker_id(), downgrade=downgrade
+                )
+            except _InterruptedError:
+                bar.stop()
+                click.echo(f"rebuild interrupted: abandoned {', '.join(chosen)}", err=True)
+                sys.exit(stopping.exit_code or 130)
             done = max(build.position for build in builds)
             bar.update(task, completed=done, total=max(done, 1))
     click.echo(f"rebuilt: {', '.join(chosen)}")
 
 
-def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+_UNKNOWN_START = datetime(9999, 1, 1, tzinfo=UTC)
+"""Builds record no start time: the owner is gone only if its pid is (reuse unknown)."""
+
+
+class _InterruptedError(Exception):
+    """A stop signal arrived during a rebuild."""
+
+
+def _advance(bar: Progress, task: TaskID, stop: threading.Event, done: int, total: int) -> None:
+    if stop.is_set():
+        raise _InterruptedError
     bar.update(task, completed=done, total=total)
 
 
