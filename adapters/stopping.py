@@ -27,8 +27,11 @@ class StopOnSignals:
         stop: threading.Event,
         signals: Sequence[signal.Signals] = STOP_SIGNALS,
         then: Callable[[int], None] = lambda signum: None,
+        *,
+        stopping: str = "stopping after the current step",
     ) -> None:
         self.stop, self.signals, self.then = stop, tuple(signals), then
+        self.stopping = stopping
         self.signum: int | None = None
         self._old: dict[signal.Signals, Any] = {}
 
@@ -59,7 +62,7 @@ class StopOnSignals:
             os._exit(128 + self.signum)
         self.signum = signum
         self.stop.set()
-        _say(f"{name}: stopping after the current step (send it again to stop now)")
+        _say(f"{name}: {self.stopping} (send it again to stop now)")
         self.then(signum)
 
 

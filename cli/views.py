@@ -90,7 +90,8 @@ def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool, downgra
     if bool(names) == all_views:
         raise click.UsageError("name the views to rebuild, or give --all")
     stop = threading.Event()
-    with settings.store(catch_up=False) as store, StopOnSignals(stop) as stopping:
+    signals = StopOnSignals(stop, stopping="abandoning the rebuild")
+    with settings.store(catch_up=False) as store, signals as stopping:
         chosen = names or tuple(store.views.views)
         for name in chosen:
             store.views.view_class(name)  # unknown names fail before any work
@@ -141,7 +142,8 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
     SIGINT or SIGTERM stops it after the batch under way (exit 130 or 143).
     """
     stop = threading.Event()
-    with settings.store(catch_up=False) as store, StopOnSignals(stop) as stopping:
+    signals = StopOnSignals(stop, stopping="stopping after the batch under way")
+    with settings.store(catch_up=False) as store, signals as stopping:
         for name in names:
             store.views.view_class(name)
         wait, outage = store.waiter(poll), Outage(partial(click.echo, err=True), stop)

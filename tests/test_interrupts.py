@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -28,7 +29,7 @@ import pytest
 from agentlog.adapters.liveness import process_start, worker_gone
 from agentlog.adapters.scripted import FunctionModel, ScriptedModel
 from agentlog.adapters.views import Store, open_store
-from agentlog.domain import Agent, AgentConfig, CallStage, Status, ToolCallRequest
+from agentlog.domain import Agent, AgentConfig, Aggregate, CallStage, Status, ToolCallRequest
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import Runtime, StepKind
 
@@ -73,13 +74,13 @@ def _wait_for(what: str, check: Callable[[], object], timeout: float = 15.0) -> 
     return time.monotonic() - start
 
 
-def _events(store: Store, agent_id: UUID) -> list[Agent.Event]:
+def _events(store: Store, agent_id: UUID) -> list[Aggregate.Event]:
     events = list(store.log.events_of(agent_id))
     assert_linear_history(events)
     return events
 
 
-def _outcomes(events: list[Agent.Event]) -> list[str]:
+def _outcomes(events: list[Aggregate.Event]) -> list[str]:
     return [type(e).__name__ for e in events if type(e).__name__.startswith("Tool")]
 
 
@@ -227,7 +228,7 @@ def test_ctrl_c_stops_every_worker_process_once(
     children = _children(worker.pid)
     assert len(children) == 2
     for child in children:  # each has its SIGTERM handler in place
-        _wait_for("a child's handler", lambda c=child: _catches(c, signal.SIGTERM), 30)
+        _wait_for("a child's handler", partial(_catches, child, signal.SIGTERM), 30)
     os.killpg(worker.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     out, err = worker.communicate(timeout=20)
     assert worker.returncode == 130, err
