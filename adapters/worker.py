@@ -22,16 +22,19 @@ from pathlib import Path
 from uuid import UUID
 
 from agentlog.adapters.liveness import worker_gone, worker_id
-from agentlog.adapters.models import model_for
+from agentlog.adapters.models import UnbuiltModel, model_for
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
 from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
+from agentlog.domain.ports import Model
 from agentlog.domain.runtime import LogTranscript, Runtime, Step, StepKind
 from agentlog.projections import queries
 
 DEFAULT_SANDBOX = Path(".agentlog/sandbox")
+Warn = Callable[[UUID, AgentError], None]
+"""Told about an agent whose model cannot be built, and why."""
 WORKER_CACHE = 1000
 """Agents (and their model contexts) a worker keeps in memory between steps."""
 log = logging.getLogger(__name__)
@@ -56,15 +59,22 @@ class Worker:
         self.stop = threading.Event()
         self.outage: Outage | None = None  # while working: outcomes wait out outages
 
-    def runtime_for(self, agent_id: UUID) -> Runtime:
-        """A runtime with the model the agent's config names."""
-        model = model_for(self.store.log.get(agent_id).config.model)
+    def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
+        """A runtime with the models the agent's config names (its model, its summarizer).
+
+        A model that cannot be built raises, unless ``on_unbuilt`` is given: then it is
+        told why, and the runtime gets a stand-in whose every answer is a recorded
+        failure (``ModelFailed``, then the agent's limits end the task).
+        """
+        config = self.store.log.get(agent_id).config
+        build = partial(_model, agent_id, on_unbuilt)
         return Runtime(
             self.store.log,
-            model,
+            build(config.model),
             self.tools,
             worker_id=self.name,
             transcripts=self.transcripts,
+            summarizer=build(config.compact_model) if config.compact_model else None,
             interrupt=self.stop,
             gone=self.gone,
             patience=self.outage.wait if self.outage is not None else lambda error: False,
@@ -93,6 +103,7 @@ class Worker:
         poll: float,
         exit_when_idle: bool,
         on_step: Callable[[Step], None],
+        on_unbuilt: Warn | None = None,
         stop: threading.Event | None = None,
         turn: int = 50,
         say: Callable[[str], None] = log.warning,
@@ -100,18 +111,22 @@ class Worker:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
         Each agent gets up to ``turn`` steps before the next one's turn; a turn is not a
-        limit (nothing is recorded): the agent's own finite limits end its task. Once
-        ``stop`` is set, the step under way finishes (or is abandoned, see ``Runtime``)
-        and nothing more starts. While the database is unavailable, the loop waits with
-        backoff (``say`` tells when an outage starts and ends) and carries on after.
+        limit (nothing is recorded): the agent's own finite limits end its task. An
+        agent whose model cannot be built is told so through ``on_unbuilt`` (once per
+        agent and reason) and advanced with a model that fails, recorded
+        (:class:`UnbuiltModel`). Once ``stop`` is set, the step under way finishes (or
+        is abandoned, see ``Runtime``) and nothing more starts. While the database is
+        unavailable, the loop waits with backoff (``say`` tells when an outage starts
+        and ends) and carries on after.
         """
         if stop is not None:
             self.stop = stop
         stop = self.stop
         outage = self.outage = Outage(say, stop)
+        warn = _Once(on_unbuilt or _log_unbuilt)
         while not stop.is_set():
             try:
-                steps = self._turns(on_step, turn)
+                steps = self._turns(on_step, turn, warn)
             except Exception as e:
                 if not is_outage(e):
                     raise
@@ -125,7 +140,7 @@ class Worker:
                 return  # nothing runnable, and no call running elsewhere to wait for
             stop.wait(poll)
 
-    def _turns(self, on_step: Callable[[Step], None], turn: int) -> list[Step]:
+    def _turns(self, on_step: Callable[[Step], None], turn: int, warn: Warn) -> list[Step]:
         """One pass: a turn for each runnable agent, until told to stop; the steps."""
         agents = self.runnable()
         random.shuffle(agents)  # several workers: fewer collisions
@@ -134,8 +149,10 @@ class Worker:
             if self.stop.is_set():
                 break
             try:
-                self.run(agent_id, turn, partial(_record, steps, on_step), record_limit=False)
-            except AgentError as e:  # e.g. a model that cannot be built: skip that agent
+                record = partial(_record, steps, on_step)
+                runtime = self.runtime_for(agent_id, on_unbuilt=warn)
+                runtime.run(agent_id, turn, record, record_limit=False)
+            except AgentError as e:  # e.g. it finished meanwhile: the next pass sees
                 log.warning("agent %s: %s", agent_id, e)
         return steps
 
@@ -145,6 +162,35 @@ class Worker:
         views.catch_up_quietly()
         with views.engine.connect() as conn:
             return queries.runnable(conn, views.table(conn, "runnable"))
+
+
+def _model(agent_id: UUID, on_unbuilt: Warn | None, spec: str) -> Model:
+    """The model ``spec`` names, or (told to ``on_unbuilt``) one that always fails."""
+    try:
+        return model_for(spec)
+    except AgentError as e:
+        if on_unbuilt is None:
+            raise
+        on_unbuilt(agent_id, e)
+        return UnbuiltModel(spec, e)
+
+
+class _Once:
+    """Passes each (agent, reason) on once: a worker polling forever warns once."""
+
+    def __init__(self, warn: Warn) -> None:
+        self.warn = warn
+        self.seen: set[tuple[UUID, str]] = set()
+
+    def __call__(self, agent_id: UUID, error: AgentError) -> None:
+        key = (agent_id, str(error))
+        if key not in self.seen:
+            self.seen.add(key)
+            self.warn(agent_id, error)
+
+
+def _log_unbuilt(agent_id: UUID, error: AgentError) -> None:
+    log.warning("agent %s: %s", agent_id, error)
 
 
 def _record(steps: list[Step], on_step: Callable[[Step], None], step: Step) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
+from uuid import UUID
 
 import click
 
@@ -18,12 +19,24 @@ from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
+from agentlog.cli.completion import agent_ids, unknown_calls, waiting_calls
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain import AgentError, Phase
 from agentlog.domain.runtime import Step
+
+EXIT_CODES = {
+    Phase.COMPLETED: 0,
+    Phase.FAILED: 1,
+    Phase.CANCELLED: 1,
+    Phase.WAITING: 3,
+    Phase.BLOCKED: 3,
+    Phase.RUNNING: 4,
+}
+"""What `agentlog run` exits with, by what the agent is doing when it stops."""
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @pass_settings
 def step(settings: Settings, agent: str) -> None:
     """Advance AGENT by one step (ask the model, run a call, ...)."""
@@ -34,7 +47,7 @@ def step(settings: Settings, agent: str) -> None:
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option(
     "--max-steps",
     type=click.IntRange(min=1),
@@ -44,17 +57,46 @@ def step(settings: Settings, agent: str) -> None:
 )
 @pass_settings
 def run(settings: Settings, agent: str, max_steps: int) -> None:
-    """Advance AGENT until it is done, waits for a person, or is blocked."""
+    """Advance AGENT until it is done, waits for a person, or is blocked.
+
+    \b
+    Exit codes:
+      0  the task completed
+      1  the task failed or was cancelled (or an error: no task, unknown agent, ...)
+      2  the command was used wrongly
+      3  waiting for a person: a call to approve or deny, or an outcome to settle
+      4  the task is still running (--max-steps reached, or a call runs elsewhere)
+    """
     with settings.store(embedded=False) as store:
         agent_id = resolve(store.log, store.views, agent)
         last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
+        agent_now = store.log.get(agent_id)
     if not last.progressed:
         click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
+    phase = agent_now.phase
+    if phase is Phase.IDLE:
+        raise click.ClickException(f"agent {agent_id} has no task (agentlog start AGENT GOAL)")
+    if phase is not Phase.COMPLETED:
+        click.echo(_why_stopped(phase, agent_now.result, agent_now.awaiting_permission), err=True)
+    sys.exit(EXIT_CODES[phase])
+
+
+def _why_stopped(phase: Phase, result: str | None, waiting: tuple[str, ...]) -> str:
+    """The one stderr line of a run that did not complete."""
+    if phase is Phase.FAILED:
+        return f"Error: the task failed: {result or 'no reason recorded'}"
+    if phase is Phase.CANCELLED:
+        return f"Error: the task was cancelled{': ' + result if result else ''}"
+    if phase is Phase.WAITING:
+        return f"waiting for a person: approve or deny {', '.join(waiting)}"
+    if phase is Phase.BLOCKED:
+        return "waiting for a person: settle a call whose outcome is unknown (agentlog show)"
+    return "still running: run it again, or leave it to a worker"
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--by", "approver", default="user", show_default=True, help="Who approves.")
 @pass_settings
 def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None:
@@ -65,8 +107,8 @@ def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--reason", required=True, help="Why (the model is told).")
 @click.option("--by", "approver", default="user", show_default=True, help="Who denies.")
 @pass_settings
@@ -79,8 +121,8 @@ def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: st
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=unknown_calls)
 @click.option(
     "--happened/--did-not-happen",
     required=True,
@@ -112,9 +154,16 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
     help="Seconds between looks for work when idle.",
 )
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
+@click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
-def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool) -> None:
+def worker(
+    settings: Settings, processes: int, poll: float, exit_when_idle: bool, quiet: bool
+) -> None:
     """Advance every runnable agent, forever (or until idle), in one or more processes.
+
+    An agent whose model cannot be built (unknown spec, missing API key, no script
+    file) is not skipped: each attempt is recorded as ModelFailed, so its limit
+    (max_model_failures) fails the task; a warning line per agent says why on stderr.
 
     SIGINT (Ctrl-C) or SIGTERM: the step under way finishes or is abandoned, nothing
     more starts, and the worker exits with 130 (SIGINT) or 143 (SIGTERM); a second
@@ -122,13 +171,14 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
     it goes and one when it is back.
     """
     if processes == 1:
-        _exit_if_stopped(_work(settings, poll, exit_when_idle, signal.SIGINT, signal.SIGTERM))
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGINT, signal.SIGTERM)
+        _exit_if_stopped(stopped)
         return
     with settings.log():  # a store the key does not open fails once, here, in one line
         pass
     spawn = multiprocessing.get_context("spawn")
     children = [
-        spawn.Process(target=_child, args=(settings, poll, exit_when_idle))
+        spawn.Process(target=_child, args=(settings, poll, exit_when_idle, quiet))
         for _ in range(processes)
     ]
     # Children ignore SIGINT (they inherit that from here): Ctrl-C reaches the whole
@@ -165,18 +215,19 @@ def _stopped_by_us(child: BaseProcess, stopped: int | None) -> bool:
     return stopped is not None and child.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
 
 
-def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
+def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
     """One worker process: an error ends it with one line and exit code 1, no traceback;
     SIGTERM (from the parent) stops it as it stops a lone worker."""
     try:
-        _exit_if_stopped(_work(settings, poll, exit_when_idle, signal.SIGTERM), quietly=True)
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGTERM)
+        _exit_if_stopped(stopped, quietly=True)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
 
 
 def _work(
-    settings: Settings, poll: float, exit_when_idle: bool, *signals: signal.Signals
+    settings: Settings, poll: float, exit_when_idle: bool, quiet: bool, *signals: signal.Signals
 ) -> int | None:
     """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
@@ -184,7 +235,12 @@ def _work(
         stop = threading.Event()
         with StopOnSignals(stop, signals) as stopping:
             Worker(store, builtin_tools(settings.sandbox)).work(
-                poll=poll, exit_when_idle=exit_when_idle, on_step=_echo, stop=stop, say=_say
+                poll=poll,
+                exit_when_idle=exit_when_idle,
+                on_step=_echo,
+                on_unbuilt=None if quiet else _warn_unbuilt,
+                stop=stop,
+                say=_say,
             )
     return stopping.exit_code
 
@@ -198,6 +254,10 @@ def _exit_if_stopped(code: int | None, *, quietly: bool = False) -> None:
 
 def _say(line: str) -> None:
     click.echo(line, err=True)
+
+
+def _warn_unbuilt(agent_id: UUID, error: AgentError) -> None:
+    click.echo(f"warning: agent {agent_id}: {error}; recorded as ModelFailed", err=True)
 
 
 def _echo(done: Step) -> None:

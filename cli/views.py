@@ -6,21 +6,28 @@ import sys
 import threading
 from datetime import UTC, datetime
 from functools import partial
+from uuid import UUID
 
 import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import first_break
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.stopping import StopOnSignals
+from agentlog.adapters.views import Store
 from agentlog.cli import render
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.verify import warn_if_broken
+from agentlog.domain import Aggregate, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 
 
 @click.command()
-@click.option("--agent", help="Only this agent (id or unique prefix).")
+@click.option("--agent", help="Only this agent (id or unique prefix).", shell_complete=agent_ids)
 @click.option("--tool", help="Only calls of this tool.")
 @click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
 @click.option(
@@ -30,6 +37,7 @@ from agentlog.projections import ViewFailedError, queries
 )
 @click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
 def audit(
     settings: Settings,
@@ -39,13 +47,22 @@ def audit(
     decision: str | None,
     since: datetime | None,
     as_json: bool,
+    no_catch_up: bool,
 ) -> None:
-    """Who asked, what the model decided, which tool ran, who approved it, what came back."""
-    with settings.store() as store:
+    """Who asked, what the model decided, which tool ran, who approved it, what came back.
+
+    Warns on stderr about each agent shown whose events fail their hash chain.
+    """
+    with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
         with store.views.engine.connect() as conn:
             rows = queries.audit(conn, store.views.table(conn, "audit"), where)
+        shown: dict[str, int] = {}  # the agents shown, up to the last version shown
+        for row in rows:
+            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["version"])
+        for shown_id, upto in shown.items():
+            warn_if_broken(first_break(store.log, UUID(shown_id), upto=upto))
     if as_json:
         click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
     elif rows:
@@ -67,12 +84,19 @@ def status(settings: Settings, as_json: bool) -> None:
     rows = [render.view_status(s, partial(worker_gone, claimed_at=_UNKNOWN_START)) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
-    else:
-        render.print_table(render.view_status_table(rows))
+        return
+    render.print_table(render.view_status_table(rows))
+    unknown = next((s.unknown_topic for s in report if s.unknown_topic), None)
+    if unknown is not None:
+        click.echo(
+            f"note: events of unknown topics (such as {unknown!r}) were skipped: load the "
+            "module that defines them with --app module:Class, then rebuild the views",
+            err=True,
+        )
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
 @click.option(
     "--downgrade",
@@ -125,7 +149,7 @@ def _advance(bar: Progress, task: TaskID, stop: threading.Event, done: int, tota
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -169,6 +193,18 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
     if stopping.exit_code is not None:
         click.echo("projections run stopped", err=True)
         sys.exit(stopping.exit_code)
+
+
+def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate:
+    """An agent as the state view has it, or replayed to ``version``; an aggregate the
+    view does not keep (one of the user's own), replayed from the log."""
+    if version is not None:
+        return store.log.get(agent_id, version=version)
+    try:
+        with store.views.engine.connect() as conn:
+            return queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+    except UnknownAgentError:
+        return store.log.get(agent_id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

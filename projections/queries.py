@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import TopicError, resolve_topic
 from sqlalchemy import Connection, Table, select
 
-from agentlog.domain import Agent, UnknownAgentError
+from agentlog.domain import Agent, UnknownAgentError, UnknownTopicError
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,10 @@ def agent_from_state(conn: Connection, table: Table, agent_id: UUID) -> Agent:
     row = conn.execute(query.where(table.c.agent_id == str(agent_id))).first()
     if row is None:
         raise UnknownAgentError(agent_id)
-    agent_class: type[Agent] = resolve_topic(row.topic)
+    try:
+        agent_class: type[Agent] = resolve_topic(row.topic)
+    except TopicError:  # the row was written with the user's module, read without it
+        raise UnknownTopicError(agent_id, row.version, row.topic) from None
     return agent_class.from_snapshot_state(agent_id, row.version, json.loads(row.state))
 
 
