@@ -9,28 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from eventsourcing.persistence import InterfaceError, OperationalError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import InterfaceError as SQLInterfaceError
-from sqlalchemy.exc import OperationalError as SQLOperationalError
+from agentlog.projections.outages import is_outage
 
 FIRST_DELAY, MAX_DELAY = 0.1, 5.0
 """Seconds before the first retry, and the most between two (doubling in between)."""
 
 
-def is_outage(error: BaseException) -> bool:
-    """Whether an error says the database cannot be reached now (not that a query is wrong)."""
-    if isinstance(error, (OperationalError, InterfaceError, SQLOperationalError)):
-        return True
-    if isinstance(error, SQLInterfaceError):
-        return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    try:
-        import psycopg  # the 'postgres' extra: a LISTEN connection's own errors
-    except ImportError:  # pragma: no cover - without it there is no PostgreSQL
-        return False
-    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+__all__ = ["FIRST_DELAY", "MAX_DELAY", "Outage", "first_line", "is_outage"]
 
 
 def first_line(error: BaseException) -> str:

@@ -77,8 +77,12 @@ class Worker:
             summarizer=build(config.compact_model) if config.compact_model else None,
             interrupt=self.stop,
             gone=self.gone,
-            patience=self.outage.wait if self.outage is not None else lambda error: False,
+            patience=self._patience,
         )
+
+    def _patience(self, error: Exception) -> bool:
+        """While working: wait out an outage (an outcome must not be lost); else give up."""
+        return self.outage is not None and is_outage(error) and self.outage.wait(error)
 
     def step(self, agent_id: UUID) -> Step:
         """Advance one step."""

@@ -16,7 +16,7 @@ position by compare-and-set (``catalog.advance``), so a batch is applied exactly
   A view may read rows another follower wrote after this one read the position (then
   its handler may fail on rows newer than its batch): a handler that fails on a build
   that moved meanwhile has lost that race, not failed; it goes on from the new position.
-- The database going away is not a view's failure: such errors (``outage``) pass
+- The database going away is not a view's failure: such errors (``is_outage``) pass
   through unrecorded, and the caller tries again later from the positions.
 - An event whose topic names no class in this process (a user's own aggregate, read
   without its module) is skipped by every build, and counted with the position it
@@ -35,13 +35,14 @@ from typing import Any, cast
 
 from eventsourcing.persistence import Notification
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentError, AgentLog, Aggregate, UnknownTopicError
 from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
 from agentlog.projections.errors import ViewFailedError
+from agentlog.projections.outages import is_outage
 from agentlog.projections.view import Positioned, View
 
 log = logging.getLogger(__name__)
@@ -95,16 +96,9 @@ def _handle(track: _Track, action: Callable[..., None], *args: Any) -> None:
     try:
         action(*args)
     except Exception as e:
-        if outage(e):
+        if is_outage(e):
             raise  # the database, not the view: nothing to record, try again later
         raise _HandlerError(track, e) from e
-
-
-def outage(error: Exception) -> bool:
-    """Whether a SQL error says the database cannot be reached (or is busy) now."""
-    if isinstance(error, (OperationalError, InterfaceError)):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class Follower:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,15 +23,16 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError as EventsourcingOperationalError
+from sqlalchemy.exc import DBAPIError
 from test_view_process_kill import assert_equal_to_a_rebuild
 
 from agentlog.adapters.views import Store, open_store
 from agentlog.domain import AgentConfig, Status
+from agentlog.projections.outages import is_outage
 
 from counting_tools import assert_linear_history
 from pg_server import Cluster, own_cluster
-
-pytestmark = pytest.mark.postgres
 
 AGENTS, TURNS = 8, 25
 DOWN_FOR = 5.0  # seconds the server stays stopped (the library itself retries for ~2 s)
@@ -95,6 +97,7 @@ def _statuses(store: Store, agents: list[UUID]) -> list[Status]:
     return [store.log.get(a).status for a in agents]
 
 
+@pytest.mark.postgres
 def test_worker_and_follower_carry_on_after_a_restart_and_views_equal_a_rebuild(
     cluster: Cluster, store: Store, tmp_path: Path
 ) -> None:
@@ -133,3 +136,16 @@ def test_worker_and_follower_carry_on_after_a_restart_and_views_equal_a_rebuild(
     for agent_id in agents:
         assert assert_linear_history(store.log.events_of(agent_id)) > 2 * TURNS
     assert_equal_to_a_rebuild(store.views, cluster.url)
+
+
+def test_only_errors_that_say_the_database_is_out_of_reach_are_outages() -> None:
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    wrapped = EventsourcingOperationalError(str(lost))
+    wrapped.__cause__ = lost
+    assert is_outage(wrapped)  # as the library raises it
+    assert is_outage(psycopg.errors.AdminShutdown("terminating connection"))
+    assert is_outage(DBAPIError("SELECT 1", {}, sqlite3.OperationalError("database is locked")))
+    # Bugs, not outages: they must stop a view (or a worker), not be retried forever.
+    assert not is_outage(DBAPIError("SELECT a", {}, sqlite3.OperationalError("no such column")))
+    assert not is_outage(psycopg.errors.UndefinedColumn("column a does not exist"))
+    assert not is_outage(ValueError("nothing to do with the database"))
