@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from uuid import UUID
 
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
 from agentlog.cli.completion import agent_ids, unknown_calls, waiting_calls
-from agentlog.cli.errors import INTERRUPTED, errors_as_messages
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentError, Phase
 from agentlog.domain.runtime import Step
-
-STOP_TIMEOUT = 5.0
-"""Seconds worker processes get to end after Ctrl-C before they are terminated."""
 
 EXIT_CODES = {
     Phase.COMPLETED: 0,
@@ -169,9 +165,15 @@ def worker(
     An agent whose model cannot be built (unknown spec, missing API key, no script
     file) is not skipped: each attempt is recorded as ModelFailed, so its limit
     (max_model_failures) fails the task; a warning line per agent says why on stderr.
+
+    SIGINT (Ctrl-C) or SIGTERM: the step under way finishes or is abandoned, nothing
+    more starts, and the worker exits with 130 (SIGINT) or 143 (SIGTERM); a second
+    signal stops it at once. The database going away is waited out, with one line when
+    it goes and one when it is back.
     """
     if processes == 1:
-        _work(settings, poll, exit_when_idle, quiet)
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGINT, signal.SIGTERM)
+        _exit_if_stopped(stopped)
         return
     with settings.log(create=True):  # a store the key does not open fails once, here, in one line
         pass
@@ -180,82 +182,79 @@ def worker(
         spawn.Process(target=_child, args=(settings, poll, exit_when_idle, quiet))
         for _ in range(processes)
     ]
+    # Children ignore SIGINT (they inherit that from here): Ctrl-C reaches the whole
+    # process group, and the parent alone turns it into one SIGTERM for each child.
+    default = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        # Children start with Ctrl-C ignored (a spawned interpreter keeps an ignored
-        # SIGINT), so one arriving while they import is no traceback; _child takes it
-        # from then on. One that reaches only children (the parent ignored it meanwhile)
-        # is seen when a child exits with 130.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            for child in children:
-                child.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        _wait(children)
-    except KeyboardInterrupt:
-        _interrupt(children)
-        raise
-    failed = [c.exitcode for c in children if c.exitcode]
+        for child in children:
+            child.start()
+    finally:
+        signal.signal(signal.SIGINT, default)
+    forward = _forwarder(children)
+    with StopOnSignals(threading.Event(), then=forward) as signals:
+        for child in children:
+            child.join()
+    stopped = signals.exit_code
+    failed = [c.exitcode for c in children if c.exitcode and not _stopped_by_us(c, stopped)]
     if failed:
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
+    _exit_if_stopped(stopped)
 
 
-def _wait(children: Sequence[BaseProcess]) -> None:
-    """Wait for every child; a child stopped by Ctrl-C stops them all."""
-    while any(child.is_alive() for child in children):
+def _forwarder(children: Sequence[BaseProcess]) -> Callable[[int], None]:
+    def forward(signum: int) -> None:
         for child in children:
-            child.join(0.2)
-            if child.exitcode == INTERRUPTED:
-                raise KeyboardInterrupt
+            if child.pid is not None and child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(child.pid, signal.SIGTERM)
+
+    return forward
 
 
-def _interrupt(children: Sequence[BaseProcess]) -> None:
-    """Pass Ctrl-C on to the children, wait for them, and stop those that do not end."""
-    for child in children:
-        if child.pid is not None and child.is_alive():
-            with suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGINT)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children:
-        if child.pid is None:
-            continue  # never started
-        child.join(max(0.0, deadline - time.monotonic()))
-        if child.is_alive():
-            child.terminate()
-            child.join()
+def _stopped_by_us(child: BaseProcess, stopped: int | None) -> bool:
+    """A child that exited because the parent passed a stop signal on is no failure."""
+    return stopped is not None and child.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
 
 
 def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
-    """One worker process: an error ends it with one line and exit code 1, Ctrl-C with
-    130; never a traceback."""
+    """One worker process: an error ends it with one line and exit code 1, no traceback;
+    SIGTERM (from the parent) stops it as it stops a lone worker."""
     try:
-        signal.signal(signal.SIGINT, _interrupted)
-        with errors_as_messages(settings.db):
-            _work(settings, poll, exit_when_idle, quiet)
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGTERM)
+        _exit_if_stopped(stopped, quietly=True)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(INTERRUPTED)
 
 
-def _interrupted(_signal: int, _frame: object) -> None:
-    """The first Ctrl-C stops the process; a second one (the parent passes Ctrl-C on)
-    while it stops is ignored rather than a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _work(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool) -> None:
+def _work(
+    settings: Settings, poll: float, exit_when_idle: bool, quiet: bool, *signals: signal.Signals
+) -> int | None:
+    """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
     with settings.store(embedded=False, catch_up=False, create=True) as store:
-        Worker(store, builtin_tools(settings.sandbox)).work(
-            poll=poll,
-            exit_when_idle=exit_when_idle,
-            on_step=_echo,
-            on_unbuilt=None if quiet else _warn_unbuilt,
-            stop=threading.Event(),
-        )
+        stop = threading.Event()
+        with StopOnSignals(stop, signals) as stopping:
+            Worker(store, builtin_tools(settings.sandbox)).work(
+                poll=poll,
+                exit_when_idle=exit_when_idle,
+                on_step=_echo,
+                on_unbuilt=None if quiet else _warn_unbuilt,
+                stop=stop,
+                say=_say,
+            )
+    return stopping.exit_code
+
+
+def _exit_if_stopped(code: int | None, *, quietly: bool = False) -> None:
+    if code is not None:
+        if not quietly:
+            click.echo("worker stopped", err=True)
+        sys.exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _warn_unbuilt(agent_id: UUID, error: AgentError) -> None:

@@ -76,6 +76,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "psycopg_pool": ("PostgreSQL", "postgres"),
     "psycopg_binary": ("PostgreSQL", "postgres"),
     "openai": ("an openai: model", "openai"),
+    "agents": ("the OpenAI Agents SDK session", "openai-agents"),
 }
 """Top-level modules of the optional extras: the feature each serves and its extra."""
 
