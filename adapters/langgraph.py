@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, cast
@@ -101,6 +102,13 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
         self.close()
 
     # -- reading ---------------------------------------------------------------------
+    def load_thread(self, thread_id: str) -> GraphThread | None:
+        """A copy of the thread's aggregate (id, version, chain head, where it was copied
+        from), or None if nothing was ever stored under the thread id."""
+        with self._lock:
+            thread = self._load(thread_id)
+            return deepcopy(thread.aggregate) if thread else None
+
     def _load(self, thread_id: str) -> _Thread | None:
         return self._load_id(thread_uuid(thread_id))
 

@@ -31,6 +31,7 @@ from agentlog.domain.errors import (
     UnknownCallError,
     UnknownTopicError,
 )
+from agentlog.domain.graph_thread import GraphThread
 from agentlog.domain.values import (
     AgentConfig,
     CallStage,
@@ -65,6 +66,7 @@ __all__ = [
     "DuplicateCallError",
     "EffectClass",
     "ForkPointError",
+    "GraphThread",
     "InvalidEventDataError",
     "Lineage",
     "NoTaskRunningError",

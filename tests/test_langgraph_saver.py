@@ -7,12 +7,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from agentlog.adapters.graph_values import load
 from agentlog.adapters.langgraph import AgentLogSaver
+from agentlog.adapters.storage import open_log
+from agentlog.adapters.verify import verify_agent
+from agentlog.domain.graph_thread import ChannelBlob, GraphThread, thread_uuid
+from agentlog.domain.values import Lineage
 
 from conftest import store_url
 
@@ -34,3 +44,96 @@ def test_saver_passes_langgraph_conformance_suite(backend: str, tmp_path: Path) 
     }
     assert failures == {}
     assert set(report.results) == {c.value for c in ALL_CAPABILITIES}
+
+
+def _put_messages(saver: AgentLogSaver, thread: str, rounds: int) -> list[list[Any]]:
+    """Grow a message list by one message a checkpoint; return each stored value."""
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    value: list[Any] = []
+    stored = []
+    for n in range(rounds):
+        value = [*value, HumanMessage(f"q{n}") if n % 2 else AIMessage(f"a{n}", id=str(n))]
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": value}
+        checkpoint["channel_versions"] = {"messages": n + 1}
+        config = saver.put(config, checkpoint, {"step": n}, {"messages": n + 1})
+        stored.append(value)
+    return stored
+
+
+def _blobs(sqlite_url: str, thread: str) -> list[ChannelBlob]:
+    log = open_log(sqlite_url)
+    try:
+        events = list(log.events_of(thread_uuid(thread)))
+    finally:
+        log.close()
+    return [b for e in events if isinstance(e, GraphThread.CheckpointPut) for b in e.blobs]
+
+
+def test_growing_message_list_is_stored_as_deltas_and_read_back_exactly(sqlite_url: str) -> None:
+    with AgentLogSaver(sqlite_url) as saver:
+        stored = _put_messages(saver, "t", rounds=12)
+    blobs = _blobs(sqlite_url, "t")
+    assert [b.base is None for b in blobs] == [True] + [False] * 11
+    tails = [load(JsonPlusSerializer(), b.value) for b in blobs[1:] if b.value]
+    assert tails == [[m[-1]] for m in stored[1:]]  # each step stores its new message only
+    with AgentLogSaver(sqlite_url) as fresh:  # a cold read, from the log alone
+        read = [t.checkpoint["channel_values"]["messages"] for t in fresh.list(None)]
+    assert read[::-1] == stored
+    assert [[type(m) for m in v] for v in read[::-1]] == [[type(m) for m in v] for v in stored]
+
+
+def test_a_list_that_only_looks_extended_is_stored_whole(sqlite_url: str) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    with AgentLogSaver(sqlite_url) as saver:
+        for n, value in enumerate([[1], [True, 2], [True], [True, 2.0]]):
+            checkpoint = empty_checkpoint()
+            checkpoint["channel_values"] = {"xs": value}
+            checkpoint["channel_versions"] = {"xs": n + 1}
+            config = saver.put(config, checkpoint, {}, {"xs": n + 1})
+            got = saver.get_tuple(config)
+            assert got is not None
+            assert got.checkpoint["channel_values"]["xs"] == value
+            assert [type(x) for x in got.checkpoint["channel_values"]["xs"]] == [
+                type(x) for x in value
+            ]
+    assert [b.base is None for b in _blobs(sqlite_url, "t")] == [True, True, True, False]
+
+
+def test_deleted_thread_is_gone_for_readers_and_its_chain_still_verifies(
+    sqlite_url: str,
+) -> None:
+    with AgentLogSaver(sqlite_url) as saver:
+        _put_messages(saver, "t", rounds=3)
+        saver.delete_thread("t")
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is None
+        assert list(saver.list(None)) == []
+    with AgentLogSaver(sqlite_url) as fresh:
+        assert fresh.get_tuple({"configurable": {"thread_id": "t"}}) is None
+        again = _put_messages(fresh, "t", rounds=2)  # the id can be used again
+        latest = fresh.get_tuple({"configurable": {"thread_id": "t"}})
+    assert latest is not None
+    assert latest.checkpoint["channel_values"]["messages"] == again[-1]
+    log = open_log(sqlite_url)
+    try:
+        report = verify_agent(log, thread_uuid("t"))
+    finally:
+        log.close()
+    assert report.ok
+    assert report.events == 1 + 3 + 1 + 2
+
+
+def test_copy_is_a_fork_that_records_its_source(sqlite_url: str) -> None:
+    with AgentLogSaver(sqlite_url) as saver:
+        stored = _put_messages(saver, "a", rounds=4)
+        saver.copy_thread("a", "b")
+        copy = saver.get_tuple({"configurable": {"thread_id": "b"}})
+        source = saver.load_thread("a")
+        target = saver.load_thread("b")
+    assert copy is not None
+    assert source is not None
+    assert target is not None
+    assert copy.checkpoint["channel_values"]["messages"] == stored[-1]
+    assert target.copied_from == Lineage(
+        parent_id=source.id, parent_version=source.version, parent_digest=source.head_hash
+    )
