@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -66,7 +67,7 @@ def build_graph(saver: AgentLogSaver, ran_file: Path) -> Any:
 
 def run(url: str, thread_id: str, ran_file: Path) -> None:
     """Start the thread (or resume it, if it has checkpoints) and run it to the end."""
-    config = {"configurable": {"thread_id": thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     with AgentLogSaver(url) as saver:
         graph = build_graph(saver, ran_file)
         started = saver.get_tuple(config) is not None

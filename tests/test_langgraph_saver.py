@@ -85,8 +85,9 @@ def test_growing_message_list_is_stored_as_deltas_and_read_back_exactly(sqlite_u
 
 def test_a_list_that_only_looks_extended_is_stored_whole(sqlite_url: str) -> None:
     config: RunnableConfig = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    values: list[list[Any]] = [[1], [True, 2], [True], [True, 2.0]]
     with AgentLogSaver(sqlite_url) as saver:
-        for n, value in enumerate([[1], [True, 2], [True], [True, 2.0]]):
+        for n, value in enumerate(values):
             checkpoint = empty_checkpoint()
             checkpoint["channel_values"] = {"xs": value}
             checkpoint["channel_versions"] = {"xs": n + 1}
