@@ -30,6 +30,14 @@ def test_cli_reads_verifies_and_exports_a_langgraph_thread(tmp_path: Path) -> No
         copied = saver.get_tuple({"configurable": {"thread_id": "t-2"}})
     assert copied is not None
 
+    listed = json.loads(_cli(url, "threads", "--json"))
+    assert [(t["thread_id"], t["deleted"], t["last_event"]) for t in listed] == [
+        ("t-1", True, "ThreadDeleted"),
+        ("t-2", False, "CheckpointPut"),
+    ]
+    assert listed[0]["aggregate_id"] == str(thread_uuid("t-1"))
+    assert "t-2" in _cli(url, "threads")
+
     log = _cli(url, "log", "thread:t-1")
     assert log.count("CheckpointPut") >= 2 * CALLS
     assert "ThreadDeleted" in log.splitlines()[-1]
