@@ -25,6 +25,7 @@ from agentlog.domain.graph_thread import ChannelBlob, GraphThread, thread_uuid
 from agentlog.domain.values import Lineage
 
 from conftest import store_url
+from langgraph_child import CALLS, FINAL_ANSWER, build_graph
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -138,3 +139,23 @@ def test_copy_is_a_fork_that_records_its_source(sqlite_url: str) -> None:
     assert target.copied_from == Lineage(
         parent_id=source.id, parent_version=source.version, parent_digest=source.head_hash
     )
+
+
+def test_async_graph_runs_on_the_saver_and_reads_back(sqlite_url: str, tmp_path: Path) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": "async"}}
+
+    async def go() -> Any:
+        with AgentLogSaver(sqlite_url) as saver:
+            graph = build_graph(saver, tmp_path / "ran.txt")
+            await graph.ainvoke({"messages": [HumanMessage("add up")]}, config)
+            states = [s async for s in graph.aget_state_history(config)]
+            return states, await saver.aget_tuple(config)
+
+    states, latest = asyncio.run(go())
+    messages = latest.checkpoint["channel_values"]["messages"]
+    assert messages[-1].content == FINAL_ANSWER
+    assert len(states) == len({s.config["configurable"]["checkpoint_id"] for s in states})
+    assert [len(s.values["messages"]) for s in states] == sorted(
+        (len(s.values["messages"]) for s in states), reverse=True
+    )
+    assert (tmp_path / "ran.txt").read_text().count("add") == CALLS
