@@ -12,7 +12,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agentlog.adapters.graph_values import channel_value, dump, load
 from agentlog.domain.graph_index import ThreadIndex
-from agentlog.domain.graph_thread import ChannelBlob, GraphThread, Version
+from agentlog.domain.graph_thread import ChannelBlob, GraphThread, Payload, Version
 from agentlog.domain.values import Lineage
 
 
@@ -22,9 +22,15 @@ class _Source(Protocol):
 
 
 def copied_events(
-    serde: SerializerProtocol, source: _Source
+    serde: SerializerProtocol, source: _Source, target: SerializerProtocol
 ) -> Iterator[tuple[type, dict[str, Any]]]:
-    """(event class, fields) to trigger on the target thread, in order."""
+    """(event class, fields) to trigger on the target thread, in order; payloads are
+    re-encoded from the source's serializer to the target's when they differ (erasable
+    threads each have their own key)."""
+
+    def recode(payload: Payload) -> Payload:
+        return payload if target is serde else dump(target, load(serde, payload))
+
     thread = source.aggregate
     lineage = Lineage(
         parent_id=thread.id, parent_version=thread.version, parent_digest=thread.head_hash
@@ -40,11 +46,16 @@ def copied_events(
             if found is None or key in emitted:
                 continue
             emitted.add(key)
-            blobs.append(_whole(serde, source.index, key, found[1]))
+            blob = _whole(serde, source.index, key, found[1])
+            if blob.value is not None:
+                blob = blob.model_copy(update={"value": recode(blob.value)})
+            blobs.append(blob)
         fields = put.model_dump(exclude={"originator_id", "originator_version", "timestamp"})
         for name in ("actor", "caused_by", "prev_hash", "digest"):
             fields.pop(name)
-        fields.update(checkpoint=put.checkpoint, metadata=put.metadata, blobs=tuple(blobs))
+        fields.update(
+            checkpoint=recode(put.checkpoint), metadata=recode(put.metadata), blobs=tuple(blobs)
+        )
         yield GraphThread.CheckpointPut, fields
         writes = source.index.writes.get((put.checkpoint_ns, put.checkpoint_id))
         if writes:
@@ -53,7 +64,9 @@ def copied_events(
                 {
                     "checkpoint_ns": put.checkpoint_ns,
                     "checkpoint_id": put.checkpoint_id,
-                    "writes": tuple(writes.values()),
+                    "writes": tuple(
+                        w.model_copy(update={"value": recode(w.value)}) for w in writes.values()
+                    ),
                 },
             )
 

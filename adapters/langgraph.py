@@ -6,17 +6,17 @@ id), every ``put`` and ``put_writes`` is an event in its hash chain, and reads f
 thread's events into a :class:`~agentlog.domain.graph_index.ThreadIndex`, kept per thread
 in memory and caught up with one query (the events after its version) per call, so other
 processes' writes are seen. Deletion, pruning and ``delete_for_runs`` append events that
-make readers skip what they name; the events stay in the log (see docs/integrations.md).
-The async methods run the sync ones in a worker thread (``asyncio.to_thread``); one lock
-serializes a saver's calls.
+make readers skip what they name; the events stay in the log, and with ``erasable=True``
+the thread's payloads are encrypted under keys that ``delete_thread`` destroys (see
+docs/integrations.md). The async methods run the sync ones in a worker thread
+(:class:`~agentlog.adapters.graph_async.AsyncFromSync`); one lock serializes a saver's calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -27,7 +27,6 @@ from eventsourcing.persistence import IntegrityError
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
-    BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -37,6 +36,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from agentlog.adapters.graph_async import AsyncFromSync
 from agentlog.adapters.graph_copy import copied_events
 from agentlog.adapters.graph_values import (
     LastValues,
@@ -47,6 +47,7 @@ from agentlog.adapters.graph_values import (
     load,
 )
 from agentlog.adapters.storage import DEFAULT_URL, open_log
+from agentlog.adapters.thread_keys import ThreadCipher, ThreadKeys
 from agentlog.domain.application import AgentLog
 from agentlog.domain.graph_index import ThreadIndex
 from agentlog.domain.graph_thread import CheckpointRef, GraphThread, StoredWrite, thread_uuid
@@ -66,7 +67,7 @@ Command = Callable[[_Thread], dict[tuple[str, str], tuple[int, list[Any]] | None
 """Triggers a thread's events; returns the list values the next deltas build on."""
 
 
-class AgentLogSaver(BaseCheckpointSaver[int]):
+class AgentLogSaver(AsyncFromSync):
     """A LangGraph checkpointer whose threads are hash-chained aggregates in agentlog."""
 
     def __init__(
@@ -77,18 +78,32 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
         serde: SerializerProtocol | None = None,
         cipher_key: str | None = None,
         actor: str = "langgraph",
+        erasable: bool = False,
     ) -> None:
+        """``url``: the store (or pass an open ``log``); ``erasable``: encrypt each thread
+        under keys of its own that ``delete_thread`` destroys (crypto-shredding, see
+        :mod:`agentlog.adapters.thread_keys`; needs the ``crypto`` extra)."""
         super().__init__(serde=serde)
         self._owns_log = log is None
         self.log = log if log is not None else open_log(url, cipher_key=cipher_key)
+        self._keys = ThreadKeys(url) if erasable else None
         self.actor = actor
         self._threads: dict[UUID, _Thread] = {}
         self._lock = threading.RLock()
 
     def close(self) -> None:
         """Close the store if this saver opened it."""
+        if self._keys is not None:
+            self._keys.close()
         if self._owns_log:
             self.log.close()
+
+    def _serde(self, thread: _Thread) -> SerializerProtocol:
+        """The serializer for a thread's payloads: under its generation's key if erasable."""
+        if self._keys is None:
+            return self.serde
+        aggregate = thread.aggregate
+        return ThreadCipher(self.serde, self._keys, f"{aggregate.id}:{aggregate.generation}")
 
     def __enter__(self) -> Self:
         return self
@@ -156,7 +171,9 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
             put = by_id.get(checkpoint_id)
             if put is None:
                 return None
-            return checkpoint_tuple(self.serde, thread.aggregate.thread_id, thread.index, put)
+            return checkpoint_tuple(
+                self._serde(thread), thread.aggregate.thread_id, thread.index, put
+            )
 
     def list(
         self,
@@ -188,8 +205,9 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
         ns, checkpoint_id = conf.get("checkpoint_ns"), conf.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
         found: builtins.list[CheckpointTuple] = []
-        for thread in threads:
-            for put in thread.index.live() if thread else []:
+        for thread in filter(None, threads):
+            serde = self._serde(thread)
+            for put in thread.index.live():
                 if limit is not None and len(found) >= limit:
                     return found
                 if (
@@ -198,11 +216,10 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
                     or (before_id and put.checkpoint_id >= before_id)
                 ):
                     continue
-                metadata = load(self.serde, put.metadata)
+                metadata = load(serde, put.metadata)
                 if all(metadata.get(k) == v for k, v in wanted.items()):
-                    assert thread is not None
                     tid = thread.aggregate.thread_id
-                    found.append(checkpoint_tuple(self.serde, tid, thread.index, put))
+                    found.append(checkpoint_tuple(serde, tid, thread.index, put))
         return found
 
     # -- writing ---------------------------------------------------------------------
@@ -248,9 +265,10 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
 
         def command(thread: _Thread) -> dict[tuple[str, str], tuple[int, list[Any]] | None]:
             event_version = thread.aggregate.version + 1
+            serde = self._serde(thread)
             blobs, updates = [], {}
             for channel, version in new_versions.items():
-                blobs.append(channel_blob(self.serde, (ns, channel), version, values, thread.last))
+                blobs.append(channel_blob(serde, (ns, channel), version, values, thread.last))
                 value = values.get(channel)
                 updates[ns, channel] = (
                     (event_version, list(value)) if isinstance(value, list) else None
@@ -260,8 +278,8 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
                 checkpoint_ns=ns,
                 checkpoint_id=checkpoint["id"],
                 parent_id=conf.get("checkpoint_id"),
-                checkpoint=dump(self.serde, stored),
-                metadata=dump(self.serde, meta),
+                checkpoint=dump(serde, stored),
+                metadata=dump(serde, meta),
                 blobs=tuple(blobs),
                 source=_text(meta.get("source")),
                 step=meta.get("step") if isinstance(meta.get("step"), int) else None,
@@ -286,12 +304,13 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
 
         def command(thread: _Thread) -> dict[tuple[str, str], tuple[int, list[Any]] | None]:
             existing = thread.index.writes.get((ns, checkpoint_id), {})
+            serde = self._serde(thread)
             new = [
                 StoredWrite(
                     task_id=task_id,
                     index=index,
                     channel=channel,
-                    value=dump(self.serde, value),
+                    value=dump(serde, value),
                     task_path=task_path,
                 )
                 for i, (channel, value) in enumerate(writes)
@@ -318,7 +337,10 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
                 thread.aggregate.trigger_event(GraphThread.ThreadDeleted, actor=self.actor)
             return {}
 
-        self._append(thread_id, command, create=False)
+        with self._lock:
+            self._append(thread_id, command, create=False)
+            if self._keys is not None:  # after the event: a crash between leaves keys, not data
+                self._keys.destroy(f"{thread_uuid(thread_id)}:")
 
     def _remove(
         self, thread_id: str, pick: Callable[[_Thread], builtins.list[CheckpointRef]], why: str
@@ -374,68 +396,13 @@ class AgentLogSaver(BaseCheckpointSaver[int]):
                 return
 
             def command(thread: _Thread) -> dict[tuple[str, str], tuple[int, list[Any]] | None]:
-                for event_class, fields in copied_events(self.serde, source):
+                for event_class, fields in copied_events(
+                    self._serde(source), source, self._serde(thread)
+                ):
                     thread.aggregate.trigger_event(event_class, actor=self.actor, **fields)
                 return {}
 
             self._append(target_thread_id, command)
-
-    # -- async: the sync methods in a worker thread -------------------------------------
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Async ``get_tuple``."""
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,  # LangGraph's name
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """Async ``list``."""
-
-        def listed() -> builtins.list[CheckpointTuple]:
-            return list(self.list(config, filter=filter, before=before, limit=limit))
-
-        for found in await asyncio.to_thread(listed):
-            yield found
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Async ``put``."""
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Async ``put_writes``."""
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Async ``delete_thread``."""
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Async ``delete_for_runs``."""
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Async ``copy_thread``."""
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Async ``prune``."""
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
 def _ref(put: GraphThread.CheckpointPut) -> CheckpointRef:

@@ -70,6 +70,7 @@ class GraphThreadState(BaseModel):
     thread_id: str
     checkpoints: int
     deleted: bool
+    generation: int
     copied_from: Lineage | None
     head_hash: str
 
@@ -135,6 +136,7 @@ class GraphThread(Aggregate):
         def apply(self, thread: GraphThread) -> None:
             thread.checkpoints = 0
             thread.deleted = True
+            thread.generation = self.originator_version
 
     @staticmethod
     def create_id(thread_id: str) -> UUID:
@@ -145,4 +147,7 @@ class GraphThread(Aggregate):
         self.thread_id = thread_id
         self.checkpoints = 0
         self.deleted = False
+        self.generation = 0
+        """The version of the last ``ThreadDeleted`` (0: none): what follows it is a new
+        history, under keys of its own in an erasable store."""
         self.copied_from: Lineage | None = None

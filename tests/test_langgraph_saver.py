@@ -20,6 +20,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from agentlog.adapters.graph_values import load
 from agentlog.adapters.langgraph import AgentLogSaver
 from agentlog.adapters.storage import open_log
+from agentlog.adapters.thread_keys import SUFFIX, ShreddedError, ThreadCipher, ThreadKeys
 from agentlog.adapters.verify import verify_agent
 from agentlog.domain.graph_thread import ChannelBlob, GraphThread, thread_uuid
 from agentlog.domain.values import Lineage
@@ -28,15 +29,19 @@ from conftest import store_url
 from langgraph_child import CALLS, FINAL_ANSWER, build_graph
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_saver_passes_langgraph_conformance_suite(backend: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "erasable"), [("sqlite", False), ("postgres", False), ("sqlite", True)]
+)
+def test_saver_passes_langgraph_conformance_suite(
+    backend: str, erasable: bool, tmp_path: Path
+) -> None:
     stores = count()
 
     @checkpointer_test(name=f"AgentLogSaver-{backend}")
     async def saver() -> AsyncIterator[AgentLogSaver]:
         folder = tmp_path / str(next(stores))  # a fresh store for each capability
         folder.mkdir()
-        with AgentLogSaver(store_url(backend, folder)) as fresh:
+        with AgentLogSaver(store_url(backend, folder), erasable=erasable) as fresh:
             yield fresh
 
     report = asyncio.run(validate(saver))
@@ -159,3 +164,30 @@ def test_async_graph_runs_on_the_saver_and_reads_back(sqlite_url: str, tmp_path:
         (len(s.values["messages"]) for s in states), reverse=True
     )
     assert (tmp_path / "ran.txt").read_text().count("add") == CALLS
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_deleting_an_erasable_thread_destroys_its_payloads(backend: str, tmp_path: Path) -> None:
+    url = store_url(backend, tmp_path)
+    with AgentLogSaver(url, erasable=True) as saver:
+        _put_messages(saver, "t", rounds=3)
+        saver.delete_thread("t")
+        again = _put_messages(saver, "t", rounds=2)
+        latest = saver.get_tuple({"configurable": {"thread_id": "t"}})
+        thread = saver.load_thread("t")
+    assert latest is not None
+    assert thread is not None
+    assert latest.checkpoint["channel_values"]["messages"] == again[-1]
+    log, keys = open_log(url), ThreadKeys(url)
+    try:
+        puts = [e for e in log.events_of(thread.id) if isinstance(e, GraphThread.CheckpointPut)]
+        assert all(p.checkpoint.type.endswith(SUFFIX) for p in puts)
+        before = ThreadCipher(JsonPlusSerializer(), keys, f"{thread.id}:0")
+        with pytest.raises(ShreddedError):
+            load(before, puts[0].metadata)
+        after = ThreadCipher(JsonPlusSerializer(), keys, f"{thread.id}:{thread.generation}")
+        assert load(after, puts[-1].metadata)["step"] == 1
+        assert verify_agent(log, thread.id).ok
+    finally:
+        log.close()
+        keys.close()
