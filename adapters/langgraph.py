@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -79,16 +80,19 @@ class AgentLogSaver(AsyncFromSync):
         cipher_key: str | None = None,
         actor: str = "langgraph",
         erasable: bool = False,
+        cached_threads: int = 64,
     ) -> None:
         """``url``: the store (or pass an open ``log``); ``erasable``: encrypt each thread
         under keys of its own that ``delete_thread`` destroys (crypto-shredding, see
-        :mod:`agentlog.adapters.thread_keys`; needs the ``crypto`` extra)."""
+        :mod:`agentlog.adapters.thread_keys`); ``cached_threads``: how many threads
+        to keep folded in memory (the least recently used are read again when needed)."""
         super().__init__(serde=serde)
         self._owns_log = log is None
         self.log = log if log is not None else open_log(url, cipher_key=cipher_key)
         self._keys = ThreadKeys(url) if erasable else None
         self.actor = actor
-        self._threads: dict[UUID, _Thread] = {}
+        self._threads: OrderedDict[UUID, _Thread] = OrderedDict()
+        self.cached_threads = cached_threads
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -138,8 +142,14 @@ class AgentLogSaver(AsyncFromSync):
                 event.mutate(thread.aggregate)
             self._fold(thread, event)
         if thread is not None:
-            self._threads[aggregate_id] = thread
+            self._cache(thread)
         return thread
+
+    def _cache(self, thread: _Thread) -> None:
+        self._threads[thread.aggregate.id] = thread
+        self._threads.move_to_end(thread.aggregate.id)
+        while len(self._threads) > self.cached_threads:
+            self._threads.popitem(last=False)
 
     @staticmethod
     def _fold(thread: _Thread, event: GraphThread.Event) -> None:
@@ -239,7 +249,7 @@ class AgentLogSaver(AsyncFromSync):
                     if attempt == SAVE_ATTEMPTS - 1:
                         raise
                     continue
-                self._threads[thread.aggregate.id] = thread
+                self._cache(thread)
                 for recording in recordings:
                     self._fold(thread, cast(GraphThread.Event, recording.domain_event))
                 for key, value in updates.items():

@@ -191,3 +191,16 @@ def test_deleting_an_erasable_thread_destroys_its_payloads(backend: str, tmp_pat
     finally:
         log.close()
         keys.close()
+
+
+def test_threads_evicted_from_memory_are_read_again_from_the_log(sqlite_url: str) -> None:
+    with AgentLogSaver(sqlite_url, cached_threads=1) as saver:
+        _put_messages(saver, "a", rounds=3)
+        b = _put_messages(saver, "b", rounds=2)
+        more_a = _put_messages(saver, "a", rounds=1)  # "a" was evicted by "b"
+        read = {t: saver.get_tuple({"configurable": {"thread_id": t}}) for t in ("a", "b")}
+        assert len(saver._threads) == 1
+    assert read["b"] is not None
+    assert read["b"].checkpoint["channel_values"]["messages"] == b[-1]
+    assert read["a"] is not None
+    assert read["a"].checkpoint["channel_values"]["messages"] == more_a[-1]
