@@ -82,10 +82,11 @@ class AgentLogSaver(AsyncFromSync):
         erasable: bool = False,
         cached_threads: int = 64,
     ) -> None:
-        """``url``: the store (or pass an open ``log``); ``erasable``: encrypt each thread
-        under keys of its own that ``delete_thread`` destroys (crypto-shredding, see
-        :mod:`agentlog.adapters.thread_keys`); ``cached_threads``: how many threads
-        to keep folded in memory (the least recently used are read again when needed)."""
+        """``url``: the store (or pass an open ``log``, and its URL if ``erasable``);
+        ``erasable``: encrypt each thread under keys of its own that ``delete_thread``
+        destroys (crypto-shredding, :mod:`agentlog.adapters.thread_keys`);
+        ``cached_threads``: how many threads to keep folded in memory (the least
+        recently used are read again when needed)."""
         super().__init__(serde=serde)
         self._owns_log = log is None
         self.log = log if log is not None else open_log(url, cipher_key=cipher_key)
@@ -241,14 +242,17 @@ class AgentLogSaver(AsyncFromSync):
                     if not create:
                         return
                     thread = _Thread(GraphThread(thread_id, actor=self.actor))
-                updates = command(thread)
                 try:
+                    updates = command(thread)
                     recordings = self.log.save(thread.aggregate)
                 except IntegrityError:  # another process wrote first: catch up, redo
                     self._threads.pop(thread.aggregate.id, None)
                     if attempt == SAVE_ATTEMPTS - 1:
                         raise
                     continue
+                except BaseException:  # unsaved events must not stay in the cached thread
+                    self._threads.pop(thread.aggregate.id, None)
+                    raise
                 self._cache(thread)
                 for recording in recordings:
                     self._fold(thread, cast(GraphThread.Event, recording.domain_event))
