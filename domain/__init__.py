@@ -20,6 +20,7 @@ from agentlog.domain.errors import (
     OpenCallsError,
     PermissionRequiredError,
     RerunNotAllowedError,
+    SessionCommandError,
     StaleSnapshotError,
     StorageURLError,
     StoredEventError,
@@ -32,6 +33,9 @@ from agentlog.domain.errors import (
     UnknownTopicError,
 )
 from agentlog.domain.graph_thread import GraphThread
+from agentlog.domain.item_messages import item_message
+from agentlog.domain.item_session import ItemSession, ItemSessionState, session_uuid
+from agentlog.domain.session_log import SessionLog
 from agentlog.domain.values import (
     AgentConfig,
     CallStage,
@@ -68,6 +72,8 @@ __all__ = [
     "ForkPointError",
     "GraphThread",
     "InvalidEventDataError",
+    "ItemSession",
+    "ItemSessionState",
     "Lineage",
     "NoTaskRunningError",
     "OpenCallsError",
@@ -75,6 +81,8 @@ __all__ = [
     "Phase",
     "Policy",
     "RerunNotAllowedError",
+    "SessionCommandError",
+    "SessionLog",
     "StaleSnapshotError",
     "Status",
     "StorageURLError",
@@ -90,4 +98,6 @@ __all__ = [
     "UnknownTopicError",
     "args_hash",
     "event_digest",
+    "item_message",
+    "session_uuid",
 ]
