@@ -14,7 +14,7 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import conversation, demo, lineage, render, runtime, verify, views
+from agentlog.cli import conversation, demo, lineage, render, runtime, threads, verify, views
 from agentlog.cli import transfer as transfer_commands
 from agentlog.cli.app_loading import load_apps
 from agentlog.cli.catch_up import no_catch_up_option, reading
@@ -288,6 +288,7 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
 
 main.add_command(views.audit)
 main.add_command(verify.verify)
+main.add_command(threads.threads)
 main.add_command(transfer_commands.export)
 main.add_command(transfer_commands.import_)
 main.add_command(views.projections)

@@ -33,6 +33,7 @@ from agentlog.domain.errors import (
     UnknownCallError,
     UnknownTopicError,
 )
+from agentlog.domain.graph_thread import GraphThread
 from agentlog.domain.item_messages import item_message
 from agentlog.domain.item_session import ItemSession, ItemSessionState, session_uuid
 from agentlog.domain.session_log import SessionLog
@@ -71,6 +72,7 @@ __all__ = [
     "DuplicateCallError",
     "EffectClass",
     "ForkPointError",
+    "GraphThread",
     "InvalidEventDataError",
     "ItemSession",
     "ItemSessionState",
