@@ -73,9 +73,10 @@ def sqlite_saver(db: Path) -> BaseCheckpointSaver[Any] | None:
         from langgraph.checkpoint.sqlite import SqliteSaver
     except ImportError:
         return None
-    saver: BaseCheckpointSaver[Any] = SqliteSaver(sqlite3.connect(db, check_same_thread=False))
+    saver = SqliteSaver(sqlite3.connect(db, check_same_thread=False))
     saver.setup()
-    return saver
+    found: BaseCheckpointSaver[Any] = saver
+    return found
 
 
 def main() -> None:
