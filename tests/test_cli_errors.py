@@ -256,10 +256,20 @@ def test_ctrl_c_ends_worker_processes_without_tracebacks(tmp_path: Path) -> None
         text=True,
         start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
     )
+    try:
+        _ctrl_c(worker, tmp_path / "a.db")
+    finally:  # a failure half-way must not leave workers polling forever
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+
+def _ctrl_c(worker: subprocess.Popen[str], db: Path) -> None:
+    """Ctrl-C to a running ``worker --processes 2``: it ends with 130 and no traceback."""
     deadline = time.monotonic() + 60
-    while len(working(worker.pid, tmp_path / "a.db")) < 2 and time.monotonic() < deadline:
+    while len(working(worker.pid, db)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(working(worker.pid, tmp_path / "a.db")) == 2  # both children in their loop
+    assert len(working(worker.pid, db)) == 2  # both children in their loop
     for _ in range(5):  # a Ctrl-C while the children start may be lost: press it again
         os.killpg(worker.pid, signal.SIGINT)
         try:

@@ -10,6 +10,7 @@ outside the store), and the real ``agentlog worker`` command for exit codes and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,8 +185,22 @@ def _go(workers: Workers, worker: subprocess.Popen[str]) -> subprocess.Popen[str
     return worker
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A test that fails half-way must not leave workers polling forever."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 def _agentlog(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "agentlog.cli", "--db", url, "--sandbox", str(tmp_path), *args],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -193,6 +208,8 @@ def _agentlog(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,  # its own process group, as a shell job has
     )
+    _STARTED.append(process)
+    return process
 
 
 def _working(url: str, tmp_path: Path, store: Store, *args: str) -> subprocess.Popen[str]:
