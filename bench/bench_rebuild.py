@@ -46,6 +46,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
+from agentlog.adapters.mapper import inflate
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
 from agentlog.domain.agent import Agent
@@ -458,7 +459,7 @@ def raw_read(path: Path, *, decode_json: bool) -> Timed:
         for rows in raw_pages(conn):
             if decode_json:
                 for row in rows:
-                    json.loads(row[4])
+                    json.loads(inflate(row[4]))  # states of 512+ bytes are compressed
             count += len(rows)
         return count, *since(start)
     finally:

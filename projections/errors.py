@@ -38,3 +38,15 @@ class ViewStoppedError(AgentError):
         )
         self.view = view
         self.position = position
+
+
+class SealedValueError(AgentError):
+    """A view's sealed column does not open with the store's key (written with another
+    key, or before the view sealed it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"a view's encrypted column does not open with this key ({reason}); rebuild the "
+            f"views: `agentlog projections rebuild --all`"
+        )
+        self.reason = reason
