@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.call_args import open_call_args
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import demo, render, runtime, views
+from agentlog.cli import audit_render, demo, render, runtime, views
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
 from agentlog.domain.values import (
@@ -163,7 +164,7 @@ def new(
 def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
     """List the agents (from the state view)."""
     with settings.store() as store, store.views.engine.connect() as conn:
-        rows = queries.states(conn, store.views.table(conn, "state"), status)
+        rows = queries.states(conn, store.views.table(conn, "state"), status, store.views.seal)
     if as_json:
         click.echo(render.dumps([render.state_json(row) for row in rows]))
     elif rows:
@@ -179,6 +180,7 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
     """Show one agent (AGENT is its id or a unique prefix of it).
 
     The current state comes from the state view; --at replays the log to VERSION.
+    The arguments of open calls (those waiting for a person among them) come from the log.
     """
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
@@ -186,11 +188,16 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
             found = store.log.get(agent_id, version=version)
         else:
             with store.views.engine.connect() as conn:
-                found = queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+                states = store.views.table(conn, "state")
+                found = queries.agent_from_state(conn, states, agent_id, store.views.seal)
+        args = open_call_args(store.log, found)
     if as_json:
-        click.echo(render.dumps(render.agent_json(found)))
+        data = render.agent_json(found)
+        click.echo(render.dumps(audit_render.with_call_args(data, args)))
     else:
-        render.print_table(render.agent_details(found))
+        table = render.agent_details(found)
+        audit_render.add_call_args(table, args)
+        render.print_table(table)
 
 
 @main.command()

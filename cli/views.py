@@ -4,27 +4,47 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
-from agentlog.cli import render
+from agentlog.cli import audit_render, render
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain import EffectClass
 from agentlog.projections import ViewFailedError, queries
+from agentlog.projections.audit_rows import DECISIONS, OUTCOMES
+
+
+class IsoTime(click.ParamType):
+    """An ISO 8601 date or time (``2026-11-29``, ``2026-11-29T14:00``, ``...Z``,
+    ``...+01:00``); without a zone it is UTC, as the log's times are."""
+
+    name = "ISO-TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO date or time (e.g. 2026-11-29T14:00Z)", param, ctx)
 
 
 @click.command()
-@click.option("--agent", help="Only this agent (id or unique prefix).")
+@click.option("--agent", help="Only this agent's calls (id or unique prefix).")
 @click.option("--tool", help="Only calls of this tool.")
-@click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
+@click.option("--actor", help="Only calls decided by this person (or 'policy').")
+@click.option("--decision", type=click.Choice(DECISIONS), help="Only calls decided so.")
 @click.option(
-    "--decision",
-    type=click.Choice(["requested", "granted", "denied"]),
-    help="Only these decisions.",
+    "--effect", type=click.Choice([e.value for e in EffectClass]), help="Only this effect class."
 )
-@click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--outcome", type=click.Choice(OUTCOMES), help="Only calls that ended so.")
+@click.option("--since", type=IsoTime(), help="Only calls made at or after this time.")
+@click.option("--until", type=IsoTime(), help="Only calls made before this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (arguments whole).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (arguments whole, as JSON).")
 @pass_settings
 def audit(
     settings: Settings,
@@ -32,19 +52,37 @@ def audit(
     tool: str | None,
     actor: str | None,
     decision: str | None,
+    effect: str | None,
+    outcome: str | None,
     since: datetime | None,
+    until: datetime | None,
     as_json: bool,
+    as_csv: bool,
 ) -> None:
-    """Who asked, what the model decided, which tool ran, who approved it, what came back."""
+    """Every tool call: its arguments, effect class, who or what policy decided, and
+    what came of it.
+
+    Decisions: auto (allowed by policy), approved or denied by a person (or denied by
+    policy), refused (the runtime would not record it), waiting (for a person).
+    Outcomes: pending, running, succeeded, failed, unknown, refused (its arguments
+    failed their hashes), not_run (denied). The table cuts the arguments short.
+    """
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     with settings.store() as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
-        where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
+        where = queries.AuditFilter(
+            agent_id, tool, actor, decision, effect, outcome, _utc(since), _utc(until)
+        )
         with store.views.engine.connect() as conn:
-            rows = queries.audit(conn, store.views.table(conn, "audit"), where)
+            table = store.views.table(conn, "audit")
+            rows = queries.audit(conn, table, where, store.views.seal)
     if as_json:
-        click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
+        click.echo(render.dumps([audit_render.audit_call_json(r) for r in rows]))
+    elif as_csv:
+        click.echo(audit_render.audit_csv(rows), nl=False)
     elif rows:
-        render.print_table(render.audit_table(rows))
+        render.print_table(audit_render.audit_calls_table(rows))
 
 
 @click.group()

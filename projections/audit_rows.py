@@ -55,11 +55,13 @@ OUTCOMES = ("pending", "running", "succeeded", "failed", "unknown", "refused", "
 
 Row = list[Any]
 Update = Callable[[Row, Any, Seal], None]
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Compact JSON (one encoder: ``json.dumps`` with options makes a new one per call)."""
 
 
 def called_row(agent_id: str, position: int, event: Agent.ToolCalled, seal: Seal) -> Row:
     """The row of a recorded call: decided at once if its policy allows it."""
-    args = json.dumps(event.args, ensure_ascii=False, separators=(",", ":"))
+    args = _json(event.args)
     auto, when = event.policy is Policy.ALLOW, event.timestamp
     return [
         *(agent_id, event.originator_version, position, clean(event.call_id), clean(event.tool)),
@@ -101,9 +103,8 @@ def _started(row: Row, event: Any, seal: Seal) -> None:
 
 
 def _succeeded(row: Row, event: Any, seal: Seal) -> None:
-    result = json.dumps(event.result, ensure_ascii=False, separators=(",", ":"))
     _finish(row, event, "succeeded", None)
-    row[RESULT_SIZE] = len(result.encode())
+    row[RESULT_SIZE] = len(_json(event.result).encode())
 
 
 def _failed(row: Row, event: Any, seal: Seal) -> None:

@@ -82,10 +82,13 @@ def _opened(row: Mapping[str, Any], sealed: Sequence[str], seal: Seal) -> dict[s
     return found
 
 
-def transcript(conn: Connection, table: Table, agent_id: UUID) -> list[dict[str, Any]]:
-    """The model's messages for one agent, in order."""
+def transcript(
+    conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN
+) -> list[dict[str, Any]]:
+    """The model's messages for one agent, in order (their text opened)."""
     query = select(table).where(table.c.agent_id == str(agent_id)).order_by(table.c.seq)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    sealed = ("content", "tool_calls")
+    return [_opened(row._mapping, sealed, seal) for row in conn.execute(query)]
 
 
 def runnable(conn: Connection, table: Table, limit: int = 100) -> list[UUID]:
