@@ -109,7 +109,7 @@ def test_audit_table_has_one_line_per_call_with_decision_outcome_and_result_size
     search, mail, rm, rejected = lines[1:]
     assert all(word in search for word in ('{"q":"owls"}', "approved by ana", "succeeded", "7 B"))
     assert all(word in mail for word in ("side_effecting", "auto (policy)", "succeeded", "13 B"))
-    assert "{\"to\":\"bob\",\"body\":\"Dear Bob, the owls …" in mail  # cut short
+    assert '{"to":"bob","body":"Dear Bob, the owls …' in mail  # cut short
     assert BODY not in mail
     assert all(word in rm for word in ("denied by bob", "not_run"))
     assert all(word in rejected for word in ("rm_rf", "refused"))
