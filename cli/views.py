@@ -17,13 +17,15 @@ from agentlog.projections import ViewFailedError, queries
 from agentlog.projections.audit_rows import DECISIONS, OUTCOMES
 
 
-class IsoTime(click.ParamType):
+class IsoTime(click.ParamType[datetime, Any]):
     """An ISO 8601 date or time (``2026-11-29``, ``2026-11-29T14:00``, ``...Z``,
     ``...+01:00``); without a zone it is UTC, as the log's times are."""
 
     name = "ISO-TIME"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value
         try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, RowMapping, Table, select
 
 from agentlog.domain import Agent, UnknownAgentError
 from agentlog.projections.agent_rows import agent_of
@@ -73,7 +73,7 @@ def audit(
     return [_opened(row._mapping, ("args", "detail"), seal) for row in conn.execute(query)]
 
 
-def _opened(row: Mapping[str, Any], sealed: Sequence[str], seal: Seal) -> dict[str, Any]:
+def _opened(row: RowMapping, sealed: Sequence[str], seal: Seal) -> dict[str, Any]:
     """A row as a dict, its sealed columns opened."""
     found = dict(row)
     if seal.on:
