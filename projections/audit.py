@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from agentlog.projections.audit_rows import AGENT, VERSION, Row, kind_of
+from agentlog.projections.audit_rows import AGENT, KINDS, MISSING, VERSION, Row, kind_of
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
 
@@ -107,9 +107,11 @@ class AuditTrail(View):
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Start a row per call, change it with each event of the call, in memory."""
-        seal, opened, dirty, ids = self.seal, self._open, self._dirty, self._ids
+        seal, opened, dirty, ids, known = self.seal, self._open, self._dirty, self._ids, KINDS
         for position, event in events:
-            kind = kind_of(type(event))
+            kind = known.get(cls := type(event), MISSING)
+            if kind is MISSING:
+                kind = kind_of(cls)
             if kind is None:
                 continue
             agent_id = ids.get(key := event.originator_id.int)

@@ -151,13 +151,15 @@ _KINDS: tuple[tuple[type[Any], Kind], ...] = (
     (Agent.OutcomeUndecided, Kind(None, _undecided)),
     (Agent.ToolCallRefused, Kind(None, _refused, closes=True)),
 )
-_FOUND: dict[type[Any], Kind | None] = {}
+KINDS: dict[type[Any], Kind | None] = {}
+"""What events of each class seen so far do (filled by :func:`kind_of`)."""
+MISSING = Kind(None, None)
+"""Stands for a class not in ``KINDS`` yet."""
 
 
 def kind_of(cls: type[Any]) -> Kind | None:
-    """What events of this class do to the audit (None: nothing)."""
-    try:
-        return _FOUND[cls]
-    except KeyError:
-        found = _FOUND[cls] = next((k for c, k in _KINDS if issubclass(cls, c)), None)
-        return found
+    """What events of this class do to the audit (None: nothing); worked out once."""
+    found = KINDS.get(cls, MISSING)
+    if found is MISSING:
+        found = KINDS[cls] = next((k for c, k in _KINDS if issubclass(cls, c)), None)
+    return found
