@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pydantic import JsonValue
 
-from agentlog.domain import Agent, AgentLog
+from agentlog.domain import Agent, AgentLog, Aggregate
 
 
-def open_call_args(log: AgentLog, agent: Agent) -> dict[str, dict[str, JsonValue]]:
-    """Each open call's arguments by call id (calls whose event is not found are left out)."""
+def open_call_args(log: AgentLog, agent: Aggregate) -> dict[str, dict[str, JsonValue]]:
+    """Each open call's arguments by call id (calls whose event is not found are left
+    out; an aggregate that is not an agent has none)."""
     found: dict[str, dict[str, JsonValue]] = {}
+    if not isinstance(agent, Agent):
+        return found
     for call_id, call in agent.calls.items():
         if call.called_version < 1:  # a state from before the version was kept
             continue

@@ -18,7 +18,7 @@ from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
 from agentlog.domain.aggregate import DomainEvent
-from agentlog.domain.errors import StoredEventError
+from agentlog.domain.errors import StoredEventError, UnknownTopicError
 
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
 
@@ -87,22 +87,30 @@ class PydanticMapper(Mapper[UUID]):
         if not isinstance(domain_event, DomainEvent):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
-        data = self.transcoder.encode(domain_event.stored_state())
-        if self.compressor:
-            data = self.compressor.compress(data)
-        if self.cipher:
-            data = self.cipher.encrypt(data)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=get_topic(type(domain_event)),
-            state=data,
+            state=self.encode_state(domain_event.stored_state()),
         )
+
+    def encode_state(self, state: dict[str, Any]) -> bytes:
+        """The bytes a JSON state is stored as (encoded, compressed, encrypted):
+        the inverse of :meth:`decode_state`."""
+        data = self.transcoder.encode(state)
+        if self.compressor:
+            data = self.compressor.compress(data)
+        if self.cipher:
+            data = self.cipher.encrypt(data)
+        return data
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event, upcasting its state to the current class version."""
-        cls = self._event_class(stored_event)
-        state = self.decode_state(stored_event)
+        return self.event_from_state(stored_event, self.decode_state(stored_event))
+
+    def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any:
+        """The event from its already decoded ``state`` (which is upcast in place)."""
+        cls = self.event_class(stored_event)
         try:
             upcast(cls, state)
             originator_id = stored_event.originator_id
@@ -129,14 +137,17 @@ class PydanticMapper(Mapper[UUID]):
         return state
 
     @staticmethod
-    def _event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+    def event_class(stored_event: StoredEvent) -> type[DomainEvent]:
+        """The class a stored event's topic names (without decoding its state)."""
         cls = _EVENT_CLASSES.get(stored_event.topic)
         if cls is not None:
             return cls
         try:
             cls = resolve_topic(stored_event.topic)
         except TopicError:
-            raise _error(stored_event, "unknown event topic (no class registered)") from None
+            raise UnknownTopicError(
+                stored_event.originator_id, stored_event.originator_version, stored_event.topic
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
             raise _error(stored_event, f"topic names {cls!r}, not an agentlog event")
         _EVENT_CLASSES[stored_event.topic] = cls

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.domain.errors import AgentError
-from agentlog.domain.ports import Model, ModelCallError
+from agentlog.domain.ports import Context, Decision, Model, ModelCallError
 
 SPEC_HELP = "scripted:FILE (a JSON list of decisions) or openai:MODEL"
 
@@ -27,6 +27,25 @@ def check_spec(spec: str) -> str:
     return spec
 
 
+class UnbuiltModel:
+    """Stands in for a model whose spec cannot be built (unknown form, missing key, no
+    script file): every ask fails, so the runtime records ``ModelFailed`` and the
+    agent's limits end its task, instead of a worker skipping it forever."""
+
+    def __init__(self, spec: str, error: AgentError) -> None:
+        self.spec = spec
+        self.error = error
+
+    @property
+    def name(self) -> str:
+        """The spec, as the agent's config names it."""
+        return self.spec
+
+    def decide(self, context: Context) -> Decision:
+        """Always fails, with why the model could not be built."""
+        raise ModelCallError("model_unavailable", str(self.error))
+
+
 def model_for(spec: str) -> Model:
     """The model an agent's config names; scripted paths are relative to the cwd."""
     kind, _, rest = check_spec(spec).partition(":")
@@ -35,8 +54,10 @@ def model_for(spec: str) -> Model:
         if not path.is_file():
             raise ModelSpecError(spec, f"no script file {path}")
         return ScriptedModel.from_file(path)
-    from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
-
+    try:
+        from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
+    except ImportError as e:
+        raise ModelSpecError(spec, f"the 'openai' extra is not installed ({e.name})") from None
     try:
         return OpenAIChatModel.from_spec(rest)
     except ModelCallError as e:

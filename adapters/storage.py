@@ -38,12 +38,14 @@ def open_log(
     snapshot_interval: int | None = None,
     engine: Engine | None = None,
     aggregate_cache: int | None = None,
+    log_class: type[AgentLog] = AgentLog,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names (created if missing).
 
     The key must be the one the store was created with, or none if it had none
     (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same database,
-    if the caller has one, for the key check.
+    if the caller has one, for the key check. ``log_class``: a subclass of your own
+    (same ``name``, same store).
     """
     if cipher_key:
         validate_key(cipher_key)
@@ -53,7 +55,7 @@ def open_log(
         snapshot_interval=snapshot_interval,
         aggregate_cache=aggregate_cache,
     )
-    log = AgentLog(env)
+    log = log_class(env)
     if urlsplit(url).scheme == "memory":
         return log  # a new, empty store on every open: nothing to check
     native_sqlite = engine is None and urlsplit(url).scheme == "sqlite" and "engine=" not in url

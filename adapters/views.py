@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
 from agentlog.adapters.storage import engine_for, open_log
 from agentlog.domain import AgentLog
-from agentlog.projections import DEFAULT_VIEWS, Projections
+from agentlog.projections import DEFAULT_VIEWS, Projections, View
 
 __all__ = ["ListenWaiter", "Store", "engine_for", "open_projections", "open_store"]
 
 
 def open_projections(
-    app: AgentLog, url: str, *, embedded: bool = True, engine: Engine | None = None
+    app: AgentLog,
+    url: str,
+    *,
+    embedded: bool = True,
+    engine: Engine | None = None,
+    views: Sequence[type[View]] = DEFAULT_VIEWS,
 ) -> Projections:
-    """The default views of ``app``; embedded, they catch up right after each save."""
-    projections = Projections(app, engine or engine_for(url), DEFAULT_VIEWS)
+    """The views of ``app`` (default: the built-in ones); embedded, they catch up right
+    after each save."""
+    projections = Projections(app, engine or engine_for(url), views)
     if embedded:
         app.after_save.append(projections.catch_up_quietly)
     return projections
@@ -51,21 +57,30 @@ def open_store(
     embedded: bool = True,
     catch_up: bool = True,
     aggregate_cache: int | None = None,
+    log_class: type[AgentLog] = AgentLog,
+    views: Sequence[type[View]] = DEFAULT_VIEWS,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
     A key that does not fit the store fails here, before any view is created or read.
+    ``log_class`` and ``views``: an application class and views of your own.
     """
     engine = engine_for(url)
     try:
-        log = open_log(url, cipher_key=cipher_key, engine=engine, aggregate_cache=aggregate_cache)
+        log = open_log(
+            url,
+            cipher_key=cipher_key,
+            engine=engine,
+            aggregate_cache=aggregate_cache,
+            log_class=log_class,
+        )
     except BaseException:
         engine.dispose()
         raise
-    views = open_projections(log, url, embedded=embedded, engine=engine)
+    projections = open_projections(log, url, embedded=embedded, engine=engine, views=views)
     if catch_up:
-        views.catch_up_quietly()
-    return Store(log, views)
+        projections.catch_up_quietly()
+    return Store(log, projections)
 
 
 class ListenWaiter:

@@ -18,14 +18,17 @@ from functools import partial
 from pathlib import Path
 from uuid import UUID
 
-from agentlog.adapters.models import model_for
+from agentlog.adapters.models import UnbuiltModel, model_for
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
 from agentlog.domain.errors import AgentError
+from agentlog.domain.ports import Model
 from agentlog.domain.runtime import LogTranscript, Runtime, Step, StepKind
 from agentlog.projections import queries
 
 DEFAULT_SANDBOX = Path(".agentlog/sandbox")
+Warn = Callable[[UUID, AgentError], None]
+"""Told about an agent whose model cannot be built, and why."""
 WORKER_CACHE = 1000
 """Agents (and their model contexts) a worker keeps in memory between steps."""
 log = logging.getLogger(__name__)
@@ -45,11 +48,22 @@ class Worker:
         self.name = name or worker_id()
         self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
 
-    def runtime_for(self, agent_id: UUID) -> Runtime:
-        """A runtime with the model the agent's config names."""
-        model = model_for(self.store.log.get(agent_id).config.model)
+    def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
+        """A runtime with the models the agent's config names (its model, its summarizer).
+
+        A model that cannot be built raises, unless ``on_unbuilt`` is given: then it is
+        told why, and the runtime gets a stand-in whose every answer is a recorded
+        failure (``ModelFailed``, then the agent's limits end the task).
+        """
+        config = self.store.log.get(agent_id).config
+        build = partial(_model, agent_id, on_unbuilt)
         return Runtime(
-            self.store.log, model, self.tools, worker_id=self.name, transcripts=self.transcripts
+            self.store.log,
+            build(config.model),
+            self.tools,
+            worker_id=self.name,
+            transcripts=self.transcripts,
+            summarizer=build(config.compact_model) if config.compact_model else None,
         )
 
     def step(self, agent_id: UUID) -> Step:
@@ -75,15 +89,20 @@ class Worker:
         poll: float,
         exit_when_idle: bool,
         on_step: Callable[[Step], None],
+        on_unbuilt: Warn | None = None,
         stop: threading.Event | None = None,
         turn: int = 50,
     ) -> None:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
         Each agent gets up to ``turn`` steps before the next one's turn; a turn is not a
-        limit (nothing is recorded): the agent's own finite limits end its task.
+        limit (nothing is recorded): the agent's own finite limits end its task. An
+        agent whose model cannot be built is told so through ``on_unbuilt`` (once per
+        agent and reason) and advanced with a model that fails, recorded
+        (:class:`UnbuiltModel`).
         """
         stop = stop or threading.Event()
+        warn = _Once(on_unbuilt or _log_unbuilt)
         while not stop.is_set():
             agents = self.runnable()
             random.shuffle(agents)  # several workers: fewer collisions
@@ -91,8 +110,9 @@ class Worker:
             for agent_id in agents:
                 try:
                     record = partial(_record, steps, on_step)
-                    self.run(agent_id, turn, record, record_limit=False)
-                except AgentError as e:  # e.g. a model that cannot be built: skip that agent
+                    runtime = self.runtime_for(agent_id, on_unbuilt=warn)
+                    runtime.run(agent_id, turn, record, record_limit=False)
+                except AgentError as e:  # e.g. it finished meanwhile: the next pass sees
                     log.warning("agent %s: %s", agent_id, e)
             if any(step.progressed for step in steps):
                 continue
@@ -107,6 +127,35 @@ class Worker:
         views.catch_up_quietly()
         with views.engine.connect() as conn:
             return queries.runnable(conn, views.table(conn, "runnable"))
+
+
+def _model(agent_id: UUID, on_unbuilt: Warn | None, spec: str) -> Model:
+    """The model ``spec`` names, or (told to ``on_unbuilt``) one that always fails."""
+    try:
+        return model_for(spec)
+    except AgentError as e:
+        if on_unbuilt is None:
+            raise
+        on_unbuilt(agent_id, e)
+        return UnbuiltModel(spec, e)
+
+
+class _Once:
+    """Passes each (agent, reason) on once: a worker polling forever warns once."""
+
+    def __init__(self, warn: Warn) -> None:
+        self.warn = warn
+        self.seen: set[tuple[UUID, str]] = set()
+
+    def __call__(self, agent_id: UUID, error: AgentError) -> None:
+        key = (agent_id, str(error))
+        if key not in self.seen:
+            self.seen.add(key)
+            self.warn(agent_id, error)
+
+
+def _log_unbuilt(agent_id: UUID, error: AgentError) -> None:
+    log.warning("agent %s: %s", agent_id, error)
 
 
 def _record(steps: list[Step], on_step: Callable[[Step], None], step: Step) -> None:

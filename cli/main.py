@@ -10,12 +10,20 @@ import click
 
 from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.call_args import open_call_args
+from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
+from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import audit_render, demo, render, runtime, views
+from agentlog.cli import audit_render, conversation, demo, lineage, render, runtime, verify, views
+from agentlog.cli import transfer as transfer_commands
+from agentlog.cli.app_loading import load_apps
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.cli.texts import FILE_HELP, text_option
 from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain.lineage import history
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
     DEFAULT_MAX_STEPS,
@@ -49,14 +57,26 @@ from agentlog.projections import queries
     show_default=True,
     help="Folder the built-in file tools may use. Env: AGENTLOG_SANDBOX.",
 )
+@click.option(
+    "--app",
+    "apps",
+    envvar="AGENTLOG_APP",
+    multiple=True,
+    metavar="MODULE[:CLASS]",
+    help="Load your own application (an AgentLog subclass), aggregates and views from "
+    "this module, so their events resolve (repeatable). Env: AGENTLOG_APP "
+    "(space-separated).",
+)
 @click.pass_context
-def main(ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path) -> None:
+def main(
+    ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, apps: tuple[str, ...]
+) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
     # not as a log line in the middle of another command's output.
     logging.getLogger("agentlog").addHandler(logging.NullHandler())
     logging.getLogger("agentlog").propagate = False
-    ctx.obj = Settings(db, cipher_key, sandbox)
+    ctx.obj = Settings(db, cipher_key, sandbox, load_apps(apps))
 
 
 @main.command()
@@ -70,15 +90,20 @@ def init(settings: Settings) -> None:
 @main.command()
 @click.option("--name", required=True, help="A name for people to recognise the agent by.")
 @click.option("--goal", default=None, help="Start a task with this goal right away.")
+@click.option("--goal-file", metavar="PATH", help=f"The goal, from a file ({FILE_HELP}).")
 @click.option("--model", default=None, metavar="SPEC", help=f"The model: {SPEC_HELP}.")
-@click.option("--system-prompt", default="", help="The model's system prompt.")
+@click.option("--system-prompt", default=None, help="The model's system prompt.")
+@click.option(
+    "--system-prompt-file", metavar="PATH", help=f"The system prompt, from a file ({FILE_HELP})."
+)
 @click.option(
     "--policy",
     "policies",
     multiple=True,
     metavar="TOOL=allow|ask|deny",
-    help="A tool's permission policy (repeatable).",
+    help="A tool's permission policy (repeatable); a tool the worker lacks is warned about.",
 )
+@click.option("--strict", is_flag=True, help="Refuse --policy for a tool that does not exist.")
 @click.option(
     "--default-policy",
     type=click.Choice([p.value for p in Policy]),
@@ -114,25 +139,41 @@ def init(settings: Settings) -> None:
     metavar="SECONDS",
     help="Seconds after the task's start when the model is no longer asked.",
 )
+@click.option(
+    "--compact-at",
+    type=lineage.ContextSize(),
+    default=None,
+    help="Compact the model's context when it passes SIZE: 30000chars or 8000tokens.",
+)
+@click.option("--compact-model", default=None, metavar="SPEC", help="Who summarises [--model].")
 @pass_settings
 def new(
     settings: Settings,
     name: str,
     goal: str | None,
+    goal_file: str | None,
     model: str | None,
-    system_prompt: str,
+    system_prompt: str | None,
+    system_prompt_file: str | None,
     policies: tuple[str, ...],
+    strict: bool,
     default_policy: str | None,
     max_steps: int,
     max_tokens: int,
     max_empty_answers: int,
     max_wall_time: float,
+    compact_at: dict[str, int] | None,
+    compact_model: str | None,
 ) -> None:
-    """Create an agent and print its id.
+    """Create an agent and print its id (with a goal, the agent and its task are one save).
 
     Policy of a tool call: the tool's --policy, else --default-policy, else the tool's
     own. Every limit is finite; reaching one ends the task (recorded).
     """
+    goal = text_option(goal, goal_file, ("--goal", "--goal-file"))
+    prompt = text_option(
+        system_prompt, system_prompt_file, ("--system-prompt", "--system-prompt-file")
+    )
     if model is not None:
         try:
             check_spec(model)
@@ -140,18 +181,18 @@ def new(
             raise click.BadParameter(str(e), param_hint="--model") from None
     config = AgentConfig(
         model=model or "none",
-        system_prompt=system_prompt,
-        tool_policies=_parse_policies(policies),
+        system_prompt=prompt or "",
+        tool_policies=_parse_policies(policies, set(builtin_tools(settings.sandbox)), strict),
         default_policy=None if default_policy is None else Policy(default_policy),
         max_steps=max_steps,
         max_tokens=max_tokens,
         max_empty_answers=max_empty_answers,
         max_wall_time=max_wall_time,
+        compact_model=lineage.checked_model(compact_model, "--compact-model"),
+        **(compact_at or {}),
     )
     with settings.store() as store:
-        agent_id = store.log.create_agent(name, config)
-        if goal is not None:
-            store.log.start_task(agent_id, goal)
+        agent_id = store.log.create_agent(name, config, goal=goal)
     click.echo(agent_id)
 
 
@@ -160,10 +201,11 @@ def new(
     "--status", type=click.Choice([p.value for p in Phase]), help="Only agents in this status."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
-def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
+def list_agents(settings: Settings, status: str | None, as_json: bool, no_catch_up: bool) -> None:
     """List the agents (from the state view)."""
-    with settings.store() as store, store.views.engine.connect() as conn:
+    with reading(settings, ["state"], no_catch_up) as store, store.views.engine.connect() as conn:
         rows = queries.states(conn, store.views.table(conn, "state"), status, store.views.seal)
     if as_json:
         click.echo(render.dumps([render.state_json(row) for row in rows]))
@@ -172,24 +214,26 @@ def list_agents(settings: Settings, status: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--at", "version", type=click.IntRange(min=1), help="Show it as it was at VERSION.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_catch_up_option
 @pass_settings
-def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> None:
+def show(
+    settings: Settings, agent: str, version: int | None, as_json: bool, no_catch_up: bool
+) -> None:
     """Show one agent (AGENT is its id or a unique prefix of it).
 
-    The current state comes from the state view; --at replays the log to VERSION.
-    The arguments of open calls (those waiting for a person among them) come from the log.
+    The current state comes from the state view; --at replays the log to VERSION and
+    warns on stderr if the events up to it fail their hash chain. Aggregates of your own
+    (see --app) are replayed from the log. The arguments of open calls (those waiting
+    for a person among them) come from the log.
     """
-    with settings.store() as store:
+    with reading(settings, ["state"], no_catch_up) as store:
         agent_id = resolve(store.log, store.views, agent)
+        found = views.aggregate_at(store, agent_id, version)
         if version is not None:
-            found = store.log.get(agent_id, version=version)
-        else:
-            with store.views.engine.connect() as conn:
-                states = store.views.table(conn, "state")
-                found = queries.agent_from_state(conn, states, agent_id, store.views.seal)
+            verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
         args = open_call_args(store.log, found)
     if as_json:
         data = render.agent_json(found)
@@ -201,21 +245,38 @@ def show(settings: Settings, agent: str, version: int | None, as_json: bool) -> 
 
 
 @main.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one event a line.")
+@click.option(
+    "--lineage", "walk", is_flag=True, help="First its ancestors' events, up to each fork."
+)
 @pass_settings
-def log(settings: Settings, agent: str, as_json: bool) -> None:
-    """Print an agent's events: version, time, type, actor, short payload."""
+def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
+    """Print an agent's events: version, time, type, actor, short payload.
+
+    Warns on stderr if they fail their hash chain (see `agentlog verify`).
+    """
     with settings.store(catch_up=False) as store:
         agent_log = store.log
-        for event in agent_log.events_of(resolve(agent_log, store.views, agent)):
+        agent_id = resolve(agent_log, store.views, agent)
+        if walk:
+            lineage.echo_history(agent_log, agent_id, as_json)
+            for segment in history(agent_log, agent_id):
+                verify.warn_if_broken(first_break(agent_log, segment.agent_id, segment.last))
+            return
+        chain = ChainWalk(agent_log, agent_id)
+        for event in checked_events(chain):
             line = (
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
+    verify.warn_if_broken(chain.first_break)
 
 
 main.add_command(views.audit)
+main.add_command(verify.verify)
+main.add_command(transfer_commands.export)
+main.add_command(transfer_commands.import_)
 main.add_command(views.projections)
 for command in (
     runtime.step,
@@ -225,15 +286,31 @@ for command in (
     runtime.settle,
     runtime.worker,
     demo.demo,
+    conversation.send,
+    conversation.start,
+    conversation.cancel,
+    lineage.fork,
+    lineage.diff,
+    lineage.compact,
 ):
     main.add_command(command)
 
 
-def _parse_policies(items: tuple[str, ...]) -> dict[str, Policy]:
+def _parse_policies(items: tuple[str, ...], known: set[str], strict: bool) -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
     for item in items:
         tool, _, value = item.partition("=")
         if not tool or value not in {p.value for p in Policy}:
             raise click.BadParameter(f"{item!r}: write TOOL=allow|ask|deny", param_hint="--policy")
+        if tool not in known:
+            _unknown_tool(tool, known, strict)
         policies[tool] = Policy(value)
     return policies
+
+
+def _unknown_tool(tool: str, known: set[str], strict: bool) -> None:
+    """A policy for a tool no worker here has: a typo, or a tool of your own code."""
+    message = f"no tool named {tool!r} (tools: {', '.join(sorted(known))})"
+    if strict:
+        raise click.BadParameter(message, param_hint="--policy")
+    click.echo(f"warning: --policy: {message}; kept, for a tool your own workers add", err=True)

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
 from pydantic import JsonValue
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentlog.domain import Agent, AgentState
+from agentlog.domain import Agent, AgentState, Aggregate
 from agentlog.domain.runtime import Step
 from agentlog.projections import ViewStatus
 
@@ -29,10 +30,17 @@ _BASE_FIELDS = {
 }
 
 
-def agent_json(agent: Agent) -> dict[str, JsonValue]:
-    """The agent's id, version and state as JSON."""
-    state: dict[str, JsonValue] = AgentState.model_validate(agent.state()).model_dump(mode="json")
-    return {"id": str(agent.id), "version": agent.version, **state}
+def agent_json(agent: Aggregate) -> dict[str, JsonValue]:
+    """The agent's (or any aggregate's) id, version and state as JSON; an agent's status
+    is the word ``ls`` shows (``Agent.phase``)."""
+    state: dict[str, JsonValue] = (
+        type(agent).State.model_validate(agent.state()).model_dump(mode="json")
+    )
+    head: dict[str, JsonValue] = {"id": str(agent.id), "version": agent.version}
+    if not isinstance(agent, Agent):
+        head["type"] = get_topic(type(agent))
+        return {**head, **state}
+    return {**head, **state, "status": agent.phase.value}
 
 
 def state_table(rows: list[dict[str, Any]]) -> Table:
@@ -84,13 +92,15 @@ def audit_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def agent_details(agent: Agent) -> Table:
-    """A two-column glance at one agent."""
+def agent_details(agent: Aggregate) -> Table:
+    """A two-column glance at one agent (or any aggregate: its state's fields)."""
+    if not isinstance(agent, Agent):
+        return _two_columns([("id", str(agent.id)), ("type", get_topic(type(agent)))], agent)
     table = Table(show_header=False, box=None)
     rows: list[tuple[str, str]] = [
         ("id", str(agent.id)),
         ("name", agent.name),
-        ("status", agent.status),
+        ("status", agent.phase.value),  # the word `agentlog ls` shows
         ("goal", agent.goal or "-"),
         ("version", str(agent.version)),
         ("steps", str(agent.steps)),
@@ -106,6 +116,23 @@ def agent_details(agent: Agent) -> Table:
         rows.append(("forked from", f"{agent.lineage.parent_id} @ {agent.lineage.parent_version}"))
     for key, value in rows:
         table.add_row(f"[bold]{escape(key)}[/]", escape(value))
+    return _own_fields(table, agent, set(AgentState.model_fields))
+
+
+def _two_columns(rows: list[tuple[str, str]], aggregate: Aggregate) -> Table:
+    table = Table(show_header=False, box=None)
+    for key, value in [*rows, ("version", str(aggregate.version))]:
+        table.add_row(f"[bold]{escape(key)}[/]", escape(value))
+    return _own_fields(table, aggregate, {"head_hash"})
+
+
+def _own_fields(table: Table, aggregate: Aggregate, shown: set[str]) -> Table:
+    """Rows for the state fields a subclass or sibling aggregate adds, as short JSON."""
+    state = agent_json(aggregate)
+    for key in type(aggregate).State.model_fields:
+        if key not in shown:
+            value = json.dumps(state[key], ensure_ascii=False, separators=(",", ":"))
+            table.add_row(f"[bold]{escape(key)}[/]", escape(value[:200]))
     return table
 
 
@@ -118,6 +145,8 @@ def event_json(event: Any) -> dict[str, JsonValue]:
 def event_line(event: Any, width: int = 70) -> str:
     """version, time, type, actor, short payload."""
     payload = {k: v for k, v in event.model_dump(mode="json").items() if k not in _BASE_FIELDS}
+    if extra := payload.pop("extra", None):  # what an import kept: after the event's own
+        payload["extra"] = extra
     short = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     if len(short) > width:
         short = short[: width - 1] + "…"
@@ -169,12 +198,14 @@ def view_status(status: ViewStatus) -> dict[str, Any]:
         "lag": status.lag,
         "rebuilding_at": building.position if building else None,
         "error": (active.error if active else None) or (building.error if building else None),
+        "skipped": status.skipped,
+        "unknown_topic": status.unknown_topic,
     }
 
 
 def view_status_table(rows: list[dict[str, Any]]) -> Table:
     """The views' status as a table."""
-    table = Table("VIEW", "VERSION", "POSITION", "LAG", "REBUILDING", "ERROR", box=None)
+    table = Table("VIEW", "VERSION", "POSITION", "LAG", "SKIPPED", "REBUILDING", "ERROR", box=None)
     for row in rows:
         version = str(row["version"])
         if row["serving_version"] not in (None, row["version"]):
@@ -185,6 +216,7 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
             version,
             str(row["position"]),
             str(row["lag"]),
+            str(row["skipped"]),
             rebuilding,
             row["error"] or "",
         )

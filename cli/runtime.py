@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import threading
+from uuid import UUID
 
 import click
 
@@ -12,12 +13,24 @@ from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
+from agentlog.cli.completion import agent_ids, unknown_calls, waiting_calls
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain import AgentError, Phase
 from agentlog.domain.runtime import Step
+
+EXIT_CODES = {
+    Phase.COMPLETED: 0,
+    Phase.FAILED: 1,
+    Phase.CANCELLED: 1,
+    Phase.WAITING: 3,
+    Phase.BLOCKED: 3,
+    Phase.RUNNING: 4,
+}
+"""What `agentlog run` exits with, by what the agent is doing when it stops."""
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @pass_settings
 def step(settings: Settings, agent: str) -> None:
     """Advance AGENT by one step (ask the model, run a call, ...)."""
@@ -28,7 +41,7 @@ def step(settings: Settings, agent: str) -> None:
 
 
 @click.command()
-@click.argument("agent")
+@click.argument("agent", shell_complete=agent_ids)
 @click.option(
     "--max-steps",
     type=click.IntRange(min=1),
@@ -38,17 +51,46 @@ def step(settings: Settings, agent: str) -> None:
 )
 @pass_settings
 def run(settings: Settings, agent: str, max_steps: int) -> None:
-    """Advance AGENT until it is done, waits for a person, or is blocked."""
+    """Advance AGENT until it is done, waits for a person, or is blocked.
+
+    \b
+    Exit codes:
+      0  the task completed
+      1  the task failed or was cancelled (or an error: no task, unknown agent, ...)
+      2  the command was used wrongly
+      3  waiting for a person: a call to approve or deny, or an outcome to settle
+      4  the task is still running (--max-steps reached, or a call runs elsewhere)
+    """
     with settings.store(embedded=False) as store:
         agent_id = resolve(store.log, store.views, agent)
         last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
+        agent_now = store.log.get(agent_id)
     if not last.progressed:
         click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
+    phase = agent_now.phase
+    if phase is Phase.IDLE:
+        raise click.ClickException(f"agent {agent_id} has no task (agentlog start AGENT GOAL)")
+    if phase is not Phase.COMPLETED:
+        click.echo(_why_stopped(phase, agent_now.result, agent_now.awaiting_permission), err=True)
+    sys.exit(EXIT_CODES[phase])
+
+
+def _why_stopped(phase: Phase, result: str | None, waiting: tuple[str, ...]) -> str:
+    """The one stderr line of a run that did not complete."""
+    if phase is Phase.FAILED:
+        return f"Error: the task failed: {result or 'no reason recorded'}"
+    if phase is Phase.CANCELLED:
+        return f"Error: the task was cancelled{': ' + result if result else ''}"
+    if phase is Phase.WAITING:
+        return f"waiting for a person: approve or deny {', '.join(waiting)}"
+    if phase is Phase.BLOCKED:
+        return "waiting for a person: settle a call whose outcome is unknown (agentlog show)"
+    return "still running: run it again, or leave it to a worker"
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--by", "approver", default="user", show_default=True, help="Who approves.")
 @pass_settings
 def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None:
@@ -59,8 +101,8 @@ def approve(settings: Settings, agent: str, call_id: str, approver: str) -> None
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=waiting_calls)
 @click.option("--reason", required=True, help="Why (the model is told).")
 @click.option("--by", "approver", default="user", show_default=True, help="Who denies.")
 @pass_settings
@@ -73,8 +115,8 @@ def deny(settings: Settings, agent: str, call_id: str, reason: str, approver: st
 
 
 @click.command()
-@click.argument("agent")
-@click.argument("call_id")
+@click.argument("agent", shell_complete=agent_ids)
+@click.argument("call_id", shell_complete=unknown_calls)
 @click.option(
     "--happened/--did-not-happen",
     required=True,
@@ -106,17 +148,25 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
     help="Seconds between looks for work when idle.",
 )
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
+@click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
-def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool) -> None:
-    """Advance every runnable agent, forever (or until idle), in one or more processes."""
+def worker(
+    settings: Settings, processes: int, poll: float, exit_when_idle: bool, quiet: bool
+) -> None:
+    """Advance every runnable agent, forever (or until idle), in one or more processes.
+
+    An agent whose model cannot be built (unknown spec, missing API key, no script
+    file) is not skipped: each attempt is recorded as ModelFailed, so its limit
+    (max_model_failures) fails the task; a warning line per agent says why on stderr.
+    """
     if processes == 1:
-        _work(settings, poll, exit_when_idle)
+        _work(settings, poll, exit_when_idle, quiet)
         return
     with settings.log():  # a store the key does not open fails once, here, in one line
         pass
     spawn = multiprocessing.get_context("spawn")
     children = [
-        spawn.Process(target=_child, args=(settings, poll, exit_when_idle))
+        spawn.Process(target=_child, args=(settings, poll, exit_when_idle, quiet))
         for _ in range(processes)
     ]
     for child in children:
@@ -128,21 +178,29 @@ def worker(settings: Settings, processes: int, poll: float, exit_when_idle: bool
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
 
 
-def _child(settings: Settings, poll: float, exit_when_idle: bool) -> None:
+def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
     """One worker process: an error ends it with one line and exit code 1, no traceback."""
     try:
-        _work(settings, poll, exit_when_idle)
+        _work(settings, poll, exit_when_idle, quiet)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
 
 
-def _work(settings: Settings, poll: float, exit_when_idle: bool) -> None:
+def _work(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool) -> None:
     # Not embedded: a step commits its events only; the loop catches views up between turns.
     with settings.store(embedded=False, catch_up=False) as store:
         Worker(store, builtin_tools(settings.sandbox)).work(
-            poll=poll, exit_when_idle=exit_when_idle, on_step=_echo, stop=threading.Event()
+            poll=poll,
+            exit_when_idle=exit_when_idle,
+            on_step=_echo,
+            on_unbuilt=None if quiet else _warn_unbuilt,
+            stop=threading.Event(),
         )
+
+
+def _warn_unbuilt(agent_id: UUID, error: AgentError) -> None:
+    click.echo(f"warning: agent {agent_id}: {error}; recorded as ModelFailed", err=True)
 
 
 def _echo(done: Step) -> None:

@@ -13,22 +13,31 @@ from sqlalchemy.exc import SQLAlchemyError
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import DEFAULT_SANDBOX, WORKER_CACHE
+from agentlog.cli.app_loading import App
 from agentlog.domain import AgentError, AgentLog
 
 
 class Settings:
     """What the global options say; the store is opened only when a command needs it."""
 
-    def __init__(self, db: str, cipher_key: str | None, sandbox: Path = DEFAULT_SANDBOX) -> None:
+    def __init__(
+        self,
+        db: str,
+        cipher_key: str | None,
+        sandbox: Path = DEFAULT_SANDBOX,
+        app: App | None = None,
+    ) -> None:
         self.db = db
         self.cipher_key = cipher_key
         self.sandbox = sandbox
+        self.app = app or App()
+        """What ``--app`` loaded: the application class and views of the user's own."""
 
     @contextmanager
     def log(self) -> Iterator[AgentLog]:
         """The agent log alone (no views)."""
         with errors_as_messages():
-            log = open_log(self.db, cipher_key=self.cipher_key)
+            log = open_log(self.db, cipher_key=self.cipher_key, log_class=self.app.log_class)
             try:
                 yield log
             finally:
@@ -46,6 +55,8 @@ class Settings:
                 catch_up=catch_up,
                 embedded=embedded,
                 aggregate_cache=None if embedded else WORKER_CACHE,
+                log_class=self.app.log_class,
+                views=self.app.all_views,
             )
             try:
                 yield store

@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 import click
 from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.chain_walk import first_break
+from agentlog.adapters.views import Store
 from agentlog.cli import audit_render, render
+from agentlog.cli.catch_up import no_catch_up_option, reading
+from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
-from agentlog.domain import EffectClass
+from agentlog.cli.verify import warn_if_broken
+from agentlog.domain import Aggregate, EffectClass, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
 from agentlog.projections.audit_rows import DECISIONS, OUTCOMES
 
@@ -35,7 +41,9 @@ class IsoTime(click.ParamType[datetime, Any]):
 
 
 @click.command()
-@click.option("--agent", help="Only this agent's calls (id or unique prefix).")
+@click.option(
+    "--agent", help="Only this agent's calls (id or unique prefix).", shell_complete=agent_ids
+)
 @click.option("--tool", help="Only calls of this tool.")
 @click.option("--actor", help="Only calls decided by this person (or 'policy').")
 @click.option("--decision", type=click.Choice(DECISIONS), help="Only calls decided so.")
@@ -47,6 +55,7 @@ class IsoTime(click.ParamType[datetime, Any]):
 @click.option("--until", type=IsoTime(), help="Only calls made before this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (arguments whole).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (arguments whole, as JSON).")
+@no_catch_up_option
 @pass_settings
 def audit(
     settings: Settings,
@@ -60,6 +69,7 @@ def audit(
     until: datetime | None,
     as_json: bool,
     as_csv: bool,
+    no_catch_up: bool,
 ) -> None:
     """Every tool call: its arguments, effect class, who or what policy decided, and
     what came of it.
@@ -68,10 +78,11 @@ def audit(
     policy), refused (the runtime would not record it), waiting (for a person).
     Outcomes: pending, running, succeeded, failed, unknown, refused (its arguments
     failed their hashes), not_run (denied). The table cuts the arguments short.
+    Warns on stderr about each agent shown whose events fail their hash chain.
     """
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    with settings.store() as store:
+    with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
         where = queries.AuditFilter(
             agent_id, tool, actor, decision, effect, outcome, _utc(since), _utc(until)
@@ -79,6 +90,11 @@ def audit(
         with store.views.engine.connect() as conn:
             table = store.views.table(conn, "audit")
             rows = queries.audit(conn, table, where, store.views.seal)
+        shown: dict[str, int] = {}  # the agents shown, up to the last event of a call shown
+        for row in rows:
+            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["last_version"])
+        for shown_id, upto in shown.items():
+            warn_if_broken(first_break(store.log, UUID(shown_id), upto=upto))
     if as_json:
         click.echo(render.dumps([audit_render.audit_call_json(r) for r in rows]))
     elif as_csv:
@@ -102,12 +118,19 @@ def status(settings: Settings, as_json: bool) -> None:
     rows = [render.view_status(s) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
-    else:
-        render.print_table(render.view_status_table(rows))
+        return
+    render.print_table(render.view_status_table(rows))
+    unknown = next((s.unknown_topic for s in report if s.unknown_topic), None)
+    if unknown is not None:
+        click.echo(
+            f"note: events of unknown topics (such as {unknown!r}) were skipped: load the "
+            "module that defines them with --app module:Class, then rebuild the views",
+            err=True,
+        )
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
 @pass_settings
 def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
@@ -134,7 +157,7 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 
 
 @projections.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
@@ -163,6 +186,19 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
             if once:
                 return
             wait()
+
+
+def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate:
+    """An agent as the state view has it, or replayed to ``version``; an aggregate the
+    view does not keep (one of the user's own), replayed from the log."""
+    if version is not None:
+        return store.log.get(agent_id, version=version)
+    try:
+        with store.views.engine.connect() as conn:
+            table = store.views.table(conn, "state")
+            return queries.agent_from_state(conn, table, agent_id, store.views.seal)
+    except UnknownAgentError:
+        return store.log.get(agent_id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

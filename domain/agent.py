@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.chain import args_hash
+from agentlog.domain.chain import GENESIS, args_hash
 from agentlog.domain.errors import (
     AgentFinishedError,
     CompactionRangeError,
@@ -22,9 +22,13 @@ from agentlog.domain.errors import (
     NoTaskRunningError,
     OpenCallsError,
     TaskAlreadyRunningError,
+    TextTooLargeError,
 )
+from agentlog.domain.extras import KeepsExtra
+from agentlog.domain.inheritance import IDENTITY, Inheritance
 from agentlog.domain.tool_calls import ToolCallRules
 from agentlog.domain.values import (
+    MAX_TEXT_CHARS,
     AgentConfig,
     CallStage,
     CallState,
@@ -73,15 +77,21 @@ class Agent(Aggregate, ToolCallRules):
     class Event(Aggregate.Event):
         """Base class of the Agent's events."""
 
-    class Created(Aggregate.Created, Event):
+    class Created(KeepsExtra, Aggregate.Created, Event):
         """The agent came into being, with its configuration (and lineage, if forked)."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.Created@1"
         name: str
         config: AgentConfig
         lineage: Lineage | None = None
+        inherited: Inheritance | None = None
+        """A fork's start: its parent's state and model context at the version forked at."""
 
-    class TaskStarted(Event):
+        def apply(self, agent: Agent) -> None:
+            if self.inherited is not None:
+                agent.inherit(self.inherited.state)
+
+    class TaskStarted(KeepsExtra, Event):
         """Someone gave the agent a goal."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.TaskStarted@1"
@@ -92,7 +102,7 @@ class Agent(Aggregate, ToolCallRules):
             agent.messages += 1
             agent.task_started_at = self.timestamp
 
-    class UserMessageReceived(Event):
+    class UserMessageReceived(KeepsExtra, Event):
         """A person said something to the agent."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.UserMessageReceived@1"
@@ -101,7 +111,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.messages += 1
 
-    class ModelResponded(Event):
+    class ModelResponded(KeepsExtra, Event):
         """The model answered: text, requested tool calls, model id, token usage."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.ModelResponded@1"
@@ -234,7 +244,7 @@ class Agent(Aggregate, ToolCallRules):
                 started_at=self.timestamp,
             )
 
-    class ToolSucceeded(Event):
+    class ToolSucceeded(KeepsExtra, Event):
         """The call ran and returned a result."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.ToolSucceeded@1"
@@ -338,8 +348,10 @@ class Agent(Aggregate, ToolCallRules):
         lineage: Lineage | None = None,
         actor: str = "user",
         caused_by: int | None = None,
+        *,
+        extra: dict[str, JsonValue] | None = None,
     ) -> None:
-        # actor and caused_by belong to the Created event, not to the agent's state.
+        # actor, caused_by and extra belong to the Created event, not to the agent's state.
         self.name, self.config, self.lineage = name, config, lineage
         self.status = Status.IDLE
         self.goal: str | None = None
@@ -359,21 +371,30 @@ class Agent(Aggregate, ToolCallRules):
         *,
         lineage: Lineage | None = None,
         actor: str = "user",
+        extra: dict[str, JsonValue] | None = None,
     ) -> Agent:
-        """A new agent, recorded as created by ``actor``."""
-        return cls(name=name, config=config or AgentConfig(), lineage=lineage, actor=actor)
+        """A new agent, recorded as created by ``actor`` (``extra``: see ``KeepsExtra``)."""
+        return cls(
+            name=name, config=config or AgentConfig(), lineage=lineage, actor=actor, extra=extra
+        )
 
-    def start_task(self, goal: str, *, actor: str = "user") -> None:
+    def start_task(
+        self, goal: str, *, actor: str = "user", extra: dict[str, JsonValue] | None = None
+    ) -> None:
         """Give the agent its goal."""
         self.check_not_finished()
         if self.status is Status.RUNNING:
             raise TaskAlreadyRunningError(self.id, self.goal or "")
-        self.trigger_event(self.TaskStarted, goal=goal, actor=actor)
+        self.check_text("goal", goal)
+        self.trigger_event(self.TaskStarted, goal=goal, actor=actor, extra=extra or {})
 
-    def receive_user_message(self, text: str, *, actor: str = "user") -> None:
+    def receive_user_message(
+        self, text: str, *, actor: str = "user", extra: dict[str, JsonValue] | None = None
+    ) -> None:
         """Record a message a person sent the agent."""
         self.check_not_finished()
-        self.trigger_event(self.UserMessageReceived, text=text, actor=actor)
+        self.check_text("message", text)
+        self.trigger_event(self.UserMessageReceived, text=text, actor=actor, extra=extra or {})
 
     def record_model_response(
         self,
@@ -384,8 +405,11 @@ class Agent(Aggregate, ToolCallRules):
         usage: TokenUsage | None = None,
         finish_reason: str | None = None,
         caused_by: int | None = None,
+        actor: str | None = None,
+        extra: dict[str, JsonValue] | None = None,
     ) -> None:
-        """Record what the model said and which tools it asked for."""
+        """Record what the model said and which tools it asked for (``actor``: the model,
+        unless the response was recorded by someone else, e.g. an import)."""
         self.check_running()
         seen = set(self.calls)
         for call in tool_calls:
@@ -399,8 +423,9 @@ class Agent(Aggregate, ToolCallRules):
             model=model,
             usage=usage or TokenUsage(),
             finish_reason=finish_reason,
-            actor=f"model:{model}",
+            actor=actor or f"model:{model}",
             caused_by=caused_by,
+            extra=extra or {},
         )
 
     def call_tool(
@@ -549,11 +574,29 @@ class Agent(Aggregate, ToolCallRules):
         if self.status.is_final:
             raise AgentFinishedError(self.id, self.status)
 
+    def check_text(self, what: str, text: str) -> None:
+        """Raise if a person's text is longer than an event may hold."""
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextTooLargeError(self.id, what, len(text), MAX_TEXT_CHARS)
+
     def check_running(self) -> None:
         """Raise unless a task is running."""
         self.check_not_finished()
         if self.status is not Status.RUNNING:
             raise NoTaskRunningError(self.id, self.status)
+
+    def inheritable_state(self) -> dict[str, JsonValue]:
+        """What a fork of this agent at its loaded version inherits (as JSON)."""
+        state = {k: v for k, v in self.snapshot_state().items() if k not in IDENTITY}
+        return {k: v for k, v in state.items() if not k.startswith("_")}
+
+    def inherit(self, state: dict[str, JsonValue]) -> None:
+        """Take a parent's state, keeping this agent's identity (``apply`` bodies only)."""
+        own = {"name": self.name, "config": self.config, "lineage": self.lineage}
+        full = dict(state) | own | {"compacted_through": 0, "head_hash": GENESIS}
+        for key, value in type(self).validated_state(full).items():
+            if key not in IDENTITY:
+                setattr(self, key, value)
 
     def move_call(self, event: Any, **changes: Any) -> None:
         """Advance an open call's record (used by ``apply`` bodies only)."""

@@ -8,23 +8,29 @@ from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, ClassVar, Self, cast
 from uuid import UUID
+from weakref import WeakSet
 
 import eventsourcing.domain as es
-from eventsourcing.utils import get_topic, register_topic, resolve_topic
+from eventsourcing.utils import TopicError, get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from agentlog.domain.chain import GENESIS, event_digest
-from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError
+from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError, UnknownTopicError
 
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
+_UNPINNED: WeakSet[type[DomainEvent]] = WeakSet()
+"""Event classes that declared no topic and have not been given their aggregate's."""
 
 
 class DomainEvent(BaseModel):
     """A stored fact: frozen, typed, with an explicit topic and a class version.
 
-    ``TOPIC`` is the string stored with the event; declare it on every event class so
-    that moving or renaming a module never orphans old logs. Classes that do not declare
-    one get ``module:QualName``, which is what the library would use.
+    ``TOPIC`` is the string stored with the event; it must never change, so that moving
+    or renaming a module never orphans old logs. An event nested in an aggregate that
+    does not declare one gets the aggregate's topic with its own name added
+    (``support:SupportAgent@1`` -> ``support:SupportAgent.TaskStarted@1``): this is how
+    the events a subclass inherits get pinned topics without being re-declared. Other
+    classes get ``module:QualName``, which is what the library would use.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,6 +49,7 @@ class DomainEvent(BaseModel):
             register_topic(cls.TOPIC, cls)  # resolvable as soon as its module is imported
         else:
             cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
+            _UNPINNED.add(cls)  # until its aggregate pins it (Aggregate.__init_subclass__)
 
     def stored_state(self) -> dict[str, JsonValue]:
         """The JSON state the mapper stores (id and version live in the row)."""
@@ -122,7 +129,12 @@ class Aggregate(es.Aggregate):
 
         def mutate(self, _: Any) -> Any:
             """Rebuild the aggregate this snapshot was taken of."""
-            aggregate_class = resolve_topic(self.topic)
+            try:
+                aggregate_class = resolve_topic(self.topic)
+            except TopicError:
+                raise UnknownTopicError(
+                    self.originator_id, self.originator_version, self.topic
+                ) from None
             return aggregate_class.from_snapshot_state(
                 self.originator_id, self.originator_version, dict(self.state)
             )
@@ -131,6 +143,7 @@ class Aggregate(es.Aggregate):
         if "TOPIC" not in cls.__dict__:
             cls.TOPIC = f"{cls.__module__}:{cls.__qualname__}"
         super().__init_subclass__(**kwargs)
+        _pin_event_topics(cls)
 
     def collect_events(self) -> list[Aggregate.Event]:
         """Pending events, removed from the aggregate (what ``save`` stores)."""
@@ -179,6 +192,16 @@ class Aggregate(es.Aggregate):
         return state
 
     @classmethod
+    def validated_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """Public attributes from stored JSON state: upcast from its ``class_version``
+        (if older), then validated by the ``State`` model."""
+        from_version = state.pop("class_version", 1)
+        while from_version < getattr(cls, "class_version", 1):
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        return dict(cls.State.model_validate(state))
+
+    @classmethod
     def from_snapshot_state(cls, agg_id: UUID, version: int, state: dict[str, Any]) -> Self:
         """Rebuild an aggregate from snapshot state, upcasting old state first.
 
@@ -186,16 +209,28 @@ class Aggregate(es.Aggregate):
         """
         if state.pop("_schema", 1) < cls.SNAPSHOT_SCHEMA:
             raise StaleSnapshotError(agg_id, version)
-        from_version = state.pop("class_version", 1)
-        while from_version < getattr(cls, "class_version", 1):
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
         times = {k: datetime.fromisoformat(state.pop(k)) for k in ("_created_on", "_modified_on")}
-        public = dict(cls.State.model_validate(state))
+        public = cls.validated_state(state)
         aggregate = object.__new__(cls)
         aggregate.__dict__.update(public, _id=agg_id, _version=version, _pending_events=[])
         aggregate.__dict__.update(times)
         return aggregate
+
+
+def _pin_event_topics(aggregate: type[Aggregate]) -> None:
+    """Give the aggregate's events that declare no topic (those the library re-derived
+    from a base aggregate's, and new ones) the aggregate's topic plus their name. The
+    topic they had (``module:QualName``) keeps resolving to them, for logs written
+    before their aggregate pinned it."""
+    stem, at, suffix = aggregate.TOPIC.rpartition("@")
+    if not at:
+        stem, suffix = aggregate.TOPIC, ""
+    for name, value in list(vars(aggregate).items()):
+        if value in _UNPINNED and value.__qualname__ == f"{aggregate.__qualname__}.{name}":
+            if name != "Event":
+                value.TOPIC = f"{stem}.{name}{at}{suffix}"
+                register_topic(value.TOPIC, value)
+            _UNPINNED.discard(value)
 
 
 _IMMUTABLE: frozenset[type] = frozenset(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
+from copy import deepcopy
 from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
@@ -23,6 +25,9 @@ from agentlog.domain.errors import (
     StaleSnapshotError,
     UnknownAgentError,
 )
+from agentlog.domain.fork import fork_of
+from agentlog.domain.messages import TranscriptBuilder
+from agentlog.domain.ports import Message
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
@@ -43,6 +48,15 @@ class AgentLog(Application[UUID]):
         "COMPRESSOR_TOPIC": "agentlog.adapters.mapper:LargeStateCompressor",
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The library names a subclass after itself, and PostgreSQL and SQLAlchemy stores
+        # prefix their tables with the name: a subclass keeps "agentlog" (the same store,
+        # the same CLI) unless it declares a name of its own.
+        named = "name" in cls.__dict__
+        super().__init_subclass__(**kwargs)
+        if not named:
+            cls.name = AgentLog.name
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
         """The library's environment; an interval of 0 turns the snapshot store off."""
@@ -68,12 +82,63 @@ class AgentLog(Application[UUID]):
         """Called after every save (embedded projections catch up here)."""
 
     def create_agent(
-        self, name: str, config: AgentConfig | None = None, *, actor: str = "user"
+        self,
+        name: str,
+        config: AgentConfig | None = None,
+        *,
+        goal: str | None = None,
+        actor: str = "user",
     ) -> UUID:
-        """Record a new agent and return its id."""
+        """Record a new agent (and its first task, with ``goal``) in one save; return its id.
+
+        A goal that cannot be recorded leaves nothing behind: no agent without its task.
+        """
         agent = Agent.create(name, config, actor=actor)
+        if goal is not None:
+            agent.start_task(goal, actor=actor)
         self.save(agent)
         return agent.id
+
+    def fork(
+        self,
+        parent_id: UUID,
+        version: int | None = None,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        actor: str = "user",
+    ) -> UUID:
+        """Record a new agent whose state equals the parent's at ``version`` (default: its
+        latest); the parent is not changed. See :mod:`agentlog.domain.fork`."""
+        parent = self.get(parent_id, version=version)
+        child = fork_of(parent, self.context(parent), name=name, model=model, actor=actor)
+        self.save(child)
+        return child.id
+
+    def compact(
+        self, agent_id: UUID, summary: str, *, through: int | None = None, summarizer: str
+    ) -> int:
+        """Record that the agent's context up to ``through`` (default: its latest version)
+        is summarised; returns the version covered. Stored events are not touched."""
+        agent = self.get(agent_id)
+        covered = agent.version if through is None else through
+        agent.compact(covered, summary, summarizer=summarizer)
+        self.save(agent)
+        return covered
+
+    def context(self, agent: Agent) -> list[Message]:
+        """The messages the agent's model sees at its loaded version, read from the log."""
+        return TranscriptBuilder().apply(self.context_events(agent)).messages()
+
+    def context_events(self, agent: Agent) -> Iterable[Aggregate.Event]:
+        """The events the model's context is built from: ``Created`` (system prompt, or a
+        fork's inherited context), then those after the latest compaction. O(context)."""
+        covered = agent.compacted_through
+        if covered <= 1:
+            return self.events_of(agent.id, upto=agent.version)
+        # The compaction event itself comes after what it covers, so it is in the tail.
+        created = self.events_of(agent.id, upto=1)
+        return itertools.chain(created, self.events_of(agent.id, after=covered, upto=agent.version))
 
     def get(self, agent_id: UUID, version: int | None = None) -> Agent:
         """The agent as it is now, or as it was at ``version`` (time travel)."""
@@ -164,11 +229,26 @@ class AgentLog(Application[UUID]):
             event = recording.domain_event
             first_new.setdefault(event.originator_id, event.originator_version)
         for obj in objs:
+            if isinstance(obj, Aggregate) and obj.id in first_new:
+                self._cache_saved(obj)
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
         for callback in self.after_save:
             callback()
         return recordings
+
+    def _cache_saved(self, aggregate: Aggregate) -> None:
+        """With an aggregate cache (workers), keep a copy of what was just saved, so the
+        next load needs no fast-forward through the events this process wrote itself."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        try:
+            cached = cache.get(aggregate.id)
+        except KeyError:
+            cached = None
+        if cached is None or cached.version < aggregate.version:
+            cache.put(aggregate.id, deepcopy(aggregate))
 
     def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
         k = self.snapshot_interval

@@ -144,6 +144,26 @@ class CompactionRangeError(AgentError):
         self.through = through
 
 
+class ForkPointError(AgentError):
+    """An agent cannot be forked at that version (a tool call there has no outcome yet)."""
+
+    def __init__(self, agent_id: UUID, version: int, reason: str) -> None:
+        super().__init__(f"cannot fork agent {agent_id} at version {version}: {reason}")
+        self.agent_id = agent_id
+        self.version = version
+        self.reason = reason
+
+
+class SummaryFailedError(AgentError):
+    """The model asked to summarise a context gave no summary."""
+
+    def __init__(self, agent_id: UUID, model: str, reason: str) -> None:
+        super().__init__(f"agent {agent_id}: model {model} could not summarise: {reason}")
+        self.agent_id = agent_id
+        self.model = model
+        self.reason = reason
+
+
 class StoredEventError(AgentError):
     """A stored record could not be turned back into an event."""
 
@@ -155,6 +175,20 @@ class StoredEventError(AgentError):
         self.version = version
         self.topic = topic
         self.reason = reason
+
+
+class UnknownTopicError(StoredEventError):
+    """A stored record names a class this process does not know (its module is not
+    imported): a user's own aggregate, read without the code that defines it."""
+
+    def __init__(self, agent_id: UUID | str, version: int, topic: str) -> None:
+        super().__init__(
+            agent_id,
+            version,
+            topic,
+            "unknown topic (no class registered): import the module that defines it "
+            "(agentlog --app module:Class)",
+        )
 
 
 class StorageURLError(AgentError):
@@ -192,6 +226,17 @@ class InvalidEventDataError(AgentError):
         self.agent_id = agent_id
         self.event = event
         self.reason = reason
+
+
+class TextTooLargeError(AgentError):
+    """A goal or message is longer than an event may hold (``MAX_TEXT_CHARS``)."""
+
+    def __init__(self, agent_id: UUID, what: str, length: int, limit: int) -> None:
+        super().__init__(f"the {what} has {length:,} characters; at most {limit:,} fit")
+        self.agent_id = agent_id
+        self.what = what
+        self.length = length
+        self.limit = limit
 
 
 class BrokenChainError(AgentError):
@@ -259,4 +304,27 @@ class InvalidCipherKeyError(AgentError):
             f"the cipher key is not valid ({reason}): "
             "make one with eventsourcing.cipher.AESCipher.create_key(16)"
         )
+        self.reason = reason
+
+
+class ImportFileError(AgentError):
+    """A file to import is malformed or breaks a chain; nothing was imported."""
+
+    def __init__(self, line: int | None, reason: str, *, unit: str = "line") -> None:
+        where = f"{unit} {line}: " if line is not None else ""
+        super().__init__(f"{where}{reason} (nothing was imported)")
+        self.line = line
+        self.reason = reason
+        self.unit = unit
+
+
+class AgentExistsError(AgentError):
+    """An import names an agent the store already holds, with other events: never merged."""
+
+    def __init__(self, agent_id: UUID, reason: str) -> None:
+        super().__init__(
+            f"agent {agent_id} is already stored and differs from the file ({reason}); "
+            "imports never merge (nothing was imported)"
+        )
+        self.agent_id = agent_id
         self.reason = reason

@@ -4,7 +4,7 @@ view and for replaying a transcript straight from the log."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import singledispatch
 
 from agentlog.domain.agent import Agent
@@ -72,6 +72,19 @@ def seq_of(event: Aggregate.Event, message: Message) -> int:
     return 0 if message.role == "system" else event.originator_version
 
 
+def entries_for(event: Aggregate.Event) -> Iterator[tuple[int, Message]]:
+    """The messages an event adds, each with its place (``seq_of``).
+
+    A fork's ``Created`` adds its parent's whole context, in order, at places -n..-1:
+    before anything the fork records, and covered by the fork's own compactions.
+    """
+    if isinstance(event, Agent.Created) and event.inherited is not None:
+        context = event.inherited.context
+        yield from ((i - len(context), message) for i, message in enumerate(context))
+    elif (message := message_for(event)) is not None:
+        yield seq_of(event, message), message
+
+
 def summary_message(event: Agent.ContextCompacted) -> Message:
     """What replaces the messages a compaction covers."""
     return Message(role="user", content=SUMMARY_PREFIX + event.summary)
@@ -96,8 +109,8 @@ class TranscriptBuilder:
                 for version in covered:
                     del messages[version]
                 messages[event.through_version] = summary_message(event)
-            elif (message := message_for(event)) is not None:
-                messages[seq_of(event, message)] = message
+            else:
+                messages.update(entries_for(event))
         return self
 
     def messages(self) -> list[Message]:

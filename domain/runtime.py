@@ -13,7 +13,6 @@ as unknown and the tool's ``reconcile`` (or a person) decides.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +28,8 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
 from agentlog.domain.call_check import checked_args
-from agentlog.domain.errors import AgentError, CallTamperedError
+from agentlog.domain.compaction import due, summarize
+from agentlog.domain.errors import AgentError, CallTamperedError, SummaryFailedError
 from agentlog.domain.limits import limit_reached
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Context, Message, Model, ModelCallError, Tool, ToolSpec
@@ -131,13 +131,7 @@ class LogTranscript:
         return builder.messages()
 
     def _events(self, agent: Agent) -> Iterable[Aggregate.Event]:
-        covered = agent.compacted_through
-        if covered <= 1:
-            return self.log.events_of(agent.id, upto=agent.version)
-        # The compaction event itself comes after what it covers, so it is in the tail.
-        created = self.log.events_of(agent.id, upto=1)
-        tail = self.log.events_of(agent.id, after=covered, upto=agent.version)
-        return itertools.chain(created, tail)
+        return self.log.context_events(agent)
 
 
 class Runtime:
@@ -152,10 +146,13 @@ class Runtime:
         worker_id: str,
         transcripts: TranscriptSource | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        summarizer: Model | None = None,
     ) -> None:
         self.log, self.model, self.tools, self.worker_id = log, model, dict(tools), worker_id
         self.transcripts = transcripts or LogTranscript(log)
         self.now = now
+        self.summarizer = summarizer or model
+        """Who summarises when an agent's context passes its compaction size."""
 
     def advance(self, agent_id: UUID) -> Step:
         """Load the agent, do the single next thing, save. Losing a race re-decides."""
@@ -322,10 +319,16 @@ class Runtime:
     def _ask_model(self, agent: Agent) -> Step:
         if (limited := self._limit(agent)) is not None:
             return limited
+        messages = self.transcripts.messages(agent)
+        if due(agent, messages):
+            try:
+                messages = self._compact(agent, messages)
+            except SummaryFailedError as e:
+                return self._summary_failed(agent, e)
         context = Context(
             agent_id=agent.id,
             goal=agent.goal or "",
-            messages=tuple(self.transcripts.messages(agent)),
+            messages=tuple(messages),
             tools=self.tool_specs,
         )
         try:
@@ -346,6 +349,21 @@ class Runtime:
             agent.complete(decision.text, actor=f"model:{self.model.name}")
         self.log.save(agent)
         return self._step(agent, StepKind.MODEL, decision.text[:80])
+
+    def _compact(self, agent: Agent, messages: list[Message]) -> list[Message]:
+        """Summarise the whole context and record it (saved before the model is asked:
+        losing a race here re-decides, like any save)."""
+        summary = summarize(self.summarizer, agent.id, agent.goal or "", messages)
+        agent.compact(agent.version, summary, summarizer=f"model:{self.summarizer.name}")
+        self.log.save(agent)
+        return self.transcripts.messages(agent)
+
+    def _summary_failed(self, agent: Agent, error: SummaryFailedError) -> Step:
+        """A summarizer that cannot answer fails the step like a model (and counts so)."""
+        agent.record_model_failure("summary_failed", error.reason, model=self.summarizer.name)
+        self.log.save(agent)
+        detail = f"summary_failed: {error.reason}"
+        return self._limit(agent) or self._step(agent, StepKind.MODEL_FAILED, detail)
 
     def _record_calls(self, agent: Agent, calls: tuple[ToolCallRequest, ...]) -> None:
         response = agent.version

@@ -93,7 +93,7 @@ class ToolCallRules:
             caused_by=call.last_version,
         )
 
-    def start_tool(self, call_id: str, *, worker_id: str) -> None:
+    def start_tool(self, call_id: str, *, worker_id: str, actor: str | None = None) -> None:
         """Record that a worker is about to run the call; save this before running it.
 
         A call started before without an outcome may be re-run only if re-running is
@@ -113,11 +113,18 @@ class ToolCallRules:
             worker_id=worker_id,
             # Model-chosen call ids can repeat across turns; the ToolCalled version cannot.
             idempotency_key=call.idempotency_key or f"{self.id}:{call.called_version}:{call_id}",
-            actor=f"worker:{worker_id}",
+            actor=actor or f"worker:{worker_id}",
             caused_by=call.last_version,
         )
 
-    def succeed(self, call_id: str, result: JsonValue, *, actor: str = "worker") -> None:
+    def succeed(
+        self,
+        call_id: str,
+        result: JsonValue,
+        *,
+        actor: str = "worker",
+        extra: dict[str, JsonValue] | None = None,
+    ) -> None:
         """Record the call's result."""
         call = self._call_in(call_id, "record a result for", *_FINISHABLE)
         self.trigger_event(
@@ -126,6 +133,7 @@ class ToolCallRules:
             result=result,
             actor=actor,
             caused_by=call.last_version,
+            extra=extra or {},
         )
 
     def fail_tool(self, call_id: str, error: str, *, actor: str = "worker") -> None:

@@ -81,6 +81,8 @@ DEFAULT_MAX_STEPS = 100
 DEFAULT_MAX_TOKENS = 1_000_000
 DEFAULT_MAX_EMPTY_ANSWERS = 3
 DEFAULT_MAX_WALL_TIME = 24 * 3600.0
+MAX_TEXT_CHARS = 8 * 1024 * 1024
+"""The longest goal or message a person may give an agent (one event holds it)."""
 
 
 class AgentConfig(Frozen):
@@ -109,6 +111,12 @@ class AgentConfig(Frozen):
     """Model failures in a row (HTTP errors, timeouts, bad output) before the task fails."""
     tool_timeout: float = Field(default=60.0, gt=0)
     """Seconds a tool call may run; a started call older than this is taken to be dead."""
+    compact_at_chars: int | None = Field(default=None, ge=1)
+    """Compact the model's context before a model call once it has this many characters."""
+    compact_at_tokens: int | None = Field(default=None, ge=1)
+    """The same in tokens, estimated as characters / 4 (None: off)."""
+    compact_model: str | None = None
+    """The model spec that summarises when compacting (None: the agent's own model)."""
 
     @field_validator("max_steps", mode="before")
     @classmethod
@@ -155,10 +163,13 @@ class ToolCallRequest(Frozen):
 
 
 class Lineage(Frozen):
-    """Where a forked agent came from."""
+    """Where a forked agent came from: the parent, the version forked at, and the digest
+    of the parent's event at that version (so the link can be checked against its log)."""
 
     parent_id: UUID
     parent_version: int = Field(ge=1)
+    parent_digest: str = ""
+    """The parent's chain head at ``parent_version`` ("" in lineages recorded before it)."""
 
 
 class CallState(Frozen):

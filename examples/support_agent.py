@@ -126,67 +126,9 @@ class SupportAgent(Agent):
         def apply(self, agent: SupportAgent) -> None:
             agent.escalated_to = None
 
-    # A subclass inherits Agent's events, but the library re-derives them for the subclass
-    # with topics taken from this module's path. Re-declare each one to pin its topic.
-    class TaskStarted(Agent.TaskStarted, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.TaskStarted@1"
-
-    class UserMessageReceived(Agent.UserMessageReceived, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.UserMessageReceived@1"
-
-    class ModelResponded(Agent.ModelResponded, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ModelResponded@1"
-
-    class ModelFailed(Agent.ModelFailed, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ModelFailed@1"
-
-    class ToolCallRejected(Agent.ToolCallRejected, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolCallRejected@1"
-
-    class LimitReached(Agent.LimitReached, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.LimitReached@1"
-
-    class ToolCalled(Agent.ToolCalled, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolCalled@1"
-
-    class PermissionRequested(Agent.PermissionRequested, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.PermissionRequested@1"
-
-    class PermissionGranted(Agent.PermissionGranted, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.PermissionGranted@1"
-
-    class PermissionDenied(Agent.PermissionDenied, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.PermissionDenied@1"
-
-    class ToolStarted(Agent.ToolStarted, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolStarted@1"
-
-    class ToolSucceeded(Agent.ToolSucceeded, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolSucceeded@1"
-
-    class ToolFailed(Agent.ToolFailed, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolFailed@1"
-
-    class ToolOutcomeUnknown(Agent.ToolOutcomeUnknown, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolOutcomeUnknown@1"
-
-    class ToolCallRefused(Agent.ToolCallRefused, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ToolCallRefused@1"
-
-    class OutcomeUndecided(Agent.OutcomeUndecided, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.OutcomeUndecided@1"
-
-    class ContextCompacted(Agent.ContextCompacted, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.ContextCompacted@1"
-
-    class TaskCompleted(Agent.TaskCompleted, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.TaskCompleted@1"
-
-    class TaskFailed(Agent.TaskFailed, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.TaskFailed@1"
-
-    class TaskCancelled(Agent.TaskCancelled, Event):
-        TOPIC: ClassVar[str] = "support:SupportAgent.TaskCancelled@1"
+    # Agent's events are inherited: the library re-derives each for this class, and each
+    # gets this class's topic plus its name ("support:SupportAgent.TaskStarted@1"), so
+    # none needs re-declaring. Re-declare one only to give it a topic of another shape.
 
     # Positional on purpose: eventsourcing treats keyword-only __init__ parameters as required.
     def __init__(  # noqa: PLR0917

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 
-from agentlog.domain import Agent
+from agentlog.domain import Agent, UnknownTopicError
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.replay import Replay
 from agentlog.projections.seal import PLAIN, Seal
@@ -113,6 +113,10 @@ class AgentRowsView(View):
         self._dirty |= self._replay.apply(self._at, events)
         self._at = events[-1][0]
 
+    def skipped(self) -> int:
+        """Events of the last batch of aggregates that are not agents (no row)."""
+        return self._replay.ignored
+
     def wants_flush(self) -> bool:
         """Time to write: too many agents kept (else the follower says when)."""
         return len(self._replay.agents) > self.capacity
@@ -174,6 +178,9 @@ class AgentRowsView(View):
 
 def agent_of(row: Any, seal: Seal = PLAIN) -> Agent:
     """The agent a row keeps, rebuilt from its snapshot state (sealed with a key)."""
-    agent_class: type[Agent] = resolve_topic(row.topic)
+    try:
+        agent_class: type[Agent] = resolve_topic(row.topic)
+    except TopicError:  # written by a process that had the user's module, read without it
+        raise UnknownTopicError(row.agent_id, row.version, row.topic) from None
     state = json.loads(seal.open(row.state) or "")
     return agent_class.from_snapshot_state(UUID(str(row.agent_id)), row.version, state)

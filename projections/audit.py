@@ -22,7 +22,15 @@ from sqlalchemy import (
     update,
 )
 
-from agentlog.projections.audit_rows import AGENT, KINDS, MISSING, VERSION, Row, kind_of
+from agentlog.projections.audit_rows import (
+    AGENT,
+    KINDS,
+    LAST_VERSION,
+    MISSING,
+    VERSION,
+    Row,
+    kind_of,
+)
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
 
@@ -76,6 +84,7 @@ class AuditTrail(View):
             Column("finished_by", Text, nullable=True),
             Column("result_size", BigInteger, nullable=True),
             Column("detail", Text, nullable=True),  # sealed with a cipher key
+            Column("last_version", BigInteger, nullable=False),
         )
         c = self.rows.c
         self._call_index = Index(f"{self.table_name()}_call", c.agent_id, c.call_id)
@@ -96,6 +105,11 @@ class AuditTrail(View):
             .order_by(c.called_version.desc())
             .limit(1)
         )
+
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """The events of the tool-call protocol (the others are not even decoded)."""
+        return kind_of(event_class) is not None
 
     def reset(self, position: int) -> None:
         """Forget the calls kept (changed or open)."""
@@ -128,8 +142,10 @@ class AuditTrail(View):
             if found is None:
                 continue  # no such call (the view did not see it: not an agent's)
             assert kind.update is not None
-            kind.update(found.row, event, seal)
-            dirty[(found.row[AGENT], found.row[VERSION])] = found
+            row = found.row
+            kind.update(row, event, seal)
+            row[LAST_VERSION] = event.originator_version
+            dirty[(row[AGENT], row[VERSION])] = found
             if kind.closes:
                 opened.pop(call_key, None)
 

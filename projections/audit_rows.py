@@ -39,12 +39,13 @@ COLUMNS = (
     "finished_by",
     "result_size",
     "detail",  # why it was denied, refused or failed; sealed with a cipher key
+    "last_version",  # the version of the call's latest event
 )
 (AGENT, VERSION, _POSITION, _CALL_ID, _TOOL, _ARGS, _HASH, _EFFECT, _POLICY, _REQUESTED_BY) = range(
     10
 )
 (CALLED_AT, DECISION, DECIDED_BY, DECIDED_AT, OUTCOME, ATTEMPTS) = range(10, 16)
-(STARTED_AT, FINISHED_AT, FINISHED_BY, RESULT_SIZE, DETAIL) = range(16, 21)
+(STARTED_AT, FINISHED_AT, FINISHED_BY, RESULT_SIZE, DETAIL, LAST_VERSION) = range(16, 22)
 
 DECISIONS = ("auto", "approved", "denied", "refused", "waiting")
 """auto: allowed by policy; approved, denied: by a person (or denied by policy);
@@ -68,7 +69,7 @@ def called_row(agent_id: str, position: int, event: Agent.ToolCalled, seal: Seal
         *(seal.close(clean(args)), event.args_hash, event.effect.value, event.policy.value),
         *(clean(event.actor), when),
         *(("auto", "policy", when) if auto else (None, None, None)),
-        *("pending", 0, None, None, None, None, None),
+        *("pending", 0, None, None, None, None, None, event.originator_version),
     ]
 
 
@@ -79,6 +80,7 @@ def rejected_row(agent_id: str, position: int, event: Agent.ToolCallRejected, se
         *(agent_id, event.originator_version, position, clean(event.call_id), clean(event.tool)),
         *(None, None, None, None, actor, when, "refused", actor, when),
         *("refused", 0, None, when, actor, None, seal.close(clean(event.reason))),
+        event.originator_version,
     ]
 
 

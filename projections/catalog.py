@@ -9,6 +9,7 @@ version catching up); the swap happens in one transaction once the new build cau
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -37,6 +38,15 @@ builds = Table(
     Column("position", BigInteger, nullable=False, default=0),
     Column("error", Text, nullable=True),
 )
+skips = Table(
+    "agentlog_view_skips",
+    metadata,
+    Column("build", Integer, primary_key=True, autoincrement=False),
+    Column("events", BigInteger, nullable=False),
+    Column("topic", Text, nullable=True),
+)
+"""Per build: events it skipped (no class for their topic in the process that followed,
+or of an aggregate the view does not keep), and the last unknown topic."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,23 @@ def activate(conn: Connection, build: int) -> bool:
 def set_status(conn: Connection, build: int, status: str) -> None:
     """Change a build's status (activate, retire)."""
     conn.execute(update(builds).where(builds.c.build == build).values(status=status))
+
+
+def add_skipped(conn: Connection, build: int, events: int, topic: str | None) -> None:
+    """Count events a build skipped (in the transaction that moves its position)."""
+    if not events:
+        return
+    values: dict[str, Any] = {"events": skips.c.events + events}
+    if topic is not None:
+        values["topic"] = topic
+    if conn.execute(update(skips).where(skips.c.build == build).values(values)).rowcount == 0:
+        conn.execute(insert(skips).values(build=build, events=events, topic=topic))
+
+
+def skipped(conn: Connection, ids: list[int]) -> dict[int, tuple[int, str | None]]:
+    """Events each of these builds skipped, and the last unknown topic among them."""
+    query = select(skips).where(skips.c.build.in_(ids))
+    return {row.build: (row.events, row.topic) for row in conn.execute(query)}
 
 
 def record_error(conn: Connection, build: int, error: str) -> None:

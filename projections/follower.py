@@ -13,6 +13,10 @@ position by compare-and-set (``catalog.advance``), so a batch is applied exactly
   in memory since their last flush and go on from their positions).
 - Several followers of one build are safe together: a batch is applied only by the
   follower whose compare-and-set succeeds; the others re-read the position and go on.
+- An event whose topic names no class in this process (a user's own aggregate, read
+  without its module) is skipped by every build, and counted with the position it
+  moves past; so is an event a view says it does not keep (``View.skipped``). An event
+  that cannot be read for any other reason (corrupt, wrong key) stops the builds instead.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from eventsourcing.persistence import Notification
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from agentlog.domain import AgentError, AgentLog, Aggregate
+from agentlog.domain import AgentError, AgentLog, Aggregate, UnknownTopicError
 from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
@@ -52,10 +56,27 @@ class _Track:
     committed: int  # the build's position in the catalog: its tables are as of here
     applied: int  # where the view's memory is (staged work from committed to applied)
     error: ViewFailedError | None = None
+    skipped: int = 0  # events skipped since committed, counted when it next commits
+    unknown: str | None = None  # the last unknown topic among them
 
     def rewind(self, position: int) -> None:
         self.view.reset(position)
         self.committed = self.applied = position
+        self.skipped, self.unknown = 0, None
+
+    def count_skips(self, conn: Connection) -> None:
+        """Add the events skipped since committed to the build's count."""
+        catalog.add_skipped(conn, self.view.build, self.skipped, self.unknown)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Notifications read and decoded: the events, and those no class is known for."""
+
+    events: list[Positioned]
+    ids: list[int]
+    unknown: list[tuple[int, str]]  # position and topic
+    last: int  # the last position the batch covers
 
 
 class _HandlerError(Exception):
@@ -147,8 +168,8 @@ class Follower:
                 if self._flush(live):
                     return
                 continue
-            events, bad = self._decode(notifications)
-            if events and not self._apply(live, events):
+            batch, bad = self._decode(notifications, live)
+            if batch is not None and not self._apply(live, batch):
                 continue  # a view failed: the batch is read again without it
             if bad is not None and self._flush(live):
                 self._stop_before(live, *bad)
@@ -157,17 +178,58 @@ class Follower:
                 progress(min(t.applied for t in live), head)
 
     def _decode(
-        self, notifications: Sequence[Notification]
-    ) -> tuple[list[Positioned], tuple[int, AgentError] | None]:
-        """The batch's events up to the first that cannot be decoded, and that one."""
+        self, notifications: Sequence[Notification], live: list[_Track]
+    ) -> tuple[_Batch | None, tuple[int, AgentError] | None]:
+        """The batch up to the first event that cannot be read (none if that is the
+        first), with the events some view handles decoded and those of unknown topics
+        set aside, to be skipped; and the event that cannot be read."""
         decode = self.app.mapper.to_domain_event
+        wanted = self._wanted(live)
         events: list[Positioned] = []
+        unknown: list[tuple[int, str]] = []
+        bad: tuple[int, AgentError] | None = None
+        last = None
         for notification in notifications:
             try:
-                events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+                if wanted(notification):
+                    events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+            except UnknownTopicError as e:
+                unknown.append((notification.id, e.topic))
             except AgentError as e:
-                return events, (notification.id, e)
-        return events, None
+                bad = (notification.id, e)
+                break
+            last = notification.id
+        if last is None:
+            return None, bad
+        return _Batch(events, [position for position, _ in events], unknown, last), bad
+
+    def _wanted(self, live: list[_Track]) -> Callable[[Notification], bool]:
+        """Whether a stored event is one that a view among ``live`` handles (known from
+        its topic alone; with a mapper that cannot tell, every event is). Raises
+        :class:`UnknownTopicError` for a topic that names no class."""
+        classify = getattr(self.app.mapper, "event_class", None)
+        views = tuple({type(t.view) for t in live})
+        if classify is None:
+            return lambda _: True
+        verdicts: dict[str, bool | None] = {}  # None: the topic names no class
+
+        def wanted(notification: Notification) -> bool:
+            topic = notification.topic
+            if topic not in verdicts:
+                try:
+                    cls = classify(notification)
+                except UnknownTopicError:
+                    verdicts[topic] = None  # an import is tried once a batch, not per event
+                    raise
+                verdicts[topic] = any(v.handles(cls) for v in views)
+            verdict = verdicts[topic]
+            if verdict is None:
+                raise UnknownTopicError(
+                    notification.originator_id, notification.originator_version, topic
+                )
+            return verdict
+
+        return wanted
 
     def _stop_before(self, live: list[_Track], position: int, cause: AgentError) -> None:
         """Every build that still has to apply an event that cannot be read stops."""
@@ -175,14 +237,12 @@ class Follower:
             if track.applied < position:
                 track.error = self._failed(track, cause)
 
-    def _apply(self, live: list[_Track], events: list[Positioned]) -> bool:
+    def _apply(self, live: list[_Track], batch: _Batch) -> bool:
         """Apply a batch to every build that needs it, in one transaction; False if a
         view failed (the others were rewound to their positions)."""
-        ids = [position for position, _ in events]
-        last = ids[-1]
         with self.engine.connect() as conn:
             try:
-                done, moved = self._process(conn, live, events, ids, last)
+                done, moved = self._process(conn, live, batch)
                 flushing = [t for t in live if t.view.staged and self._wants_flush(t)]
                 self._write(conn, flushing, done, moved)
                 conn.commit()
@@ -193,27 +253,30 @@ class Follower:
         return self._committed(done, moved)
 
     def _process(
-        self,
-        conn: Connection,
-        live: list[_Track],
-        events: list[Positioned],
-        ids: list[int],
-        last: int,
+        self, conn: Connection, live: list[_Track], batch: _Batch
     ) -> tuple[list[_Track], list[_Track]]:
         done: list[_Track] = []
         moved: list[_Track] = []
         for track in live:
-            todo = events[bisect_right(ids, track.applied) :]
-            if not todo:
+            if track.applied >= batch.last:
                 continue
             view = track.view
             if not view.staged:
-                if not catalog.advance(conn, view.build, track.committed, last):
+                if not catalog.advance(conn, view.build, track.committed, batch.last):
                     moved.append(track)
                     continue
                 done.append(track)
-            _handle(track, view.process, conn, todo)
-            track.applied = last
+            todo = batch.events[bisect_right(batch.ids, track.applied) :]
+            if todo:
+                _handle(track, view.process, conn, todo)
+                track.skipped += view.skipped()
+            unknown = [topic for position, topic in batch.unknown if position > track.applied]
+            if unknown:
+                track.skipped += len(unknown)
+                track.unknown = unknown[-1]
+            track.applied = batch.last
+            if not view.staged:
+                track.count_skips(conn)
         return done, moved
 
     def _wants_flush(self, track: _Track) -> bool:
@@ -244,6 +307,7 @@ class Follower:
         for track in flushing:
             if catalog.advance(conn, track.view.build, track.committed, track.applied):
                 _handle(track, track.view.flush, conn)
+                track.count_skips(conn)
                 done.append(track)
             else:
                 moved.append(track)
@@ -251,6 +315,7 @@ class Follower:
     def _committed(self, done: list[_Track], moved: list[_Track]) -> bool:
         for track in done:
             track.committed = track.applied
+            track.skipped, track.unknown = 0, None
         if moved:  # another follower applied these first: go on from where it left them
             with self.engine.connect() as conn:
                 positions = catalog.positions(conn, [t.view.build for t in moved])

@@ -29,6 +29,11 @@ class ViewStatus:
     active: Build | None
     building: Build | None
     head: int
+    skipped: int = 0
+    """Events the serving build skipped: of aggregates it does not keep, or of topics
+    no class was known for when it followed them."""
+    unknown_topic: str | None = None
+    """The last topic the serving build skipped because no class was known for it."""
 
     @property
     def lag(self) -> int | None:
@@ -90,10 +95,12 @@ class Projections:
             ]
         self._follow(builds, progress)
 
-    def catch_up_quietly(self) -> None:
-        """Embedded mode, after each save: never let a view block the agents' saves."""
+    def catch_up_quietly(self, progress: Progress | None = None) -> None:
+        """Embedded mode, after each save: never let a view block the agents' saves.
+
+        A view that fails is reported when it is read (:meth:`table`), not here."""
         try:
-            self.catch_up()
+            self.catch_up(progress=progress)
         except ViewFailedError as e:
             log.warning("%s", e)
         except SQLAlchemyError as e:  # the events are saved; the views retry next time
@@ -115,17 +122,15 @@ class Projections:
     def status(self) -> list[ViewStatus]:
         """Position, lag and version of every view."""
         head = self.app.recorder.max_notification_id() or 0
+        report = []
         with self.engine.connect() as conn:
-            return [
-                ViewStatus(
-                    name,
-                    cls.version,
-                    catalog.find(conn, name, ACTIVE),
-                    catalog.find(conn, name, BUILDING),
-                    head,
-                )
-                for name, cls in self.views.items()
-            ]
+            for name, cls in self.views.items():
+                active = catalog.find(conn, name, ACTIVE)
+                building = catalog.find(conn, name, BUILDING)
+                skips = catalog.skipped(conn, [active.build]) if active else {}
+                events, topic = skips.get(active.build, (0, None)) if active else (0, None)
+                report.append(ViewStatus(name, cls.version, active, building, head, events, topic))
+        return report
 
     def table(self, conn: Connection, name: str, part: str = "") -> Table:
         """The serving build's table, as it is in the database (reflected).

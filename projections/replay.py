@@ -39,6 +39,7 @@ class Replay:
         self.position: int | None = None  # the last event applied
         self.start: int | None = None  # where the last batch applied started
         self.touched: set[int] = set()  # the agents the last batch changed
+        self.ignored = 0  # events of the last batch that are not an agent's
         self.readers: list[Reader] = []
 
     def apply(self, start: int, events: Sequence[Positioned]) -> set[int]:
@@ -50,17 +51,20 @@ class Replay:
                 msg = f"a shared replay is at {last} from {self.start}, not from {start}"
                 raise RuntimeError(msg)
             return self.touched
-        agents, touched = self.agents, set()
+        agents, touched, ignored = self.agents, set(), 0
         for _, event in events:
             key = event.originator_id.int
             agent = agents.get(key)
             if agent is None and not isinstance(event, Aggregate.Created):
-                continue  # not an agent (another aggregate in the same log)
+                ignored += 1  # not an agent (another aggregate in the same log)
+                continue
             result = event.mutate(agent)  # the same agent, changed (or a new one)
             if result is not agent:
                 agents[key] = result if isinstance(result, Agent) else None
+                ignored += agents[key] is None
             touched.add(key)
         self.start, self.position, self.touched = start, last, touched
+        self.ignored = ignored
         return touched
 
     def shrink(self, capacity: int) -> set[int]:

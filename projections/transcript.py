@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from agentlog.domain import Agent
-from agentlog.domain.messages import message_for, seq_of, summary_message
+from agentlog.domain.messages import entries_for, message_for, summary_message
 from agentlog.domain.ports import Message
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.seal import PLAIN, Seal
@@ -57,6 +57,11 @@ class Transcripts(View):
             c.agent_id == bindparam("a"), c.seq <= bindparam("through"), c.role != "system"
         )
 
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """Events that carry a message, and compactions."""
+        return issubclass(event_class, Agent.ContextCompacted) or _may_have_message(event_class)  # type: ignore[arg-type]  # a class is hashable
+
     def reset(self, position: int) -> None:
         """Forget the messages and compactions not written yet."""
         self._messages: dict[str, list[tuple[Any, ...]]] = {}  # per agent, in order
@@ -68,10 +73,11 @@ class Transcripts(View):
         for _, event in events:
             if isinstance(event, Agent.ContextCompacted):
                 self._compact(str(event.originator_id), event)
-            elif _may_have_message(type(event)) and (message := message_for(event)) is not None:
+            elif _may_have_message(type(event)):
                 agent_id = str(event.originator_id)
-                row = self._row(agent_id, seq_of(event, message), message)
-                self._messages.setdefault(agent_id, []).append(row)
+                rows = [self._row(agent_id, seq, message) for seq, message in entries_for(event)]
+                if rows:
+                    self._messages.setdefault(agent_id, []).extend(rows)
         self._kept += len(events)
 
     def wants_flush(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, MetaData, Table
 
@@ -60,6 +60,18 @@ class View(ABC):
     @abstractmethod
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Apply a batch of events, in order, inside the caller's transaction."""
+
+    def skipped(self) -> int:
+        """Events of the last batch processed that the view skipped because it does not
+        keep their aggregate (counted by ``agentlog projections status``)."""
+        return 0
+
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """Whether events of this class can change the view. The follower decodes only
+        the events some view it follows handles (positions still move past the rest);
+        override it to name the classes a view reads, so that others are not decoded."""
+        return True
 
     def reset(self, position: int) -> None:
         """Forget what is kept in memory: the tables are as of ``position`` (staged)."""

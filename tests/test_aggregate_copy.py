@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
+
+import pytest
 
 from agentlog.adapters.storage import open_log
 from agentlog.domain import Agent, AgentConfig, EffectClass, Policy, ToolCallRequest
@@ -53,3 +56,36 @@ def test_cached_agents_handed_out_twice_are_independent(sqlite_url: str) -> None
         assert log.get(agent.id).calls["c1"] == second.calls["c1"]
     finally:
         log.close()
+
+
+def test_a_worker_loads_what_it_saved_without_decoding_it_again(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = open_log(sqlite_url, aggregate_cache=10)
+    other = open_log(sqlite_url)  # another process, writing to the same store
+    try:
+        agent = agent_with_open_call()
+        worker.save(agent)
+        loaded = worker.get(agent.id)
+        loaded.start_tool("c1", worker_id="w")
+        worker.save(loaded)
+        decoded: list[int] = []
+        to_domain_event = worker.mapper.to_domain_event
+
+        def spy(stored: Any) -> Any:
+            decoded.append(stored.originator_version)
+            return to_domain_event(stored)
+
+        monkeypatch.setattr(worker.mapper, "to_domain_event", spy)
+        again = worker.get(agent.id)
+        assert decoded == []
+        assert again.state() == loaded.state()
+        assert again is not loaded
+        loaded.succeed("c1", "kept out of the cache", actor="worker:w")  # never saved
+        assert worker.get(agent.id).version == again.version
+        other.send(agent.id, "from elsewhere")
+        assert worker.get(agent.id).version == again.version + 1  # fast-forward still runs
+        assert decoded == [again.version + 1]
+    finally:
+        worker.close()
+        other.close()

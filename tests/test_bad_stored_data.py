@@ -40,7 +40,7 @@ def test_unknown_event_topic_names_agent_and_version(sqlite_url: str) -> None:
     with pytest.raises(StoredEventError) as error:
         log.get(agent_id)
     assert (error.value.agent_id, error.value.version) == (agent_id, 4)
-    assert "unknown event topic" in str(error.value)
+    assert "unknown topic" in str(error.value)
 
 
 @pytest.mark.parametrize(

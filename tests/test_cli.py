@@ -24,7 +24,7 @@ def run(cli: CliRunner, *args: str) -> Result:
 def new_agent(cli: CliRunner, *extra: str) -> str:
     result = run(cli, "new", "--name", "scribe", "--goal", "write", *extra)
     assert result.exit_code == 0, result.output
-    return result.output.strip()
+    return result.stdout.strip()
 
 
 def test_version_is_the_package_version(cli: CliRunner) -> None:

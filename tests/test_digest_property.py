@@ -28,6 +28,8 @@ from agentlog.domain import (
     args_hash,
     event_digest,
 )
+from agentlog.domain.inheritance import Inheritance
+from agentlog.domain.ports import Message
 
 texts = st.text(st.characters(codec="utf-8"), max_size=12)  # no lone surrogates
 names = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True)
@@ -59,7 +61,17 @@ NON_TEXT: dict[str, st.SearchStrategy[Any]] = {
         system_prompt=texts,
         tool_policies=st.dictionaries(names, st.sampled_from(Policy), max_size=3),
     ),
-    "lineage": st.none() | st.builds(Lineage, parent_id=st.uuids(), parent_version=st.integers(1)),
+    "lineage": st.none()
+    | st.builds(Lineage, parent_id=st.uuids(), parent_version=st.integers(1), parent_digest=hashes),
+    "inherited": st.none()
+    | st.builds(
+        Inheritance,
+        state=json_objects,
+        context=st.lists(
+            st.builds(Message, role=st.sampled_from(["system", "user"]), content=texts),
+            max_size=2,
+        ).map(tuple),
+    ),
     "tool_calls": st.lists(
         st.builds(ToolCallRequest, call_id=names, tool=names, args=json_objects), max_size=2
     ).map(tuple),
@@ -72,6 +84,7 @@ NON_TEXT: dict[str, st.SearchStrategy[Any]] = {
     "attempt": counts,
     "result": json_values,
     "through_version": counts,
+    "extra": json_objects,
 }
 """Values of the events' fields that are not plain text (any text will do for those)."""
 PER_TYPE = settings(max_examples=max(10, settings().max_examples // 3))

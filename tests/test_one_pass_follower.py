@@ -18,7 +18,7 @@ from test_view_process_kill import write_log
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import engine_for
-from agentlog.domain import Agent, AgentLog, Aggregate
+from agentlog.domain import Agent, AgentLog, Aggregate, EffectClass, Policy, ToolCallRequest
 from agentlog.projections import (
     DEFAULT_VIEWS,
     AgentStates,
@@ -310,3 +310,47 @@ def test_a_follower_whose_builds_another_moved_forgets_what_it_kept(
     assert rows_of(first) == rebuilt_rows(app, url)
     first.engine.dispose()
     other.engine.dispose()
+
+
+def test_events_no_followed_view_handles_are_passed_over_undecoded(
+    app: AgentLog, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transcript alone: claims and calls are not decoded, yet its position reaches
+    the head, through batches that hold nothing it reads, and its rows are a rebuild's."""
+    # The log ends with a claim: batches of one past it hold nothing the transcript reads.
+    agent_id = app.create_agent("last")
+    app.start_task(agent_id, "claim at the end")
+    agent = app.get(agent_id)
+    call = ToolCallRequest(call_id="c-last", tool="echo", args={"n": 1})
+    agent.record_model_response("calling", model="m", tool_calls=(call,))
+    agent.call_tool(call, effect=EffectClass.PURE, policy=Policy.ALLOW)
+    agent.start_tool(call.call_id, worker_id="w")
+    app.save(agent)
+    views = Projections(app, engine_for(url), (Transcripts,), batch_size=1)
+    notifications = app.recorder.select_notifications(1, 10**9)
+    skipped = {n.id for n in notifications if n.topic.split(":")[-1].startswith("Agent.Tool")}
+    skipped -= {n.id for n in notifications if "ToolSucceeded" in n.topic or "Failed" in n.topic}
+    assert skipped
+    decoded: list[int] = []
+    to_domain_event = app.mapper.to_domain_event
+
+    def spy(notification: Notification) -> Any:
+        decoded.append(notification.id)
+        return to_domain_event(notification)
+
+    monkeypatch.setattr(app.mapper, "to_domain_event", spy)
+    views.catch_up()
+    assert not skipped & set(decoded)
+    assert positions(views) == {"transcript": head(app)}
+    monkeypatch.undo()
+    assert rows_of(views, ["transcript"])["transcript"] == rebuilt_rows(app, url)["transcript"]
+    views.engine.dispose()
+
+
+def test_a_view_that_reads_every_event_still_gets_every_event(app: AgentLog, url: str) -> None:
+    views = Projections(app, engine_for(url), (*DEFAULT_VIEWS, Tripwire), batch_size=13)
+    views.catch_up()
+    with views.engine.connect() as conn:
+        stored = [row.position for row in conn.execute(select(views.table(conn, "tripwire")))]
+    assert sorted(stored) == [n.id for n in app.recorder.select_notifications(1, 10**9)]
+    views.engine.dispose()

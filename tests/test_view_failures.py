@@ -273,7 +273,8 @@ def test_cli_reading_a_stopped_view_exits_1_with_one_line_naming_its_position(
     assert run(cli, "new", "--name", "scout", "--goal", "boom").exit_code == 0
     result = run(cli, "audit")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: view audit is stopped at position 1 (")
+    # `new --goal` is one save: the batch with the goal is the first, so it stops at 0
+    assert result.output.startswith("Error: view audit is stopped at position 0 (")
     assert result.output.count("\n") == 1
     assert "Traceback" not in result.output
 
@@ -284,11 +285,11 @@ def test_cli_projections_status_shows_the_stopped_view_and_its_error(cli: CliRun
     result = run(cli, "projections", "status", "--json")
     assert result.exit_code == 0, result.output
     report = {row["view"]: row for row in json.loads(result.output)}
-    assert report["audit"]["position"] == 1
-    assert report["audit"]["lag"] == 1
+    assert report["audit"]["position"] == 0  # `new --goal`: one save, one batch
+    assert report["audit"]["lag"] == 2
     assert report["audit"]["error"].startswith("view audit (build ")
     assert report["audit"]["error"].endswith(
-        "stopped at position 1: RuntimeError: audit handler failed"
+        "stopped at position 0: RuntimeError: audit handler failed"
     )
     others = [report[name] for name in ("state", "transcript", "runnable")]
     assert [(r["position"], r["lag"], r["error"]) for r in others] == [(2, 0, None)] * 3

@@ -1,0 +1,128 @@
+"""Shell completion (click's): agent ids from the state view, and view names.
+
+Completing never creates a store: it reads the state view of a store that exists, and
+offers nothing otherwise (no database, no views yet, a server that does not answer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import click
+from click.shell_completion import CompletionItem
+from eventsourcing.cipher import AESCipher
+from eventsourcing.utils import Environment
+from sqlalchemy import Row, inspect, select
+
+from agentlog.adapters.storage import DEFAULT_URL, engine_for
+from agentlog.domain import AgentError, CallStage
+from agentlog.projections import DEFAULT_VIEWS, AgentStates, catalog
+from agentlog.projections.seal import PLAIN, Seal
+
+MAX_ITEMS = 200
+
+
+def agent_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Ids of the agents that start with what was typed, each with its name as help."""
+    rows = _state_rows(ctx, incomplete.lower())
+    seal = _seal(ctx)
+    return [CompletionItem(row.agent_id, help=_opened(seal, row.name)) for row in rows]
+
+
+def waiting_calls(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The AGENT's calls that wait for a person's permission (approve, deny)."""
+    return _calls(ctx, incomplete, CallStage.AWAITING_PERMISSION)
+
+
+def unknown_calls(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The AGENT's calls whose outcome is unknown (settle)."""
+    return _calls(ctx, incomplete, CallStage.OUTCOME_UNKNOWN)
+
+
+def _calls(ctx: click.Context, incomplete: str, stage: CallStage) -> list[CompletionItem]:
+    """Open calls in ``stage`` of the agent named before (the state view keeps them)."""
+    agent = str(ctx.params.get("agent") or "").lower()
+    rows = _state_rows(ctx, agent) if agent else []
+    if len(rows) != 1:
+        return []  # no agent typed yet, or the prefix names several
+    try:
+        calls = json.loads(_opened(_seal(ctx), rows[0].state) or "{}").get("calls", {})
+    except ValueError:  # encrypted, and no key given
+        return []
+    return [
+        CompletionItem(call_id, help=call.get("tool"))
+        for call_id, call in calls.items()
+        if call.get("stage") == stage and call_id.startswith(incomplete)
+    ]
+
+
+def view_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """The names of the views that start with what was typed."""
+    return [CompletionItem(v.name) for v in DEFAULT_VIEWS if v.name.startswith(incomplete)]
+
+
+def _seal(ctx: click.Context) -> Seal:
+    """Opens the state view's encrypted columns with the key given (--cipher-key or
+    AGENTLOG_CIPHER_KEY), if any."""
+    key = ctx.find_root().params.get("cipher_key")
+    if not key:
+        return PLAIN
+    try:
+        return Seal(AESCipher(Environment(env={"CIPHER_KEY": key})))
+    except Exception:  # a malformed key: completing offers what needs no key
+        return PLAIN
+
+
+def _opened(seal: Seal, stored: str | None) -> str | None:
+    """A column's text, or None if it does not open (encrypted, and no or another key)."""
+    try:
+        return seal.open(stored)
+    except AgentError:
+        return None
+
+
+def _state_rows(ctx: click.Context, prefix: str) -> list[Row[Any]]:
+    """The state view's rows of the agents whose ids start with ``prefix``; none if the
+    store or its views do not exist, or cannot be read."""
+    url = ctx.find_root().params.get("db") or DEFAULT_URL
+    try:
+        return _read_state(url, prefix)
+    except Exception:  # a completion that fails offers nothing, never a traceback
+        return []
+
+
+def _read_state(url: str, prefix: str) -> list[Row[Any]]:
+    if not _stored(url):
+        return []
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(catalog.builds.name):
+                return []
+            build = catalog.find(conn, AgentStates.name, catalog.ACTIVE)
+            if build is None:
+                return []
+            c = AgentStates(build.build).rows.c
+            query = select(c.agent_id, c.name, c.state)
+            query = query.where(c.agent_id.startswith(prefix)).order_by(c.agent_id)
+            return list(conn.execute(query.limit(MAX_ITEMS)))
+    finally:
+        engine.dispose()
+
+
+def _stored(url: str) -> bool:
+    """Whether the URL names a store that may exist (a SQLite file that is there)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return False
+    if scheme != "sqlite":
+        return True
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    return Path(unquote(rest[1:])).is_file()

@@ -1,0 +1,94 @@
+"""Compaction: replacing the model's context up to a version with a summary.
+
+``ContextCompacted`` records the summary, the version it covers and who summarised it
+(a person, or ``model:<name>``). Only the model's context changes: the stored events are
+never touched, and every view but the transcript still shows them.
+
+A worker compacts by itself before a model call when the agent's config says so
+(``compact_at_chars`` / ``compact_at_tokens``) and the context has passed that size.
+Tokens are estimated as characters / 4 (no tokenizer is needed or assumed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from uuid import UUID
+
+from agentlog.domain.agent import Agent
+from agentlog.domain.application import AgentLog
+from agentlog.domain.errors import SummaryFailedError
+from agentlog.domain.ports import Context, Message, Model, ModelCallError
+from agentlog.domain.values import AgentConfig
+
+CHARS_PER_TOKEN = 4
+SUMMARY_PROMPT = (
+    "Summarise the conversation below for the assistant that will carry on with it: "
+    "the goal, what was done and found, the tool results that still matter, decisions "
+    "taken, and what is left to do. Answer with the summary only."
+)
+
+
+def context_chars(messages: Sequence[Message]) -> int:
+    """Characters of a context: each message's text and its tool calls as JSON."""
+    return sum(len(m.content) + len(_calls(m)) for m in messages)
+
+
+def estimated_tokens(chars: int) -> int:
+    """Tokens a context of ``chars`` characters is taken to have."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def over_limit(config: AgentConfig, messages: Sequence[Message]) -> bool:
+    """Whether the context has passed the size at which the config says to compact."""
+    chars = context_chars(messages)
+    by_chars = config.compact_at_chars is not None and chars > config.compact_at_chars
+    tokens = config.compact_at_tokens
+    return by_chars or (tokens is not None and estimated_tokens(chars) > tokens)
+
+
+def due(agent: Agent, messages: Sequence[Message]) -> bool:
+    """Whether a worker should compact before the next model call: the context is over
+    the limit and something was recorded since the last compaction."""
+    return agent.version > agent.compacted_through + 1 and over_limit(agent.config, messages)
+
+
+def summarize(model: Model, agent_id: UUID, goal: str, messages: Sequence[Message]) -> str:
+    """The model's summary of ``messages``; :class:`SummaryFailedError` if it gives none."""
+    request = (
+        Message(role="system", content=SUMMARY_PROMPT),
+        Message(role="user", content=transcript_text(messages)),
+    )
+    try:
+        decision = model.decide(Context(agent_id=agent_id, goal=goal, messages=request))
+    except ModelCallError as e:
+        raise SummaryFailedError(agent_id, model.name, f"{e.kind}: {e.message}") from None
+    if not decision.text.strip():
+        raise SummaryFailedError(agent_id, model.name, "it answered with no text")
+    return decision.text.strip()
+
+
+def compact_with_model(
+    log: AgentLog, agent_id: UUID, model: Model, through: int | None = None
+) -> int:
+    """Ask ``model`` to summarise the agent's context up to ``through`` (default: its
+    latest version) and record it; returns the version covered."""
+    at = log.get(agent_id, version=through)
+    summary = summarize(model, agent_id, at.goal or "", log.context(at))
+    return log.compact(agent_id, summary, through=at.version, summarizer=f"model:{model.name}")
+
+
+def transcript_text(messages: Sequence[Message]) -> str:
+    """A context as plain text, one message per paragraph."""
+    parts = []
+    for m in messages:
+        who = f"tool {m.call_id}" if m.role == "tool" else m.role
+        calls = f"\n[calls {_calls(m)}]" if m.tool_calls else ""
+        parts.append(f"{who}: {m.content}{calls}")
+    return "\n\n".join(parts)
+
+
+def _calls(message: Message) -> str:
+    if not message.tool_calls:
+        return ""
+    return json.dumps([c.model_dump(mode="json") for c in message.tool_calls], ensure_ascii=False)
