@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -91,15 +92,31 @@ class ListenWaiter:
     """
 
     def __init__(self, engine: Engine, channel: str, seconds: float) -> None:
+        self.seconds, self.channel = seconds, channel
+        url = engine.url.set(drivername="postgresql")
+        self.url = url.render_as_string(hide_password=False)
+        self.conn: Any = self._listen()
+
+    def __call__(self) -> None:
+        """Block until a notification arrives or the timeout passes. A connection lost
+        (the server restarted) is opened again on the next call; meanwhile, sleep."""
+        import psycopg
+
+        try:
+            if self.conn is None:
+                self.conn = self._listen()
+            for _ in self.conn.notifies(timeout=self.seconds, stop_after=1):
+                pass
+        except psycopg.Error:
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            time.sleep(self.seconds)
+
+    def _listen(self) -> Any:
         import psycopg  # the 'postgres' extra; only needed on PostgreSQL
         from psycopg import sql
 
-        self.seconds = seconds
-        url = engine.url.set(drivername="postgresql")
-        self.conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-
-    def __call__(self) -> None:
-        """Block until a notification arrives or the timeout passes."""
-        for _ in self.conn.notifies(timeout=self.seconds, stop_after=1):
-            pass
+        conn = psycopg.connect(self.url, autocommit=True)
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        return conn

@@ -4,23 +4,29 @@ runnable view. Stateless between steps: kill one anywhere and another carries on
 A step commits what the protocol needs and nothing else: the model's context comes
 from the log (``LogTranscript``: the latest compaction and what followed), and the
 views catch up once per pass of the work loop, for all views together, never inside
-or between one agent's steps (docs/projections.md)."""
+or between one agent's steps (docs/projections.md).
+
+Told to stop (``stop``, set by the worker command on SIGINT/SIGTERM), a worker finishes
+or abandons its current step (``Runtime``'s ``interrupt``) and starts nothing more. The
+database going away is waited out (``adapters/outages.py``); a claim by a worker of
+this host whose process is gone ends at once (``adapters/liveness.py``)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from uuid import UUID
 
+from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.models import UnbuiltModel, model_for
+from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store
+from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
 from agentlog.domain.ports import Model
 from agentlog.domain.runtime import LogTranscript, Runtime, Step, StepKind
@@ -34,19 +40,24 @@ WORKER_CACHE = 1000
 log = logging.getLogger(__name__)
 
 
-def worker_id() -> str:
-    """host:pid, so the log says which process did what."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Worker:
     """Advances agents of one store with their configured models and the given tools."""
 
-    def __init__(self, store: Store, tools: ToolRegistry | None = None, name: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        tools: ToolRegistry | None = None,
+        name: str | None = None,
+        *,
+        gone: WorkerGone = worker_gone,
+    ):
         self.store = store
         self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
         self.name = name or worker_id()
         self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
+        self.gone = gone
+        self.stop = threading.Event()
+        self.outage: Outage | None = None  # while working: outcomes wait out outages
 
     def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
         """A runtime with the models the agent's config names (its model, its summarizer).
@@ -64,7 +75,14 @@ class Worker:
             worker_id=self.name,
             transcripts=self.transcripts,
             summarizer=build(config.compact_model) if config.compact_model else None,
+            interrupt=self.stop,
+            gone=self.gone,
+            patience=self._patience,
         )
+
+    def _patience(self, error: Exception) -> bool:
+        """While working: wait out an outage (an outcome must not be lost); else give up."""
+        return self.outage is not None and is_outage(error) and self.outage.wait(error)
 
     def step(self, agent_id: UUID) -> Step:
         """Advance one step."""
@@ -92,6 +110,7 @@ class Worker:
         on_unbuilt: Warn | None = None,
         stop: threading.Event | None = None,
         turn: int = 50,
+        say: Callable[[str], None] = log.warning,
     ) -> None:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
@@ -99,27 +118,47 @@ class Worker:
         limit (nothing is recorded): the agent's own finite limits end its task. An
         agent whose model cannot be built is told so through ``on_unbuilt`` (once per
         agent and reason) and advanced with a model that fails, recorded
-        (:class:`UnbuiltModel`).
+        (:class:`UnbuiltModel`). Once ``stop`` is set, the step under way finishes (or
+        is abandoned, see ``Runtime``) and nothing more starts. While the database is
+        unavailable, the loop waits with backoff (``say`` tells when an outage starts
+        and ends) and carries on after.
         """
-        stop = stop or threading.Event()
+        if stop is not None:
+            self.stop = stop
+        stop = self.stop
+        outage = self.outage = Outage(say, stop)
         warn = _Once(on_unbuilt or _log_unbuilt)
         while not stop.is_set():
-            agents = self.runnable()
-            random.shuffle(agents)  # several workers: fewer collisions
-            steps: list[Step] = []
-            for agent_id in agents:
-                try:
-                    record = partial(_record, steps, on_step)
-                    runtime = self.runtime_for(agent_id, on_unbuilt=warn)
-                    runtime.run(agent_id, turn, record, record_limit=False)
-                except AgentError as e:  # e.g. it finished meanwhile: the next pass sees
-                    log.warning("agent %s: %s", agent_id, e)
+            try:
+                steps = self._turns(on_step, turn, warn)
+            except Exception as e:
+                if not is_outage(e):
+                    raise
+                outage.wait(e)
+                continue
+            outage.over()
             if any(step.progressed for step in steps):
                 continue
             busy = any(step.kind is StepKind.BUSY for step in steps)
             if exit_when_idle and not busy:
                 return  # nothing runnable, and no call running elsewhere to wait for
             stop.wait(poll)
+
+    def _turns(self, on_step: Callable[[Step], None], turn: int, warn: Warn) -> list[Step]:
+        """One pass: a turn for each runnable agent, until told to stop; the steps."""
+        agents = self.runnable()
+        random.shuffle(agents)  # several workers: fewer collisions
+        steps: list[Step] = []
+        for agent_id in agents:
+            if self.stop.is_set():
+                break
+            try:
+                record = partial(_record, steps, on_step)
+                runtime = self.runtime_for(agent_id, on_unbuilt=warn)
+                runtime.run(agent_id, turn, record, record_limit=False)
+            except AgentError as e:  # e.g. it finished meanwhile: the next pass sees
+                log.warning("agent %s: %s", agent_id, e)
+        return steps
 
     def runnable(self) -> list[UUID]:
         """Agents a worker may advance now (the views caught up first, in one pass)."""

@@ -120,7 +120,7 @@ SPECS = (
         "openai-agents",
         "OpenAI Agents SDK SQLiteSession",
         ("agents",),
-        "peer_frameworks",
+        "peer_agents_sdk",
         "AgentsSession",
         "resume_session",
     ),

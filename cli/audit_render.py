@@ -80,10 +80,19 @@ def audit_calls_table(rows: list[dict[str, Any]]) -> Table:
 def audit_call_json(row: dict[str, Any]) -> dict[str, Any]:
     """A call as JSON: its arguments whole (as JSON, not text), times in ISO 8601."""
     data = dict(row)
-    data["args"] = None if row["args"] is None else json.loads(row["args"])
+    data["args"] = _parsed(row["args"])
     for name in _TIMES:
         data[name] = None if row[name] is None else iso(row[name])
     return data
+
+
+def _parsed(args: str | None) -> Any:
+    """Arguments as JSON; as text if they are not JSON (an SDK's function call can say
+    anything)."""
+    try:
+        return None if args is None else json.loads(args)
+    except ValueError:
+        return args
 
 
 def audit_csv(rows: list[dict[str, Any]]) -> str:

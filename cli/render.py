@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -186,17 +187,31 @@ def dumps_line(value: Any) -> str:
     return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
-def view_status(status: ViewStatus) -> dict[str, Any]:
-    """One view's position, lag, versions and error, as JSON."""
+def view_status(status: ViewStatus, gone: Callable[[str], bool]) -> dict[str, Any]:
+    """One view's position, lag, versions, rebuild and error, as JSON.
+
+    ``rebuild``: ``building``; ``stalled`` (the rebuild that owns the build is gone:
+    ``projections run`` finishes it, or rebuild again); ``abandoned`` (interrupted: its
+    tables were dropped); or None.
+    """
     active, building = status.active, status.building
+    rebuild = None
+    if building is not None:
+        stalled = building.owner is not None and gone(building.owner)
+        rebuild = "stalled" if stalled else "building"
+    elif status.abandoned is not None:
+        rebuild = "abandoned"
     return {
         "view": status.name,
         "version": status.version,
         "serving_version": active.version if active else None,
+        "serving_made_by": active.made_by if active else None,
         "position": active.position if active else None,
         "head": status.head,
         "lag": status.lag,
+        "rebuild": rebuild,
         "rebuilding_at": building.position if building else None,
+        "rebuild_owner": building.owner if building else None,
         "error": (active.error if active else None) or (building.error if building else None),
         "skipped": status.skipped,
         "unknown_topic": status.unknown_topic,
@@ -210,7 +225,12 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         version = str(row["version"])
         if row["serving_version"] not in (None, row["version"]):
             version = f"{row['serving_version']} -> {row['version']}"
-        rebuilding = "" if row["rebuilding_at"] is None else f"at {row['rebuilding_at']}"
+        rebuilding = {
+            None: "",
+            "building": f"at {row['rebuilding_at']}",
+            "stalled": f"stalled at {row['rebuilding_at']}: {row['rebuild_owner']} is gone",
+            "abandoned": "abandoned (interrupted)",
+        }[row["rebuild"]]
         cells = (
             row["view"],
             version,

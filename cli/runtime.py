@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
 from uuid import UUID
 
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
 from agentlog.cli import render
@@ -158,9 +164,15 @@ def worker(
     An agent whose model cannot be built (unknown spec, missing API key, no script
     file) is not skipped: each attempt is recorded as ModelFailed, so its limit
     (max_model_failures) fails the task; a warning line per agent says why on stderr.
+
+    SIGINT (Ctrl-C) or SIGTERM: the step under way finishes or is abandoned, nothing
+    more starts, and the worker exits with 130 (SIGINT) or 143 (SIGTERM); a second
+    signal stops it at once. The database going away is waited out, with one line when
+    it goes and one when it is back.
     """
     if processes == 1:
-        _work(settings, poll, exit_when_idle, quiet)
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGINT, signal.SIGTERM)
+        _exit_if_stopped(stopped)
         return
     with settings.log():  # a store the key does not open fails once, here, in one line
         pass
@@ -169,34 +181,79 @@ def worker(
         spawn.Process(target=_child, args=(settings, poll, exit_when_idle, quiet))
         for _ in range(processes)
     ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join()
-    failed = [c.exitcode for c in children if c.exitcode]
+    # Children ignore SIGINT (they inherit that from here): Ctrl-C reaches the whole
+    # process group, and the parent alone turns it into one SIGTERM for each child.
+    default = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for child in children:
+            child.start()
+    finally:
+        signal.signal(signal.SIGINT, default)
+    forward = _forwarder(children)
+    with StopOnSignals(threading.Event(), then=forward) as signals:
+        for child in children:
+            child.join()
+    stopped = signals.exit_code
+    failed = [c.exitcode for c in children if c.exitcode and not _stopped_by_us(c, stopped)]
     if failed:
         raise click.ClickException(f"{len(failed)} worker process(es) failed: {failed}")
+    _exit_if_stopped(stopped)
+
+
+def _forwarder(children: Sequence[BaseProcess]) -> Callable[[int], None]:
+    def forward(signum: int) -> None:
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(child.pid, signal.SIGTERM)
+
+    return forward
+
+
+def _stopped_by_us(child: BaseProcess, stopped: int | None) -> bool:
+    """A child that exited because the parent passed a stop signal on is no failure."""
+    return stopped is not None and child.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
 
 
 def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
-    """One worker process: an error ends it with one line and exit code 1, no traceback."""
+    """One worker process: an error ends it with one line and exit code 1, no traceback;
+    SIGTERM (from the parent) stops it as it stops a lone worker."""
     try:
-        _work(settings, poll, exit_when_idle, quiet)
+        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGTERM)
+        _exit_if_stopped(stopped, quietly=True)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
 
 
-def _work(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool) -> None:
+def _work(
+    settings: Settings, poll: float, exit_when_idle: bool, quiet: bool, *signals: signal.Signals
+) -> int | None:
+    """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
     with settings.store(embedded=False, catch_up=False) as store:
-        Worker(store, builtin_tools(settings.sandbox)).work(
-            poll=poll,
-            exit_when_idle=exit_when_idle,
-            on_step=_echo,
-            on_unbuilt=None if quiet else _warn_unbuilt,
-            stop=threading.Event(),
-        )
+        stop = threading.Event()
+        with StopOnSignals(stop, signals) as stopping:
+            Worker(store, builtin_tools(settings.sandbox)).work(
+                poll=poll,
+                exit_when_idle=exit_when_idle,
+                on_step=_echo,
+                on_unbuilt=None if quiet else _warn_unbuilt,
+                stop=stop,
+                say=_say,
+            )
+    return stopping.exit_code
+
+
+def _exit_if_stopped(code: int | None, *, quietly: bool = False) -> None:
+    if code is not None:
+        if not quietly:
+            click.echo("worker stopped", err=True)
+        sys.exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _warn_unbuilt(agent_id: UUID, error: AgentError) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -12,6 +14,9 @@ from rich.progress import Progress, TaskID
 
 from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.chain_walk import first_break
+from agentlog.adapters.liveness import worker_gone, worker_id
+from agentlog.adapters.outages import Outage, is_outage
+from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.views import Store
 from agentlog.cli import audit_render, render
 from agentlog.cli.catch_up import no_catch_up_option, reading
@@ -115,7 +120,7 @@ def status(settings: Settings, as_json: bool) -> None:
     """Position, lag and version of each view."""
     with settings.store(catch_up=False) as store:
         report = store.views.status()
-    rows = [render.view_status(s) for s in report]
+    rows = [render.view_status(s, partial(worker_gone, claimed_at=_UNKNOWN_START)) for s in report]
     if as_json:
         click.echo(render.dumps(rows))
         return
@@ -132,27 +137,53 @@ def status(settings: Settings, as_json: bool) -> None:
 @projections.command()
 @click.argument("names", nargs=-1, shell_complete=view_names)
 @click.option("--all", "all_views", is_flag=True, help="Rebuild every view.")
+@click.option(
+    "--downgrade",
+    is_flag=True,
+    help="Also replace views a newer agentlog built (after going back to this version).",
+)
 @pass_settings
-def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool) -> None:
+def rebuild(settings: Settings, names: tuple[str, ...], all_views: bool, downgrade: bool) -> None:
     """Rebuild views from position 0 into fresh tables, then swap them in.
 
-    The old tables keep serving readers until the new ones have caught up.
+    The old tables keep serving readers until the new ones have caught up. SIGINT or
+    SIGTERM abandons the new builds (their tables are dropped; status says so) and
+    exits with 130 or 143.
     """
     if bool(names) == all_views:
         raise click.UsageError("name the views to rebuild, or give --all")
-    with settings.store(catch_up=False) as store:
+    stop = threading.Event()
+    signals = StopOnSignals(stop, stopping="abandoning the rebuild")
+    with settings.store(catch_up=False) as store, signals as stopping:
         chosen = names or tuple(store.views.views)
         for name in chosen:
             store.views.view_class(name)  # unknown names fail before any work
         with Progress() as bar:  # all of them in one pass over the log
             task = bar.add_task(f"rebuild {', '.join(chosen)}", total=None)
-            builds = store.views.rebuild_many(chosen, partial(_advance, bar, task))
+            try:
+                builds = store.views.rebuild_many(
+                    chosen, partial(_advance, bar, task, stop), worker_id(), downgrade=downgrade
+                )
+            except _InterruptedError:
+                bar.stop()
+                click.echo(f"rebuild interrupted: abandoned {', '.join(chosen)}", err=True)
+                sys.exit(stopping.exit_code or 130)
             done = max(build.position for build in builds)
             bar.update(task, completed=done, total=max(done, 1))
     click.echo(f"rebuilt: {', '.join(chosen)}")
 
 
-def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+_UNKNOWN_START = datetime(9999, 1, 1, tzinfo=UTC)
+"""Builds record no start time: the owner is gone only if its pid is (reuse unknown)."""
+
+
+class _InterruptedError(Exception):
+    """A stop signal arrived during a rebuild."""
+
+
+def _advance(bar: Progress, task: TaskID, stop: threading.Event, done: int, total: int) -> None:
+    if stop.is_set():
+        raise _InterruptedError
     bar.update(task, completed=done, total=total)
 
 
@@ -168,24 +199,39 @@ def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
 @click.option("--once", is_flag=True, help="Catch up once and exit.")
 @pass_settings
 def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> None:
-    """Follow the log: keep the named views (default: all) up to date, as a process."""
-    with settings.store(catch_up=False) as store:
+    """Follow the log: keep the named views (default: all) up to date, as a process.
+
+    The database going away is waited out (one line when it goes, one when it is back);
+    SIGINT or SIGTERM stops it after the batch under way (exit 130 or 143).
+    """
+    stop = threading.Event()
+    signals = StopOnSignals(stop, stopping="stopping after the batch under way")
+    with settings.store(catch_up=False) as store, signals as stopping:
         for name in names:
             store.views.view_class(name)
-        wait = store.waiter(poll)
+        wait, outage = store.waiter(poll), Outage(partial(click.echo, err=True), stop)
         reported: set[str] = set()
-        while True:
+        while not stop.is_set():
             try:  # a stopped view is reported once; the others keep being followed
                 store.views.catch_up(names)
+                outage.over()
             except ViewFailedError as e:
                 if str(e) not in reported:
                     reported.add(str(e))
                     click.echo(f"Error: {e}", err=True)
                 if once:
                     raise SystemExit(1) from None
+            except Exception as e:
+                if once or not is_outage(e):
+                    raise
+                outage.wait(e)
+                continue
             if once:
                 return
             wait()
+    if stopping.exit_code is not None:
+        click.echo("projections run stopped", err=True)
+        sys.exit(stopping.exit_code)
 
 
 def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate:

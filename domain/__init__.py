@@ -20,6 +20,7 @@ from agentlog.domain.errors import (
     OpenCallsError,
     PermissionRequiredError,
     RerunNotAllowedError,
+    SessionCommandError,
     StaleSnapshotError,
     StorageURLError,
     StoredEventError,
@@ -31,6 +32,9 @@ from agentlog.domain.errors import (
     UnknownCallError,
     UnknownTopicError,
 )
+from agentlog.domain.item_messages import item_message
+from agentlog.domain.item_session import ItemSession, ItemSessionState, session_uuid
+from agentlog.domain.session_log import SessionLog
 from agentlog.domain.values import (
     AgentConfig,
     CallStage,
@@ -66,6 +70,8 @@ __all__ = [
     "EffectClass",
     "ForkPointError",
     "InvalidEventDataError",
+    "ItemSession",
+    "ItemSessionState",
     "Lineage",
     "NoTaskRunningError",
     "OpenCallsError",
@@ -73,6 +79,8 @@ __all__ = [
     "Phase",
     "Policy",
     "RerunNotAllowedError",
+    "SessionCommandError",
+    "SessionLog",
     "StaleSnapshotError",
     "Status",
     "StorageURLError",
@@ -88,4 +96,6 @@ __all__ = [
     "UnknownTopicError",
     "args_hash",
     "event_digest",
+    "item_message",
+    "session_uuid",
 ]

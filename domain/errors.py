@@ -328,3 +328,15 @@ class AgentExistsError(AgentError):
         )
         self.agent_id = agent_id
         self.reason = reason
+
+
+class SessionCommandError(AgentError):
+    """An agentlog command was given to an SDK session, whose items only its SDK adds."""
+
+    def __init__(self, agent_id: UUID, command: str) -> None:
+        super().__init__(
+            f"agent {agent_id} is an SDK session: its items are added through the SDK's "
+            f"session, not by '{command}' (fork it to branch, export it to read it)"
+        )
+        self.agent_id = agent_id
+        self.command = command

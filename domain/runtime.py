@@ -8,26 +8,34 @@ as started before its tool runs. A started call found later without an outcome i
 handled by its effect class: pure and idempotent calls run again with the same
 idempotency key; a side-effecting call is never re-run blindly: its outcome is recorded
 as unknown and the tool's ``reconcile`` (or a person) decides.
+
+A claim (``ToolStarted``) ends when the call outlives its timeout, or at once when its
+worker is known to be gone (``domain/claims.py``). A worker told to stop (``interrupt``)
+starts nothing more: a pure or idempotent call it is running is recorded as failed with
+the error ``interrupted`` (the model may ask for it again); a side-effecting one is left
+as it is, started, for the next worker to settle as an unknown outcome.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from pydantic import ValidationError
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
 from agentlog.domain.call_check import checked_args
+from agentlog.domain.claims import WorkerGone, claim_is_dead, never_gone
 from agentlog.domain.compaction import due, summarize
 from agentlog.domain.errors import AgentError, CallTamperedError, SummaryFailedError
 from agentlog.domain.limits import limit_reached
@@ -74,9 +82,19 @@ class StepKind(StrEnum):
     BLOCKED = "blocked"  # an unknown outcome needs a person
     BUSY = "busy"  # another worker is running a call of this agent
     FINISHED = "finished"  # the task is over (or was never started)
+    INTERRUPTED = "interrupted"  # the worker was told to stop: nothing more was started
 
 
-STOPS = {StepKind.WAITING, StepKind.BLOCKED, StepKind.BUSY, StepKind.FINISHED}
+STOPS = {
+    StepKind.WAITING,
+    StepKind.BLOCKED,
+    StepKind.BUSY,
+    StepKind.FINISHED,
+    StepKind.INTERRUPTED,
+}
+Patience = Callable[[Exception], bool]
+"""Called when the store cannot be reached while an outcome waits to be recorded: waits,
+and says whether to try again (False: give up, the claim is left to the next worker)."""
 
 
 class Step(Frozen):
@@ -146,11 +164,16 @@ class Runtime:
         worker_id: str,
         transcripts: TranscriptSource | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        interrupt: threading.Event | None = None,
+        gone: WorkerGone = never_gone,
+        patience: Patience = lambda error: False,
         summarizer: Model | None = None,
     ) -> None:
         self.log, self.model, self.tools, self.worker_id = log, model, dict(tools), worker_id
         self.transcripts = transcripts or LogTranscript(log)
         self.now = now
+        self.interrupt = interrupt or threading.Event()
+        self.gone, self.patience = gone, patience
         self.summarizer = summarizer or model
         """Who summarises when an agent's context passes its compaction size."""
 
@@ -158,6 +181,8 @@ class Runtime:
         """Load the agent, do the single next thing, save. Losing a race re-decides."""
         for _ in range(RACE_RETRIES):
             agent = self.log.get(agent_id)
+            if self.interrupt.is_set():
+                return self._step(agent, StepKind.INTERRUPTED, "stopped before the step")
             try:
                 return self._next(agent)
             except IntegrityError:
@@ -231,7 +256,9 @@ class Runtime:
             return self._requested(agent, call_id, call)
         if call.stage is CallStage.GRANTED:
             return self._run_call(agent, call_id, call)
-        if call.stage is CallStage.STARTED and self._is_dead(agent, call):
+        if call.stage is CallStage.STARTED and claim_is_dead(
+            self.log, agent, call, self.now(), self.gone
+        ):
             return self._recover(agent, call_id, call)
         if call.stage is CallStage.OUTCOME_UNKNOWN:
             return self._reconcile(agent, call_id, call)
@@ -247,10 +274,6 @@ class Runtime:
             self.log.save(agent)
             return self._step(agent, StepKind.ASKED, call_id)
         return self._run_call(agent, call_id, call)
-
-    def _is_dead(self, agent: Agent, call: CallState) -> bool:
-        timeout = timedelta(seconds=agent.config.tool_timeout)
-        return call.started_at is None or self.now() - call.started_at > timeout
 
     def _recover(self, agent: Agent, call_id: str, call: CallState) -> Step:
         if call.effect is EffectClass.SIDE_EFFECTING:
@@ -281,10 +304,16 @@ class Runtime:
             args = checked_args(self.log, agent, call_id, call)
         except CallTamperedError as e:
             return self._refuse(agent, e)
+        if self.interrupt.is_set():  # told to stop: a call not started is not started
+            return self._step(agent, StepKind.INTERRUPTED, f"{call_id} not started")
         agent.start_tool(call_id, worker_id=self.worker_id)
         self.log.save(agent)  # saved before the tool runs: this is the claim on the call
         key = agent.calls[call_id].idempotency_key
-        outcome = run_tool(tool, call.tool, args, key, agent.config.tool_timeout)
+        timeout = agent.config.tool_timeout
+        outcome = run_tool(tool, call.tool, args, key, timeout, interrupt=self.interrupt)
+        if outcome.interrupted and call.effect is EffectClass.SIDE_EFFECTING:
+            detail = f"{call_id} left started: the next worker settles its outcome"
+            return self._step(agent, StepKind.INTERRUPTED, detail)
         return self._record_outcome(agent.id, call_id, call.effect, outcome)
 
     def _refuse(self, agent: Agent, error: CallTamperedError) -> Step:
@@ -297,6 +326,19 @@ class Runtime:
     def _record_outcome(
         self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
     ) -> Step:
+        """Record what the tool gave; while the store is out of reach, wait for it
+        (``patience``): the tool ran, and its outcome must not be lost."""
+        while True:
+            try:
+                return self._try_record_outcome(agent_id, call_id, effect, outcome)
+            except (OperationalError, InterfaceError) as e:
+                if not self.patience(e):
+                    raise
+
+    def _try_record_outcome(
+        self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
+    ) -> Step:
+        kind = StepKind.INTERRUPTED if outcome.interrupted else StepKind.TOOL
         for _ in range(RACE_RETRIES):  # re-record the result, never re-run the tool
             agent = self.log.get(agent_id)
             try:
@@ -311,9 +353,7 @@ class Runtime:
                 continue
             except AgentError as e:  # another worker took the call over (it looked dead)
                 return self._step(agent, StepKind.BUSY, f"{call_id}: {e}")
-            return self._limit(agent) or self._step(
-                agent, StepKind.TOOL, f"{call_id}: {outcome.summary}"
-            )
+            return self._limit(agent) or self._step(agent, kind, f"{call_id}: {outcome.summary}")
         return self._step(self.log.get(agent_id), StepKind.BUSY, "lost too many races")
 
     def _ask_model(self, agent: Agent) -> Step:

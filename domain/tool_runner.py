@@ -2,12 +2,14 @@
 
 A tool's failure is an outcome, not a crash. A call that outlives its timeout is
 remembered for as long as its thread lives, so this process never reconciles a call
-that may still act.
+that may still act. A worker that is told to stop (``interrupt``) stops waiting for
+the tool: the outcome says so, and the runtime decides what to record.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from pydantic import JsonValue, ValidationError
 
@@ -21,6 +23,7 @@ class Outcome(Frozen):
     result: JsonValue = None
     error: str | None = None
     timed_out: bool = False
+    interrupted: bool = False
 
     @property
     def summary(self) -> str:
@@ -28,10 +31,22 @@ class Outcome(Frozen):
         return f"error: {self.error}" if self.error is not None else "ok"
 
 
+INTERRUPTED = "interrupted"
+"""The error of a call whose worker was stopped while it ran (it may run again)."""
+_SLICE = 0.05  # seconds between looks at the interrupt while a tool runs
+
+
 def run_tool(
-    tool: Tool | None, name: str, args: dict[str, JsonValue], key: str, timeout: float
+    tool: Tool | None,
+    name: str,
+    args: dict[str, JsonValue],
+    key: str,
+    timeout: float,
+    *,
+    interrupt: threading.Event | None = None,
 ) -> Outcome:
-    """Run a tool with validated arguments, in a thread, within ``timeout`` seconds."""
+    """Run a tool with validated arguments, in a thread, within ``timeout`` seconds;
+    stop waiting for it as soon as ``interrupt`` is set."""
     if tool is None:
         return Outcome(error=f"unknown tool {name!r}")
     try:
@@ -40,20 +55,37 @@ def run_tool(
         return Outcome(error=f"invalid arguments: {short_errors(e)}")
     box: list[Outcome] = []
 
+    finished = threading.Event()
+
     def target() -> None:
         try:
             box.append(Outcome(result=tool.run(parsed, key)))
         except Exception as e:  # a tool's failure is an event, not a crash
             box.append(Outcome(error=f"{type(e).__name__}: {e}"))
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    _wait(finished, timeout, interrupt)
     if not box:
         with _OVERDUE_LOCK:
             _OVERDUE[key] = thread  # it may still act: never reconcile it while it runs
+        if interrupt is not None and interrupt.is_set():
+            return Outcome(error=INTERRUPTED, interrupted=True)
         return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
     return box[0]
+
+
+def _wait(finished: threading.Event, timeout: float, interrupt: threading.Event | None) -> None:
+    """Until the tool finished, the timeout passed, or the worker is told to stop."""
+    if interrupt is None:
+        finished.wait(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while not interrupt.is_set() and (left := deadline - time.monotonic()) > 0:
+        if finished.wait(min(_SLICE, left)):
+            return
 
 
 _OVERDUE: dict[str, threading.Thread] = {}

@@ -2,7 +2,12 @@
 
 from agentlog.projections.audit import AuditTrail
 from agentlog.projections.catalog import Build
-from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewStoppedError
+from agentlog.projections.errors import (
+    UnknownViewError,
+    ViewFailedError,
+    ViewStoppedError,
+    ViewTooNewError,
+)
 from agentlog.projections.projections import Projections, ViewStatus
 from agentlog.projections.runnable import RunnableAgents
 from agentlog.projections.state import AgentStates
@@ -26,4 +31,5 @@ __all__ = [
     "ViewFailedError",
     "ViewStatus",
     "ViewStoppedError",
+    "ViewTooNewError",
 ]

@@ -29,6 +29,7 @@ from agentlog.projections.audit_rows import (
     MISSING,
     VERSION,
     Row,
+    item_kind,
     kind_of,
 )
 from agentlog.projections.bulk import BulkWrite
@@ -126,6 +127,8 @@ class AuditTrail(View):
             kind = known.get(cls := type(event), MISSING)
             if kind is MISSING:
                 kind = kind_of(cls)
+            if kind is not None and kind.by_item:
+                kind = item_kind(event)
             if kind is None:
                 continue
             agent_id = ids.get(key := event.originator_id.int)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentlog.domain import Agent, Policy
+from agentlog.domain import Agent, ItemSession, Policy
 from agentlog.projections.seal import Seal
 from agentlog.projections.view import clean
 
@@ -130,6 +130,27 @@ def _finish(row: Row, event: Any, outcome: str, detail: str | None) -> None:
     row[DETAIL] = detail
 
 
+def sdk_call_row(agent_id: str, position: int, event: Any, seal: Seal) -> Row:
+    """The row of a function call an OpenAI Agents SDK session recorded (the SDK ran it:
+    no agentlog policy or grant decided it)."""
+    item, when = event.item, event.timestamp
+    args = item.get("arguments")
+    text = args if isinstance(args, str) else _json(args)
+    return [
+        *(agent_id, event.originator_version, position, clean(str(item.get("call_id")))),
+        *(clean(str(item.get("name") or "?")), seal.close(clean(text)), None, None, None),
+        *(clean(event.actor), when, None, None, None, "pending", 0, None, None, None, None),
+        *(None, event.originator_version),
+    ]
+
+
+def _sdk_output(row: Row, event: Any, seal: Seal) -> None:
+    output = event.item.get("output")
+    text = output if isinstance(output, str) else _json(output)
+    _finish(row, event, "succeeded", None)
+    row[RESULT_SIZE] = len(text.encode())
+
+
 @dataclass(frozen=True)
 class Kind:
     """What an event of one class does to the audit: start a row, or change its call's."""
@@ -138,6 +159,7 @@ class Kind:
     update: Update | None
     opens: bool = False  # a call the agent keeps open under its id
     closes: bool = False  # the agent has no call with that id any more (until a new ToolCalled)
+    by_item: bool = False  # an SDK session's item: what it does depends on its type
 
 
 _KINDS: tuple[tuple[type[Any], Kind], ...] = (
@@ -152,7 +174,21 @@ _KINDS: tuple[tuple[type[Any], Kind], ...] = (
     (Agent.ToolOutcomeUnknown, Kind(None, _unknown)),
     (Agent.OutcomeUndecided, Kind(None, _undecided)),
     (Agent.ToolCallRefused, Kind(None, _refused, closes=True)),
+    (ItemSession.ItemAdded, Kind(None, None, by_item=True)),
 )
+_ITEMS = {
+    "function_call": Kind(sdk_call_row, None, opens=True),
+    "function_call_output": Kind(None, _sdk_output, closes=True),
+}
+
+
+def item_kind(event: Any) -> Kind | None:
+    """What an SDK session's item does: a function call starts a row, its output ends it."""
+    item = event.item
+    kind = _ITEMS.get(item.get("type"))
+    return kind if kind is not None and isinstance(item.get("call_id"), str) else None
+
+
 KINDS: dict[type[Any], Kind | None] = {}
 """What events of each class seen so far do (filled by :func:`kind_of`)."""
 MISSING = Kind(None, None)

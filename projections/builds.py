@@ -7,7 +7,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.schema import CreateTable
 
 from agentlog.projections import catalog
-from agentlog.projections.catalog import ACTIVE, DROPPED, RETIRED, Build
+from agentlog.projections.catalog import ABANDONED, ACTIVE, DROPPED, RETIRED, Build
 from agentlog.projections.view import View
 
 
@@ -48,7 +48,10 @@ def swap(engine: Engine, view: View, new: Build) -> int | None:
     (returned).
 
     The build retired now keeps its tables (a reader may have looked it up a moment
-    ago); builds retired at earlier swaps are dropped now.
+    ago); builds retired at earlier swaps are dropped now. The build of a newer view
+    version (made by a newer agentlog, during a rolling upgrade) is never replaced by
+    an older one made by itself (no owner: not a rebuild someone asked for): the older
+    build is retired instead.
     """
     view_name = view.name
     with engine.begin() as conn:
@@ -56,6 +59,9 @@ def swap(engine: Engine, view: View, new: Build) -> int | None:
     with engine.begin() as conn:
         earlier = catalog.retired(conn, view_name)
         old = catalog.find(conn, view_name, ACTIVE)
+        if old is not None and old.version > new.version and new.owner is None:
+            catalog.set_status(conn, new.build, RETIRED)
+            return None
         if not catalog.activate(conn, new.build):  # compare-and-set on 'building'
             return None  # another follower finished this build and swapped it in already
         if old is not None:
@@ -70,3 +76,10 @@ def drop_build(engine: Engine, view_name: str, build: int) -> None:
     drop_build_tables(engine, view_name, build)
     with engine.begin() as conn:
         catalog.set_status(conn, build, DROPPED)
+
+
+def abandon(engine: Engine, view_name: str, build: int) -> None:
+    """Give up on a build nobody will finish: drop its tables, mark it abandoned."""
+    drop_build_tables(engine, view_name, build)
+    with engine.begin() as conn:
+        catalog.set_status(conn, build, ABANDONED)

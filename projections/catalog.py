@@ -4,11 +4,16 @@ One row per build in ``agentlog_view_builds``. A build's ``position`` is the id 
 last notification it applied, updated in the same transaction as its rows. A view has at
 most one ``active`` build (the one readers use) and at most one ``building`` build (a new
 version catching up); the swap happens in one transaction once the new build caught up.
+A build that ``agentlog projections rebuild`` started records its ``owner`` (host:pid);
+one it gave up on (interrupted) is ``abandoned`` and its tables dropped. ``made_by``
+says which agentlog made a build (a newer one's builds are never replaced by an older).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
 from sqlalchemy import (
@@ -21,11 +26,13 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
     update,
 )
 
 ACTIVE, BUILDING, RETIRED, DROPPED = "active", "building", "retired", "dropped"
+ABANDONED = "abandoned"
 
 metadata = MetaData()
 builds = Table(
@@ -37,7 +44,11 @@ builds = Table(
     Column("status", String(20), nullable=False),
     Column("position", BigInteger, nullable=False, default=0),
     Column("error", Text, nullable=True),
+    Column("owner", String(200), nullable=True),
+    Column("made_by", String(100), nullable=True),
 )
+ADDED_COLUMNS = ("owner", "made_by")
+"""Columns added after the table was first made: ``upgrade`` adds them where missing."""
 skips = Table(
     "agentlog_view_skips",
     metadata,
@@ -59,6 +70,26 @@ class Build:
     status: str
     position: int
     error: str | None
+    owner: str | None = None
+    made_by: str | None = None
+
+
+def upgrade(conn: Connection) -> None:
+    """Add the columns a catalog made by an older agentlog lacks (they may be empty)."""
+    present = {c["name"] for c in inspect(conn).get_columns(builds.name)}
+    for name in ADDED_COLUMNS:
+        if name not in present:
+            column = builds.c[name]
+            kind = column.type.compile(conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE {builds.name} ADD COLUMN "{name}" {kind}')
+
+
+def agentlog_version() -> str:
+    """The agentlog that is running, as builds record it."""
+    try:
+        return f"agentlog {package_version('agentlog')}"
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "agentlog"
 
 
 def builds_of(conn: Connection, view: str) -> list[Build]:
@@ -78,15 +109,32 @@ def find(conn: Connection, view: str, status: str) -> Build | None:
     return next((b for b in builds_of(conn, view) if b.status == status), None)
 
 
+def last_abandoned(conn: Connection, view: str) -> Build | None:
+    """The view's newest build, if it was abandoned (a later build makes it history)."""
+    query = select(builds).where(builds.c.view == view).order_by(builds.c.build.desc())
+    row = conn.execute(query.limit(1)).first()
+    build = None if row is None else Build(**row._mapping)
+    return build if build is not None and build.status == ABANDONED else None
+
+
 def positions(conn: Connection, ids: list[int]) -> dict[int, int]:
     """Where each of these builds stands (builds that no longer exist are left out)."""
     query = select(builds.c.build, builds.c.position).where(builds.c.build.in_(ids))
     return {row.build: row.position for row in conn.execute(query)}
 
 
-def new_build(conn: Connection, view: str, version: int, status: str) -> Build:
-    """Register a new, empty build at position 0."""
-    values = {"view": view, "version": version, "status": status, "position": 0}
+def new_build(
+    conn: Connection, view: str, version: int, status: str, owner: str | None = None
+) -> Build:
+    """Register a new, empty build at position 0 (``owner``: the process that builds it)."""
+    values = {
+        "view": view,
+        "version": version,
+        "status": status,
+        "position": 0,
+        "owner": owner,
+        "made_by": agentlog_version(),
+    }
     result = conn.execute(insert(builds).values(**values))
     (build_id,) = result.inserted_primary_key or (None,)
     assert build_id is not None

@@ -50,3 +50,16 @@ class SealedValueError(AgentError):
             f"views: `agentlog projections rebuild --all`"
         )
         self.reason = reason
+
+
+class ViewTooNewError(AgentError):
+    """A view was built by a newer agentlog (a newer view version) than this one."""
+
+    def __init__(self, view: str, built: int, known: int) -> None:
+        super().__init__(
+            f"view {view} is at version {built}, made by a newer agentlog (this one knows "
+            f"version {known}): upgrade agentlog to rebuild it"
+        )
+        self.view = view
+        self.built = built
+        self.known = known

@@ -13,6 +13,11 @@ position by compare-and-set (``catalog.advance``), so a batch is applied exactly
   in memory since their last flush and go on from their positions).
 - Several followers of one build are safe together: a batch is applied only by the
   follower whose compare-and-set succeeds; the others re-read the position and go on.
+  A view may read rows another follower wrote after this one read the position (then
+  its handler may fail on rows newer than its batch): a handler that fails on a build
+  that moved meanwhile has lost that race, not failed; it goes on from the new position.
+- The database going away is not a view's failure: such errors (``is_outage``) pass
+  through unrecorded, and the caller tries again later from the positions.
 - An event whose topic names no class in this process (a user's own aggregate, read
   without its module) is skipped by every build, and counted with the position it
   moves past; so is an event a view says it does not keep (``View.skipped``). An event
@@ -37,6 +42,7 @@ from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
 from agentlog.projections.errors import ViewFailedError
+from agentlog.projections.outages import is_outage
 from agentlog.projections.seal import Seal
 from agentlog.projections.view import Positioned, View
 
@@ -91,6 +97,8 @@ def _handle(track: _Track, action: Callable[..., None], *args: Any) -> None:
     try:
         action(*args)
     except Exception as e:
+        if is_outage(e):
+            raise  # the database, not the view: nothing to record, try again later
         raise _HandlerError(track, e) from e
 
 
@@ -248,9 +256,22 @@ class Follower:
                 conn.commit()
             except _HandlerError as e:
                 conn.rollback()
-                self._isolate(e, live)
+                if not self._raced(e, live):
+                    self._isolate(e, live)
                 return False
         return self._committed(done, moved)
+
+    def _raced(self, error: _HandlerError, live: list[_Track]) -> bool:
+        """Whether the failing build moved meanwhile (another follower applied the batch
+        first); if so, it goes on from there and the others from their positions."""
+        build = error.track.view.build
+        with self.engine.connect() as conn:
+            position = catalog.positions(conn, [build]).get(build, error.track.committed)
+        if position == error.track.committed:
+            return False
+        for track in live:
+            track.rewind(position if track is error.track else track.committed)
+        return True
 
     def _process(
         self, conn: Connection, live: list[_Track], batch: _Batch

@@ -11,9 +11,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentLog
 from agentlog.projections import catalog
-from agentlog.projections.builds import create_tables, drop_build, swap
+from agentlog.projections.builds import abandon, create_tables, drop_build, swap
 from agentlog.projections.catalog import ACTIVE, BUILDING, RETIRED, Build
-from agentlog.projections.errors import UnknownViewError, ViewFailedError, ViewStoppedError
+from agentlog.projections.errors import (
+    UnknownViewError,
+    ViewFailedError,
+    ViewStoppedError,
+    ViewTooNewError,
+)
 from agentlog.projections.follower import Follower, Progress
 from agentlog.projections.view import View
 
@@ -29,6 +34,8 @@ class ViewStatus:
     active: Build | None
     building: Build | None
     head: int
+    abandoned: Build | None = None
+    """The view's newest build, when a rebuild gave up on it (interrupted)."""
     skipped: int = 0
     """Events the serving build skipped: of aggregates it does not keep, or of topics
     no class was known for when it followed them."""
@@ -61,19 +68,25 @@ class Projections:
 
     def setup(self) -> None:
         """Create the catalog; give each view a serving build, and a new build if its
-        version changed (the old build keeps serving until the new one caught up)."""
+        version went up (the old build keeps serving until the new one caught up).
+
+        Builds of a newer version (a newer agentlog, in a rolling upgrade) are left as
+        they are: this code reads them as well as it can, and never replaces them.
+        """
         catalog.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            catalog.upgrade(conn)
         for cls in self.views.values():
             with self.engine.begin() as conn:  # the build and its tables, or neither
                 active = catalog.find(conn, cls.name, ACTIVE)
                 building = catalog.find(conn, cls.name, BUILDING)
-                if building is not None and building.version != cls.version:
-                    catalog.set_status(conn, building.build, RETIRED)  # of other code: redo
+                if building is not None and building.version < cls.version:
+                    catalog.set_status(conn, building.build, RETIRED)  # of older code: redo
                     building = None
                 if active is None:
                     new = catalog.new_build(conn, cls.name, cls.version, ACTIVE)
                     cls(new.build).metadata.create_all(conn)
-                elif active.version != cls.version and building is None:
+                elif active.version < cls.version and building is None:
                     new = catalog.new_build(conn, cls.name, cls.version, BUILDING)
                     create_tables(conn, cls(new.build))  # indexed when swapped in
 
@@ -111,13 +124,42 @@ class Projections:
         (build,) = self.rebuild_many([name], progress)
         return build
 
-    def rebuild_many(self, names: Sequence[str], progress: Progress | None = None) -> list[Build]:
+    def rebuild_many(
+        self,
+        names: Sequence[str],
+        progress: Progress | None = None,
+        owner: str | None = None,
+        *,
+        downgrade: bool = False,
+    ) -> list[Build]:
         """Rebuild several views in one pass over the log; each is swapped in once it
-        caught up (a view that fails stops alone, and its error is raised at the end)."""
+        caught up (a view that fails stops alone, and its error is raised at the end).
+
+        Interrupted (``KeyboardInterrupt``, or any exception from ``progress``), the new
+        builds not swapped in yet are abandoned: their tables dropped, the catalog says
+        so. ``owner`` (host:pid) is recorded with them. A view built by a newer agentlog
+        (a newer view version) is rebuilt only with ``downgrade``
+        (:class:`ViewTooNewError` otherwise).
+        """
         chosen = list(dict.fromkeys(self.view_class(name).name for name in names))
-        # Only the new builds are followed: the serving ones may be the stopped ones.
-        self._follow([self._new_build(name) for name in chosen], progress)
+        new = [self._new_build(name, owner or "", downgrade=downgrade) for name in chosen]
+        try:  # only the new builds are followed: the serving ones may be the stopped ones
+            self._follow(new, progress)
+        except ViewFailedError:
+            raise  # the failed build stays, with its error, for status to show
+        except BaseException:
+            self.abandon([b.build for b in new])
+            raise
         return [self._build(name, ACTIVE) for name in chosen]
+
+    def abandon(self, builds: Sequence[int]) -> None:
+        """Give up on those of these builds that are still being built."""
+        with self.engine.connect() as conn:
+            found = [b for v in self.views for b in catalog.builds_of(conn, v)]
+        for build in found:
+            if build.build in builds and build.status == BUILDING:
+                self._follower.forget(build.build)
+                abandon(self.engine, build.view, build.build)
 
     def status(self) -> list[ViewStatus]:
         """Position, lag and version of every view."""
@@ -129,7 +171,10 @@ class Projections:
                 building = catalog.find(conn, name, BUILDING)
                 skips = catalog.skipped(conn, [active.build]) if active else {}
                 events, topic = skips.get(active.build, (0, None)) if active else (0, None)
-                report.append(ViewStatus(name, cls.version, active, building, head, events, topic))
+                abandoned = catalog.last_abandoned(conn, name)
+                report.append(
+                    ViewStatus(name, cls.version, active, building, head, abandoned, events, topic)
+                )
         return report
 
     def table(self, conn: Connection, name: str, part: str = "") -> Table:
@@ -153,14 +198,20 @@ class Projections:
         except KeyError:
             raise UnknownViewError(name, sorted(self.views)) from None
 
-    def _new_build(self, name: str) -> Build:
-        """A fresh build of the view, replacing any build still catching up."""
+    def _new_build(self, name: str, owner: str, *, downgrade: bool) -> Build:
+        """A fresh build of the view, replacing any build still catching up (one of a
+        newer version only if asked to ``downgrade``)."""
         cls = self.view_class(name)
         with self.engine.begin() as conn:
             stale = catalog.find(conn, name, BUILDING)
+            newest = max(
+                (b.version for b in (stale, catalog.find(conn, name, ACTIVE)) if b), default=0
+            )
+            if newest > cls.version and not downgrade:
+                raise ViewTooNewError(name, newest, cls.version)
             if stale is not None:
                 catalog.set_status(conn, stale.build, RETIRED)
-            new = catalog.new_build(conn, name, cls.version, BUILDING)
+            new = catalog.new_build(conn, name, cls.version, BUILDING, owner)
             create_tables(conn, cls(new.build))
         if stale is not None:  # nobody reads a build that is not serving yet
             self._follower.forget(stale.build)

@@ -94,48 +94,75 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Cluster:
+    """A throwaway, 127.0.0.1-only PostgreSQL server of its own, which a test may stop and
+    start again (same port, same data directory); deleted at interpreter exit."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="agentlog-pg-"))
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
+            probe = subprocess.run(["id", "postgres"], check=False, capture_output=True)
+            if probe.returncode:
+                useradd = ["useradd", "--system", "--user-group", "--no-create-home"]
+                subprocess.run([*useradd, "postgres"], check=True, capture_output=True)
+            shutil.chown(self.tmp, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.bindir, self.data, self.port = bindir, self.tmp / "data", _free_port()
+        self.log = self.tmp / "server.log"
+        atexit.register(_stop_cluster, self.run, self.data, self.tmp)
+        self.run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "--no-sync",
+                 "--encoding=UTF8", "--locale=C")  # fmt: skip
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.tmp}'",
+            "fsync": "off",
+            "full_page_writes": "off",
+            "synchronous_commit": "off",
+        }
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self.start()
+        base = f"postgresql://{USER}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(base, autocommit=True) as conn:
+            alter = sql.SQL("ALTER ROLE {} PASSWORD {}")
+            conn.execute(alter.format(sql.Identifier(USER), sql.Literal(PASSWORD)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+    @property
+    def url(self) -> str:
+        """The test database's SQLAlchemy URL."""
+        return f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def run(self, *args: str) -> None:
+        """Run one of the server's programs as the cluster's owner."""
+        cmd = [*self.prefix, str(self.bindir / args[0]), *args[1:]]
+        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=self.tmp)
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        try:
+            self.run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.log))
+        except subprocess.CalledProcessError as exc:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            exc.stderr = tail
+            raise
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions, drop connections)."""
+        self.run("pg_ctl", "stop", "-w", "-D", str(self.data), "-m", mode)
+
+
+def own_cluster() -> Cluster | None:
+    """A server of its own for a test that restarts it; None without server binaries."""
+    bindir = _find_bindir()
+    return None if bindir is None else Cluster(bindir)
+
+
 def _start_cluster(bindir: Path) -> str:
-    """Initialise and start a throwaway cluster; register its teardown."""
-    tmp = Path(tempfile.mkdtemp(prefix="agentlog-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
-        probe = subprocess.run(["id", "postgres"], check=False, capture_output=True)
-        if probe.returncode:
-            useradd = ["useradd", "--system", "--user-group", "--no-create-home"]
-            subprocess.run([*useradd, "postgres"], check=True, capture_output=True)
-        shutil.chown(tmp, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-
-    def run(*args: str) -> None:
-        cmd = [*prefix, str(bindir / args[0]), *args[1:]]
-        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp)
-
-    data, port = tmp / "data", _free_port()
-    atexit.register(_stop_cluster, run, data, tmp)
-    run("initdb", "-D", str(data), "-U", USER, "--auth=trust", "--no-sync",
-        "--encoding=UTF8", "--locale=C")  # fmt: skip
-    settings = {
-        "listen_addresses": "'127.0.0.1'",
-        "port": str(port),
-        "unix_socket_directories": f"'{tmp}'",
-        "fsync": "off",
-        "full_page_writes": "off",
-        "synchronous_commit": "off",
-    }
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-    log = tmp / "server.log"
-    try:
-        run("pg_ctl", "start", "-w", "-D", str(data), "-l", str(log))
-    except subprocess.CalledProcessError as exc:
-        exc.stderr = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise
-    base = f"postgresql://{USER}@127.0.0.1:{port}/postgres"
-    with psycopg.connect(base, autocommit=True) as conn:
-        alter = sql.SQL("ALTER ROLE {} PASSWORD {}")
-        conn.execute(alter.format(sql.Identifier(USER), sql.Literal(PASSWORD)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-    return f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
+    """Initialise and start the test session's throwaway cluster."""
+    return Cluster(bindir).url
 
 
 def _stop_cluster(run: Callable[..., None], data: Path, tmp: Path) -> None:

@@ -12,6 +12,9 @@ it opens the store as that command does (``open_store``, views not embedded) and
 until none is left (``exit_when_idle``). The worker builds each agent's model from its
 config, so those agents must name theirs (``scripted:SCRIPT``); SCRIPT is not read.
 The AGENT_IDs are the agents it must finish; it takes any runnable agent of the store.
+With ``--signals`` it also stops on SIGINT/SIGTERM as ``agentlog worker`` does (and exits
+with 128 + the signal's number); ``--worker-id host:pid`` names it as ``agentlog worker``
+does, so that the next worker can tell when it is gone.
 
 It prints flushed lines the parent can time kills by:
 
@@ -46,6 +49,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Recording
 
 from agentlog.adapters.scripted import ScriptedModel
+from agentlog.adapters.stopping import STOP_SIGNALS, StopOnSignals
 from agentlog.adapters.storage import env_for
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import open_store
@@ -92,6 +96,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--snapshot-interval", type=int, default=None)
     parser.add_argument(
         "--views", action="store_true", help="run Worker.work on the runnable view instead"
+    )
+    parser.add_argument(
+        "--signals", action="store_true", help="with --views: stop on SIGINT/SIGTERM"
     )
     parser.add_argument(
         "--pause-after-unknown",
@@ -152,7 +159,7 @@ def work_views(args: argparse.Namespace) -> int:
     """Run ``Worker.work`` on the store's runnable view until idle; the exit status."""
     store = open_store(args.url, embedded=False, catch_up=False)  # as `agentlog worker` does
     tools = ToolRegistry(counting_tools(Ledger(args.ledger), delay=args.delay))
-    worker = Worker(store, tools, args.worker_id)
+    worker = Worker(store, tools, None if args.worker_id == "host:pid" else args.worker_id)
     logging.getLogger("agentlog.adapters.worker").addHandler(ErrorLines(logging.WARNING))
     stop = threading.Event()
     print("ready", flush=True)
@@ -160,11 +167,17 @@ def work_views(args: argparse.Namespace) -> int:
         sys.stdin.readline()
     timer = threading.Timer(args.deadline, stop.set)
     timer.start()
+    signals = StopOnSignals(stop, STOP_SIGNALS if args.signals else ())
     try:
         on_step = partial(report, pause_after_unknown=args.pause_after_unknown)
-        worker.work(poll=args.poll, exit_when_idle=True, on_step=on_step, stop=stop)
+        with signals:
+            worker.work(poll=args.poll, exit_when_idle=True, on_step=on_step, stop=stop)
     finally:
         timer.cancel()
+    if signals.exit_code is not None:
+        print("stopped", "-", flush=True)
+        store.close()
+        return signals.exit_code
     finished = all(store.log.get(agent_id).status.is_final for agent_id in args.agents)
     status = 0 if finished else OUT_OF_TIME if stop.is_set() else STUCK
     print("done" if status == 0 else f"exit {status}", "-", flush=True)
