@@ -1,4 +1,5 @@
-"""Agent ids from what people type: a whole id, or a unique prefix of one.
+"""Agent ids from what people type: a whole id, a unique prefix of one, or
+``thread:THREAD_ID`` for a LangGraph thread stored by ``AgentLogSaver``.
 
 Prefixes resolve through the state view's primary-key index (a range query), so a
 short id costs one indexed lookup however long the log is. Only when the view is behind
@@ -14,13 +15,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentError, AgentLog, AmbiguousAgentError, UnknownAgentError
+from agentlog.domain.graph_thread import thread_uuid
 from agentlog.projections import Projections
 
+THREAD_PREFIX = "thread:"
 _ID_CHARS = frozenset(string.hexdigits.lower() + "-")
 
 
 def resolve(log: AgentLog, views: Projections | None, ref: str) -> UUID:
-    """The id of the one agent whose id is ``ref`` or starts with it."""
+    """The id of the one agent whose id is ``ref`` or starts with it (or of the
+    LangGraph thread ``thread:THREAD_ID``)."""
+    if ref.startswith(THREAD_PREFIX):
+        return thread_uuid(ref.removeprefix(THREAD_PREFIX))
     try:
         return UUID(ref)
     except ValueError:

@@ -63,16 +63,19 @@ Target = Engine | Path
 ``sqlite3`` itself, so that a worker's start does not pay for building an engine)."""
 
 
-def check_key(app: Application[Any], engine: Target, url: str) -> None:
+def check_key(app: Application[Any], engine: Target, url: str, *, writable: bool = True) -> None:
     """Raise a :class:`CipherKeyError` unless ``app``'s cipher is the store's own.
 
     ``engine`` is on the store's database (or is its SQLite file); ``url`` only names
-    the store in errors.
+    the store in errors. A store that may not be written (a read-only copy) without a
+    recorded check is checked by its first event alone.
     """
     cipher, shown = app.mapper.cipher, displayed(url)
-    found = _recorded(engine, app.name)
+    found = _recorded(engine, app.name, writable)
     if found is None:
         _check_first_event(app, shown)
+        if not writable:
+            return
         found = _record(engine, app.name, cipher)
     (token,) = found
     if token is None and cipher is not None:
@@ -92,10 +95,12 @@ def displayed(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _recorded(target: Target, name: str) -> tuple[str | None] | None:
+def _recorded(target: Target, name: str, writable: bool = True) -> tuple[str | None] | None:
     try:
         return _read(target, name)
     except (SQLAlchemyError, sqlite3.Error):  # no table yet: a new or pre-check store
+        if not writable:
+            return None
         _create_table(target)
         return _read(target, name)
 

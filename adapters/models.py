@@ -53,11 +53,16 @@ def model_for(spec: str) -> Model:
         path = Path(rest)
         if not path.is_file():
             raise ModelSpecError(spec, f"no script file {path}")
-        return ScriptedModel.from_file(path)
+        try:
+            return ScriptedModel.from_file(path)
+        except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON, not decisions
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelSpecError(spec, f"script file {path} cannot be used: {reason}") from None
     try:
         from agentlog.adapters.openai_model import OpenAIChatModel  # the 'openai' extra
     except ImportError as e:
-        raise ModelSpecError(spec, f"the 'openai' extra is not installed ({e.name})") from None
+        reason = f"the 'openai' extra is not installed (module {e.name} is missing): "
+        raise ModelSpecError(spec, reason + "pip install 'agentlog[openai]'") from None
     try:
         return OpenAIChatModel.from_spec(rest)
     except ModelCallError as e:

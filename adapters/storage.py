@@ -15,20 +15,26 @@ the URL, so URLs can be logged. A store opens only with the key it was created w
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from agentlog.adapters.key_check import check_key, validate_key
+from agentlog.adapters import store_format
+from agentlog.adapters.key_check import check_key, displayed, validate_key
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import StorageURLError
+from agentlog.domain.store_errors import EXTRAS, MissingExtraError, missing_extra
 
 DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
 ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 
 
 def open_log(
@@ -38,50 +44,147 @@ def open_log(
     snapshot_interval: int | None = None,
     engine: Engine | None = None,
     aggregate_cache: int | None = None,
+    create: bool = True,
+    force: bool = False,
     log_class: type[AgentLog] = AgentLog,
 ) -> AgentLog:
-    """An :class:`AgentLog` on the store the URL names (created if missing).
+    """An :class:`AgentLog` on the store the URL names.
 
-    The key must be the one the store was created with, or none if it had none
-    (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same database,
-    if the caller has one, for the key check. ``log_class``: a subclass of your own
-    (same ``name``, same store).
+    ``create``: make the store if there is none (else :class:`NoStoreError`, and nothing
+    is written); ``force``: even in a SQLite file that holds other programs' tables. A
+    store whose file or folder may not be written is opened read-only. The store must be
+    of the engine the URL asks for, and the key the one it was created with, or none if
+    it had none (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same
+    database, if the caller has one, for these checks. ``log_class``: a subclass of your
+    own (same ``name``, same store).
     """
     if cipher_key:
         validate_key(cipher_key)
+        require_extra("Crypto")
+    check_url(url)
+    if urlsplit(url).scheme == "memory":
+        env = env_for(
+            url,
+            cipher_key=cipher_key,
+            snapshot_interval=snapshot_interval,
+            aggregate_cache=aggregate_cache,
+        )
+        return log_class(env)  # a new, empty store on every open: nothing to check
+    read_only = is_read_only(url)
+    found = _find(url, engine, log_class.name)
+    store_format.check(found, displayed(url), engine_option(url), create=create, force=force)
     env = env_for(
         url,
         cipher_key=cipher_key,
         snapshot_interval=snapshot_interval,
         aggregate_cache=aggregate_cache,
+        read_only=read_only,
     )
     log = log_class(env)
-    if urlsplit(url).scheme == "memory":
-        return log  # a new, empty store on every open: nothing to check
-    native_sqlite = engine is None and urlsplit(url).scheme == "sqlite" and "engine=" not in url
-    checker: Engine | Path = sqlite_path(url) if native_sqlite else (engine or engine_for(url))
+    native_sqlite = engine is None and _is_sqlite(url) and engine_option(url) == "native"
+    target: Engine | Path
+    if native_sqlite and not read_only:
+        target = sqlite_path(url)
+    else:
+        target = engine or engine_for(url, read_only=read_only)
     try:
-        check_key(log, checker, url)
+        check_key(log, target, url, writable=not read_only)
+        if not read_only and (found.format is None or not found.format.recorded):
+            native = _is_sqlite(url) and engine_option(url) == "native"
+            layout = "stored_events" if native else f"{log.name}_events"
+            store_format.record(target, log.name, engine_option(url), layout)
     except BaseException:
         log.close()
         raise
     finally:
-        if engine is None and isinstance(checker, Engine):
-            checker.dispose()
+        if engine is None and isinstance(target, Engine):
+            target.dispose()
     return log
 
 
-def engine_for(url: str) -> Engine:
+def _find(url: str, engine: Engine | None, application: str) -> store_format.Found:
+    """What the database holds; a SQLite file is read without writing (no engine yet)."""
+    if _is_sqlite(url):
+        return store_format.find_in_sqlite(sqlite_path(url), displayed(url), application)
+    checker = engine or engine_for(url)
+    try:
+        return store_format.find_in_database(checker, application)
+    finally:
+        if engine is None:
+            checker.dispose()
+
+
+def is_read_only(url: str) -> bool:
+    """Whether the store is a SQLite file (or its folder) this process may not write."""
+    if not _is_sqlite(url):
+        return False
+    path = sqlite_path(url)
+    if not path.exists():
+        return False
+    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def require_extra(module: str) -> None:
+    """Raise :class:`MissingExtraError` if an optional extra's module cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        feature, extra = EXTRAS[module]
+        raise (missing_extra(e) or MissingExtraError(feature, extra, module)) from None
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`StorageURLError` for a URL agentlog cannot use (before any I/O)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("memory", "sqlite", *_POSTGRES_SCHEMES):
+        reason = "use memory://, sqlite:///PATH or postgresql+psycopg://..."
+        raise StorageURLError(displayed(url), reason)
+    env_for(url, create_folder=False)  # its options, and the path or database it names
+
+
+def engine_option(url: str) -> str:
+    """The engine a URL asks for (``native`` unless ``?engine=sqlalchemy``)."""
+    engine = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}.get("engine", "native")
+    if engine not in ENGINES:
+        raise StorageURLError(displayed(url), f"engine must be one of {', '.join(ENGINES)}")
+    return engine
+
+
+def _is_sqlite(url: str) -> bool:
+    return urlsplit(url).scheme == "sqlite"
+
+
+def engine_for(url: str, *, read_only: bool = False) -> Engine:
     """A SQLAlchemy engine on the database a storage URL names (for views, key check)."""
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
         return create_engine("sqlite://", poolclass=StaticPool)
     if scheme == "sqlite":
-        engine = create_engine(f"sqlite:///{sqlite_path(url)}", connect_args={"timeout": 30})
+        path = sqlite_path(url)
+        if read_only:
+            uri = store_format.readonly_uri(path)
+            return create_engine(f"sqlite:///{uri}&uri=true")
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    netloc_path = url.split("://", 1)[1].split("?", 1)[0]
-    return create_engine(f"postgresql+psycopg://{netloc_path}", pool_pre_ping=True)
+    try:
+        return create_engine(postgres_url(url), pool_pre_ping=True)
+    except ImportError as e:
+        raise (missing_extra(e) or e) from None
+
+
+def postgres_url(url: str) -> URL:
+    """The SQLAlchemy URL of a PostgreSQL storage URL (without agentlog's options)."""
+    try:
+        parsed = make_url(url.split("?", 1)[0])
+    except (ArgumentError, ValueError) as e:
+        reason = "its port is not a number" if "int()" in str(e) else f"not a valid URL ({e})"
+        raise StorageURLError(displayed(url), reason) from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StorageURLError(displayed(url), f"port {parsed.port} is not between 1 and 65535")
+    if not parsed.database:
+        raise StorageURLError(displayed(url), "name the database: postgresql+psycopg://HOST/DBNAME")
+    return parsed.set(drivername="postgresql+psycopg")
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -105,25 +208,28 @@ def env_for(
     cipher_key: str | None = None,
     snapshot_interval: int | None = None,
     aggregate_cache: int | None = None,
+    read_only: bool = False,
+    create_folder: bool = True,
 ) -> dict[str, str]:
-    """The eventsourcing environment for a storage URL.
+    """The eventsourcing environment for a storage URL (a SQLite file's folder is made).
 
     ``aggregate_cache``: keep that many agents in memory and bring a cached one up to date
     with the events stored after it (the library's fast-forward) instead of loading its
     snapshot and tail; for workers, which load the same agents step after step.
+    ``read_only``: open an existing SQLite store without writing (no tables made);
+    ``create_folder``: make the folder of a SQLite file.
     """
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    engine = options.pop("engine", "native")
+    options.pop("engine", None)
     compress = options.pop("compress", None)
     if options:
-        raise StorageURLError(url, f"unknown option(s): {', '.join(sorted(options))}")
-    if engine not in ENGINES:
-        raise StorageURLError(url, f"engine must be one of {', '.join(ENGINES)}")
-    env = _engine_env(url, parts.scheme, engine)
+        raise StorageURLError(displayed(url), f"unknown option(s): {', '.join(sorted(options))}")
+    env = _engine_env(url, parts.scheme, engine_option(url), read_only, create_folder)
     if compress is not None:
         if compress not in COMPRESSORS:
-            raise StorageURLError(url, f"compress must be one of {', '.join(COMPRESSORS)}")
+            reason = f"compress must be one of {', '.join(COMPRESSORS)}"
+            raise StorageURLError(displayed(url), reason)
         env["COMPRESSOR_TOPIC"] = COMPRESSORS[compress]
     if cipher_key:
         env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
@@ -132,50 +238,64 @@ def env_for(
         env["AGENTLOG_SNAPSHOT_INTERVAL"] = str(snapshot_interval)
     if aggregate_cache:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(aggregate_cache)
+    if read_only:
+        env["CREATE_TABLE"] = "n"
     return env
 
 
-def _engine_env(url: str, scheme: str, engine: str) -> dict[str, str]:
-    parts = urlsplit(url)
+def _engine_env(
+    url: str, scheme: str, engine: str, read_only: bool, create_folder: bool
+) -> dict[str, str]:
     if scheme == "memory":
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if scheme == "sqlite":
         path = sqlite_path(url)
+        uri = store_format.readonly_uri(path) if read_only else None
+        if create_folder and not read_only:
+            _make_folder(path, url)
         if engine == "sqlalchemy":
-            return {
-                "PERSISTENCE_MODULE": _SQLALCHEMY,
-                "SQLALCHEMY_URL": f"sqlite:///{path}",
-            }
+            target = f"{uri}&uri=true" if uri else str(path)
+            return {"PERSISTENCE_MODULE": _SQLALCHEMY, "SQLALCHEMY_URL": f"sqlite:///{target}"}
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(path),
+            "SQLITE_DBNAME": uri or str(path),
             "SQLITE_LOCK_TIMEOUT": _SQLITE_LOCK_TIMEOUT,
         }
-    if scheme in ("postgresql", "postgresql+psycopg", "postgres"):
+    if scheme in _POSTGRES_SCHEMES:
+        pg = postgres_url(url)
         if engine == "sqlalchemy":
-            netloc_path = url.split("://", 1)[1].split("?", 1)[0]
             return {
                 "PERSISTENCE_MODULE": _SQLALCHEMY,
-                "SQLALCHEMY_URL": f"postgresql+psycopg://{netloc_path}",
+                "SQLALCHEMY_URL": pg.render_as_string(hide_password=False),
             }
-        if not parts.path.strip("/"):
-            raise StorageURLError(url, "name the database: postgresql+psycopg://HOST/DBNAME")
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")),
-            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": unquote(parts.username or "postgres"),
-            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_DBNAME": pg.database or "",
+            "POSTGRES_HOST": pg.host or "127.0.0.1",
+            "POSTGRES_PORT": str(pg.port or 5432),
+            "POSTGRES_USER": pg.username or "postgres",
+            "POSTGRES_PASSWORD": pg.password or "",
         }
-    raise StorageURLError(url, "use memory://, sqlite:///PATH or postgresql+psycopg://...")
+    raise StorageURLError(
+        displayed(url), "use memory://, sqlite:///PATH or postgresql+psycopg://..."
+    )
 
 
 def sqlite_path(url: str) -> Path:
-    """The file a ``sqlite:///`` URL names; its folder is created if missing."""
+    """The file a ``sqlite:///`` URL names."""
     rest = url.split("://", 1)[1].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
         raise StorageURLError(url, "write sqlite:///relative/path.db or sqlite:////abs/path.db")
-    path = Path(unquote(rest[1:]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(unquote(rest[1:]))
+
+
+def _make_folder(path: Path, url: str) -> None:
+    """Make the folder of a new SQLite file, or say why there can be no file there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        reason = f"{path.parent} cannot be a folder: a file is in the way"
+        raise StorageURLError(displayed(url), reason) from None
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        reason = f"cannot create {path.name}: the folder {path.parent} is read-only"
+        raise StorageURLError(displayed(url), reason)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agentlog.adapters.storage import engine_for, open_log
+from agentlog.adapters.storage import engine_for, is_read_only, open_log
 from agentlog.domain import AgentLog
 from agentlog.projections import DEFAULT_VIEWS, Projections, View
 
@@ -58,28 +58,37 @@ def open_store(
     embedded: bool = True,
     catch_up: bool = True,
     aggregate_cache: int | None = None,
+    create: bool = True,
+    force: bool = False,
     log_class: type[AgentLog] = AgentLog,
     views: Sequence[type[View]] = DEFAULT_VIEWS,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
-    A key that does not fit the store fails here, before any view is created or read.
-    ``log_class`` and ``views``: an application class and views of your own.
+    A key that does not fit the store fails here, before any view is created or read;
+    ``create`` and ``force`` are :func:`open_log`'s. The views of a read-only store
+    are read as they are. ``log_class`` and ``views``: an application class and views
+    of your own.
     """
-    engine = engine_for(url)
+    read_only = is_read_only(url)
+    engine = engine_for(url, read_only=read_only)
     try:
         log = open_log(
             url,
             cipher_key=cipher_key,
             engine=engine,
             aggregate_cache=aggregate_cache,
+            create=create,
+            force=force,
             log_class=log_class,
         )
     except BaseException:
         engine.dispose()
         raise
-    projections = open_projections(log, url, embedded=embedded, engine=engine, views=views)
-    if catch_up:
+    projections = open_projections(
+        log, url, embedded=embedded and not read_only, engine=engine, views=views
+    )
+    if catch_up and not read_only:
         projections.catch_up_quietly()
     return Store(log, projections)
 

@@ -11,7 +11,7 @@ from pydantic import JsonValue
 from rich.markup import escape
 from rich.table import Table
 
-from agentlog.cli.render import iso
+from agentlog.cli.render import iso, printable
 from agentlog.projections.audit_rows import COLUMNS
 
 ARGS_WIDTH = 40
@@ -73,7 +73,7 @@ def audit_calls_table(rows: list[dict[str, Any]]) -> Table:
             row["outcome"],
             size_text(row["result_size"]),
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*(escape(printable(cell)) for cell in cells))
     return table
 
 
@@ -110,7 +110,8 @@ def add_call_args(table: Table, args: dict[str, dict[str, JsonValue]]) -> None:
     """Rows for ``agentlog show``: each open call's arguments, whole, as JSON."""
     for call_id, call_args in args.items():
         text = json.dumps(call_args, ensure_ascii=False, sort_keys=True)
-        table.add_row(f"[bold]{escape(f'call {call_id} args')}[/]", escape(text))
+        label = escape(printable(f"call {call_id} args"))
+        table.add_row(f"[bold]{label}[/]", escape(printable(text)))
 
 
 def with_call_args(

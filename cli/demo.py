@@ -34,11 +34,11 @@ def demo(settings: Settings, crash_at: str, crash_worker: UUID | None) -> None:
     SIGKILL; a new process resumes the agent from its log and finishes it.
     """
     if crash_worker is not None:  # the child process that gets killed
-        with settings.store() as store:
+        with settings.store(create=True) as store:
             tools = demo_tools(settings.sandbox, crash_at)
             Worker(store, tools).run(crash_worker, 10, _echo)
         return
-    with settings.store() as store:
+    with settings.store(create=True) as store:
         agent_id = prepare(store, settings.sandbox)
         _say(f"agent {agent_id} created on {settings.db}; running it")
         Worker(store, demo_tools(settings.sandbox)).run(agent_id, 10, _echo)

@@ -109,7 +109,7 @@ def diff(settings: Settings, a: str, b: str, as_json: bool) -> None:
         click.echo(f"common point: {at} v{version} ({digest[:12]})")
     table = Table(f"A  {str(id_a)[:8]}", f"B  {str(id_b)[:8]}", box=None)
     for i in range(max(len(parted.a), len(parted.b))):
-        table.add_row(*(escape(_cell(side, i)) for side in (parted.a, parted.b)))
+        table.add_row(*(escape(render.printable(_cell(side, i))) for side in (parted.a, parted.b)))
     render.print_table(table)
 
 

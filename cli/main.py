@@ -15,14 +15,26 @@ from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import audit_render, conversation, demo, lineage, render, runtime, verify, views
+from agentlog.cli import (
+    audit_render,
+    conversation,
+    demo,
+    lineage,
+    render,
+    runtime,
+    threads,
+    verify,
+    views,
+)
 from agentlog.cli import transfer as transfer_commands
 from agentlog.cli.app_loading import load_apps
 from agentlog.cli.catch_up import no_catch_up_option, reading
 from agentlog.cli.completion import agent_ids
+from agentlog.cli.errors import ErrorMappingGroup
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.cli.texts import FILE_HELP, text_option
-from agentlog.domain import AgentConfig, AgentError, Phase, Policy
+from agentlog.domain import AgentConfig, AgentError, DamagedHistoryError, Phase, Policy
+from agentlog.domain.history import MISSING
 from agentlog.domain.lineage import history
 from agentlog.domain.values import (
     DEFAULT_MAX_EMPTY_ANSWERS,
@@ -33,7 +45,7 @@ from agentlog.domain.values import (
 from agentlog.projections import queries
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version("agentlog"), prog_name="agentlog")
 @click.option(
     "--db",
@@ -67,9 +79,20 @@ from agentlog.projections import queries
     "this module, so their events resolve (repeatable). Env: AGENTLOG_APP "
     "(space-separated).",
 )
+@click.option(
+    "--debug",
+    envvar="AGENTLOG_DEBUG",
+    is_flag=True,
+    help="Show the traceback of an unexpected error. Env: AGENTLOG_DEBUG.",
+)
 @click.pass_context
 def main(
-    ctx: click.Context, db: str, cipher_key: str | None, sandbox: Path, apps: tuple[str, ...]
+    ctx: click.Context,
+    db: str,
+    cipher_key: str | None,
+    sandbox: Path,
+    apps: tuple[str, ...],
+    debug: bool,
 ) -> None:
     """agentlog: the log is the agent."""
     # A view that stops is reported when it is read (and by `projections status`),
@@ -80,10 +103,13 @@ def main(
 
 
 @main.command()
+@click.option(
+    "--force", is_flag=True, help="Add agentlog's tables to a database that holds others."
+)
 @pass_settings
-def init(settings: Settings) -> None:
+def init(settings: Settings, force: bool) -> None:
     """Create the store and its views if they do not exist yet."""
-    with settings.store():
+    with settings.store(create=True, force=force):
         click.echo(f"agent log ready at {settings.db}")
 
 
@@ -191,7 +217,7 @@ def new(
         compact_model=lineage.checked_model(compact_model, "--compact-model"),
         **(compact_at or {}),
     )
-    with settings.store() as store:
+    with settings.store(create=True) as store:
         agent_id = store.log.create_agent(name, config, goal=goal)
     click.echo(agent_id)
 
@@ -270,11 +296,15 @@ def log(settings: Settings, agent: str, as_json: bool, walk: bool) -> None:
                 render.dumps_line(render.event_json(event)) if as_json else render.event_line(event)
             )
             click.echo(line)
-    verify.warn_if_broken(chain.first_break)
+    found = chain.first_break
+    if found is not None and found.topic is None:  # a hole, not an edit: nothing to show
+        raise DamagedHistoryError(found.agent_id, found.version, MISSING)
+    verify.warn_if_broken(found)
 
 
 main.add_command(views.audit)
 main.add_command(verify.verify)
+main.add_command(threads.threads)
 main.add_command(transfer_commands.export)
 main.add_command(transfer_commands.import_)
 main.add_command(views.projections)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,24 @@ from rich.table import Table
 from agentlog.domain import Agent, AgentState, Aggregate
 from agentlog.domain.runtime import Step
 from agentlog.projections import ViewStatus
+
+_CONTROLS = "\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069"
+"""Control characters (C0 but tab and newline, DEL, C1) and bidirectional overrides."""
+_UNSAFE = re.compile(f"[{_CONTROLS}]")
+_UNSAFE_WITH_NEWLINE = re.compile(f"[{_CONTROLS}\\n]")
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """Text from the log, safe to print to a terminal: control characters (ESC, so no
+    ANSI or OSC sequences) and bidirectional overrides shown escaped (``\\x1b``)."""
+    pattern = _UNSAFE if keep_newlines else _UNSAFE_WITH_NEWLINE
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 _BASE_FIELDS = {
     "originator_id",
@@ -56,7 +75,7 @@ def state_table(rows: list[dict[str, Any]]) -> Table:
             str(row["version"]),
             row["goal"] or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*map(_cell, cells))
     return table
 
 
@@ -69,28 +88,6 @@ def state_json(row: dict[str, Any]) -> dict[str, Any]:
         **data,
         "pending_approvals": pending.split(",") if pending else [],
     }
-
-
-def audit_table(rows: list[dict[str, Any]]) -> Table:
-    """The audit trail: when, who, what, with which tool, decided how, with what outcome."""
-    table = Table(
-        "POS", "TIME (UTC)", "AGENT", "V", "EVENT", "ACTOR", "TOOL", "DECISION", "OUTCOME", box=None
-    )
-    for row in rows:
-        cells = (
-            str(row["position"]),
-            row["time"].strftime("%Y-%m-%d %H:%M:%S"),
-            row["agent_id"][:8],
-            str(row["version"]),
-            row["event_type"],
-            row["actor"],
-            row["tool"] or "",
-            (f"{row['decision']} by {row['approver']}" if row["approver"] else row["decision"])
-            or "",
-            row["outcome"] or "",
-        )
-        table.add_row(*map(escape, cells))
-    return table
 
 
 def agent_details(agent: Aggregate) -> Table:
@@ -116,14 +113,14 @@ def agent_details(agent: Aggregate) -> Table:
     if agent.lineage:
         rows.append(("forked from", f"{agent.lineage.parent_id} @ {agent.lineage.parent_version}"))
     for key, value in rows:
-        table.add_row(f"[bold]{escape(key)}[/]", escape(value))
+        table.add_row(f"[bold]{_cell(key)}[/]", _cell(value))
     return _own_fields(table, agent, set(AgentState.model_fields))
 
 
 def _two_columns(rows: list[tuple[str, str]], aggregate: Aggregate) -> Table:
     table = Table(show_header=False, box=None)
     for key, value in [*rows, ("version", str(aggregate.version))]:
-        table.add_row(f"[bold]{escape(key)}[/]", escape(value))
+        table.add_row(f"[bold]{_cell(key)}[/]", _cell(value))
     return _own_fields(table, aggregate, {"head_hash"})
 
 
@@ -133,7 +130,7 @@ def _own_fields(table: Table, aggregate: Aggregate, shown: set[str]) -> Table:
     for key in type(aggregate).State.model_fields:
         if key not in shown:
             value = json.dumps(state[key], ensure_ascii=False, separators=(",", ":"))
-            table.add_row(f"[bold]{escape(key)}[/]", escape(value[:200]))
+            table.add_row(f"[bold]{_cell(key)}[/]", _cell(value[:200]))
     return table
 
 
@@ -152,10 +149,15 @@ def event_line(event: Any, width: int = 70) -> str:
     if len(short) > width:
         short = short[: width - 1] + "…"
     time = event.timestamp.strftime("%Y-%m-%d %H:%M:%S")
-    return (
+    return printable(
         f"{event.originator_version:>5}  {time}  {type(event).__name__:<20} "
         f"{event.actor:<16} {short}"
     )
+
+
+def _cell(text: str) -> str:
+    """A table cell: printable, and no rich markup."""
+    return escape(printable(text))
 
 
 def print_table(table: Table) -> None:
@@ -240,10 +242,10 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
             rebuilding,
             row["error"] or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*map(_cell, cells))
     return table
 
 
 def step_line(step: Step) -> str:
     """One line per step for the live view."""
-    return f"{str(step.agent_id)[:8]}  v{step.version:<5} {step.kind:<12} {step.detail}"
+    return printable(f"{str(step.agent_id)[:8]}  v{step.version:<5} {step.kind:<12} {step.detail}")

@@ -72,7 +72,8 @@ def run(settings: Settings, agent: str, max_steps: int) -> None:
         last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
         agent_now = store.log.get(agent_id)
     if not last.progressed:
-        click.echo(f"stopped: {last.kind}{': ' + last.detail if last.detail else ''}")
+        detail = f": {last.detail}" if last.detail else ""
+        click.echo(render.printable(f"stopped: {last.kind}{detail}"))
     phase = agent_now.phase
     if phase is Phase.IDLE:
         raise click.ClickException(f"agent {agent_id} has no task (agentlog start AGENT GOAL)")
@@ -174,7 +175,7 @@ def worker(
         stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGINT, signal.SIGTERM)
         _exit_if_stopped(stopped)
         return
-    with settings.log():  # a store the key does not open fails once, here, in one line
+    with settings.log(create=True):  # a store the key does not open fails once, here, in one line
         pass
     spawn = multiprocessing.get_context("spawn")
     children = [
@@ -231,7 +232,7 @@ def _work(
 ) -> int | None:
     """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
-    with settings.store(embedded=False, catch_up=False) as store:
+    with settings.store(embedded=False, catch_up=False, create=True) as store:
         stop = threading.Event()
         with StopOnSignals(stop, signals) as stopping:
             Worker(store, builtin_tools(settings.sandbox)).work(

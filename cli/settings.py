@@ -1,4 +1,4 @@
-"""Global options and the one place where errors become ``Error: ...`` lines."""
+"""Global options, and opening the store they name."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from eventsourcing.domain import EventSourcingError
-from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import DEFAULT_SANDBOX, WORKER_CACHE
 from agentlog.cli.app_loading import App
-from agentlog.domain import AgentError, AgentLog
+from agentlog.cli.errors import errors_as_messages
+from agentlog.domain import AgentLog
 
 
 class Settings:
@@ -34,27 +33,42 @@ class Settings:
         """What ``--app`` loaded: the application class and views of the user's own."""
 
     @contextmanager
-    def log(self) -> Iterator[AgentLog]:
-        """The agent log alone (no views)."""
-        with errors_as_messages():
-            log = open_log(self.db, cipher_key=self.cipher_key, log_class=self.app.log_class)
+    def log(self, *, create: bool = False) -> Iterator[AgentLog]:
+        """The agent log alone (no views). Only commands that may make a new store
+        (init, new, import, demo, worker) pass ``create``; the others need one."""
+        with errors_as_messages(self.db):
+            log = open_log(
+                self.db, cipher_key=self.cipher_key, create=create, log_class=self.app.log_class
+            )
             try:
                 yield log
             finally:
                 log.close()
 
     @contextmanager
-    def store(self, *, catch_up: bool = True, embedded: bool = True) -> Iterator[Store]:
+    def store(
+        self,
+        *,
+        catch_up: bool = True,
+        embedded: bool = True,
+        create: bool = False,
+        force: bool = False,
+    ) -> Iterator[Store]:
         """The agent log with its views; embedded, they follow every save. Commands that
         run agents pass False: views catch up between steps, never inside them, and the
-        agents they step are kept in memory between steps (``WORKER_CACHE``)."""
-        with errors_as_messages():
+        agents they step are kept in memory between steps (``WORKER_CACHE``).
+
+        ``create``: as for :meth:`log`; ``force``: also in a database with other tables.
+        """
+        with errors_as_messages(self.db):
             store = open_store(
                 self.db,
                 cipher_key=self.cipher_key,
                 catch_up=catch_up,
                 embedded=embedded,
                 aggregate_cache=None if embedded else WORKER_CACHE,
+                create=create,
+                force=force,
                 log_class=self.app.log_class,
                 views=self.app.all_views,
             )
@@ -62,17 +76,6 @@ class Settings:
                 yield store
             finally:
                 store.close()
-
-
-@contextmanager
-def errors_as_messages() -> Iterator[None]:
-    """agentlog and storage errors become one line and exit code 1, never a traceback."""
-    try:
-        yield
-    except AgentError as e:
-        raise click.ClickException(str(e)) from None
-    except (EventSourcingError, SQLAlchemyError) as e:
-        raise click.ClickException(f"storage: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
 pass_settings = click.make_pass_decorator(Settings)

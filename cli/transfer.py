@@ -106,7 +106,7 @@ def import_(settings: Settings, file: IO[bytes], fmt: str, name: str | None) -> 
     source = "stdin" if given in ("-", "<stdin>") else Path(given).name
     if name is not None and fmt != "openai":
         raise click.UsageError("--name goes with --format openai")
-    with settings.store(catch_up=False) as store:
+    with settings.store(catch_up=False, create=True) as store:
         with _progress("import", _size(file)) as advance:
             if fmt == "openai":
                 agent_id = openai_chat.import_messages(

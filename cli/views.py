@@ -218,7 +218,7 @@ def run(settings: Settings, names: tuple[str, ...], poll: float, once: bool) -> 
             except ViewFailedError as e:
                 if str(e) not in reported:
                     reported.add(str(e))
-                    click.echo(f"Error: {e}", err=True)
+                    click.echo(render.printable(f"Error: {e}"), err=True)
                 if once:
                     raise SystemExit(1) from None
             except Exception as e:

@@ -13,6 +13,7 @@ from agentlog.domain.errors import (
     CallStageError,
     CallTamperedError,
     CompactionRangeError,
+    DamagedHistoryError,
     DuplicateCallError,
     ForkPointError,
     InvalidEventDataError,
@@ -32,6 +33,7 @@ from agentlog.domain.errors import (
     UnknownCallError,
     UnknownTopicError,
 )
+from agentlog.domain.graph_thread import GraphThread
 from agentlog.domain.item_messages import item_message
 from agentlog.domain.item_session import ItemSession, ItemSessionState, session_uuid
 from agentlog.domain.session_log import SessionLog
@@ -65,10 +67,12 @@ __all__ = [
     "CallState",
     "CallTamperedError",
     "CompactionRangeError",
+    "DamagedHistoryError",
     "DomainEvent",
     "DuplicateCallError",
     "EffectClass",
     "ForkPointError",
+    "GraphThread",
     "InvalidEventDataError",
     "ItemSession",
     "ItemSessionState",

@@ -22,10 +22,12 @@ from agentlog.domain.chain import ChainLinks
 from agentlog.domain.errors import (
     AmbiguousAgentError,
     BrokenChainError,
+    DamagedHistoryError,
     StaleSnapshotError,
     UnknownAgentError,
 )
 from agentlog.domain.fork import fork_of
+from agentlog.domain.history import MISSING, in_sequence, mutate_all
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
@@ -143,22 +145,20 @@ class AgentLog(Application[UUID]):
     def get(self, agent_id: UUID, version: int | None = None) -> Agent:
         """The agent as it is now, or as it was at ``version`` (time travel)."""
         try:
-            agent: Agent = self.repository.get(
-                agent_id, version=version, projector_func=_mutate_all
-            )
+            agent: Agent = self.repository.get(agent_id, version=version, projector_func=mutate_all)
         except AggregateNotFoundError:
             raise UnknownAgentError(agent_id, version) from None
         except StaleSnapshotError:
             agent = self._replay(agent_id, version)
         if version is not None and agent.version != version:
+            if self.recorder.select_events(agent_id, gt=agent.version, limit=1):
+                raise DamagedHistoryError(agent_id, agent.version + 1, MISSING)
             raise UnknownAgentError(agent_id, version)  # history is shorter than that
         return agent
 
     def _replay(self, agent_id: UUID, version: int | None) -> Agent:
         """The agent from its events alone (when its snapshot is stale)."""
-        agent: Agent | None = None
-        for event in self.events.get(agent_id, lte=version):
-            agent = event.mutate(agent)  # type: ignore[attr-defined]
+        agent: Agent | None = mutate_all(None, self.events.get(agent_id, lte=version))
         if agent is None:
             raise UnknownAgentError(agent_id, version)
         return agent
@@ -262,8 +262,10 @@ class AgentLog(Application[UUID]):
         self, agent_id: UUID, *, after: int | None = None, upto: int | None = None
     ) -> Iterator[Aggregate.Event]:
         """An agent's stored events in order: all, or those after and/or up to a version."""
-        stored = self.events.get(agent_id, gt=after, lte=upto)
-        events = cast(Iterator[Aggregate.Event], iter(stored))
+        stored = in_sequence(
+            agent_id, self.events.get(agent_id, gt=after, lte=upto), (after or 0) + 1
+        )
+        events = cast(Iterator[Aggregate.Event], stored)
         first = next(events, None)
         if first is None:
             if after is None and upto is None:
@@ -330,11 +332,3 @@ class _StateDecoder(Protocol):
     def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any: ...
-
-
-def _mutate_all(aggregate: Any, events: Iterable[Any]) -> Any:
-    """Apply events in order (the library's projector, without its per-event protocol
-    check, which costs more than applying the event)."""
-    for event in events:
-        aggregate = event.mutate(aggregate)
-    return aggregate

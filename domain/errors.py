@@ -164,15 +164,29 @@ class SummaryFailedError(AgentError):
         self.reason = reason
 
 
-class StoredEventError(AgentError):
+class DamagedHistoryError(AgentError):
+    """An agent's stored history has a hole or a record that no longer reads."""
+
+    def __init__(self, agent_id: UUID | str, version: int, reason: str) -> None:
+        super().__init__(self.describe(agent_id, version, reason))
+        self.agent_id = agent_id
+        self.version = version
+        self.reason = reason
+
+    @staticmethod
+    def describe(agent_id: UUID | str, version: int, reason: str) -> str:
+        """The message: the agent, the version, why, and where to look further."""
+        return (
+            f"the history of agent {agent_id} is damaged at version {version}: {reason} "
+            "(run `agentlog verify` to check the whole log)"
+        )
+
+
+class StoredEventError(DamagedHistoryError):
     """A stored record could not be turned back into an event."""
 
     def __init__(self, agent_id: UUID | str, version: int, topic: str, reason: str) -> None:
-        super().__init__(
-            f"agent {agent_id} version {version}: stored event {topic!r} cannot be read: {reason}"
-        )
-        self.agent_id = agent_id
-        self.version = version
+        super().__init__(agent_id, version, f"stored event {topic!r} cannot be read: {reason}")
         self.topic = topic
         self.reason = reason
 
@@ -189,6 +203,11 @@ class UnknownTopicError(StoredEventError):
             "unknown topic (no class registered): import the module that defines it "
             "(agentlog --app module:Class)",
         )
+
+    @staticmethod
+    def describe(agent_id: UUID | str, version: int, reason: str) -> str:
+        """Not damage: the code that reads this event is not loaded."""
+        return f"agent {agent_id} version {version}: {reason}"
 
 
 class StorageURLError(AgentError):

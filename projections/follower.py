@@ -32,12 +32,14 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from agentlog.domain import AgentError, AgentLog, Aggregate, UnknownTopicError
+from agentlog.domain import AgentError, AgentLog, Aggregate, DamagedHistoryError, UnknownTopicError
+from agentlog.domain.history import MISSING
 from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
@@ -352,6 +354,11 @@ class Follower:
 
     def _failed(self, track: _Track, cause: Exception) -> ViewFailedError:
         view = track.view
+        if isinstance(cause, DamagedHistoryError) and self._is_stored(cause):
+            # Not a hole in the log: the view's own copy of the agent is out of step.
+            cause = RuntimeError(
+                f"view out of step with agent {cause.agent_id} at version {cause.version}"
+            )
         error = ViewFailedError(view.name, view.build, track.committed, cause)
         track.rewind(track.committed)
         try:
@@ -360,6 +367,13 @@ class Follower:
         except SQLAlchemyError:  # pragma: no cover - the database itself is gone
             log.exception("could not record the failure of view %s", view.name)
         return error
+
+    def _is_stored(self, gap: DamagedHistoryError) -> bool:
+        """Whether the version a replay found missing is in the log after all."""
+        if gap.reason != MISSING:
+            return False
+        agent_id = UUID(str(gap.agent_id))
+        return bool(self.app.recorder.select_events(agent_id, gt=gap.version - 1, lte=gap.version))
 
 
 __all__ = ["Follower", "Progress"]

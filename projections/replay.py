@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from agentlog.domain import Agent, Aggregate
+from eventsourcing.domain import OriginatorVersionError
+
+from agentlog.domain import Agent, Aggregate, DamagedHistoryError
+from agentlog.domain.history import MISSING
 from agentlog.projections.view import Positioned
 
 
@@ -58,7 +61,13 @@ class Replay:
             if agent is None and not isinstance(event, Aggregate.Created):
                 ignored += 1  # not an agent (another aggregate in the same log)
                 continue
-            result = event.mutate(agent)  # the same agent, changed (or a new one)
+            try:
+                result = event.mutate(agent)  # the same agent, changed (or a new one)
+            except OriginatorVersionError:
+                assert agent is not None  # only a second event can be out of sequence
+                if event.originator_version <= agent.version:
+                    raise  # applied twice: this replay is out of step, the log is not damaged
+                raise DamagedHistoryError(event.originator_id, agent.version + 1, MISSING) from None
             if result is not agent:
                 agents[key] = result if isinstance(result, Agent) else None
                 ignored += agents[key] is None

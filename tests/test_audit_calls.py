@@ -213,3 +213,15 @@ def test_show_has_a_waiting_calls_arguments_before_anyone_approves_it(
     assert calls(cli)[0]["decision"] == "waiting"
     store.log.deny(agent_id, "m1", approver="ana", reason="wrong person")
     assert "call m1 args" not in ok(cli, "show", str(agent_id))
+
+
+def test_the_table_and_show_escape_control_characters_of_tools_and_arguments(
+    cli: CliRunner, store: Store
+) -> None:
+    hostile = "\x1b[2J\x1b]0;pwned\x07\u202eevil"
+    request = ToolCallRequest(call_id="c\x1b1", tool=f"t{hostile}", args={"q": hostile})
+    agent_id = waiting(store, "asker", request, EffectClass.PURE)
+    for output in (ok(cli, "audit"), ok(cli, "show", str(agent_id))):
+        assert not [c for c in ("\x1b", "\x07", "\u202e") if c in output]
+        assert r"\x1b[2J" in output
+    assert calls(cli)[0]["args"] == {"q": hostile}  # JSON keeps what was recorded

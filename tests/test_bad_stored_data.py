@@ -82,6 +82,6 @@ def test_cli_reports_bad_data_in_one_line_with_exit_code_1(sqlite_url: str) -> N
         assert result.exit_code == 1
         *printed, last = result.output.splitlines()
         assert last.startswith("Error: ")
-        assert f"agent {agent_id} version 3: " in last
+        assert f"the history of agent {agent_id} is damaged at version 3: " in last
         assert len(printed) == (2 if command == "log" else 0)  # the good events come first
         assert "Traceback" not in result.output

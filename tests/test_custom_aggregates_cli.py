@@ -296,7 +296,7 @@ def test_the_app_class_is_the_application_and_the_modules_views_are_followed(
     app = load_apps(["helpdesk_app:Helpdesk", "support_views"])
     assert app.log_class is Helpdesk
     assert [v.name for v in app.views] == ["notes", "escalations"]
-    with Settings(sqlite_url, None, app=app).store() as store:
+    with Settings(sqlite_url, None, app=app).store(create=True) as store:
         assert type(store.log) is Helpdesk
         assert list(store.views.views) == [
             "state",

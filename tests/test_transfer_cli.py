@@ -59,6 +59,7 @@ def test_export_needs_agents_or_all(cli: CliRunner) -> None:
 
 def test_a_failed_export_leaves_no_file(cli: CliRunner, tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
+    ok(run(cli, "init"))  # export reads a store: it never makes one
     result = run(cli, "export", "0000dead", "-o", str(target))
     assert result.exit_code == 1
     assert "Error: no agent 0000dead" in result.output

@@ -31,7 +31,9 @@ ASK = AgentConfig(model="m1", default_policy=Policy.ASK)
 @pytest.fixture
 def cli(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("AGENTLOG_DB", sqlite_url)
-    return CliRunner()
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"]).exit_code == 0  # read commands need a store
+    return runner
 
 
 @pytest.fixture
