@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
-from sqlalchemy import Row, inspect, select
+from eventsourcing.cipher import AESCipher
+from eventsourcing.utils import Environment
+from sqlalchemy import Connection, inspect, select
 
+from agentlog.adapters.key_check import checks
 from agentlog.adapters.storage import DEFAULT_URL, engine_for
-from agentlog.domain import CallStage
+from agentlog.domain import AgentError, CallStage
 from agentlog.projections import DEFAULT_VIEWS, AgentStates, catalog
+from agentlog.projections.seal import PLAIN, Seal
 
 MAX_ITEMS = 200
 
@@ -46,8 +50,8 @@ def _calls(ctx: click.Context, incomplete: str, stage: CallStage) -> list[Comple
     """Open calls in ``stage`` of the agent named before (the state view keeps them)."""
     agent = str(ctx.params.get("agent") or "").lower()
     rows = _state_rows(ctx, agent) if agent else []
-    if len(rows) != 1:
-        return []  # no agent typed yet, or the prefix names several
+    if len(rows) != 1 or rows[0].state is None:
+        return []  # no agent typed yet, the prefix names several, or no key to read it
     calls = json.loads(rows[0].state).get("calls", {})
     return [
         CompletionItem(call_id, help=call.get("tool"))
@@ -61,17 +65,27 @@ def view_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> l
     return [CompletionItem(v.name) for v in DEFAULT_VIEWS if v.name.startswith(incomplete)]
 
 
-def _state_rows(ctx: click.Context, prefix: str) -> list[Row[Any]]:
+class _StateRow(NamedTuple):
+    """What completion reads of an agent: its name and state are None when they are
+    encrypted and no key opens them."""
+
+    agent_id: str
+    name: str | None
+    state: str | None
+
+
+def _state_rows(ctx: click.Context, prefix: str) -> list[_StateRow]:
     """The state view's rows of the agents whose ids start with ``prefix``; none if the
     store or its views do not exist, or cannot be read."""
-    url = ctx.find_root().params.get("db") or DEFAULT_URL
+    root = ctx.find_root().params
+    url = root.get("db") or DEFAULT_URL
     try:
-        return _read_state(url, prefix)
+        return _read_state(url, prefix, root.get("cipher_key"))
     except Exception:  # a completion that fails offers nothing, never a traceback
         return []
 
 
-def _read_state(url: str, prefix: str) -> list[Row[Any]]:
+def _read_state(url: str, prefix: str, key: str | None) -> list[_StateRow]:
     if not _stored(url):
         return []
     engine = engine_for(url)
@@ -85,9 +99,30 @@ def _read_state(url: str, prefix: str) -> list[Row[Any]]:
             c = AgentStates(build.build).rows.c
             query = select(c.agent_id, c.name, c.state)
             query = query.where(c.agent_id.startswith(prefix)).order_by(c.agent_id)
-            return list(conn.execute(query.limit(MAX_ITEMS)))
+            rows = list(conn.execute(query.limit(MAX_ITEMS)))
+            seal = _seal(conn, key)
     finally:
         engine.dispose()
+    return [_StateRow(r.agent_id, _opened(seal, r.name), _opened(seal, r.state)) for r in rows]
+
+
+def _seal(conn: Connection, key: str | None) -> Seal | None:
+    """What opens the view's encrypted columns: the key given, or nothing if the store
+    is encrypted and no key was given (``--cipher-key``, ``AGENTLOG_CIPHER_KEY``)."""
+    if key:
+        return Seal(AESCipher(Environment(env={"CIPHER_KEY": key})))
+    if not inspect(conn).has_table(checks.name):
+        return PLAIN
+    encrypted = conn.execute(select(checks.c.token).where(checks.c.token.is_not(None))).first()
+    return None if encrypted else PLAIN
+
+
+def _opened(seal: Seal | None, stored: str | None) -> str | None:
+    """A column's text, or None if it does not open (encrypted, and no or another key)."""
+    try:
+        return None if seal is None else seal.open(stored)
+    except AgentError:
+        return None
 
 
 def _stored(url: str) -> bool:

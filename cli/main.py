@@ -9,12 +9,23 @@ from pathlib import Path
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.call_args import open_call_args
 from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
 from agentlog.adapters.storage import DEFAULT_URL
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
-from agentlog.cli import conversation, demo, lineage, render, runtime, threads, verify, views
+from agentlog.cli import (
+    audit_render,
+    conversation,
+    demo,
+    lineage,
+    render,
+    runtime,
+    threads,
+    verify,
+    views,
+)
 from agentlog.cli import transfer as transfer_commands
 from agentlog.cli.app_loading import load_apps
 from agentlog.cli.catch_up import no_catch_up_option, reading
@@ -221,7 +232,7 @@ def new(
 def list_agents(settings: Settings, status: str | None, as_json: bool, no_catch_up: bool) -> None:
     """List the agents (from the state view)."""
     with reading(settings, ["state"], no_catch_up) as store, store.views.engine.connect() as conn:
-        rows = queries.states(conn, store.views.table(conn, "state"), status)
+        rows = queries.states(conn, store.views.table(conn, "state"), status, store.views.seal)
     if as_json:
         click.echo(render.dumps([render.state_json(row) for row in rows]))
     elif rows:
@@ -241,17 +252,22 @@ def show(
 
     The current state comes from the state view; --at replays the log to VERSION and
     warns on stderr if the events up to it fail their hash chain. Aggregates of your own
-    (see --app) are replayed from the log.
+    (see --app) are replayed from the log. The arguments of open calls (those waiting
+    for a person among them) come from the log.
     """
     with reading(settings, ["state"], no_catch_up) as store:
         agent_id = resolve(store.log, store.views, agent)
         found = views.aggregate_at(store, agent_id, version)
         if version is not None:
             verify.warn_if_broken(first_break(store.log, agent_id, upto=version))
+        args = open_call_args(store.log, found)
     if as_json:
-        click.echo(render.dumps(render.agent_json(found)))
+        data = render.agent_json(found)
+        click.echo(render.dumps(audit_render.with_call_args(data, args)))
     else:
-        render.print_table(render.agent_details(found))
+        table = render.agent_details(found)
+        audit_render.add_call_args(table, args)
+        render.print_table(table)
 
 
 @main.command()

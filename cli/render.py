@@ -90,28 +90,6 @@ def state_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def audit_table(rows: list[dict[str, Any]]) -> Table:
-    """The audit trail: when, who, what, with which tool, decided how, with what outcome."""
-    table = Table(
-        "POS", "TIME (UTC)", "AGENT", "V", "EVENT", "ACTOR", "TOOL", "DECISION", "OUTCOME", box=None
-    )
-    for row in rows:
-        cells = (
-            str(row["position"]),
-            row["time"].strftime("%Y-%m-%d %H:%M:%S"),
-            row["agent_id"][:8],
-            str(row["version"]),
-            row["event_type"],
-            row["actor"],
-            row["tool"] or "",
-            (f"{row['decision']} by {row['approver']}" if row["approver"] else row["decision"])
-            or "",
-            row["outcome"] or "",
-        )
-        table.add_row(*map(_cell, cells))
-    return table
-
-
 def agent_details(agent: Aggregate) -> Table:
     """A two-column glance at one agent (or any aggregate: its state's fields)."""
     if not isinstance(agent, Agent):

@@ -6,6 +6,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 import click
@@ -17,26 +18,48 @@ from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.views import Store
-from agentlog.cli import render
+from agentlog.cli import audit_render, render
 from agentlog.cli.catch_up import no_catch_up_option, reading
 from agentlog.cli.completion import agent_ids, view_names
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.cli.verify import warn_if_broken
-from agentlog.domain import Aggregate, UnknownAgentError
+from agentlog.domain import Aggregate, EffectClass, UnknownAgentError
 from agentlog.projections import ViewFailedError, queries
+from agentlog.projections.audit_rows import DECISIONS, OUTCOMES
+
+
+class IsoTime(click.ParamType[datetime, Any]):
+    """An ISO 8601 date or time (``2026-11-29``, ``2026-11-29T14:00``, ``...Z``,
+    ``...+01:00``); without a zone it is UTC, as the log's times are."""
+
+    name = "ISO-TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO date or time (e.g. 2026-11-29T14:00Z)", param, ctx)
 
 
 @click.command()
-@click.option("--agent", help="Only this agent (id or unique prefix).", shell_complete=agent_ids)
-@click.option("--tool", help="Only calls of this tool.")
-@click.option("--actor", help="Only facts recorded by this actor (e.g. user, model:gpt-4o, ana).")
 @click.option(
-    "--decision",
-    type=click.Choice(["requested", "granted", "denied"]),
-    help="Only these decisions.",
+    "--agent", help="Only this agent's calls (id or unique prefix).", shell_complete=agent_ids
 )
-@click.option("--since", type=click.DateTime(), help="Only facts at or after this time (UTC).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--tool", help="Only calls of this tool.")
+@click.option("--actor", help="Only calls decided by this person (or 'policy').")
+@click.option("--decision", type=click.Choice(DECISIONS), help="Only calls decided so.")
+@click.option(
+    "--effect", type=click.Choice([e.value for e in EffectClass]), help="Only this effect class."
+)
+@click.option("--outcome", type=click.Choice(OUTCOMES), help="Only calls that ended so.")
+@click.option("--since", type=IsoTime(), help="Only calls made at or after this time.")
+@click.option("--until", type=IsoTime(), help="Only calls made before this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (arguments whole).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (arguments whole, as JSON).")
 @no_catch_up_option
 @pass_settings
 def audit(
@@ -45,28 +68,44 @@ def audit(
     tool: str | None,
     actor: str | None,
     decision: str | None,
+    effect: str | None,
+    outcome: str | None,
     since: datetime | None,
+    until: datetime | None,
     as_json: bool,
+    as_csv: bool,
     no_catch_up: bool,
 ) -> None:
-    """Who asked, what the model decided, which tool ran, who approved it, what came back.
+    """Every tool call: its arguments, effect class, who or what policy decided, and
+    what came of it.
 
+    Decisions: auto (allowed by policy), approved or denied by a person (or denied by
+    policy), refused (the runtime would not record it), waiting (for a person).
+    Outcomes: pending, running, succeeded, failed, unknown, refused (its arguments
+    failed their hashes), not_run (denied). The table cuts the arguments short.
     Warns on stderr about each agent shown whose events fail their hash chain.
     """
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     with reading(settings, ["audit"], no_catch_up) as store:
         agent_id = str(resolve(store.log, store.views, agent)) if agent else None
-        where = queries.AuditFilter(agent_id, tool, actor, decision, _utc(since))
+        where = queries.AuditFilter(
+            agent_id, tool, actor, decision, effect, outcome, _utc(since), _utc(until)
+        )
         with store.views.engine.connect() as conn:
-            rows = queries.audit(conn, store.views.table(conn, "audit"), where)
-        shown: dict[str, int] = {}  # the agents shown, up to the last version shown
+            table = store.views.table(conn, "audit")
+            rows = queries.audit(conn, table, where, store.views.seal)
+        shown: dict[str, int] = {}  # the agents shown, up to the last event of a call shown
         for row in rows:
-            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["version"])
+            shown[row["agent_id"]] = max(shown.get(row["agent_id"], 0), row["last_version"])
         for shown_id, upto in shown.items():
             warn_if_broken(first_break(store.log, UUID(shown_id), upto=upto))
     if as_json:
-        click.echo(render.dumps([{**r, "time": render.iso(r["time"])} for r in rows]))
+        click.echo(render.dumps([audit_render.audit_call_json(r) for r in rows]))
+    elif as_csv:
+        click.echo(audit_render.audit_csv(rows), nl=False)
     elif rows:
-        render.print_table(render.audit_table(rows))
+        render.print_table(audit_render.audit_calls_table(rows))
 
 
 @click.group()
@@ -202,7 +241,8 @@ def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate
         return store.log.get(agent_id, version=version)
     try:
         with store.views.engine.connect() as conn:
-            return queries.agent_from_state(conn, store.views.table(conn, "state"), agent_id)
+            table = store.views.table(conn, "state")
+            return queries.agent_from_state(conn, table, agent_id, store.views.seal)
     except UnknownAgentError:
         return store.log.get(agent_id)
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from agentlog.domain import Agent, UnknownTopicError
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.replay import Replay
+from agentlog.projections.seal import PLAIN, Seal
 from agentlog.projections.view import Positioned, View
 
 _LOAD_CHUNK = 500  # agent ids per query (databases cap the parameters of a statement)
@@ -49,7 +50,7 @@ def state_columns() -> list[Column[Any]]:
         Column("agent_id", String(36), primary_key=True),
         Column("topic", Text, nullable=False),
         Column("version", BigInteger, nullable=False),
-        Column("state", Text, nullable=False),
+        Column("state", Text, nullable=False),  # sealed with a cipher key
     ]
 
 
@@ -63,8 +64,8 @@ class AgentRowsView(View):
     rows: Table
     _replay: Replay
 
-    def __init__(self, build: int) -> None:
-        super().__init__(build)
+    def __init__(self, build: int, seal: Seal = PLAIN) -> None:
+        super().__init__(build, seal)
         c = self.rows.c
         self._keys = [col.key for col in c]
         self._insert = BulkWrite.insert(self.rows)
@@ -156,7 +157,7 @@ class AgentRowsView(View):
             "agent_id": str(agent.id),
             "topic": get_topic(type(agent)),
             "version": agent.version,
-            "state": json.dumps(agent.snapshot_state(), separators=(",", ":")),
+            "state": self.seal.close(json.dumps(agent.snapshot_state(), separators=(",", ":"))),
             **self.columns_for(agent),
         }
         return tuple(values[key] for key in self._keys)
@@ -170,15 +171,16 @@ class AgentRowsView(View):
             found = {row.agent_id: row for row in conn.execute(self._select, {"ids": chunk})}
             for agent_id in chunk:
                 row = found.get(agent_id)
-                agents[UUID(agent_id).int] = None if row is None else _agent(row)
+                agents[UUID(agent_id).int] = None if row is None else agent_of(row, self.seal)
                 if row is not None:
                     self._stored.add(UUID(agent_id).int)
 
 
-def _agent(row: Any) -> Agent:
-    """The agent a row keeps, rebuilt from its snapshot state."""
+def agent_of(row: Any, seal: Seal = PLAIN) -> Agent:
+    """The agent a row keeps, rebuilt from its snapshot state (sealed with a key)."""
     try:
         agent_class: type[Agent] = resolve_topic(row.topic)
     except TopicError:  # written by a process that had the user's module, read without it
         raise UnknownTopicError(row.agent_id, row.version, row.topic) from None
-    return agent_class.from_snapshot_state(UUID(row.agent_id), row.version, json.loads(row.state))
+    state = json.loads(seal.open(row.state) or "")
+    return agent_class.from_snapshot_state(UUID(str(row.agent_id)), row.version, state)

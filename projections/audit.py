@@ -1,6 +1,6 @@
-"""The audit view: one row per recorded fact, queryable by agent, tool, actor,
-decision and time. Who asked, what the model decided, which tool ran with which
-arguments, who approved it, and what came back."""
+"""The audit view: one row per tool call, queryable by agent, tool, who decided, decision,
+effect, outcome and time. Which tool ran with which arguments, who or what policy
+allowed it, and what came of it, without joining anything by hand."""
 
 from __future__ import annotations
 
@@ -19,133 +19,171 @@ from sqlalchemy import (
     Text,
     bindparam,
     select,
+    update,
 )
 
-from agentlog.domain import Aggregate
-from agentlog.projections.audit_rows import shape_of
+from agentlog.projections.audit_rows import (
+    AGENT,
+    KINDS,
+    LAST_VERSION,
+    MISSING,
+    VERSION,
+    Row,
+    item_kind,
+    kind_of,
+)
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.view import Positioned, View, clean
 
+_KEY = ("agent_id", "called_version")
+
+
+class _Call:
+    """A call's row as the view keeps it, and whether the table has it yet."""
+
+    __slots__ = ("row", "stored")
+
+    def __init__(self, row: Row, stored: bool) -> None:
+        self.row, self.stored = row, stored
+
 
 class AuditTrail(View):
-    """Every event as an audit row, with the tool and args hash of its call filled in."""
+    """Every tool call: arguments, effect, decision, outcome, result size, times."""
 
     name: ClassVar[str] = "audit"
-    version: ClassVar[int] = 3  # 2: index for the call lookup; 3: unbounded text, 64-bit
+    version: ClassVar[int] = 4  # 2: call index; 3: unbounded text; 4: one row per call, sealed
     staged: ClassVar[bool] = True
-    flush_rows: ClassVar[int] = 50_000
-    """Rows kept in memory before they are written (about 0.3 KB each)."""
+    flush_rows: ClassVar[int] = 20_000
+    """Calls changed and kept in memory before they are written (about 0.5 KB each)."""
     call_capacity: ClassVar[int] = 20_000
-    """Open calls whose tool and arguments hash are kept in memory at most (a call is
-    dropped when it closes)."""
+    """Open calls kept in memory at most (a call is dropped when it closes)."""
 
     def define(self, metadata: MetaData) -> None:
-        """One append-only table with an index per query dimension."""
+        """One table keyed by agent and the version that recorded the call; an index per
+        query dimension."""
         self.rows = Table(
             self.table_name(),
             metadata,
-            Column("position", BigInteger, primary_key=True, autoincrement=False),
-            Column("agent_id", String(36), nullable=False, index=True),
-            Column("version", BigInteger, nullable=False),
-            Column("time", DateTime(timezone=True), nullable=False, index=True),
-            Column("event_type", Text, nullable=False),
-            Column("actor", Text, nullable=False, index=True),
-            Column("call_id", Text, nullable=True),
-            Column("tool", Text, nullable=True, index=True),
+            Column("agent_id", String(36), primary_key=True),
+            Column("called_version", BigInteger, primary_key=True, autoincrement=False),
+            Column("position", BigInteger, nullable=False, index=True),
+            Column("call_id", Text, nullable=False),
+            Column("tool", Text, nullable=False, index=True),
+            Column("args", Text, nullable=True),  # sealed with a cipher key
             Column("args_hash", String(64), nullable=True),
+            Column("effect", String(20), nullable=True, index=True),
+            Column("policy", String(10), nullable=True),
+            Column("requested_by", Text, nullable=False),
+            Column("called_at", DateTime(timezone=True), nullable=False, index=True),
             Column("decision", String(20), nullable=True, index=True),
-            Column("approver", Text, nullable=True),
-            Column("outcome", String(20), nullable=True),
-            Column("detail", Text, nullable=True),
-        )
-        self._call_index = Index(
-            f"{self.table_name()}_call", self.rows.c.agent_id, self.rows.c.call_id
+            Column("decided_by", Text, nullable=True, index=True),
+            Column("decided_at", DateTime(timezone=True), nullable=True),
+            Column("outcome", String(20), nullable=False, index=True),
+            Column("attempts", BigInteger, nullable=False),
+            Column("started_at", DateTime(timezone=True), nullable=True),
+            Column("finished_at", DateTime(timezone=True), nullable=True),
+            Column("finished_by", Text, nullable=True),
+            Column("result_size", BigInteger, nullable=True),
+            Column("detail", Text, nullable=True),  # sealed with a cipher key
+            Column("last_version", BigInteger, nullable=False),
         )
         c = self.rows.c
+        self._call_index = Index(f"{self.table_name()}_call", c.agent_id, c.call_id)
+        keys = [col.key for col in c]
+        values: dict[Any, Any] = {col: bindparam(col.key) for col in c if col.key not in _KEY}
+        where = (c.agent_id == bindparam("agent_id")) & (
+            c.called_version == bindparam("called_version")
+        )
         self._insert = BulkWrite.insert(self.rows)
+        self._update = BulkWrite(update(self.rows).values(values).where(where), list(c), keys)
         self._newest_call = (
-            select(c.tool, c.args_hash)
+            select(self.rows)
             .where(
                 c.agent_id == bindparam("agent_id"),
                 c.call_id == bindparam("call_id"),
-                c.event_type == "ToolCalled",
+                c.args_hash.is_not(None),  # a recorded call, not a rejected one
             )
-            .order_by(c.position.desc())
+            .order_by(c.called_version.desc())
             .limit(1)
         )
 
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """The events of the tool-call protocol (the others are not even decoded)."""
+        return kind_of(event_class) is not None
+
     def reset(self, position: int) -> None:
-        """Forget the rows not written yet and the calls kept."""
-        self._rows: list[tuple[Any, ...]] = []
-        self._calls: dict[tuple[str, Any], tuple[Any, Any]] = {}  # newest open call per id
+        """Forget the calls kept (changed or open)."""
+        self._open: dict[tuple[str, str], _Call] = {}  # per agent and call id
+        self._dirty: dict[tuple[str, int], _Call] = {}  # changed since the last flush
         self._ids: dict[int, str] = {}  # agent ids as text
-        self._complete = position == 0  # every call of the table is kept
+        self._complete = position == 0  # every open call of the table is kept
         self._indexed = False  # the call index is known to exist
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
-        """Make one row per event, kept until the next flush."""
-        row = self._row
-        self._rows.extend(row(conn, position, event) for position, event in events)
+        """Start a row per call, change it with each event of the call, in memory."""
+        seal, opened, dirty, ids, known = self.seal, self._open, self._dirty, self._ids, KINDS
+        for position, event in events:
+            kind = known.get(cls := type(event), MISSING)
+            if kind is MISSING:
+                kind = kind_of(cls)
+            if kind is not None and kind.by_item:
+                kind = item_kind(event)
+            if kind is None:
+                continue
+            agent_id = ids.get(key := event.originator_id.int)
+            if agent_id is None:
+                agent_id = ids[key] = str(event.originator_id)
+            if kind.starts is not None:
+                call = _Call(kind.starts(agent_id, position, event, seal), False)
+                dirty[(agent_id, event.originator_version)] = call
+                if kind.opens:
+                    opened[(agent_id, getattr(event, "call_id"))] = call  # noqa: B009
+                continue
+            call_key = (agent_id, getattr(event, "call_id"))  # noqa: B009
+            found = opened.get(call_key) or self._read(conn, call_key)
+            if found is None:
+                continue  # no such call (the view did not see it: not an agent's)
+            assert kind.update is not None
+            row = found.row
+            kind.update(row, event, seal)
+            row[LAST_VERSION] = event.originator_version
+            dirty[(row[AGENT], row[VERSION])] = found
+            if kind.closes:
+                opened.pop(call_key, None)
 
     def wants_flush(self) -> bool:
-        """Time to write: enough rows kept."""
-        return len(self._rows) >= self.flush_rows
+        """Time to write: enough calls changed."""
+        return len(self._dirty) >= self.flush_rows
 
     def flush(self, conn: Connection) -> None:
-        """Insert the rows kept, in one statement; then keep fewer calls if too many."""
-        if self._rows:
-            self._insert(conn, self._rows)
-            self._rows = []
-        if len(self._calls) > self.call_capacity:  # all written: the table has them
-            for key in list(self._calls)[: len(self._calls) - self.call_capacity // 2]:
-                del self._calls[key]
+        """Insert the new calls and update the others, one statement each; then keep
+        fewer open calls if too many."""
+        calls = self._dirty.values()
+        self._insert(conn, [tuple(call.row) for call in calls if not call.stored])
+        self._update(conn, [tuple(call.row) for call in calls if call.stored])
+        for call in calls:
+            call.stored = True
+        self._dirty = {}
+        if len(self._open) > self.call_capacity:  # all written: the table has them
+            for key in list(self._open)[: len(self._open) - self.call_capacity // 2]:
+                del self._open[key]
             self._complete = False
         if len(self._ids) > self.call_capacity:
             self._ids.clear()
 
-    def _row(self, conn: Connection, position: int, event: Aggregate.Event) -> tuple[Any, ...]:
-        shape = shape_of(type(event))
-        agent_id = self._ids.get(key := event.originator_id.int)
-        if agent_id is None:
-            agent_id = self._ids[key] = str(event.originator_id)
-        call_id = getattr(event, "call_id") if shape.call_id else None  # noqa: B009
-        tool = args_hash = None
-        if shape.called:
-            tool, args_hash = getattr(event, "tool"), getattr(event, "args_hash")  # noqa: B009
-            self._calls[(agent_id, call_id)] = (tool, args_hash)
-        elif shape.rejected:
-            tool = getattr(event, "tool")  # noqa: B009 - never a recorded call: no hash
-        elif call_id is not None:
-            tool, args_hash = self._call(conn, agent_id, call_id)
-            if shape.closes:  # the agent has no such call any more: keep open calls only
-                self._calls.pop((agent_id, call_id), None)
-                self._complete = False  # (the table still has it, for what is not Agent's)
-        return (  # the table's columns, in order
-            position,
-            agent_id,
-            event.originator_version,
-            event.timestamp,
-            shape.event_type,
-            clean(event.actor),
-            clean(call_id),
-            clean(tool),
-            args_hash,
-            shape.decision,
-            clean(getattr(event, "approver")) if shape.approver else None,  # noqa: B009
-            shape.outcome,
-            shape.detail(event),
-        )
-
-    def _call(self, conn: Connection, agent_id: str, call_id: str) -> tuple[Any, Any]:
-        """The tool and arguments hash of the newest call with this id (kept, or read)."""
-        key = (agent_id, call_id)
-        if key in self._calls or self._complete:
-            return self._calls.get(key, (None, None))
+    def _read(self, conn: Connection, key: tuple[str, str]) -> _Call | None:
+        """The newest call with this id, read from the table (None if there is none)."""
+        if self._complete:
+            return None
         if not self._indexed:  # a new build gets its indexes when swapped in
             self._call_index.create(conn, checkfirst=True)
             self._indexed = True
         # Model-chosen call ids can repeat once a call closed: the newest call is this one.
-        query = {"agent_id": agent_id, "call_id": clean(call_id)}  # as the rows hold it
-        row = conn.execute(self._newest_call, query).first()
-        self._calls[key] = found = (row.tool, row.args_hash) if row else (None, None)
-        return found
+        agent_id, call_id = key
+        row = conn.execute(self._newest_call, {"agent_id": agent_id, "call_id": clean(call_id)})
+        found = row.first()
+        if found is None:
+            return None
+        self._open[key] = call = _Call(list(found), True)
+        return call

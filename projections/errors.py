@@ -40,6 +40,18 @@ class ViewStoppedError(AgentError):
         self.position = position
 
 
+class SealedValueError(AgentError):
+    """A view's sealed column does not open with the store's key (written with another
+    key, or before the view sealed it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"a view's encrypted column does not open with this key ({reason}); rebuild the "
+            f"views: `agentlog projections rebuild --all`"
+        )
+        self.reason = reason
+
+
 class ViewTooNewError(AgentError):
     """A view was built by a newer agentlog (a newer view version) than this one."""
 

@@ -45,6 +45,7 @@ from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
 from agentlog.projections.errors import ViewFailedError
 from agentlog.projections.outages import is_outage
+from agentlog.projections.seal import Seal
 from agentlog.projections.view import Positioned, View
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Follower:
 
     def __init__(self, app: AgentLog, engine: Engine) -> None:
         self.app, self.engine = app, engine
+        self.seal = Seal(app.mapper.cipher)
         self._tracks: dict[int, _Track] = {}
         self._busy = threading.Lock()
 
@@ -149,7 +151,7 @@ class Follower:
             position, track = positions[build.build], self._tracks.get(build.build)
             keeps = batch_size * REBUILD_BATCHES if build.status == BUILDING else 1
             if track is None:
-                track = _Track(cls(build.build), keeps, position, position)
+                track = _Track(cls(build.build, self.seal), keeps, position, position)
                 self._tracks[build.build] = track
                 track.view.reset(position)
                 if position == 0:

@@ -62,6 +62,8 @@ class Projections:
         self.views = {cls.name: cls for cls in views}
         self._tables: dict[str, Table] = {}
         self._follower = Follower(app, engine)
+        self.seal = self._follower.seal
+        """Opens the sensitive columns the views sealed with the log's cipher."""
         self.setup()
 
     def setup(self) -> None:

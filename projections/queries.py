@@ -2,70 +2,93 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import TopicError, resolve_topic
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, RowMapping, Table, select
 
-from agentlog.domain import Agent, UnknownAgentError, UnknownTopicError
+from agentlog.domain import Agent, UnknownAgentError
+from agentlog.projections.agent_rows import agent_of
+from agentlog.projections.seal import PLAIN, Seal
+from agentlog.projections.state import AgentStates
 
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Which audit rows to return; None means any."""
+    """Which tool calls to return; None means any. Times bound when a call was made."""
 
     agent: str | None = None
     tool: str | None = None
     actor: str | None = None
+    """Who decided: a person's name, or ``policy``."""
     decision: str | None = None
+    effect: str | None = None
+    outcome: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
 
 
-def states(conn: Connection, table: Table, status: str | None = None) -> list[dict[str, Any]]:
-    """State rows, oldest agent first, optionally of one status."""
+def states(
+    conn: Connection, table: Table, status: str | None = None, seal: Seal = PLAIN
+) -> list[dict[str, Any]]:
+    """State rows, oldest agent first, optionally of one status (text opened)."""
     query = select(*[c for c in table.c if c.name != "state"]).order_by(table.c.created_at)
     if status is not None:
         query = query.where(table.c.status == status)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [_opened(row._mapping, AgentStates.sealed, seal) for row in conn.execute(query)]
 
 
-def agent_from_state(conn: Connection, table: Table, agent_id: UUID) -> Agent:
+def agent_from_state(conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN) -> Agent:
     """The agent as the state view last saw it (rebuilt from the row's state)."""
-    query = select(table.c.topic, table.c.version, table.c.state)
+    query = select(table.c.agent_id, table.c.topic, table.c.version, table.c.state)
     row = conn.execute(query.where(table.c.agent_id == str(agent_id))).first()
     if row is None:
         raise UnknownAgentError(agent_id)
-    try:
-        agent_class: type[Agent] = resolve_topic(row.topic)
-    except TopicError:  # the row was written with the user's module, read without it
-        raise UnknownTopicError(agent_id, row.version, row.topic) from None
-    return agent_class.from_snapshot_state(agent_id, row.version, json.loads(row.state))
+    return agent_of(row, seal)
 
 
-def audit(conn: Connection, table: Table, where: AuditFilter) -> list[dict[str, Any]]:
-    """Audit rows in log order, filtered."""
-    query = select(table).order_by(table.c.position)
+def audit(
+    conn: Connection, table: Table, where: AuditFilter, seal: Seal = PLAIN
+) -> list[dict[str, Any]]:
+    """Tool calls in the order they were made, filtered (arguments and details opened)."""
+    c = table.c
+    query = select(table).order_by(c.position)
     for column, value in (
-        (table.c.agent_id, where.agent),
-        (table.c.tool, where.tool),
-        (table.c.actor, where.actor),
-        (table.c.decision, where.decision),
+        (c.agent_id, where.agent),
+        (c.tool, where.tool),
+        (c.decided_by, where.actor),
+        (c.decision, where.decision),
+        (c.effect, where.effect),
+        (c.outcome, where.outcome),
     ):
         if value is not None:
             query = query.where(column == value)
     if where.since is not None:
-        query = query.where(table.c.time >= where.since)
-    return [dict(row._mapping) for row in conn.execute(query)]
+        query = query.where(c.called_at >= where.since)
+    if where.until is not None:
+        query = query.where(c.called_at < where.until)
+    return [_opened(row._mapping, ("args", "detail"), seal) for row in conn.execute(query)]
 
 
-def transcript(conn: Connection, table: Table, agent_id: UUID) -> list[dict[str, Any]]:
-    """The model's messages for one agent, in order."""
+def _opened(row: RowMapping, sealed: Sequence[str], seal: Seal) -> dict[str, Any]:
+    """A row as a dict, its sealed columns opened."""
+    found = dict(row)
+    if seal.on:
+        for name in sealed:
+            found[name] = seal.open(found[name])
+    return found
+
+
+def transcript(
+    conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN
+) -> list[dict[str, Any]]:
+    """The model's messages for one agent, in order (their text opened)."""
     query = select(table).where(table.c.agent_id == str(agent_id)).order_by(table.c.seq)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    sealed = ("content", "tool_calls")
+    return [_opened(row._mapping, sealed, seal) for row in conn.execute(query)]
 
 
 def runnable(conn: Connection, table: Table, limit: int = 100) -> list[UUID]:

@@ -19,7 +19,8 @@ class RunnableAgents(AgentRowsView):
     """
 
     name: ClassVar[str] = "runnable"
-    version: ClassVar[int] = 3  # 2: 64-bit numbers; 3: unknown outcomes a tool can settle
+    version: ClassVar[int] = 4  # 2: 64-bit numbers; 3: unknown outcomes a tool can settle
+    # 4: the state sealed with the cipher key
 
     def define(self, metadata: MetaData) -> None:
         """One table; workers take the agents idle longest first."""

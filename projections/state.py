@@ -15,7 +15,10 @@ class AgentStates(AgentRowsView):
     """Name, phase, goal, step count, pending approvals, last error, tokens, version."""
 
     name: ClassVar[str] = "state"
-    version: ClassVar[int] = 3  # 2: unbounded text and 64-bit numbers; 3: agent state schema 3
+    version: ClassVar[int] = 4  # 2: unbounded text and 64-bit numbers; 3: agent state schema 3
+    # 4: sensitive columns sealed with the cipher key
+    sealed: ClassVar[tuple[str, ...]] = ("name", "goal", "last_error", "result")
+    """Columns encrypted with a cipher key (besides ``state``)."""
 
     def define(self, metadata: MetaData) -> None:
         """One table, indexed by phase for ``agentlog ls --status``."""
@@ -37,15 +40,16 @@ class AgentStates(AgentRowsView):
         )
 
     def columns_for(self, agent: Agent) -> dict[str, Any]:
-        """What a person or a fresh worker reads at a glance."""
+        """What a person or a fresh worker reads at a glance (the text sealed)."""
+        close = self.seal.close
         return {
-            "name": clean(agent.name),
+            "name": close(clean(agent.name)),
             "status": agent.phase.value,
-            "goal": clean(agent.goal),
+            "goal": close(clean(agent.goal)),
             "steps": agent.steps,
             "pending_approvals": ",".join(agent.awaiting_permission),
-            "last_error": clean(agent.last_error),
-            "result": clean(agent.result),
+            "last_error": close(clean(agent.last_error)),
+            "result": close(clean(agent.result)),
             "tokens": agent.tokens.total,
             "model": clean(agent.config.model),
             "created_at": agent.created_on,

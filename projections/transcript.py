@@ -24,6 +24,7 @@ from agentlog.domain import Agent
 from agentlog.domain.messages import entries_for, message_for, summary_message
 from agentlog.domain.ports import Message
 from agentlog.projections.bulk import BulkWrite
+from agentlog.projections.seal import PLAIN, Seal
 from agentlog.projections.view import Positioned, View, clean
 
 
@@ -31,7 +32,8 @@ class Transcripts(View):
     """Chat messages per agent: system, user, assistant (with tool calls), tool."""
 
     name: ClassVar[str] = "transcript"
-    version: ClassVar[int] = 2  # 2: the system prompt at seq 0; unbounded text
+    version: ClassVar[int] = 3  # 2: the system prompt at seq 0; unbounded text
+    # 3: content and tool calls sealed with the cipher key
     staged: ClassVar[bool] = True
     flush_rows: ClassVar[int] = 50_000
     """Events kept in memory before their messages are written (about 0.5 KB each):
@@ -45,8 +47,8 @@ class Transcripts(View):
             Column("agent_id", String(36), primary_key=True),
             Column("seq", BigInteger, primary_key=True, autoincrement=False),
             Column("role", String(20), nullable=False),
-            Column("content", Text, nullable=False),
-            Column("tool_calls", Text, nullable=True),
+            Column("content", Text, nullable=False),  # sealed with a cipher key
+            Column("tool_calls", Text, nullable=True),  # sealed with a cipher key
             Column("call_id", Text, nullable=True),
         )
         c = self.rows.c
@@ -73,7 +75,7 @@ class Transcripts(View):
                 self._compact(str(event.originator_id), event)
             elif _may_have_message(type(event)):
                 agent_id = str(event.originator_id)
-                rows = [_row(agent_id, seq, message) for seq, message in entries_for(event)]
+                rows = [self._row(agent_id, seq, message) for seq, message in entries_for(event)]
                 if rows:
                     self._messages.setdefault(agent_id, []).extend(rows)
         self._kept += len(events)
@@ -98,7 +100,20 @@ class Transcripts(View):
         # What the table holds was written before this compaction: every row of it
         # that this or an earlier compaction covers goes.
         self._compacted[agent_id] = max(through, self._compacted.get(agent_id, through))
-        kept.append(_row(agent_id, through, summary_message(event)))
+        kept.append(self._row(agent_id, through, summary_message(event)))
+
+    def _row(self, agent_id: str, seq: int, message: Message) -> tuple[Any, ...]:
+        """A message as a row of the table (its columns, in order; the text sealed)."""
+        calls = [c.model_dump(mode="json") for c in message.tool_calls]
+        close = self.seal.close
+        return (
+            agent_id,
+            seq,
+            message.role,
+            close(clean(message.content)),
+            close(json.dumps(calls)) if calls else None,
+            clean(message.call_id),
+        )
 
 
 _SEQ, _ROLE = 1, 2  # where a row holds them
@@ -110,20 +125,9 @@ def _may_have_message(cls: type[Any]) -> bool:
     return message_for.dispatch(cls) is not message_for.dispatch(object)
 
 
-def _row(agent_id: str, seq: int, message: Message) -> tuple[Any, ...]:
-    """A message as a row of the table (its columns, in order)."""
-    calls = [c.model_dump(mode="json") for c in message.tool_calls]
-    return (
-        agent_id,
-        seq,
-        message.role,
-        clean(message.content),
-        json.dumps(calls) if calls else None,
-        clean(message.call_id),
-    )
-
-
-def message_from_row(row: Any) -> Message:
-    """A transcript row back as the message the model sees."""
-    calls = json.loads(row.tool_calls) if row.tool_calls else []
-    return Message(role=row.role, content=row.content, tool_calls=tuple(calls), call_id=row.call_id)
+def message_from_row(row: Any, seal: Seal = PLAIN) -> Message:
+    """A transcript row back as the message the model sees (opened, if sealed)."""
+    tool_calls = seal.open(row.tool_calls)
+    calls = json.loads(tool_calls) if tool_calls else []
+    content = seal.open(row.content) or ""
+    return Message(role=row.role, content=content, tool_calls=tuple(calls), call_id=row.call_id)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, MetaData, Table
 
 from agentlog.domain import Aggregate
+from agentlog.projections.seal import PLAIN, Seal
 
 Positioned = tuple[int, Aggregate.Event]
 """An event with its position (notification id) in the application's log."""
@@ -33,14 +34,18 @@ class View(ABC):
     position to the last event processed. The follower flushes when ``wants_flush``
     says so and at the end of every catch-up, and calls ``reset`` whenever the memory
     may no longer match the tables (a rollback, another follower moved the position).
+
+    ``seal`` encrypts the sensitive columns with the log's cipher (or leaves them plain
+    without one): a view seals what it writes of goals, messages, arguments and results.
     """
 
     name: ClassVar[str]
     version: ClassVar[int]
     staged: ClassVar[bool] = False
 
-    def __init__(self, build: int) -> None:
+    def __init__(self, build: int, seal: Seal = PLAIN) -> None:
         self.build = build
+        self.seal = seal
         self.metadata = MetaData()
         self.define(self.metadata)
 

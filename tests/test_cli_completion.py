@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from eventsourcing.cipher import AESCipher
 from sqlalchemy import inspect
 
 from agentlog.adapters.storage import open_log
@@ -125,3 +126,28 @@ def test_on_postgresql_completion_reads_the_state_view_and_creates_nothing(
     agent_id = str(store.log.create_agent("scout"))
     store.close()
     assert complete("agentlog show ", postgres_url) == [f"plain,{agent_id}"]
+
+
+def test_in_an_encrypted_store_names_and_calls_complete_with_the_key(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = AESCipher.create_key(16)
+    store = open_store(sqlite_url, cipher_key=key)
+    agent_id = store.log.create_agent("scout", goal="g")
+    request = ToolCallRequest(call_id="ask1", tool="search", args={})
+    store.log.call_tool(agent_id, request, EffectClass.PURE, Policy.ASK)
+    agent = store.log.get(agent_id)
+    agent.request_permission("ask1")
+    store.log.save(agent)
+    store.close()
+    prefix = str(agent_id)[:8]
+    no_name = ["plain", str(agent_id), "_"]  # zsh's "no help"
+    assert complete(f"agentlog show {prefix}", sqlite_url, "zsh") == no_name  # not ciphertext
+    assert complete(f"agentlog approve {prefix} ", sqlite_url) == []  # no key: no calls
+    monkeypatch.setenv("AGENTLOG_CIPHER_KEY", key)
+    assert complete(f"agentlog show {prefix}", sqlite_url, "zsh") == [
+        "plain",
+        str(agent_id),
+        "scout",
+    ]
+    assert complete(f"agentlog approve {prefix} ", sqlite_url) == ["plain,ask1"]

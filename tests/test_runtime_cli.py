@@ -63,9 +63,11 @@ def test_run_stops_at_the_gate_and_finishes_after_approval(cli: CliRunner, tmp_p
     assert "stopped: finished: completed" in result.output
     assert (tmp_path / "sandbox" / "a.txt").read_text() == "42"
     audit = json.loads(
-        run(cli, "audit", "--agent", agent_id, "--decision", "granted", "--json").output
+        run(cli, "audit", "--agent", agent_id, "--decision", "approved", "--json").output
     )
-    assert [(a["tool"], a["approver"]) for a in audit] == [("write_file", "ana")]
+    assert [(a["tool"], a["decided_by"], a["outcome"]) for a in audit] == [
+        ("write_file", "ana", "succeeded")
+    ]
 
 
 def test_step_does_one_thing(cli: CliRunner, sqlite_url: str) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import ClassVar
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from agentlog.projections import (
     ViewStoppedError,
     catalog,
 )
+from agentlog.projections.audit_rows import COLUMNS
 
 
 class Tripwire(View):
@@ -317,14 +319,17 @@ def test_cli_projections_run_once_reports_the_failure_and_catches_up_the_others(
 
 @pytest.fixture
 def duplicating_audit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The audit view's handler writes each batch twice: the database refuses the rows."""
-    process = AuditTrail.process
+    """The audit view's flush writes a call's row twice: the database refuses the rows."""
+    flush = AuditTrail.flush
 
-    def twice(self: AuditTrail, conn: Connection, events: Sequence[Positioned]) -> None:
-        process(self, conn, events)
-        process(self, conn, events)
+    def twice(self: AuditTrail, conn: Connection) -> None:
+        row = dict.fromkeys(COLUMNS) | {"agent_id": "a", "called_version": 1, "position": 1}
+        row |= {"call_id": "c1", "tool": "t", "requested_by": "m", "outcome": "pending"}
+        row |= {"called_at": datetime.now(UTC), "attempts": 0}
+        self._insert(conn, [tuple(row.values())] * 2)
+        flush(self, conn)
 
-    monkeypatch.setattr(AuditTrail, "process", twice)
+    monkeypatch.setattr(AuditTrail, "flush", twice)
 
 
 @pytest.mark.usefixtures("duplicating_audit")

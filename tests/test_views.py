@@ -245,99 +245,102 @@ def test_an_agent_waiting_for_a_grant_becomes_runnable_once_granted(store: Store
 # -- audit ---------------------------------------------------------------------------------
 
 
-def test_later_events_of_a_call_carry_its_tool_and_args_hash(store: Store) -> None:
+def test_a_call_is_one_row_from_its_request_to_its_outcome(store: Store) -> None:
     agent_id = running(store, ASK)
     call(store, agent_id)
     ask(store, agent_id, "c1")
+    assert [r["decision"] for r in audit_rows(store)] == ["waiting"]
     store.log.grant(agent_id, "c1", approver="ana")
     start(store, agent_id, "c1")
     store.log.record_result(agent_id, "c1", ["owl"])
-    rows = audit_rows(store, agent=str(agent_id))
-    assert [r["event_type"] for r in rows] == [
-        "Created",
-        "TaskStarted",
-        "ToolCalled",
-        "PermissionRequested",
-        "PermissionGranted",
-        "ToolStarted",
-        "ToolSucceeded",
-    ]
-    assert {(r["call_id"], r["tool"], r["args_hash"]) for r in rows[2:]} == {
-        ("c1", "search", args_hash(SEARCH.args))
+    (row,) = audit_rows(store, agent=str(agent_id))
+    events = {type(e).__name__: e for e in store.log.events_of(agent_id)}
+    assert {k: row[k] for k in ("call_id", "tool", "args_hash", "effect", "policy")} == {
+        "call_id": "c1",
+        "tool": "search",
+        "args_hash": args_hash(SEARCH.args),
+        "effect": "pure",
+        "policy": "ask",
     }
-    assert all(r["tool"] is None and r["call_id"] is None for r in rows[:2])
+    assert json.loads(row["args"]) == SEARCH.args
+    assert (row["called_version"], row["requested_by"]) == (3, events["ToolCalled"].actor)
+    assert (row["decision"], row["decided_by"], row["outcome"]) == ("approved", "ana", "succeeded")
+    assert (row["attempts"], row["result_size"], row["detail"]) == (1, len('["owl"]'), None)
+    times = [utc(row[k]) for k in ("called_at", "decided_at", "started_at", "finished_at")]
+    assert times == [
+        events[name].timestamp
+        for name in ("ToolCalled", "PermissionGranted", "ToolStarted", "ToolSucceeded")
+    ]
+    assert row["finished_by"] == events["ToolSucceeded"].actor
 
 
-def test_audit_rows_say_who_decided_what_and_what_came_back(store: Store) -> None:
+def test_audit_rows_say_who_decided_what_and_what_came_of_it(store: Store) -> None:
     agent_id = running(store, ASK)
-    for call_id in ("c1", "c2", "c3", "c4"):
+    for call_id in ("c1", "c2", "c3", "c4", "c5"):
         call(store, agent_id, SEARCH.model_copy(update={"call_id": call_id}))
         ask(store, agent_id, call_id)
     store.log.deny(agent_id, "c1", approver="bob", reason="too broad")
-    for call_id in ("c2", "c3", "c4"):
+    for call_id in ("c2", "c3", "c4", "c5"):
         store.log.grant(agent_id, call_id, approver="ana")
+    for call_id in ("c2", "c3", "c4"):
         start(store, agent_id, call_id)
     store.log.record_result(agent_id, "c2", 1)
     act(store, agent_id, lambda a: a.fail_tool("c3", "HTTP 500"))
     act(store, agent_id, lambda a: a.mark_outcome_unknown("c4"))
+    act(store, agent_id, lambda a: a.refuse("c5", "edited"))
     facts = [
-        (r["call_id"], r["decision"], r["approver"], r["outcome"], r["detail"])
+        (r["call_id"], r["decision"], r["decided_by"], r["outcome"], r["detail"])
         for r in audit_rows(store)
-        if r["decision"] not in (None, "requested") or r["outcome"]
     ]
     assert facts == [
-        ("c1", "denied", "bob", None, "too broad"),
-        ("c2", "granted", "ana", None, None),
-        ("c3", "granted", "ana", None, None),
-        ("c4", "granted", "ana", None, None),
-        ("c2", None, None, "succeeded", None),
-        ("c3", None, None, "failed", "HTTP 500"),
-        ("c4", None, None, "unknown", None),
-    ]
-    requested = audit_rows(store, decision="requested")
-    assert [(r["call_id"], r["approver"]) for r in requested] == [
-        (c, None) for c in ("c1", "c2", "c3", "c4")
+        ("c1", "denied", "bob", "not_run", "too broad"),
+        ("c2", "approved", "ana", "succeeded", None),
+        ("c3", "approved", "ana", "failed", "HTTP 500"),
+        ("c4", "approved", "ana", "unknown", None),
+        ("c5", "approved", "ana", "refused", "edited"),
     ]
 
 
-def test_audit_rows_keep_actor_version_and_time_of_each_event(store: Store) -> None:
-    agent_id = running(store, ASK)
-    act(store, agent_id, lambda a: a.record_model_response("hi", model="m1"))
-    events = list(store.log.events_of(agent_id))
-    rows = audit_rows(store)
-    assert [(r["agent_id"], r["version"], r["actor"]) for r in rows] == [
-        (str(agent_id), 1, "user"),
-        (str(agent_id), 2, "user"),
-        (str(agent_id), 3, "model:m1"),
-    ]
-    assert [utc(r["time"]) for r in rows] == [e.timestamp for e in events]
-    assert [r["detail"] for r in rows] == [None, "find owls", None]
+def test_a_policy_decides_calls_it_allows_or_denies(store: Store) -> None:
+    allowed, denied = running(store, ALLOW), running(store, ASK)
+    call(store, allowed)
+    call(store, denied)
+    act(store, denied, lambda a: a.deny("c1", approver="policy", reason="search is denied"))
+    rows = {r["agent_id"]: r for r in audit_rows(store)}
+    auto, refused = rows[str(allowed)], rows[str(denied)]
+    assert (auto["decision"], auto["decided_by"], auto["outcome"]) == ("auto", "policy", "pending")
+    assert auto["decided_at"] == auto["called_at"]
+    assert (refused["decision"], refused["decided_by"]) == ("denied", "policy")
+    assert [r["call_id"] for r in audit_rows(store, actor="policy")] == ["c1", "c1"]
 
 
-def test_audit_filters_by_agent_tool_actor_decision_and_time(store: Store) -> None:
+def test_audit_filters_by_agent_tool_actor_decision_effect_outcome_and_time(
+    store: Store,
+) -> None:
     one, two = running(store, ASK), running(store, ALLOW)
     call(store, one)
     ask(store, one, "c1")
     store.log.grant(one, "c1", approver="ana")
-    call(store, two, ToolCallRequest(call_id="c1", tool="send_email"))
-    positions = [r["position"] for r in audit_rows(store)]
-    assert positions == list(range(1, 9))
-    assert [r["position"] for r in audit_rows(store, agent=str(two))] == [3, 4, 8]
-    assert [r["event_type"] for r in audit_rows(store, tool="search")] == [
-        "ToolCalled",
-        "PermissionRequested",
-        "PermissionGranted",
-    ]
-    assert [r["position"] for r in audit_rows(store, actor="ana")] == [7]
-    assert [r["call_id"] for r in audit_rows(store, decision="granted")] == ["c1"]
+    email = ToolCallRequest(call_id="c1", tool="send_email", args={"to": "ana"})
+    store.log.call_tool(two, email, EffectClass.SIDE_EFFECTING, None)
+    start(store, two, "c1")
+    assert [r["tool"] for r in audit_rows(store)] == ["search", "send_email"]
+    assert [r["tool"] for r in audit_rows(store, agent=str(two))] == ["send_email"]
+    assert [r["agent_id"] for r in audit_rows(store, tool="search")] == [str(one)]
+    assert [r["tool"] for r in audit_rows(store, actor="ana")] == ["search"]
+    assert [r["tool"] for r in audit_rows(store, decision="auto")] == ["send_email"]
+    assert [r["tool"] for r in audit_rows(store, effect="side_effecting")] == ["send_email"]
+    assert [r["tool"] for r in audit_rows(store, outcome="running")] == ["send_email"]
+    assert [r["tool"] for r in audit_rows(store, outcome="pending")] == ["search"]
     assert audit_rows(store, agent=str(one), tool="send_email") == []
     later = datetime.now(UTC) + timedelta(minutes=1)
     assert audit_rows(store, since=later) == []
-    cut = utc(audit_rows(store)[4]["time"])
-    assert [r["position"] for r in audit_rows(store, since=cut)] == list(range(5, 9))
+    cut = utc(audit_rows(store)[1]["called_at"])
+    assert [r["tool"] for r in audit_rows(store, since=cut)] == ["send_email"]
+    assert [r["tool"] for r in audit_rows(store, until=cut)] == ["search"]
 
 
-def test_events_of_a_reused_call_id_carry_the_tool_of_the_newer_call(store: Store) -> None:
+def test_a_reused_call_id_gets_a_row_of_its_own(store: Store) -> None:
     agent_id = running(store, ALLOW)
     call(store, agent_id, ToolCallRequest(call_id="c1", tool="search"))
     start(store, agent_id, "c1")
@@ -345,23 +348,44 @@ def test_events_of_a_reused_call_id_carry_the_tool_of_the_newer_call(store: Stor
     email = ToolCallRequest(call_id="c1", tool="send_email", args={"to": "ana"})
     call(store, agent_id, email)
     start(store, agent_id, "c1")
-    last = audit_rows(store)[-1]
-    assert (last["event_type"], last["tool"], last["args_hash"]) == (
-        "ToolStarted",
-        "send_email",
-        args_hash(email.args),
-    )
+    rows = [(r["tool"], r["args_hash"], r["outcome"]) for r in audit_rows(store)]
+    assert rows == [
+        ("search", args_hash({}), "succeeded"),
+        ("send_email", args_hash(email.args), "running"),
+    ]
 
 
 def test_a_rejected_call_is_audited_under_the_tool_it_asked_for(store: Store) -> None:
     agent_id = running(store, ALLOW)
     call(store, agent_id, ToolCallRequest(call_id="c1", tool="search"))
-    start(store, agent_id, "c1")
-    store.log.record_result(agent_id, "c1", "ok")
     rejected = ToolCallRequest(call_id="c1", tool="rm_rf")
     act(store, agent_id, lambda a: a.reject_tool_call(rejected, "unknown tool"))
-    rows = audit_rows(store, tool="rm_rf")
-    assert [(r["event_type"], r["call_id"]) for r in rows] == [("ToolCallRejected", "c1")]
+    start(store, agent_id, "c1")  # the recorded c1, not the rejected one
+    rows = [(r["tool"], r["decision"], r["outcome"], r["detail"]) for r in audit_rows(store)]
+    assert rows == [
+        ("search", "auto", "running", None),
+        ("rm_rf", "refused", "refused", "unknown tool"),
+    ]
+    assert audit_rows(store, tool="rm_rf")[0]["args"] is None
+
+
+def test_a_call_made_before_the_views_process_started_is_found_in_the_table(
+    sqlite_url: str,
+) -> None:
+    first = open_store(sqlite_url)
+    agent_id = running(first, ASK)
+    call(first, agent_id)
+    ask(first, agent_id, "c1")
+    first.close()
+    second = open_store(sqlite_url)  # its audit view keeps no call in memory
+    try:
+        second.log.grant(agent_id, "c1", approver="ana")
+        start(second, agent_id, "c1")
+        store_rows = [(r["decided_by"], r["outcome"]) for r in audit_rows(second)]
+        assert store_rows == [("ana", "running")]
+        assert_no_view_stopped(second)
+    finally:
+        second.close()
 
 
 # -- transcript ----------------------------------------------------------------------------

@@ -167,9 +167,6 @@ def test_show_of_an_unknown_agent_is_an_error(cli: CliRunner, store: Store) -> N
     assert run(cli, "show").exit_code == 2
 
 
-# -- audit ---------------------------------------------------------------------------------
-
-
 @pytest.fixture
 def audited(store: Store) -> tuple[UUID, UUID]:
     """Two agents: one whose search call ana granted and that ran; one whose rm bob denied."""
@@ -184,81 +181,6 @@ def audited(store: Store) -> tuple[UUID, UUID]:
     store.log.call_tool(remover, ToolCallRequest(call_id="c1", tool="rm"), EffectClass.PURE, None)
     store.log.deny(remover, "c1", approver="bob", reason="no")
     return searcher, remover
-
-
-def events(rows: list[dict[str, Any]]) -> list[str]:
-    return [row["event_type"] for row in rows]
-
-
-def test_audit_json_has_one_row_per_fact_with_tool_decision_and_outcome(
-    cli: CliRunner, audited: tuple[UUID, UUID]
-) -> None:
-    rows = ok_json(cli, "audit", "--json")
-    assert [r["position"] for r in rows] == list(range(1, 12))
-    granted = next(r for r in rows if r["decision"] == "granted")
-    assert {k: granted[k] for k in ("tool", "actor", "approver", "call_id")} == {
-        "tool": "search",
-        "actor": "ana",
-        "approver": "ana",
-        "call_id": "c1",
-    }
-    succeeded = next(r for r in rows if r["outcome"] == "succeeded")
-    assert (succeeded["tool"], succeeded["args_hash"]) == ("search", granted["args_hash"])
-    assert all(isinstance(r["time"], str) for r in rows)
-
-
-def test_audit_filters_by_agent_tool_actor_and_decision(
-    cli: CliRunner, audited: tuple[UUID, UUID]
-) -> None:
-    searcher, remover = audited
-    assert events(ok_json(cli, "audit", "--agent", str(remover)[:8], "--json")) == [
-        "Created",
-        "TaskStarted",
-        "ToolCalled",
-        "PermissionDenied",
-    ]
-    assert events(ok_json(cli, "audit", "--tool", "search", "--json")) == [
-        "ToolCalled",
-        "PermissionRequested",
-        "PermissionGranted",
-        "ToolStarted",
-        "ToolSucceeded",
-    ]
-    assert events(ok_json(cli, "audit", "--actor", "bob", "--json")) == ["PermissionDenied"]
-    denied = ok_json(cli, "audit", "--decision", "denied", "--json")
-    assert [(r["agent_id"], r["tool"], r["approver"], r["detail"]) for r in denied] == [
-        (str(remover), "rm", "bob", "no")
-    ]
-    both = ok_json(cli, "audit", "--agent", str(searcher), "--tool", "rm", "--json")
-    assert both == []
-
-
-def test_audit_since_keeps_facts_at_or_after_a_utc_time(
-    cli: CliRunner, audited: tuple[UUID, UUID]
-) -> None:
-    assert len(ok_json(cli, "audit", "--since", "2000-01-01", "--json")) == 11
-    assert ok_json(cli, "audit", "--since", "2999-01-01T00:00:00", "--json") == []
-
-
-def test_audit_table_shows_who_decided(cli: CliRunner, audited: tuple[UUID, UUID]) -> None:
-    output = run(cli, "audit").output
-    assert "granted by ana" in output
-    assert "denied by bob" in output
-    assert "succeeded" in output
-
-
-def test_audit_of_an_unknown_agent_is_an_error(cli: CliRunner, audited: tuple[UUID, UUID]) -> None:
-    assert error_line(run(cli, "audit", "--agent", "zzz")) == "Error: no agent zzz"
-
-
-@pytest.mark.parametrize(
-    "args",
-    [("--decision", "maybe"), ("--since", "yesterday"), ("--tool",), ("--nope",)],
-)
-def test_audit_usage_errors_exit_2(cli: CliRunner, args: tuple[str, ...]) -> None:
-    result = run(cli, "audit", *args)
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
 
 
 # -- projections status / rebuild / run ----------------------------------------------------

@@ -8,8 +8,8 @@ anywhere. Then every view is rebuilt from position 0 with another batch size, an
 serving rows before and after must be equal, column by column.
 
 The views are also checked against the log itself: the state view's agent is the
-replayed agent, the transcript is the domain's ``replay_transcript``, the audit trail has
-one row per notification with the tool of its call.
+replayed agent, the transcript is the domain's ``replay_transcript``, the audit view has
+one row per tool call with the decision and outcome its events say.
 
 Texts have no NUL character: the views store U+FFFD in its place (PostgreSQL's TEXT
 cannot hold NUL), so their transcript would differ from the log's replay on purpose.
@@ -277,22 +277,42 @@ def assert_caught_up_without_errors(views: Projections) -> None:
         assert status.lag == 0, status
 
 
-def expected_calls(app: AgentLog) -> dict[int, tuple[str | None, str | None]]:
-    """Position -> (tool, args hash) of the call its event belongs to, read from the log.
+Expected = tuple[str, str | None, str | None, str]
+"""A call's tool, arguments hash, decision and outcome."""
+_STAGES: dict[type[Any], tuple[str | None, str | None, bool]] = {
+    # event -> (decision it makes, outcome it gives, whether the call is closed after it)
+    Agent.PermissionRequested: ("waiting", None, False),
+    Agent.PermissionGranted: ("approved", None, False),
+    Agent.PermissionDenied: ("denied", "not_run", True),
+    Agent.ToolStarted: (None, "running", False),
+    Agent.ToolSucceeded: (None, "succeeded", True),
+    Agent.ToolFailed: (None, "failed", True),
+    Agent.ToolOutcomeUnknown: (None, "unknown", False),
+    Agent.ToolCallRefused: (None, "refused", True),
+}
+
+
+def expected_calls(app: AgentLog) -> dict[int, Expected]:
+    """Position of each call's first event -> what became of the call, read from the log.
 
     A rejected call names its tool but was never recorded, so it has no arguments hash.
     """
-    latest: dict[tuple[UUID, str], tuple[str | None, str | None]] = {}
-    calls: dict[int, tuple[str | None, str | None]] = {}
+    open_calls: dict[tuple[UUID, str], int] = {}
+    calls: dict[int, Expected] = {}
     for notification in app.recorder.select_notifications(1, 10**9):
-        event = app.mapper.to_domain_event(notification)
+        event, position = app.mapper.to_domain_event(notification), notification.id
         key = (event.originator_id, getattr(event, "call_id", ""))
         if isinstance(event, Agent.ToolCalled):
-            latest[key] = (event.tool, event.args_hash)
-        if isinstance(event, Agent.ToolCallRejected):
-            calls[notification.id] = (event.tool, None)
-        else:
-            calls[notification.id] = latest.get(key, (None, None))
+            auto = "auto" if event.policy is Policy.ALLOW else None
+            calls[position] = (event.tool, event.args_hash, auto, "pending")
+            open_calls[key] = position
+        elif isinstance(event, Agent.ToolCallRejected):
+            calls[position] = (event.tool, None, "refused", "refused")
+        elif key in open_calls and type(event) in _STAGES:
+            decision, outcome, closes = _STAGES[type(event)]
+            at = open_calls.pop(key) if closes else open_calls[key]
+            tool, digest, was_decided, was_outcome = calls[at]
+            calls[at] = (tool, digest, decision or was_decided, outcome or was_outcome)
     return calls
 
 
@@ -312,7 +332,8 @@ def assert_views_agree_with_the_log(app: AgentLog, views: Projections, agents: l
         runnable = set(queries.runnable(conn, views.table(conn, "runnable"), limit=10**6))
     calls = expected_calls(app)
     assert [row["position"] for row in audit] == list(calls)
-    assert {row["position"]: (row["tool"], row["args_hash"]) for row in audit} == calls
+    columns = ("tool", "args_hash", "decision", "outcome")
+    assert {row["position"]: tuple(row[c] for c in columns) for row in audit} == calls
     assert runnable == {a.id for a in agents if a.phase is Phase.RUNNING}
 
 
