@@ -40,11 +40,22 @@ def estimated_tokens(chars: int) -> int:
 
 
 def over_limit(config: AgentConfig, messages: Sequence[Message]) -> bool:
-    """Whether the context has passed the size at which the config says to compact."""
-    chars = context_chars(messages)
-    by_chars = config.compact_at_chars is not None and chars > config.compact_at_chars
-    tokens = config.compact_at_tokens
-    return by_chars or (tokens is not None and estimated_tokens(chars) > tokens)
+    """Whether the context has passed the size at which the config says to compact.
+
+    Costs nothing when the config sets no size, and stops counting at the limit.
+    """
+    limits = [config.compact_at_chars]
+    if config.compact_at_tokens is not None:
+        limits.append(config.compact_at_tokens * CHARS_PER_TOKEN)
+    limit = min((n for n in limits if n is not None), default=None)
+    if limit is None:
+        return False
+    chars = 0
+    for m in messages:
+        chars += len(m.content) + len(_calls(m))
+        if chars > limit:
+            return True
+    return False
 
 
 def due(agent: Agent, messages: Sequence[Message]) -> bool:

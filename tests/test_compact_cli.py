@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -253,3 +254,26 @@ def test_new_takes_a_size_in_tokens(cli: CliRunner, sqlite_url: str) -> None:
     agent_id = run(cli, "new", "--name", "a", "--compact-at", "8000tokens").output.strip()
     config = json.loads(run(cli, "show", agent_id, "--json").output)["config"]
     assert (config["compact_at_tokens"], config["compact_at_chars"]) == (8000, None)
+
+
+class _Unread(list[Message]):
+    """A context that fails the test if anything reads past its first ``allowed`` items."""
+
+    def __init__(self, items: list[Message], allowed: int) -> None:
+        super().__init__(items)
+        self.allowed = allowed
+
+    def __iter__(self) -> Iterator[Message]:
+        for i, message in enumerate(super().__iter__()):
+            assert i < self.allowed, "read past what the size check needs"
+            yield message
+
+
+def test_the_size_check_reads_nothing_without_a_limit_and_stops_at_the_limit() -> None:
+    big = [Message(role="user", content="x" * 30) for _ in range(1000)]
+    assert not over_limit(AgentConfig(), _Unread(big, allowed=0))
+    # Over 50 characters after two messages of 30: the rest is never looked at.
+    assert over_limit(AgentConfig(compact_at_chars=50), _Unread(big, allowed=2))
+    assert over_limit(AgentConfig(compact_at_chars=10**6, compact_at_tokens=15), _Unread(big, 3))
+    assert not over_limit(AgentConfig(compact_at_chars=30_000), big)  # exactly at the limit
+    assert over_limit(AgentConfig(compact_at_chars=29_999), big)
