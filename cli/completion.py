@@ -13,7 +13,6 @@ from urllib.parse import unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
-from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 from sqlalchemy import Connection, inspect, select
 
@@ -110,6 +109,8 @@ def _seal(conn: Connection, key: str | None) -> Seal | None:
     """What opens the view's encrypted columns: the key given, or nothing if the store
     is encrypted and no key was given (``--cipher-key``, ``AGENTLOG_CIPHER_KEY``)."""
     if key:
+        from eventsourcing.cipher import AESCipher  # the crypto extra: only with a key
+
         return Seal(AESCipher(Environment(env={"CIPHER_KEY": key})))
     if not inspect(conn).has_table(checks.name):
         return PLAIN

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from agentlog.adapters.storage import open_log
 from agentlog.cli.errors import message
+from agentlog.domain import AgentConfig, EffectClass, Policy, ToolCallRequest
 from agentlog.domain.values import TokenUsage
 from agentlog.projections import queries
 
@@ -106,8 +107,13 @@ def test_a_name_that_is_not_utf8_is_named_by_the_real_process(tmp_path: Path) ->
 def store_copy(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A store with one agent, copied into a folder nobody may write; its URL and agent."""
     log = open_log(url_of(tmp_path / "made.db"))
-    agent_id = str(log.create_agent("a"))
+    agent_id = str(log.create_agent("a", AgentConfig(tool_policies={"read_file": Policy.ASK})))
     log.start_task(log.resolve(agent_id), "g")
+    call = ToolCallRequest(call_id="c1", tool="read_file", args={"path": "notes.txt"})
+    agent = log.get(log.resolve(agent_id))
+    agent.record_model_response("reading", model="m", tool_calls=(call,))
+    agent.call_tool(call, effect=EffectClass.PURE, policy=Policy.ASK)
+    log.save(agent)
     log.close()
     assert invoke("--db", url_of(tmp_path / "made.db"), "ls").code == 0  # views caught up
     folder = tmp_path / "copy"
@@ -126,7 +132,7 @@ def store_copy(tmp_path: Path) -> Iterator[tuple[str, str]]:
         (("show", "{id}"), "running"),
         (("show", "--at", "1", "{id}"), "version     1"),
         (("log", "{id}"), "TaskStarted"),
-        (("audit",), "TaskStarted"),
+        (("audit",), "read_file"),
         (("projections", "status"), "runnable"),
     ],
 )

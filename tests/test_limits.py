@@ -318,7 +318,8 @@ def test_new_refuses_a_limit_that_is_not_positive(sqlite_url: str, option: str, 
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.output
     listed = CliRunner().invoke(main, ["--db", sqlite_url, "ls", "--json"])
-    assert json.loads(listed.output) == []
+    assert listed.exit_code == 1
+    assert "no agentlog store" in listed.output  # refused before anything was created
 
 
 def test_finish_reason_is_recorded_on_each_response(

@@ -118,12 +118,8 @@ def count_reads(app: AgentLog, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return reads
 
 
-def test_each_event_is_read_and_decoded_once_for_all_views(
-    app: AgentLog, url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=50)
-    ids = [n.id for n in app.recorder.select_notifications(1, 10**9)]
-    reads = count_reads(app, monkeypatch)
+def count_decodes(app: AgentLog, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The position of every event decoded from now on."""
     decoded: list[int] = []
     to_domain_event = app.mapper.to_domain_event
 
@@ -132,6 +128,16 @@ def test_each_event_is_read_and_decoded_once_for_all_views(
         return to_domain_event(notification)
 
     monkeypatch.setattr(app.mapper, "to_domain_event", spy)
+    return decoded
+
+
+def test_each_event_is_read_and_decoded_once_for_all_views(
+    app: AgentLog, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=50)
+    ids = [n.id for n in app.recorder.select_notifications(1, 10**9)]
+    reads = count_reads(app, monkeypatch)
+    decoded = count_decodes(app, monkeypatch)
     views.catch_up()
     assert sum(reads) == len(ids)  # not four times: one pass
     assert decoded == ids
@@ -331,14 +337,7 @@ def test_events_no_followed_view_handles_are_passed_over_undecoded(
     skipped = {n.id for n in notifications if n.topic.split(":")[-1].startswith("Agent.Tool")}
     skipped -= {n.id for n in notifications if "ToolSucceeded" in n.topic or "Failed" in n.topic}
     assert skipped
-    decoded: list[int] = []
-    to_domain_event = app.mapper.to_domain_event
-
-    def spy(notification: Notification) -> Any:
-        decoded.append(notification.id)
-        return to_domain_event(notification)
-
-    monkeypatch.setattr(app.mapper, "to_domain_event", spy)
+    decoded = count_decodes(app, monkeypatch)
     views.catch_up()
     assert not skipped & set(decoded)
     assert positions(views) == {"transcript": head(app)}

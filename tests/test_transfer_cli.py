@@ -101,7 +101,8 @@ def test_a_1000_message_transcript_shows_in_log_audit_show_and_the_transcript_vi
     audit = json.loads(ok(run(cli, "audit", "--agent", agent, "--json")))
     succeeded = [r for r in audit if r["outcome"] == "succeeded"]
     assert len(succeeded) == calls
-    assert {r["actor"] for r in audit} == {"import:run.json"}
+    assert {r["requested_by"] for r in audit} == {"import:run.json"}
+    assert {r["finished_by"] for r in succeeded} == {"import:run.json"}
 
     store = open_store(sqlite_url)
     try:
