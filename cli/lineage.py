@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import getpass
-import json
 import re
 from typing import Any
 from uuid import UUID
 
 import click
-from pydantic import JsonValue
 from rich.markup import escape
 from rich.table import Table
 
@@ -177,27 +175,8 @@ def _cell(events: list[Any], i: int) -> str:
     if i >= len(events):
         return ""
     event = events[i]
-    payload: dict[str, JsonValue] = {
-        k: v for k, v in render.event_json(event).items() if k not in _HIDDEN
-    }
-    short = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    short = short if len(short) <= 60 else short[:59] + "…"
+    short = render.short_payload(event, 60, hidden=frozenset({"inherited"}))
     return (
         f"{str(event.originator_id)[:8]} v{event.originator_version} "
         f"{type(event).__name__} {event.actor} {short}"
     )
-
-
-_HIDDEN = {
-    "type",
-    "topic",
-    "originator_id",
-    "originator_version",
-    "timestamp",
-    "actor",
-    "caused_by",
-    "prev_hash",
-    "digest",
-    "originator_topic",
-    "inherited",
-}

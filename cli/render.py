@@ -140,14 +140,23 @@ def event_json(event: Any) -> dict[str, JsonValue]:
     return {"type": type(event).__name__, "topic": event.TOPIC, **body}
 
 
-def event_line(event: Any, width: int = 70) -> str:
-    """version, time, type, actor, short payload."""
-    payload = {k: v for k, v in event.model_dump(mode="json").items() if k not in _BASE_FIELDS}
+def short_payload(event: Any, width: int, hidden: frozenset[str] = frozenset()) -> str:
+    """An event's own fields (not its identity, time, actor or chain) as compact JSON, cut
+    to ``width`` characters; ``hidden`` names more fields to leave out."""
+    payload = {
+        k: v
+        for k, v in event.model_dump(mode="json").items()
+        if k not in _BASE_FIELDS and k not in hidden
+    }
     if extra := payload.pop("extra", None):  # what an import kept: after the event's own
         payload["extra"] = extra
     short = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    if len(short) > width:
-        short = short[: width - 1] + "…"
+    return short if len(short) <= width else short[: width - 1] + "…"
+
+
+def event_line(event: Any, width: int = 70) -> str:
+    """version, time, type, actor, short payload."""
+    short = short_payload(event, width)
     time = event.timestamp.strftime("%Y-%m-%d %H:%M:%S")
     return printable(
         f"{event.originator_version:>5}  {time}  {type(event).__name__:<20} "
