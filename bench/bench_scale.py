@@ -205,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     try:
         pg_settings = server.settings() if server else {}
+        if server is not None:
+            pg_settings["disk: one 8 kB write + fdatasync (pg_test_fsync)"] = server.fsync_rate()
         with tempfile.TemporaryDirectory(prefix="agentlog-bench-scale-") as tmp:
             env = Environment(Path(tmp), server)
             for n, config in enumerate(opts.configs, 1):
@@ -326,6 +328,16 @@ def render(
 ## CPU
 
 {scale_report.cpu_table(results, ncores)}
+
+## PostgreSQL
+
+Transactions are those committed in the run's database, reads included
+(`pg_stat_database.xact_commit`); WAL syncs are the server's (`pg_stat_wal.wal_sync`:
+each makes commits durable, several at once when they wait together), both over the
+window; lock waiters are the backends with an ungranted lock in `pg_locks`, sampled once
+a second.
+
+{scale_report.postgres_table(results)}
 {chr(10) + "## Runs that failed" + chr(10) * 2 + chr(10).join(errors) if errors else ""}"""
     return demote(body)
 

@@ -113,7 +113,6 @@ def cpu_table(results: Sequence[Result], cores: int) -> str:
         "others' CPU",
         "CPU ms/step",
         "CPU-bound ceiling, steps/s",
-        "peak connections",
     ]
     rows = []
     for r in results:
@@ -132,10 +131,44 @@ def cpu_table(results: Sequence[Result], cores: int) -> str:
                 pct(others / window),
                 fmt(r.cpu_ms_per_step, 2),
                 fmt(ceiling),
-                "-" if r.peak_connections is None else str(r.peak_connections),
             ]
         )
     return markdown_table(header, rows)
+
+
+def postgres_table(results: Sequence[Result]) -> str:
+    """What the server did in the window: transactions, WAL syncs, lock waits, connections."""
+    header = [
+        "store",
+        "W",
+        "K",
+        "transactions/s",
+        "transactions/step",
+        "WAL syncs/s",
+        "WAL syncs/step",
+        "backends waiting on a lock (mean)",
+        "peak connections",
+    ]
+    rows = []
+    for r in results:
+        if r.commits is None or r.wal_syncs is None:
+            continue
+        steps = r.model_steps + r.tool_steps
+        per_step = (lambda n: fmt(n / steps, 2)) if steps else (lambda n: "-")
+        rows.append(
+            [
+                r.config.label,
+                str(r.config.workers),
+                str(r.config.concurrency),
+                fmt(r.per_s(r.commits)),
+                per_step(r.commits),
+                fmt(r.per_s(r.wal_syncs)),
+                per_step(r.wal_syncs),
+                fmt(r.lock_waiters or 0.0, 1),
+                str(r.peak_connections),
+            ]
+        )
+    return markdown_table(header, rows) if rows else "No PostgreSQL run."
 
 
 def checks(results: Sequence[Result], latency: float) -> list[str]:

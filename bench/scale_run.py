@@ -97,9 +97,11 @@ class Result:
     busy_s: float = 0.0  # the whole machine's, every process
     machine_s: float = 0.0  # CPU seconds the machine had (cores x window)
     peak_connections: int | None = None
+    commits: int | None = None  # transactions committed in the run's database (window)
+    wal_syncs: int | None = None  # the server's WAL syncs (window)
+    lock_waiters: float | None = None  # backends waiting on a lock, mean of 1 s samples
     finished: int = 0  # agents whose task completed before the window closed
     failures: dict[str, int] = field(default_factory=dict)
-    events: int = 0  # every event in the log after the run
     converged: bool | None = None
     view_rows: int = 0
     errors: list[str] = field(default_factory=list)
@@ -220,6 +222,8 @@ def work(
     args = ["worker", "--poll", str(workload.poll), "--quiet", *workload.worker_args]
     if config.concurrency > 1:
         args += ["--concurrency", str(config.concurrency)]
+    server = env.server if config.store == "postgres" else None
+    database = url.rsplit("/", 1)[-1]
     procs = []
     for log, out in zip(logs, outs, strict=True):
         with log.open("w") as err, out.open("w") as steps:  # the child has its own copies
@@ -231,17 +235,17 @@ def work(
         started(procs, logs, outs)
         time.sleep(workload.warmup)
         alive(procs, logs)
-        t0, before = time.time(), sample(procs, env.server)
-        peak = watch(procs, logs, env.server, t0 + workload.window)
-        t1, after = time.time(), sample(procs, env.server)
+        t0, before = time.time(), sample(procs, server, database)
+        seen = watch(procs, logs, server, t0 + workload.window)
+        t1, after = time.time(), sample(procs, server, database)
     finally:
         stop(procs)
-    result.window_s = t1 - t0
-    result.worker_cpu_s = after[0] - before[0]
-    if env.server is not None:
-        result.db_cpu_s = after[1] - before[1]
-        result.peak_connections = peak
-    result.busy_s, result.machine_s = after[2] - before[2], after[3] - before[3]
+    delta = [a - b for a, b in zip(after, before, strict=True)]
+    result.window_s, result.worker_cpu_s = t1 - t0, delta[0]
+    result.busy_s, result.machine_s = delta[2], delta[3]
+    if server is not None:
+        result.db_cpu_s, result.commits, result.wal_syncs = delta[1], int(delta[4]), int(delta[5])
+        result.peak_connections, result.lock_waiters = seen or (None, None)
     return t0, t1
 
 
@@ -258,10 +262,14 @@ def started(
         time.sleep(0.05)
 
 
-def sample(procs: Sequence[subprocess.Popen[bytes]], server: Server | None) -> tuple[float, ...]:
-    """Workers' CPU, the server's CPU, the machine's busy and total CPU seconds."""
+def sample(
+    procs: Sequence[subprocess.Popen[bytes]], server: Server | None, database: str
+) -> tuple[float, ...]:
+    """Workers' CPU, the server's CPU, the machine's busy and total CPU seconds, the
+    database's commits and the server's WAL syncs."""
     workers = sum(tree_cpu_s(p.pid) for p in procs)
-    return (workers, server.cpu_s() if server else 0.0, *machine_busy_s())
+    db = (server.cpu_s(), *server.counters(database)) if server else (0.0, 0, 0)
+    return (workers, db[0], *machine_busy_s(), db[1], db[2])
 
 
 def watch(
@@ -269,15 +277,17 @@ def watch(
     logs: Sequence[Path],
     server: Server | None,
     end: float,
-) -> int | None:
-    """Wait until ``end``, checking the workers live; the most client connections seen."""
-    peak = None
+) -> tuple[int, float] | None:
+    """Wait until ``end``, checking the workers live; the most client connections seen
+    and the mean count of backends waiting on a lock (sampled each second)."""
+    peak, waiting = 0, []
     while (left := end - time.time()) > 0:
         time.sleep(min(1.0, left))
         alive(procs, logs)
         if server is not None:
-            peak = max(peak or 0, server.connections())
-    return peak
+            peak = max(peak, server.connections())
+            waiting.append(server.lock_waiters())
+    return (peak, sum(waiting) / len(waiting)) if server is not None and waiting else None
 
 
 def alive(procs: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:
@@ -307,7 +317,6 @@ def measure(url: str, t0: float, t1: float, result: Result) -> None:
     last: dict[Any, float] = {}
     store = open_store(url, embedded=False, catch_up=False)
     try:
-        result.events = store.log.recorder.max_notification_id() or 0
         for event, kind in step_events(store):
             at = event.timestamp.timestamp()
             if kind in ("model", "tool"):

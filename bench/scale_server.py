@@ -133,6 +133,27 @@ class Server:
         )
         return int(str(rows[0][0]))
 
+    def counters(self, database: str) -> tuple[int, int]:
+        """Transactions committed in a database, and WAL syncs of the server, so far."""
+        commits = self.sql(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{database}'")
+        syncs = self.sql("SELECT wal_sync FROM pg_stat_wal")
+        return int(str(commits[0][0])), int(str(syncs[0][0]))
+
+    def lock_waiters(self) -> int:
+        """Backends waiting for a lock now (an events table's, mostly)."""
+        rows = self.sql("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+        return int(str(rows[0][0]))
+
+    def fsync_rate(self) -> str:
+        """What ``pg_test_fsync`` says of one 8 kB write + fdatasync in the server's folder."""
+        target = self.tmp / "fsync-test"
+        command = [*self.prefix, str(self.bindir / "pg_test_fsync"), "-s", "1", "-f", str(target)]
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+        for line in done.stdout.splitlines():
+            if line.split()[:1] == ["fdatasync"]:
+                return " ".join(line.split()[1:])
+        return "not measured (pg_test_fsync failed)"
+
     def pid(self) -> int:
         """The postmaster's process id."""
         return int((self.data / "postmaster.pid").read_text().split()[0])
