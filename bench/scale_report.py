@@ -154,21 +154,25 @@ def postgres_table(results: Sequence[Result]) -> str:
         if r.commits is None or r.wal_syncs is None:
             continue
         steps = r.model_steps + r.tool_steps
-        per_step = (lambda n: fmt(n / steps, 2)) if steps else (lambda n: "-")
         rows.append(
             [
                 r.config.label,
                 str(r.config.workers),
                 str(r.config.concurrency),
                 fmt(r.per_s(r.commits)),
-                per_step(r.commits),
+                per_step(r.commits, steps),
                 fmt(r.per_s(r.wal_syncs)),
-                per_step(r.wal_syncs),
+                per_step(r.wal_syncs, steps),
                 fmt(r.lock_waiters or 0.0, 1),
                 str(r.peak_connections),
             ]
         )
     return markdown_table(header, rows) if rows else "No PostgreSQL run."
+
+
+def per_step(count: int, steps: int) -> str:
+    """A count over the steps it served ('-' without steps)."""
+    return fmt(count / steps, 2) if steps else "-"
 
 
 def checks(results: Sequence[Result], latency: float) -> list[str]:
