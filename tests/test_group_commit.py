@@ -77,25 +77,30 @@ def together(actions: list[Callable[[], Any]]) -> list[Any]:
 def test_concurrent_saves_all_land_in_order_and_verify(log: AgentLog, url: str) -> None:
     crew = agents(log, THREADS)
 
-    def saves(agent: Agent) -> list[list[int]]:
+    def saves(agent: Agent) -> list[list[tuple[int, UUID, int]]]:
         return [
-            [r.notification.id for r in save_messages(log, agent, f"s{k}")] for k in range(SAVES)
+            [
+                (r.notification.id, r.domain_event.originator_id, r.domain_event.originator_version)
+                for r in save_messages(log, agent, f"s{k}")
+            ]
+            for k in range(SAVES)
         ]
 
     results = together([lambda a=a: saves(a) for a in crew])  # type: ignore[misc]
-    ids = [n.id for n in log.recorder.select_notifications(None, 100_000)]
+    stored = log.recorder.select_notifications(None, 100_000)
+    ids = [n.id for n in stored]
     assert len(ids) == THREADS * (2 + 2 * SAVES)
     if url.startswith("sqlite"):
         assert ids == list(range(1, len(ids) + 1))  # gapless
-    where = {n: i for i, n in enumerate(ids)}
+    where = {n.id: (i, n.originator_id, n.originator_version) for i, n in enumerate(stored)}
     for agent, per_save in zip(crew, results, strict=True):
         assert not isinstance(per_save, Exception), per_save
-        for save_ids in per_save:  # each save's events side by side in the log
-            assert [where[n] for n in save_ids] == list(
-                range(where[save_ids[0]], len(save_ids) + where[save_ids[0]])
-            )
-        stored = log.get(agent.id)
-        assert stored.version == 2 + 2 * SAVES
+        for save in per_save:  # each save got its own ids; its events lie side by side
+            first = where[save[0][0]][0]
+            assert [where[n] for n, _, _ in save] == [
+                (first + i, oid, version) for i, (_, oid, version) in enumerate(save)
+            ]
+        assert log.get(agent.id).version == 2 + 2 * SAVES
         texts = [getattr(e, "text", None) for e in log.events_of(agent.id)][2:]
         assert texts == [f"s{k} part {p}" for k in range(SAVES) for p in range(2)]
         assert verify_agent(log, agent.id).ok
