@@ -16,13 +16,14 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from conftest import store_url
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 
 from agentlog.adapters.group_commit import GroupCommit, unwrapped
 from agentlog.adapters.storage import open_log, sqlite_path
 from agentlog.adapters.verify import verify_agent
 from agentlog.domain import Agent, AgentLog
+
+from conftest import store_url
 
 THREADS, SAVES = 12, 8
 BACKENDS = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy"]
