@@ -142,7 +142,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     if problem := missing(configs, workload):
         parser.exit(2, f"Error: {problem}\n")
     plot = None if args.plot == "none" else Path(args.plot)
-    command = " ".join(["python", f"bench/{SCRIPT}", *argv])
+    command = " ".join([".venv/bin/python", f"bench/{SCRIPT}", *argv])
     return Options(configs, workload, args.out, plot, args.max_connections, command)
 
 
