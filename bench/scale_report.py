@@ -146,7 +146,7 @@ def postgres_table(results: Sequence[Result]) -> str:
         "transactions/step",
         "WAL syncs/s",
         "WAL syncs/step",
-        "backends waiting on a lock (mean)",
+        "backends waiting, by lock (mean)",
         "peak connections",
     ]
     rows = []
@@ -163,11 +163,17 @@ def postgres_table(results: Sequence[Result]) -> str:
                 per_step(r.commits, steps),
                 fmt(r.per_s(r.wal_syncs)),
                 per_step(r.wal_syncs, steps),
-                fmt(r.lock_waiters or 0.0, 1),
+                waiters(r.lock_waiters or {}),
                 str(r.peak_connections),
             ]
         )
     return markdown_table(header, rows) if rows else "No PostgreSQL run."
+
+
+def waiters(by_lock: dict[str, float]) -> str:
+    """Backends waiting on each lock (mean), the most waited-on first; '0' if none."""
+    shown = [f"{name} {count:.1f}" for name, count in by_lock.items() if count >= 0.05][:3]
+    return ", ".join(shown) or "0"
 
 
 def per_step(count: int, steps: int) -> str:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ class Result:
     peak_connections: int | None = None
     commits: int | None = None  # transactions committed in the run's database (window)
     wal_syncs: int | None = None  # the server's WAL syncs (window)
-    lock_waiters: float | None = None  # backends waiting on a lock, mean of 1 s samples
+    lock_waiters: dict[str, float] | None = None  # backends waiting, by lock (mean)
     finished: int = 0  # agents whose task completed before the window closed
     failures: dict[str, int] = field(default_factory=dict)
     converged: bool | None = None
@@ -236,7 +237,7 @@ def work(
         time.sleep(workload.warmup)
         alive(procs, logs)
         t0, before = time.time(), sample(procs, server, database)
-        seen = watch(procs, logs, server, t0 + workload.window)
+        seen = watch(procs, logs, server, database, t0 + workload.window)
         t1, after = time.time(), sample(procs, server, database)
     finally:
         stop(procs)
@@ -276,18 +277,21 @@ def watch(
     procs: Sequence[subprocess.Popen[bytes]],
     logs: Sequence[Path],
     server: Server | None,
+    database: str,
     end: float,
-) -> tuple[int, float] | None:
+) -> tuple[int, dict[str, float]] | None:
     """Wait until ``end``, checking the workers live; the most client connections seen
-    and the mean count of backends waiting on a lock (sampled each second)."""
-    peak, waiting = 0, []
+    and the mean count of backends waiting on each lock (sampled each second)."""
+    peak, samples, waiting = 0, 0, Counter[str]()
     while (left := end - time.time()) > 0:
         time.sleep(min(1.0, left))
         alive(procs, logs)
         if server is not None:
-            peak = max(peak, server.connections())
-            waiting.append(server.lock_waiters())
-    return (peak, sum(waiting) / len(waiting)) if server is not None and waiting else None
+            peak, samples = max(peak, server.connections()), samples + 1
+            waiting.update(server.lock_waiters(database))
+    if server is None or not samples:
+        return None
+    return peak, {name: count / samples for name, count in waiting.most_common()}
 
 
 def alive(procs: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+WAITERS = (
+    "SELECT coalesce(c.relname, l.locktype), count(DISTINCT l.pid) FROM pg_locks l"
+    " LEFT JOIN pg_class c ON c.oid = l.relation WHERE NOT l.granted GROUP BY 1"
+)
 USER = "agentlog"
 SHOWN = (
     "fsync",
@@ -139,10 +143,11 @@ class Server:
         syncs = self.sql("SELECT wal_sync FROM pg_stat_wal")
         return int(str(commits[0][0])), int(str(syncs[0][0]))
 
-    def lock_waiters(self) -> int:
-        """Backends waiting for a lock now (an events table's, mostly)."""
-        rows = self.sql("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
-        return int(str(rows[0][0]))
+    def lock_waiters(self, database: str) -> dict[str, int]:
+        """Backends waiting for a lock now, by what they wait for: a table's name (the
+        lock on it), or the lock's type (``transactionid``: another transaction's end)."""
+        rows = self.sql(WAITERS, database)
+        return {str(name): int(str(count)) for name, count in rows}
 
     def fsync_rate(self) -> str:
         """What ``pg_test_fsync`` says of one 8 kB write + fdatasync in the server's folder."""
