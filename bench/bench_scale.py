@@ -57,6 +57,7 @@ class Options:
     configs: list[Config]
     workload: Workload
     out: Path
+    section: str
     plot: Path | None
     max_connections: int
     command: str
@@ -76,7 +77,9 @@ def ints(text: str, name: str, parser: argparse.ArgumentParser) -> list[int]:
 def parse_args(argv: Sequence[str]) -> Options:
     """The command line, validated; what is missing from this agentlog is an error."""
     parser = argparse.ArgumentParser(
-        prog=f"python bench/{SCRIPT}", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog=f"python bench/{SCRIPT}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add("--agents", type=int, default=1000, help="agents in each run (default: 1000)")
@@ -92,7 +95,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     add("--concurrency", default="1,8,32", help="threads K per worker (1,8,32)")
     add("--shards", default="1,4", help="PostgreSQL shards S (1,4); SQLite runs S=1 only")
     add("--stores", default=",".join(STORES), help="postgres and/or sqlite (both)")
-    add("--warmup", type=float, default=6.0, help="seconds before the window opens (6)")
+    add(
+        "--warmup",
+        type=float,
+        default=6.0,
+        help="seconds from every worker's first step to the window (6)",
+    )
     add("--window", type=float, default=20.0, help="seconds of the timed window (20)")
     add("--poll", type=float, default=0.1, help="each worker's --poll when idle (0.1)")
     add(
@@ -111,6 +119,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
     add("--out", type=Path, default=DEFAULT_OUT, help="page whose section is replaced")
     add("--plot", default=str(DEFAULT_PLOT), help="PNG to draw, or 'none'")
+    add(
+        "--section",
+        default=SECTION,
+        help=f"name of the section written (default {SECTION}; another name adds a section, "
+        "e.g. for a run with other --worker-arg)",
+    )
     args = parser.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     if unknown := set(stores) - set(STORES):
@@ -143,7 +157,9 @@ def parse_args(argv: Sequence[str]) -> Options:
         parser.exit(2, f"Error: {problem}\n")
     plot = None if args.plot == "none" else Path(args.plot)
     command = " ".join([".venv/bin/python", f"bench/{SCRIPT}", *argv])
-    return Options(configs, workload, args.out, plot, args.max_connections, command)
+    if not re.fullmatch(r"[a-z0-9_]+", args.section):
+        parser.error("--section: lower-case letters, digits and _ only")
+    return Options(configs, workload, args.out, args.section, plot, args.max_connections, command)
 
 
 def auto_turns(args: argparse.Namespace, slots: int) -> int:
@@ -224,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = scale_report.checks(results, opts.workload.latency)
     section = render(opts, results, lines, plot, pg_settings, (Path(tmp), wall_s, load_start))
     print(scale_report.throughput_table(results, opts.workload.latency), "", *lines, sep="\n")
-    write_section(opts.out, SECTION, section)
+    write_section(opts.out, opts.section, section)
     print(f"\nwall time {wall_s:,.0f} s; section written to {opts.out}")
     return 1 if any(r.errors for r in results) else 0
 
