@@ -57,6 +57,7 @@ class Options:
     configs: list[Config]
     workload: Workload
     out: Path
+    fsync_test: bool
     section: str
     plot: Path | None
     max_connections: int
@@ -117,6 +118,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         default=500,
         help="the PostgreSQL server's max_connections (default 500; PostgreSQL's own is 100)",
     )
+    add(
+        "--fsync-test",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the disk's fdatasync rate with pg_test_fsync first (~15 s; default on)",
+    )
     add("--out", type=Path, default=DEFAULT_OUT, help="page whose section is replaced")
     add("--plot", default=str(DEFAULT_PLOT), help="PNG to draw, or 'none'")
     add(
@@ -159,7 +166,16 @@ def parse_args(argv: Sequence[str]) -> Options:
     command = " ".join([".venv/bin/python", f"bench/{SCRIPT}", *argv])
     if not re.fullmatch(r"[a-z0-9_]+", args.section):
         parser.error("--section: lower-case letters, digits and _ only")
-    return Options(configs, workload, args.out, args.section, plot, args.max_connections, command)
+    return Options(
+        configs,
+        workload,
+        args.out,
+        args.fsync_test,
+        args.section,
+        plot,
+        args.max_connections,
+        command,
+    )
 
 
 def auto_turns(args: argparse.Namespace, slots: int) -> int:
@@ -221,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     try:
         pg_settings = server.settings() if server else {}
-        if server is not None:
+        if server is not None and opts.fsync_test:
             pg_settings["disk: one 8 kB write + fdatasync (pg_test_fsync)"] = server.fsync_rate()
         with tempfile.TemporaryDirectory(prefix="agentlog-bench-scale-") as tmp:
             env = Environment(Path(tmp), server)

@@ -244,7 +244,8 @@ def draw(results: Sequence[Result], latency: float, path: Path) -> Path | None:
     axes.set_xlabel("worker processes x threads (W x K)")
     axes.set_ylabel("model steps/s (each followed by a tool step)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
+    if axes.get_lines():
+        axes.legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path)

@@ -15,6 +15,10 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_scale.py"
 START, END = "<!-- bench_scale:start -->", "<!-- bench_scale:end -->"
 PAGE = "# Scaling\n\nThe design, written by hand: left exactly as it is.\n"
+TINY = (
+    "--shards 1 --workers 2 --concurrency 2 --agents 6 --latency 0 --turns 200 "
+    "--warmup 0.5 --window 1 --no-fsync-test"
+)
 HEADINGS = (
     "### Reproduce",
     "### Machine",
@@ -51,26 +55,7 @@ def test_tiny_grid_measures_steps_and_writes_its_section_only(tmp_path: Path) ->
     stores = "sqlite,postgres" if bench.find_bindir() is not None else "sqlite"
     out, plot = tmp_path / "scaling.md", tmp_path / "img" / "scaling.png"
     out.write_text(PAGE, encoding="utf-8")
-    argv = [
-        "--stores",
-        stores,
-        "--shards",
-        "1",
-        "--workers",
-        "2",
-        "--concurrency",
-        "1",
-        "--agents",
-        "6",
-        "--latency",
-        "0",
-        "--turns",
-        "200",
-        "--warmup",
-        "0.5",
-        "--window",
-        "1",
-    ]
+    argv = ["--stores", stores, *TINY.split()]
 
     assert bench.main([*argv, "--out", str(out), "--plot", str(plot)]) == 0
 
@@ -80,13 +65,13 @@ def test_tiny_grid_measures_steps_and_writes_its_section_only(tmp_path: Path) ->
     for heading in HEADINGS:
         assert f"\n{heading}\n" in section
     assert " ".join(argv) in section
-    rows = [line for line in section.splitlines() if line.startswith("| SQLite | 2 | 1 | 2 |")]
+    rows = [line for line in section.splitlines() if line.startswith("| SQLite | 2 | 2 | 4 |")]
     assert len(rows) == 1
     model_steps = float(rows[0].split("|")[6].replace(",", ""))
     assert model_steps > 0  # counted from the log, in the window
     assert "PASS views converge" in section
     if "postgres" in stores:
-        assert "| PostgreSQL, S=1 | 2 | 1 | 2 |" in section
+        assert "| PostgreSQL, S=1 | 2 | 2 | 4 |" in section
         assert "fsync = on" in section
     if importlib.util.find_spec("matplotlib") is not None:
         assert plot.is_file()
