@@ -203,6 +203,7 @@ def checks(results: Sequence[Result], latency: float) -> list[str]:
         lines.append(
             f"{verdict} {name}: {fmt(times, 2)}x one worker at K=32 (needs >= {SPEED_UP:g}x)"
         )
+        lines.append(cpu_note(big, latency))
     checked = [r for r in results if r.converged is not None]
     bad = [r for r in checked if not r.converged]
     if not checked:
@@ -216,6 +217,24 @@ def checks(results: Sequence[Result], latency: float) -> list[str]:
             f"({rows:,} rows compared)"
         )
     return lines
+
+
+def cpu_note(result: Result, latency: float) -> str:
+    """What reaching the bound share would take in CPU, at the CPU per step measured."""
+    steps = result.model_steps + result.tool_steps
+    if not result.model_steps or not result.window_s:
+        return "NOTE no steps measured"
+    wanted = BOUND_SHARE * bound(result.config, latency) * steps / result.model_steps
+    cores = wanted * result.cpu_ms_per_step / 1000
+    window = result.window_s
+    got = (result.worker_cpu_s + (result.db_cpu_s or 0.0)) / window
+    others = result.busy_s / window - got
+    return (
+        f"NOTE  CPU: {pct(BOUND_SHARE)} of the bound is {fmt(wanted)} steps/s (model and tool); "
+        f"at the {fmt(result.cpu_ms_per_step, 2)} CPU ms per step measured that needs "
+        f"{fmt(cores, 1)} cores; this run's workers and server got {fmt(got, 2)} cores "
+        f"(other processes on the machine: {fmt(others, 2)})"
+    )
 
 
 def draw(results: Sequence[Result], latency: float, path: Path) -> Path | None:
