@@ -66,13 +66,19 @@ class GroupCommit(AggregateRecorder):
         self._lock = threading.Lock()
         self._queue: list[_Member] = []
         self._leading = False
+        self.saves = 0
+        """Saves stored through this wrapper (for benchmarks and operators)."""
+        self.commits = 0
+        """Transactions it asked the inner recorder for: saves / commits is the batching."""
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Store the events with whatever else is being saved now; return their ids."""
-        if not stored_events or any(value is not None for value in kwargs.values()):
-            return self.inner.insert_events(stored_events, **kwargs)  # tracking: alone
+        if not stored_events:
+            return self.inner.insert_events(stored_events, **kwargs)
+        if any(value is not None for value in kwargs.values()):
+            return self._alone(stored_events, **kwargs)  # tracking: not batched
         member = _Member(stored_events)
         with self._lock:
             self._queue.append(member)
@@ -109,18 +115,26 @@ class GroupCommit(AggregateRecorder):
             return
         for member in batch:
             try:
-                member.ids = self.inner.insert_events(member.events) or ()
+                member.ids = self._alone(member.events) or ()
             except Exception as e:
                 member.error = e
 
+    def _alone(self, events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        self.commits += 1
+        ids = self.inner.insert_events(events, **kwargs)
+        self.saves += 1
+        return ids
+
     def _together(self, batch: list[_Member]) -> bool:
         """One transaction for the whole batch; False if it failed (none of it stored)."""
+        self.commits += 1
         try:
             ids = self.inner.insert_events([e for member in batch for e in member.events])
         except Exception:
             log.debug("a batch of %d saves failed; each is retried alone", len(batch))
             return False
         _split(batch, ids)
+        self.saves += len(batch)
         return True
 
     def select_events(
