@@ -22,7 +22,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, Recording, StoredEvent
 from group_commit_child import PARTS
 
 from agentlog.adapters.group_commit import GroupCommit, unwrapped
@@ -33,6 +33,7 @@ from agentlog.domain import Agent, AgentLog
 from conftest import store_url
 
 THREADS, SAVES = 12, 8
+LOCK_TIMEOUT_S = 0.4
 BACKENDS = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy"]
 
 
@@ -290,6 +291,40 @@ def test_invalid_member_does_not_lose_the_others(log: AgentLog, url: str) -> Non
     assert all(isinstance(o, list) and len(o) == 2 for o in outcomes[1:]), outcomes
     assert [log.get(a.id).version for a in others] == [4] * len(others)
     assert all(verify_agent(log, a.id).ok for a in others)
+
+
+def failing(errors: list[Exception], log: AgentLog, agent: Agent) -> None:
+    """Save, expecting an error (kept in ``errors``)."""
+    try:
+        save_messages(log, agent, "blocked")
+    except Exception as e:
+        errors.append(e)
+
+
+def test_an_outage_fails_the_batch_at_once(tmp_path: Path) -> None:
+    url = store_url("sqlite", tmp_path)
+    log = open_log(url, group_commit=True)
+    try:
+        blocker, *others = agents(log, 9)
+        pool = unwrapped(log.recorder).datastore.pool  # type: ignore[attr-defined]
+        pool.lock_timeout = LOCK_TIMEOUT_S  # the database stays locked past this
+        for conn in pool._pool:
+            conn._sqlite_conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
+        with writes_held(log, url):
+            started = time.monotonic()
+            blocked: list[Exception] = []
+            first = threading.Thread(target=failing, args=(blocked, log, blocker))
+            first.start()
+            leading(log)
+            outcomes = together([partial(save_messages, log, a, "x") for a in others])
+            elapsed = time.monotonic() - started
+            first.join()
+        assert all(isinstance(o, OperationalError) for o in [*blocked, *outcomes]), outcomes
+        # the blocker's wait, then the batch's; not one more wait per member
+        assert elapsed < 4 * LOCK_TIMEOUT_S < len(others) * LOCK_TIMEOUT_S
+        assert [log.get(a.id).version for a in others] == [2] * len(others)
+    finally:
+        log.close()
 
 
 # --- crash -------------------------------------------------------------------------------
