@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import itertools
+import json
 import os
 import pstats
 import sqlite3
@@ -32,7 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from bench_step import MODEL, WORKER, InstantModel, NoopTool, new_agent
+from bench_step import (
+    GOAL,
+    MODEL,
+    MODEL_TEXT,
+    NOOP,
+    SYSTEM_PROMPT,
+    WORKER,
+    InstantModel,
+    NoopTool,
+    new_agent,
+)
 from common import (
     DEFAULT_OUT,
     RAW_INSERT,
@@ -52,10 +63,14 @@ from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import WORKER_CACHE, Worker
-from agentlog.domain.runtime import Runtime
+from agentlog.domain.agent import Agent
+from agentlog.domain.runtime import Runtime, Step
+from agentlog.domain.values import AgentConfig, Policy
 
 FLOOR_RATIO = 1.5  # the issue's bar: group commit at K = 32 over raw sqlite3
 PROFILE_STEPS = 400
+AGENTS_PER_SLOT = 2  # runnable agents per concurrent turn: the worker never runs short
+SCRIPT_TURNS = 5_000  # model turns in the script (more than an agent takes in a run)
 ROWS_OF_STEP = (
     "SELECT originator_version, topic, state FROM stored_events WHERE originator_id = ? "
     "AND originator_version > ? AND originator_version <= ? ORDER BY originator_version"
@@ -114,6 +129,26 @@ def runtime_for(store: Store, prefix: str) -> Runtime:
     return Runtime(store.log, model, worker.tools, worker_id=WORKER, transcripts=worker.transcripts)
 
 
+def scripted_agent(script: Path) -> Agent:
+    """An agent whose model (named in its config, as a worker builds it) is the script."""
+    config = AgentConfig(
+        model=f"scripted:{script}",
+        system_prompt=SYSTEM_PROMPT,
+        tool_policies={NOOP: Policy.ALLOW},
+        max_steps=10**9,  # the benchmark decides when to stop
+    )
+    agent = Agent.create("bench", config)
+    agent.start_task(GOAL)
+    return agent
+
+
+def write_script(path: Path) -> Path:
+    """A script of model turns that each call the no-op tool (more than a run takes)."""
+    calls = [{"call_id": f"c{i}", "tool": NOOP, "args": {}} for i in range(SCRIPT_TURNS)]
+    path.write_text(json.dumps([{"text": MODEL_TEXT, "tool_calls": [c]} for c in calls]))
+    return path
+
+
 def agentlog_run(
     path: Path, k: int, seconds: float, *, group_commit: bool
 ) -> tuple[Run, list[StepSpan]]:
@@ -152,6 +187,41 @@ def agentlog_run(
         store.close()
     steps = [s for s in itertools.chain(*itertools.zip_longest(*spans)) if s is not None]
     mode = "on" if group_commit else "off"
+    return Run(k, mode, len(steps), wall, cpu, batching), steps
+
+
+def worker_run(
+    path: Path, k: int, seconds: float, *, group_commit: bool
+) -> tuple[Run, list[StepSpan]]:
+    """A ``Worker`` with concurrency K works for ``seconds``; the run and each step's span."""
+    store = worker_store(fresh(path), group_commit=group_commit)
+    try:
+        script = write_script(path.with_suffix(".json"))
+        versions: dict[UUID, int] = {}
+        for _ in range(AGENTS_PER_SLOT * k):
+            agent = scripted_agent(script)
+            store.log.save(agent)
+            versions[agent.id] = agent.version
+        worker = Worker(store, ToolRegistry.of([NoopTool()]), WORKER, concurrency=k)
+        worker.runnable()  # the views catch up with the new agents (untimed)
+        spans: list[StepSpan] = []
+
+        def record(step: Step) -> None:  # the worker calls it one step at a time
+            spans.append((step.agent_id, versions[step.agent_id], step.version))
+            versions[step.agent_id] = step.version
+
+        stop = threading.Event()
+        timer = threading.Timer(seconds, stop.set)
+        wall, cpu = time.perf_counter(), time.process_time()
+        timer.start()
+        worker.work(poll=0.05, exit_when_idle=False, on_step=record, stop=stop)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        recorder = store.log.recorder
+        batching = recorder.saves / recorder.commits if isinstance(recorder, GroupCommit) else None
+    finally:
+        store.close()
+    steps = [span for span in spans if span[2] > span[1]]
+    mode = "worker-on" if group_commit else "worker-off"
     return Run(k, mode, len(steps), wall, cpu, batching), steps
 
 
@@ -234,9 +304,12 @@ def measure(workdir: Path, ks: list[int], seconds: float, repeats: int) -> list[
             rows = step_rows(workdir / "on.db", spans)
             raw = raw_run(workdir / "raw.db", k, rows, seconds)
             raw_k = raw_threads_run(workdir / "raw-k.db", k, rows, seconds)
-            runs += [off, on, raw, raw_k]
+            w_off, _ = worker_run(workdir / "w-off.db", k, seconds, group_commit=False)
+            w_on, _ = worker_run(workdir / "w-on.db", k, seconds, group_commit=True)
+            runs += [off, on, raw, raw_k, w_off, w_on]
             rates_now = f"off {off.rate:.0f}, on {on.rate:.0f}, raw {raw.rate:.0f}, "
-            rates_now += f"raw from K threads {raw_k.rate:.0f}"
+            rates_now += f"raw from K threads {raw_k.rate:.0f}, "
+            rates_now += f"Worker off {w_off.rate:.0f}, Worker on {w_on.rate:.0f}"
             log(f"repeat {repeat + 1} K={k}: {rates_now} steps/s")
     return runs
 
@@ -354,11 +427,42 @@ def results_table(runs: list[Run], ks: list[int]) -> str:
     return markdown_table(header, rows)
 
 
+def batching(runs: list[Run], k: int, mode: str) -> float:
+    """Median saves per commit of a group-committing configuration."""
+    return median(r.saves_per_commit or 0 for r in runs if r.k == k and r.mode == mode)
+
+
+def worker_table(runs: list[Run], ks: list[int]) -> str:
+    """The real ``Worker`` with concurrency K (leases, views, turns), next to the rest."""
+    rows = [
+        [
+            str(k),
+            fmt(median(rates(runs, k, "worker-off"))),
+            fmt(median(rates(runs, k, "worker-on"))),
+            f"{batching(runs, k, 'worker-on'):.1f}",
+            fmt(median(rates(runs, k, "on"))),
+            f"{median(paired_ratios(runs, k, 'worker-on')):.2f}x",
+        ]
+        for k in ks
+    ]
+    header = [
+        "K",
+        "Worker steps/s",
+        "with group commit",
+        "saves per commit",
+        "runtime threads, group commit",
+        "Worker with group commit / raw",
+    ]
+    return markdown_table(header, rows)
+
+
 MODES = {
     "off": "agentlog",
     "on": "agentlog, group commit",
     "raw": "raw sqlite3",
     "raw-k": "raw sqlite3, K threads",
+    "worker-off": "Worker(concurrency=K)",
+    "worker-on": "Worker(concurrency=K), group commit",
 }
 
 
@@ -404,6 +508,10 @@ def verdict(runs: list[Run], ks: list[int], profile: Profile) -> str:
   however large K is: it beats the raw floor only while a commit costs more than a step's
   CPU. Where commits are cheaper (a fast disk, a quiet machine) the ratio falls below 1
   and the bar needs less Python per step, or more worker processes.
+- The real work loop, `Worker(concurrency={k})`: {fmt(median(rates(runs, k, "worker-on")))}
+  steps/s with group commit, {fmt(median(rates(runs, k, "worker-off")))} without, against
+  {fmt(median(rates(runs, k, "on")))} for K runtime threads with group commit: what the loop
+  adds around the steps (leases, views, turns) costs more than the log here.
 - One thread, profiled: {fmt(profile.wall_us)} µs a step, of which {fmt(profile.commit_us)} µs
   wait in COMMIT (the fsync) and {fmt(profile.execute_us)} µs in other SQL; the remaining
   ~{fmt(python_us)} µs is Python (cProfile inflates it; the largest own times are below)."""
@@ -434,6 +542,14 @@ raw run measured right after it (the machine is shared: its load moves between r
 
 {repeats_table(runs, ks)}
 
+## The worker loop: `Worker(concurrency=K)`
+
+The same model and tool driven by the real work loop (`Worker.work`: leases, the views
+caught up once per pass, turns of 50 steps), with twice as many runnable agents as K, on
+a store opened as above. Raw sqlite3 as measured beside the runtime threads.
+
+{worker_table(runs, ks)}
+
 ## Reading
 
 {verdict(runs, ks, profile)}
@@ -460,8 +576,11 @@ raw run measured right after it (the machine is shared: its load moves between r
 - raw sqlite3, K threads: the same steps, each thread storing its own agent's steps
   through its own connection, a transaction per step, one writer at a time (a lock, as
   eventsourcing's connection pool has).
+- Worker: `Worker(store, tools, concurrency=K).work(...)` for the set time, on 2K agents
+  whose config names a scripted model (`scripted:FILE`, no latency: the same decisions);
+  steps counted by its `on_step`.
 - Lockstep: each repeat runs, for every K: agentlog without group commit, with it, raw
-  sqlite3, raw sqlite3 from K threads.
+  sqlite3, raw sqlite3 from K threads, the Worker without group commit, with it.
 """
 
 

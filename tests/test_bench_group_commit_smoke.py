@@ -24,6 +24,6 @@ def test_tiny_run_writes_its_section_only(tmp_path: Path) -> None:
     for heading in ("# Group commit benchmarks", "## Steps per second", "## Reading", "## Method"):
         assert f"\n{heading}\n" in section
     assert "--ks 1,2 --seconds 0.3 --repeats 1 --profile-steps 10" in section
-    assert section.count("\n| 1 | ") == 1 + 4  # the results row, and a row per configuration
-    assert section.count("\n| 2 | ") == 1 + 4
+    assert section.count("\n| 1 | ") == 2 + 6  # two results rows, and a row per configuration
+    assert section.count("\n| 2 | ") == 2 + 6
     assert "| `sqlite3.Connection.commit` |" in section
