@@ -70,7 +70,8 @@ from agentlog.domain.values import AgentConfig, Policy
 FLOOR_RATIO = 1.5  # the bar: group commit at K = 32 over raw sqlite3
 PROFILE_STEPS = 400
 AGENTS_PER_SLOT = 2  # runnable agents per concurrent turn: the worker never runs short
-SCRIPT_TURNS = 5_000  # model turns in the script (more than an agent takes in a run)
+SCRIPT_TURNS = 1_000  # model turns in the script (more than an agent takes in a run;
+# a worker reads the script again for every turn of 50 steps)
 ROWS_OF_STEP = (
     "SELECT originator_version, topic, state FROM stored_events WHERE originator_id = ? "
     "AND originator_version > ? AND originator_version <= ? ORDER BY originator_version"
