@@ -333,8 +333,9 @@ CHILD = Path(__file__).parent / "group_commit_child.py"
 ROUNDS, CHILD_THREADS, CHILD_AGENTS = 5, 8, 16
 
 
-def test_every_returned_save_survives_kill_9(tmp_path: Path) -> None:
-    url = store_url("sqlite", tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_returned_save_survives_kill_9(backend: str, tmp_path: Path) -> None:
+    url = store_url(backend, tmp_path)
     ledger = tmp_path / "returned.txt"
     setup = open_log(url)
     crew = [setup.create_agent(f"a{i}", goal="g") for i in range(CHILD_AGENTS)]
@@ -353,7 +354,6 @@ def test_every_returned_save_survives_kill_9(tmp_path: Path) -> None:
         child.wait()
         child.stdout.close()
     returned = returned_versions(ledger)
-    print("saves returned:", sum(len(v) for v in returned.values()))
     assert sum(len(v) for v in returned.values()) > ROUNDS * CHILD_THREADS  # it saved a lot
     log = open_log(url)
     try:
