@@ -111,6 +111,8 @@ def cpu_table(results: Sequence[Result], cores: int) -> str:
         "database CPU",
         "machine busy",
         "others' CPU",
+        "workers' ms/step",
+        "database ms/step",
         "CPU ms/step",
         "CPU-bound ceiling, steps/s",
     ]
@@ -120,6 +122,7 @@ def cpu_table(results: Sequence[Result], cores: int) -> str:
         db = r.db_cpu_s
         others = r.busy_s - r.worker_cpu_s - (db or 0.0)
         ceiling = cores * 1000 / r.cpu_ms_per_step
+        steps = (r.model_steps + r.tool_steps) or float("nan")
         rows.append(
             [
                 r.config.label,
@@ -129,6 +132,8 @@ def cpu_table(results: Sequence[Result], cores: int) -> str:
                 "no server" if db is None else pct(db / window),
                 pct(r.busy_s / window),
                 pct(others / window),
+                fmt(1000 * r.worker_cpu_s / steps, 2),
+                "-" if db is None else fmt(1000 * db / steps, 2),
                 fmt(r.cpu_ms_per_step, 2),
                 fmt(ceiling),
             ]
