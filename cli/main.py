@@ -12,7 +12,7 @@ from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.call_args import open_call_args
 from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
-from agentlog.adapters.storage import DEFAULT_URL
+from agentlog.adapters.storage import DEFAULT_URL, MAX_SHARDS
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import (
@@ -106,11 +106,21 @@ def main(
 @click.option(
     "--force", is_flag=True, help="Add agentlog's tables to a database that holds others."
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(1, MAX_SHARDS),
+    default=None,
+    help="Spread the agents over this many events tables, so saves of agents in "
+    "different shards do not wait on one table lock (PostgreSQL; fixed when the store "
+    "is made; default 1).",
+)
 @pass_settings
-def init(settings: Settings, force: bool) -> None:
+def init(settings: Settings, force: bool, shards: int | None) -> None:
     """Create the store and its views if they do not exist yet."""
-    with settings.store(create=True, force=force):
-        click.echo(f"agent log ready at {settings.db}")
+    with settings.store(create=True, force=force, shards=shards) as store:
+        count = store.views.shard_count()
+        made = f" ({count} shards)" if count > 1 else ""
+        click.echo(f"agent log ready at {settings.db}{made}")
 
 
 @main.command()

@@ -203,7 +203,8 @@ def view_status(status: ViewStatus, gone: Callable[[str], bool]) -> dict[str, An
 
     ``rebuild``: ``building``; ``stalled`` (the rebuild that owns the build is gone:
     ``projections run`` finishes it, or rebuild again); ``abandoned`` (interrupted: its
-    tables were dropped); or None.
+    tables were dropped); or None. ``shards`` (a log in several shards): each shard's
+    position, head and lag (``position`` and ``head`` are then shard 0's).
     """
     active, building = status.active, status.building
     rebuild = None
@@ -226,6 +227,10 @@ def view_status(status: ViewStatus, gone: Callable[[str], bool]) -> dict[str, An
         "error": (active.error if active else None) or (building.error if building else None),
         "skipped": status.skipped,
         "unknown_topic": status.unknown_topic,
+        "shards": [
+            {"shard": shard, "position": position, "head": head, "lag": head - position}
+            for shard, (position, head) in enumerate(status.shards)
+        ],
     }
 
 
@@ -245,7 +250,7 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         cells = (
             row["view"],
             version,
-            str(row["position"]),
+            _positions(row),
             str(row["lag"]),
             str(row["skipped"]),
             rebuilding,
@@ -253,6 +258,14 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         )
         table.add_row(*map(_cell, cells))
     return table
+
+
+def _positions(row: dict[str, Any]) -> str:
+    """The position, or each shard's as ``shard:position``."""
+    shards = row["shards"]
+    if not shards:
+        return str(row["position"])
+    return " ".join(f"{s['shard']}:{s['position']}" for s in shards)
 
 
 def step_line(step: Step) -> str:
