@@ -15,7 +15,7 @@ stay in one table (inserting a snapshot takes no table lock).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -71,8 +71,7 @@ class ShardedRecorder(ApplicationRecorder):
             return None if ids is None else [global_position(i, shard, count) for i in ids]
         if not touched:
             return []
-        by_shard = {k: [e for e, s in zip(stored_events, shard_of_event) if s == k] for k in touched}
-        local = self._insert_in_one_transaction(by_shard)
+        local = self._insert_in_one_transaction(self._split(stored_events))
         found = {k: iter(ids) for k, ids in local.items()}
         return [global_position(next(found[s]), s, count) for s in shard_of_event]
 
@@ -85,9 +84,30 @@ class ShardedRecorder(ApplicationRecorder):
         with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             for shard in sorted(by_shard):  # one order of locks: no deadlock
                 recorder = self.shards[shard]
-                recorder._insert_stored_events(curs, by_shard[shard])  # noqa: SLF001
+                recorder._insert_stored_events(curs, by_shard[shard])
                 ids[shard] = [row["notification_id"] for row in curs.fetchall()]
         return ids
+
+    def insert_batches(self, batches: Iterable[Sequence[StoredEvent]]) -> int:
+        """Write every batch in one transaction (an import: all or nothing), holding
+        every shard's lock, taken in shard order; return how many events were written."""
+        written = 0
+        datastore = self.shards[0].datastore
+        with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for recorder in self.shards:
+                recorder._lock_table(curs)
+            for batch in batches:
+                for shard, events in self._split(batch).items():
+                    self.shards[shard]._insert_stored_events(curs, events)
+                written += len(batch)
+        return written
+
+    def _split(self, stored_events: Sequence[StoredEvent]) -> dict[int, list[StoredEvent]]:
+        """The events of each shard, in their order."""
+        by_shard: dict[int, list[StoredEvent]] = {}
+        for event in stored_events:
+            by_shard.setdefault(self.shard_of(event.originator_id), []).append(event)
+        return by_shard
 
     def select_events(
         self,
@@ -100,7 +120,10 @@ class ShardedRecorder(ApplicationRecorder):
     ) -> Sequence[StoredEvent]:
         """An aggregate's events, from its shard."""
         recorder = self.shards[self.shard_of(originator_id)]
-        return recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        found: Sequence[StoredEvent] = recorder.select_events(
+            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+        )
+        return found
 
     def select_notifications(
         self,
@@ -125,9 +148,7 @@ class ShardedRecorder(ApplicationRecorder):
             if high is not None and high < low:
                 continue
             page = recorder.select_notifications(low, each, high, topics)
-            found += [
-                dataclasses.replace(n, id=global_position(n.id, shard, count)) for n in page
-            ]
+            found += [dataclasses.replace(n, id=global_position(n.id, shard, count)) for n in page]
             if len(page) == each:
                 last = global_position(page[-1].id, shard, count)
                 cutoff = last if cutoff is None else min(cutoff, last)

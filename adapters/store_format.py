@@ -10,8 +10,8 @@ a command that finds no store (or someone else's database) leaves it byte for by
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path

@@ -186,7 +186,14 @@ class Projections:
                 shards = _per_shard(conn, active, heads)
                 report.append(
                     ViewStatus(
-                        name, cls.version, active, building, heads[0], abandoned, events, topic,
+                        name,
+                        cls.version,
+                        active,
+                        building,
+                        heads[0],
+                        abandoned,
+                        events,
+                        topic,
                         shards,
                     )
                 )
@@ -268,4 +275,3 @@ def _per_shard(
     found = catalog.shard_positions_of(conn, [active.build]).get(active.build, {})
     found[0] = active.position
     return tuple((found.get(shard, 0), head) for shard, head in enumerate(heads))
-
