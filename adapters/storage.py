@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from agentlog.adapters import store_format
+from agentlog.adapters.group_commit import install as install_group_commit
 from agentlog.adapters.key_check import check_key, displayed, validate_key
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import StorageURLError
@@ -50,6 +51,7 @@ def open_log(
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
     shards: int | None = None,
+    group_commit: bool = False,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names.
 
@@ -62,6 +64,8 @@ def open_log(
     own (same ``name``, same store). ``shards``: how many shards a new store spreads its
     events over (PostgreSQL; see :mod:`agentlog.adapters.shards`); an existing store
     opens with the number it was made with, and refuses another one if one is given.
+    ``group_commit``: saves made at once by several threads share one transaction
+    (:mod:`agentlog.adapters.group_commit`).
     """
     if cipher_key:
         validate_key(cipher_key)
@@ -74,7 +78,10 @@ def open_log(
             snapshot_interval=snapshot_interval,
             aggregate_cache=aggregate_cache,
         )
-        return log_class(env)  # a new, empty store on every open: nothing to check
+        log = log_class(env)  # a new, empty store on every open: nothing to check
+        if group_commit:
+            install_group_commit(log)
+        return log
     read_only = is_read_only(url)
     found = _find(url, engine, log_class.name)
     store_format.check(found, displayed(url), engine_option(url), create=create, force=force)
@@ -106,6 +113,8 @@ def open_log(
     finally:
         if engine is None and isinstance(target, Engine):
             target.dispose()
+    if group_commit:
+        install_group_commit(log)
     return log
 
 
