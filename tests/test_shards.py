@@ -146,9 +146,9 @@ def test_import_writes_each_agent_into_its_shard(
     assert sorted(again.read_text().splitlines()) == sorted(exported.read_text().splitlines())
 
 
-def test_worker_finishes_every_shards_agents_and_views_equal_a_rebuild(cli: CliRunner) -> None:
+def test_workers_finish_every_shards_agents_and_views_equal_a_rebuild(cli: CliRunner) -> None:
     agents = one_agent_per_shard(cli)
-    run(cli, "worker", "--exit-when-idle", "--quiet")
+    run(cli, "worker", "--processes", "2", "--concurrency", "4", "--exit-when-idle", "--quiet")
     states = json.loads(run(cli, "ls", "--json").output)
     assert {row["status"] for row in states} == {"completed"}
     assert {row["id"] for row in states} >= set(agents.values())
@@ -272,6 +272,20 @@ def test_a_save_of_agents_in_several_shards_is_all_or_nothing(log: AgentLog) -> 
         with pytest.raises(UnknownAgentError):
             log.get(agents[shard].id)
     assert log.get(agents[3].id).version == 2
+
+
+def test_group_commit_over_shards_stores_each_save_in_its_shard(postgres_url: str) -> None:
+    app = open_log(postgres_url, shards=SHARDS, group_commit=True)
+    agents = [a for _ in range(3) for a in agent_per_shard(app).values()]
+    threads = [threading.Thread(target=app.save, args=(agent,)) for agent in agents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(app.agent_ids()) == sorted(a.id for a in agents)
+    for agent in agents:
+        assert str(agent.id) in agents_in(postgres_url, shard_of(agent.id, SHARDS))
+    app.close()
 
 
 def test_reading_the_whole_log_pages_through_every_shard_once(
