@@ -199,6 +199,18 @@ class Projections:
                 )
         return report
 
+    def behind(self) -> int:
+        """Events the build furthest behind (serving or being built) has yet to apply,
+        summed over the log's shards."""
+        total = 0
+        with self.engine.connect() as conn:
+            ids = [b.build for name in self.views for b in catalog.builds_of(conn, name)]
+            for shard, recorder in enumerate(log_shards(self.app.recorder)):
+                head = recorder.max_notification_id() or 0
+                positions = catalog.positions(conn, ids, shard).values()
+                total += head - min(positions, default=head)
+        return total
+
     def shard_count(self) -> int:
         """How many shards the log's events are spread over (1: not sharded)."""
         return len(log_shards(self.app.recorder))

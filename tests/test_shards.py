@@ -189,6 +189,17 @@ def test_status_shows_each_shards_position_and_only_the_written_shard_moves(
     assert [a > b for a, b in zip(after, before, strict=True)] == [False, False, True, False]
 
 
+def test_read_commands_catch_views_up_with_events_of_any_shard(
+    cli: CliRunner, postgres_url: str
+) -> None:
+    app = open_log(postgres_url)  # no views: a writer that leaves them behind
+    agent = next(a for s, a in agent_per_shard(app).items() if s != 0)
+    app.save(agent)
+    app.close()
+    listed = json.loads(run(cli, "ls", "--json").output)
+    assert [row["id"] for row in listed] == [str(agent.id)]
+
+
 def test_a_store_opens_with_its_own_number_of_shards_only(
     cli: CliRunner, postgres_url: str
 ) -> None:
