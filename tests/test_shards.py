@@ -14,14 +14,16 @@ import pytest
 from click.testing import CliRunner, Result
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresApplicationRecorder
+from test_view_process_kill import VIEW_NAMES, rows_of, write_log
 
 from agentlog.adapters.shards import ShardedRecorder, events_table
 from agentlog.adapters.storage import open_log
-from agentlog.adapters.views import ListenWaiter, open_store
+from agentlog.adapters.views import ListenWaiter, engine_for, open_store
 from agentlog.cli import main
 from agentlog.domain import Agent, AgentLog, UnknownAgentError
 from agentlog.domain.shards import shard_of
 from agentlog.domain.store_errors import ShardCountMismatchError
+from agentlog.projections import DEFAULT_VIEWS, Projections
 
 from conftest import store_url
 
@@ -198,6 +200,28 @@ def test_read_commands_catch_views_up_with_events_of_any_shard(
     app.close()
     listed = json.loads(run(cli, "ls", "--json").output)
     assert [row["id"] for row in listed] == [str(agent.id)]
+
+
+def test_followers_racing_over_shards_leave_views_equal_to_a_rebuild(
+    log: AgentLog, postgres_url: str
+) -> None:
+    write_log(log, agents=8, events_each=40)
+    first = Projections(log, engine_for(postgres_url), DEFAULT_VIEWS, batch_size=7)
+    other = Projections(log, engine_for(postgres_url), DEFAULT_VIEWS, batch_size=5)
+    racers = [threading.Thread(target=views.catch_up) for views in (first, other)]
+    for racer in racers:
+        racer.start()
+    write_log(log, agents=4, events_each=30, seed=11)  # while they follow
+    for racer in racers:
+        racer.join()
+    first.catch_up()
+    report = first.status()
+    assert all(len(s.shards) == SHARDS and s.lag == 0 for s in report)
+    rows = rows_of(first)
+    first.rebuild_many(VIEW_NAMES)
+    assert rows_of(first) == rows
+    for views in (first, other):
+        views.engine.dispose()
 
 
 def test_a_store_opens_with_its_own_number_of_shards_only(
