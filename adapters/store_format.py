@@ -42,6 +42,9 @@ _INSERT_SHARDED = (
 _ADD_SHARDS = "ALTER TABLE agentlog_store ADD COLUMN shards INTEGER"
 _SELECT = "SELECT * FROM agentlog_store WHERE application = {m}"
 # A store without shards records no ``shards`` column (its table is as it always was).
+# A store with shards records its engine as ``native+shards``: an agentlog from before
+# shards, which would write every agent into shard 0, refuses it as another engine's.
+SHARDED = "+shards"
 
 
 def _sqlite_events(application: str) -> dict[str, str]:
@@ -63,7 +66,8 @@ class Format:
 def _format(columns: Sequence[str], row: Sequence[Any]) -> Format:
     """The format a record row says (a record without a ``shards`` column: one shard)."""
     values = dict(zip(columns, row, strict=True))
-    return Format(values["engine"], values["agentlog_version"], True, values.get("shards") or 1)
+    engine = str(values["engine"]).removesuffix(SHARDED)
+    return Format(engine, values["agentlog_version"], True, values.get("shards") or 1)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def record(
     values = (application, engine, layout, package_version("agentlog"))
     if shards > 1:
         assert isinstance(target, Engine)  # shards are PostgreSQL's (checked before)
-        _record_sharded(target, (*values, shards))
+        _record_sharded(target, (application, engine + SHARDED, layout, values[3], shards))
         return
     if isinstance(target, Path):
         with closing(sqlite3.connect(target, timeout=30)) as db, db:

@@ -237,6 +237,9 @@ def test_a_store_opens_with_its_own_number_of_shards_only(
     app = open_log(postgres_url)  # no number given: the store's own
     assert len(app.recorder.shards) == SHARDS  # type: ignore[attr-defined]
     app.close()
+    with psycopg.connect(libpq(postgres_url)) as conn:  # what an agentlog before shards reads
+        (engine,) = conn.execute("SELECT engine FROM agentlog_store").fetchone() or ("",)
+    assert engine == "native+shards"  # an older agentlog refuses it as another engine's
 
 
 def test_sqlite_refuses_shards_with_a_one_line_error(
