@@ -77,6 +77,7 @@ def open_log(
             cipher_key=cipher_key,
             snapshot_interval=snapshot_interval,
             aggregate_cache=aggregate_cache,
+            shards=shards or 1,
         )
         log = log_class(env)  # a new, empty store on every open: nothing to check
         if group_commit:

@@ -21,6 +21,7 @@ from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import ListenWaiter, engine_for, open_store
 from agentlog.cli import main
 from agentlog.domain import Agent, AgentLog, UnknownAgentError
+from agentlog.domain.errors import StorageURLError
 from agentlog.domain.shards import shard_of
 from agentlog.domain.store_errors import ShardCountMismatchError
 from agentlog.projections import DEFAULT_VIEWS, Projections
@@ -251,6 +252,8 @@ def test_sqlite_refuses_shards_with_a_one_line_error(
     assert "shards need PostgreSQL" in result.output
     assert result.output.count("\n") == 1
     assert not Path(sqlite_url.split(":///", 1)[1]).exists()
+    with pytest.raises(StorageURLError, match="shards need PostgreSQL"):
+        open_log("memory://", shards=2)
 
 
 def test_a_store_without_shards_is_as_it_always_was(postgres_url: str) -> None:
