@@ -54,6 +54,7 @@ class Settings:
         create: bool = False,
         force: bool = False,
         shards: int | None = None,
+        group_commit: bool = False,
     ) -> Iterator[Store]:
         """The agent log with its views; embedded, they follow every save. Commands that
         run agents pass False: views catch up between steps, never inside them, and the
@@ -61,6 +62,8 @@ class Settings:
 
         ``create``: as for :meth:`log`; ``force``: also in a database with other tables;
         ``shards``: a new store's shards (an existing store must have that many).
+        ``group_commit``: saves from several threads at once share transactions (a worker
+        advancing several agents at once).
         """
         with errors_as_messages(self.db):
             store = open_store(
@@ -74,6 +77,7 @@ class Settings:
                 log_class=self.app.log_class,
                 views=self.app.all_views,
                 shards=shards,
+                group_commit=group_commit,
             )
             try:
                 yield store
