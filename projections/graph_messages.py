@@ -86,7 +86,7 @@ def message_for(message: GraphMessage) -> Message | None:
     )
     call_id = message.get("tool_call_id") if role == "tool" else None
     return Message(
-        role=role,  # type: ignore[arg-type]  # one of ROLES' values
+        role=role,
         content=clean(text_of(message.get("content"))) or "",
         tool_calls=calls,
         call_id=clean(str(call_id)) if call_id is not None else None,
