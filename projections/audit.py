@@ -241,7 +241,7 @@ class AuditTrail(View):
         """The call ids the view has for a thread (in the table and in memory)."""
         known = {k[2] for k in self._dirty if k[0] == agent_id}
         known |= {k[1] for k in self._open if k[0] == agent_id}
-        if not self._complete and agent_id not in self._cleared:
+        if agent_id not in self._cleared:  # closed calls are in the table alone
             known |= {r.call_id for r in conn.execute(self._call_ids, {"a": agent_id})}
         return known
 
