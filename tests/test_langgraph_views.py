@@ -30,16 +30,18 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
-from sqlalchemy import select
+from sqlalchemy import MetaData, select
 
 from agentlog.adapters.graph_chat import thread_messages
 from agentlog.adapters.langgraph import AgentLogSaver
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import engine_for
 from agentlog.cli import main
-from agentlog.domain import AgentLog, args_hash
+from agentlog.domain import AgentLog, GraphThread, args_hash
 from agentlog.domain.graph_thread import thread_uuid
 from agentlog.projections import DEFAULT_VIEWS, Projections, queries
+from agentlog.projections.graph_messages import messages_blob
+from agentlog.projections.thread_marks import ThreadMarks
 from agentlog.projections.transcript import message_from_row
 
 from langgraph_child import CALLS, FINAL_ANSWER, run
@@ -69,7 +71,8 @@ def _model(state: MessagesState) -> dict[str, list[BaseMessage]]:
         tool_name = "fail" if "fail" in str(last.content) else "add"
         args: dict[str, Any] = {"reason": str(last.content)} if tool_name == "fail" else {}
         args = args or {"a": turn, "b": 10}
-        call = {"name": tool_name, "args": args, "id": f"call-{turn}"}
+        call_id = "call-again" if "again" in str(last.content) else f"call-{turn}"
+        call = {"name": tool_name, "args": args, "id": call_id}
         reply = AIMessage(content="", tool_calls=[call])
     else:
         reply = AIMessage(content=f"answer {turn}: {last.content}")
@@ -220,16 +223,48 @@ def test_a_new_saver_appends_only_new_messages_and_calls(tmp_path: Path) -> None
     ask(url, "t-1", "first")
     ask(url, "t-1", "second")  # another saver: its first put of the list is whole
     ask(url, "t-1", "please fail")
+    ask(url, "t-1", "again")  # models may use a call id again once its call closed
+    ask(url, "t-1", "and again")
     calls = audit_of(url, "t-1")
     assert [(c["call_id"], c["tool"], c["outcome"]) for c in calls] == [
         ("call-1", "add", "succeeded"),
         ("call-2", "add", "succeeded"),
         ("call-3", "fail", "failed"),
+        ("call-again", "add", "succeeded"),
+        ("call-again", "add", "succeeded"),
     ]
     assert "please fail" in (calls[2]["detail"] or "")
+    assert [c["args"] for c in calls[3:]] == [{"a": 4, "b": 10}, {"a": 5, "b": 10}]
     exported = json.loads(cli(url, "export", "--format", "openai", "thread:t-1"))
-    assert [m["role"] for m in exported] == ["user", "assistant", "tool", "assistant"] * 3
+    assert [m["role"] for m in exported] == ["user", "assistant", "tool", "assistant"] * 5
     assert transcript_rows(url, "t-1") == exported
+
+
+def test_a_whole_list_that_extends_what_the_view_took_adds_only_its_new_messages(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    ask(url, "t-1", "first")
+    ask(url, "t-1", "second")  # a new saver: its first put of the list is whole
+    with AgentLogSaver(url) as saver:
+        graph = build(saver)
+        first = graph.get_state(config("t-1")).values["messages"][0]
+        graph.update_state(config("t-1"), {"messages": [RemoveMessage(id=first.id)]})
+    marks = ThreadMarks("marks", MetaData())
+    log = open_log(url)
+    try:
+        puts = [
+            e
+            for e in log.events_of(thread_uuid("t-1"))
+            if isinstance(e, GraphThread.CheckpointPut) and messages_blob(e) is not None
+        ]
+        taken = [(marks.take("t-1", put), messages_blob(put).base is None) for put in puts]
+    finally:
+        log.close()
+    whole = [(t.start, len(t.messages), t.replaced) for t, is_whole in taken if t and is_whole]
+    assert whole == [(0, 1, False), (4, 1, False), (0, 7, True)]
+    deltas = [(t.start, len(t.messages)) for t, is_whole in taken if t and not is_whole]
+    assert deltas == [(1, 1), (2, 1), (3, 1), (5, 1), (6, 1), (7, 1)]
 
 
 def test_a_rewritten_message_list_replaces_the_transcript_and_keeps_the_calls(
@@ -256,6 +291,8 @@ def test_a_deleted_thread_leaves_the_views_and_its_id_can_be_used_again(
     url = f"sqlite:///{tmp_path / 'a.db'}"
     ask(url, "t-1", "first")
     ask(url, "t-2", "other")
+    assert [t["name"] for t in cli_json(url, "ls")] == ["t-1", "t-2"]  # the views saw t-1
+    assert transcript_rows(url, "t-1") != []
     with AgentLogSaver(url) as saver:
         saver.delete_thread("t-1")
     assert [t["name"] for t in cli_json(url, "ls")] == ["t-2"]
@@ -266,11 +303,11 @@ def test_a_deleted_thread_leaves_the_views_and_its_id_can_be_used_again(
     assert (deleted["name"], deleted["steps"]) == ("t-1", 0)
     assert cli(url, "verify").startswith("OK: 2 agent(s)")
 
-    ask(url, "t-1", "again")  # a new history under the same thread id
+    ask(url, "t-1", "once more")  # a new history under the same thread id
     assert [t["name"] for t in cli_json(url, "ls")] == ["t-1", "t-2"]
     assert [c["call_id"] for c in audit_of(url, "t-1")] == ["call-1"]
     exported = json.loads(cli(url, "export", "--format", "openai", "thread:t-1"))
-    assert exported[0] == {"role": "user", "content": "again"}
+    assert exported[0] == {"role": "user", "content": "once more"}
     assert transcript_rows(url, "t-1") == exported
 
 
@@ -443,8 +480,6 @@ def test_rebuilt_thread_views_equal_incremental_ones_and_the_log(data: st.DataOb
 
 @pytest.mark.parametrize("name", ["runnable"])
 def test_the_runnable_view_does_not_decode_thread_events(name: str) -> None:
-    from agentlog.domain import GraphThread
-
     (view,) = [v for v in DEFAULT_VIEWS if v.name == name]
     assert not view.handles(GraphThread.CheckpointPut)
     assert not view.handles(GraphThread.WritesPut)
