@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, RowMapping, Table, select
 
-from agentlog.domain import Aggregate, UnknownAgentError
+from agentlog.domain import Agent, Aggregate, UnknownAgentError
 from agentlog.projections.agent_rows import agent_of
 from agentlog.projections.seal import PLAIN, Seal
 from agentlog.projections.state import DELETED, AgentStates
@@ -43,7 +43,7 @@ def states(
     return [_opened(row._mapping, AgentStates.sealed, seal) for row in conn.execute(query)]
 
 
-def agent_from_state(
+def aggregate_from_state(
     conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN
 ) -> Aggregate:
     """The agent (or LangGraph thread) as the state view last saw it (rebuilt from the
@@ -53,6 +53,15 @@ def agent_from_state(
     if row is None:
         raise UnknownAgentError(agent_id)
     return agent_of(row, seal)
+
+
+def agent_from_state(conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN) -> Agent:
+    """The agent as the state view last saw it (a LangGraph thread's row is no agent:
+    :func:`aggregate_from_state` reads any row)."""
+    found = aggregate_from_state(conn, table, agent_id, seal)
+    if not isinstance(found, Agent):
+        raise UnknownAgentError(agent_id)
+    return found
 
 
 def audit(

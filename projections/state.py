@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
 
-from agentlog.domain import Agent, GraphThread, Phase
+from agentlog.domain import GraphThread, Phase
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
 from agentlog.projections.view import clean
 
@@ -44,8 +44,9 @@ class AgentStates(AgentRowsView):
             Column("last_event_at", DateTime(timezone=True), nullable=False),
         )
 
-    def columns_for(self, agent: Agent | GraphThread) -> dict[str, Any]:
-        """What a person or a fresh worker reads at a glance (the text sealed)."""
+    def columns_for(self, agent: Any) -> dict[str, Any]:
+        """What a person or a fresh worker reads at a glance (the text sealed), of an
+        ``Agent`` or a ``GraphThread``."""
         close = self.seal.close
         if isinstance(agent, GraphThread):
             return self._thread_columns(agent)

@@ -258,7 +258,11 @@ def test_a_whole_list_that_extends_what_the_view_took_adds_only_its_new_messages
             for e in log.events_of(thread_uuid("t-1"))
             if isinstance(e, GraphThread.CheckpointPut) and messages_blob(e) is not None
         ]
-        taken = [(marks.take("t-1", put), messages_blob(put).base is None) for put in puts]
+        blobs = [messages_blob(put) for put in puts]
+        taken = [
+            (marks.take("t-1", p), b is not None and b.base is None)
+            for p, b in zip(puts, blobs, strict=True)
+        ]
     finally:
         log.close()
     whole = [(t.start, len(t.messages), t.replaced) for t, is_whole in taken if t and is_whole]
