@@ -120,8 +120,12 @@ def _texty(part: Any) -> bool:
 
 
 def chained(digest: str, messages: list[GraphMessage]) -> str:
-    """The running digest of a thread's messages after these (chained from ``digest``)."""
+    """The running digest of a thread's messages after these (chained from ``digest``).
+
+    A message is hashed as Python prints its decoded fields: the serializer writes a
+    message's fields in one order, so the same message gives the same text whether it
+    came in a delta or a whole list (``repr`` is cheaper than sorted JSON). Should a
+    new serializer order them otherwise, a whole list reads as rewritten: replaced."""
     for message in messages:
-        body = json.dumps(message, sort_keys=True, default=str, ensure_ascii=False)
-        digest = hashlib.sha256(f"{digest}\n{body}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{digest}\n{message!r}".encode()).hexdigest()
     return digest
