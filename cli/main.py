@@ -43,6 +43,7 @@ from agentlog.domain.values import (
     DEFAULT_MAX_WALL_TIME,
 )
 from agentlog.projections import queries
+from agentlog.projections.state import DELETED
 
 
 @click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -234,13 +235,20 @@ def new(
 
 @main.command(name="ls")
 @click.option(
-    "--status", type=click.Choice([p.value for p in Phase]), help="Only agents in this status."
+    "--status",
+    type=click.Choice([*(p.value for p in Phase), DELETED]),
+    help="Only agents in this status (deleted: LangGraph threads deleted).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @no_catch_up_option
 @pass_settings
 def list_agents(settings: Settings, status: str | None, as_json: bool, no_catch_up: bool) -> None:
-    """List the agents (from the state view)."""
+    """List the agents, SDK sessions and LangGraph threads (from the state view).
+
+    KIND says which: agent, session (an SDK session) or langgraph (a LangGraph thread,
+    named thread:THREAD_ID elsewhere; its STEPS are its live checkpoints). Deleted
+    threads are left out (`agentlog threads` lists them).
+    """
     with reading(settings, ["state"], no_catch_up) as store, store.views.engine.connect() as conn:
         rows = queries.states(conn, store.views.table(conn, "state"), status, store.views.seal)
     if as_json:
