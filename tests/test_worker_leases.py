@@ -232,10 +232,10 @@ def test_a_lease_lost_under_a_running_side_effect_never_runs_it_twice(
         second.work(poll=0.05, exit_when_idle=True, on_step=second_steps.append)
         run_first.join(30)
         assert not run_first.is_alive()
+        assert_done_once(store, ledger, made)
         busy = [s for s in second_steps if s.kind is StepKind.BUSY]
         assert busy, "the second worker never held the agent while the first ran its call"
         assert "running elsewhere" in busy[0].detail
-        assert_done_once(store, ledger, made)
         events = list(store.log.events_of(made[0]))
         starts = [e for e in events if isinstance(e, Agent.ToolStarted) and e.call_id == "s1"]
         assert [e.worker_id for e in starts] == ["first"]  # never started again
