@@ -129,8 +129,8 @@ def test_two_worker_processes_never_run_turns_of_one_agent_at_once(
     turns = tmp_path / "turns.log"
     options = ["--views", "--concurrency", "4", "--turns", str(turns), "--worker-id", "host:pid"]
     workers = Workers(url, tmp_path, SCRIPT, [*options, "--delay", "0.05", "--poll", "0.01"])
-    made = agents_for(store, workers, 12, tool_timeout=30.0)
-    try:
+    made = agents_for(store, workers, 6, tool_timeout=30.0)  # fewer than their slots:
+    try:  # without leases, both would take every agent at once
         both = [workers.spawn(made), workers.spawn(made)]
         for worker in both:
             workers.wait_ready(worker)
