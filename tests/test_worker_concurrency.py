@@ -62,10 +62,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return store_url(request.param, tmp_path)
 
 
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    """The store, opened as `agentlog worker` opens it (views not embedded)."""
-    opened = open_store(url, embedded=False, catch_up=False)
+@pytest.fixture(params=[True, False], ids=["group-commit", "no-group-commit"])
+def store(url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The store, opened as `agentlog worker --concurrency K` opens it (views not
+    embedded; group commit, unless --no-group-commit)."""
+    opened = open_store(url, embedded=False, catch_up=False, group_commit=request.param)
     yield opened
     opened.close()
 

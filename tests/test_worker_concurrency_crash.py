@@ -2,9 +2,10 @@
 workers take over, a last one drains: no event lost, no side effect twice, every agent
 finished, no two turns of one agent at once, and the views equal a rebuild.
 
-Two worker processes x K = 4 (``worker_child.py --views --concurrency 4``: the loop of
-``agentlog worker --concurrency 4``) share a PostgreSQL store of agents that call pure,
-idempotent and side-effecting tools (slow ones, so that kills land mid-tool). At random
+Two worker processes x K = 4 (``worker_child.py --views --concurrency 4 --group-commit``:
+the loop of ``agentlog worker --concurrency 4``, saves sharing transactions) share a
+PostgreSQL store of agents that call pure, idempotent and side-effecting tools (slow
+ones, so that kills land mid-tool). At random
 moments one of them is killed and a fresh one started in its place; after the last
 kill, every worker still running is killed too and one fresh worker drains the store
 alone. Leases of the killed workers are taken over at once (their processes are gone on
@@ -73,7 +74,7 @@ def test_killed_k_worker_processes_lose_nothing_and_repeat_no_side_effect(
     url, rng = store_url("postgres", tmp_path), random.Random(f"{SEED}:concurrent")
     print(f"AGENTLOG_CRASH_SEED={SEED} kills={POINTS} workers={PROCESSES} x K={K}")
     turns = tmp_path / "turns.log"
-    options = ["--views", "--concurrency", str(K), "--worker-id", "host:pid"]
+    options = ["--views", "--concurrency", str(K), "--group-commit", "--worker-id", "host:pid"]
     options += ["--turns", str(turns), "--poll", "0.02", "--delay", str(DELAY)]
     store = open_store(url, embedded=False, catch_up=False)
     workers = Workers(url, tmp_path, SCRIPT, options)

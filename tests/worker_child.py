@@ -15,7 +15,8 @@ The AGENT_IDs are the agents it must finish; it takes any runnable agent of the 
 With ``--signals`` it also stops on SIGINT/SIGTERM as ``agentlog worker`` does (and exits
 with 128 + the signal's number); ``--worker-id host:pid`` names it as ``agentlog worker``
 does, so that the next worker can tell when it is gone. ``--concurrency K`` advances up
-to K agents at once (``agentlog worker --concurrency``), ``--lease SECONDS`` sets how long
+to K agents at once (``agentlog worker --concurrency``; ``--group-commit`` as that command
+opens the store then), ``--lease SECONDS`` sets how long
 a lease lasts, and ``--turns FILE`` appends ``start AGENT PID SLOT`` when a turn has taken
 its agent's lease and ``end AGENT PID SLOT`` before it gives it back (one ``write(2)``
 each, ``O_APPEND``: the file orders the turns of every worker).
@@ -111,6 +112,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lease", type=float, default=30.0, help="with --views: lease seconds")
     parser.add_argument("--turns", type=Path, default=None, help="with --views: log turns here")
     parser.add_argument(
+        "--group-commit", action="store_true", help="with --views: saves share transactions"
+    )
+    parser.add_argument(
         "--pause-after-unknown",
         type=float,
         default=0.0,
@@ -167,7 +171,8 @@ class ErrorLines(logging.Handler):
 
 def work_views(args: argparse.Namespace) -> int:
     """Run ``Worker.work`` on the store's runnable view until idle; the exit status."""
-    store = open_store(args.url, embedded=False, catch_up=False)  # as `agentlog worker` does
+    # As `agentlog worker` opens it (with --concurrency above 1: group commit).
+    store = open_store(args.url, embedded=False, catch_up=False, group_commit=args.group_commit)
     tools = ToolRegistry(counting_tools(Ledger(args.ledger), delay=args.delay))
     name = None if args.worker_id == "host:pid" else args.worker_id
     worker = Worker(store, tools, name, concurrency=args.concurrency, lease_seconds=args.lease)
