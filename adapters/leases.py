@@ -168,11 +168,12 @@ class Leases:
             expires_at=clock + self.seconds,
         )
         fresh = insert.excluded
-        return insert.on_conflict_do_update(
+        upsert: Executable = insert.on_conflict_do_update(
             index_elements=[LEASES.c.agent_id],
             set_={c: fresh[c] for c in ("owner", "slot", "taken_at", "expires_at")},
             where=or_(LEASES.c.expires_at < clock, LEASES.c.owner == literal(self.owner)),
         ).returning(LEASES.c.agent_id)
+        return upsert
 
     def _take_over(self, agent_id: UUID, slot: int, owner: str, taken_at: float) -> Executable:
         """Overwrite the lease of a process known to be gone, if it is still that lease."""

@@ -182,7 +182,7 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
 @click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
-def worker(settings: Settings, processes: int, **options: Any) -> None:
+def worker(settings: Settings, /, processes: int, **options: Any) -> None:
     """Advance every runnable agent, forever (or until idle), in one or more processes.
 
     Each process advances up to --concurrency agents at once, in threads (a step mostly

@@ -5,12 +5,12 @@ finished, no two turns of one agent at once, and the views equal a rebuild.
 Two worker processes x K = 4 (``worker_child.py --views --concurrency 4 --group-commit``:
 the loop of ``agentlog worker --concurrency 4``, saves sharing transactions) share a
 PostgreSQL store of agents that call pure, idempotent and side-effecting tools (slow
-ones, so that kills land mid-tool). At random
-moments one of them is killed and a fresh one started in its place; after the last
-kill, every worker still running is killed too and one fresh worker drains the store
-alone. Leases of the killed workers are taken over at once (their processes are gone on
-this host). The checks are those of the single-agent crash test
-(``test_runtime_crash.check_agent``), plus the turn log (``turn_log.check_turns``).
+ones, so that kills land mid-tool). At random moments one of them is killed and a fresh
+one started in its place; after the last kill, every worker still running is killed too
+and one fresh worker drains the store alone. Leases of the killed workers are taken over
+at once (their processes are gone on this host). The checks are those of the
+single-agent crash test (``test_runtime_crash.check_agent``), plus the turn log
+(``turn_log.check_turns``).
 
 ``AGENTLOG_CONCURRENT_CRASH_POINTS`` kills (default 6); ``AGENTLOG_CRASH_SEED`` replays a
 run's kill times (the seed is printed).

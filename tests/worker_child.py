@@ -215,7 +215,7 @@ def log_turns(path: Path) -> None:
         finally:
             Ledger.append(path, f"end {agent_id} {os.getpid()} {lease.slot}\n")
 
-    LeasedTurn._steps = logged  # type: ignore[method-assign]
+    LeasedTurn._steps = logged  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> int:
