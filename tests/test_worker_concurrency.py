@@ -9,6 +9,9 @@ that count what really ran outside the store, and the scripted model with latenc
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -178,3 +181,47 @@ def test_worker_command_takes_concurrency(
     bad = invoke(cli, "worker", "--concurrency", "0")
     assert bad.exit_code == 2
     assert "--concurrency" in bad.output
+
+
+def test_ctrl_c_lets_every_threads_step_finish_and_gives_the_leases_back(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    script = [Decision(text="first"), Decision(text="done", done=True)]
+    store = open_store(sqlite_url)
+    try:
+        made = agents(store, write_script(tmp_path, script, latency=1.0), 4)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "agentlog.cli", "--db", sqlite_url, "worker", "-k", "4"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(held(store)) < 4:  # every agent's turn waits for its model
+                assert time.monotonic() < deadline, "the turns never started"
+                time.sleep(0.02)
+            worker.send_signal(signal.SIGINT)
+            _, err = worker.communicate(timeout=10)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        assert worker.returncode == 130, err
+        assert "SIGINT: stopping after the current step" in err
+        assert "Traceback" not in err
+        for agent_id in made:  # the answers waited for are recorded; nothing more
+            texts = [e.text for e in store.log.events_of(agent_id) if hasattr(e, "text")]
+            assert texts == ["first"], texts
+        assert held(store) == []
+    finally:
+        store.close()
+
+
+def held(store: Store) -> list[str]:
+    """The agents whose leases are held."""
+    with store.views.engine.connect() as conn:
+        if not store.views.engine.dialect.has_table(conn, LEASES.name):
+            return []
+        return [row.agent_id for row in conn.execute(select(LEASES.c.agent_id))]
