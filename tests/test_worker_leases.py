@@ -123,6 +123,24 @@ def test_a_lease_has_one_holder_until_it_expires_by_the_database_clock(store: St
     assert leases(store) == {}
 
 
+def test_a_lease_given_back_is_released_with_the_next_take_or_a_flush(store: Store) -> None:
+    mine, other = Leases(store.views.engine), Leases(store.views.engine)
+    first, second, third = UUID(int=1), UUID(int=2), UUID(int=3)
+    lease = mine.take(first, 0)
+    assert lease is not None
+    mine.give_back(lease)
+    assert set(leases(store)) == {first}  # not yet: it goes with the next take
+    assert other.take(first, 0) is None
+    assert mine.take(second, 0) is not None
+    assert set(leases(store)) == {second}  # released in the same transaction
+    assert other.take(first, 0) is not None
+    again = mine.take(third, 1)
+    assert again is not None
+    mine.give_back(again)
+    mine.flush()
+    assert set(leases(store)) == {first, second}
+
+
 def test_two_worker_processes_never_run_turns_of_one_agent_at_once(
     url: str, store: Store, tmp_path: Path
 ) -> None:
