@@ -60,7 +60,8 @@ class Settings:
         agents they step are kept in memory between steps (``WORKER_CACHE``).
 
         ``create``: as for :meth:`log`; ``force``: also in a database with other tables;
-        ``group_commit``: saves made at once by several threads share a transaction.
+        ``group_commit``: saves from several threads at once share transactions (a worker
+        advancing several agents at once).
         """
         with errors_as_messages(self.db):
             store = open_store(
