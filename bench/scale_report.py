@@ -218,8 +218,9 @@ def checks(results: Sequence[Result], latency: float) -> list[str]:
         rows = sum(r.view_rows for r in checked)
         lines.append(
             f"{verdict} views converge: in {len(checked) - len(bad)} of {len(checked)} "
-            f"runs every view caught up equals its rebuild, row for row "
-            f"({rows:,} rows compared)"
+            f"runs every view caught up equals its rebuild, row for row, and every rebuilt "
+            f"view is at the head of each shard ({rows:,} rows compared; shards per store: "
+            f"{', '.join(sorted({str(r.view_shards) for r in checked}))})"
         )
     return lines
 

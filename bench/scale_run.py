@@ -105,6 +105,7 @@ class Result:
     failures: dict[str, int] = field(default_factory=dict)
     converged: bool | None = None
     view_rows: int = 0
+    view_shards: int = 0  # shards every rebuilt view was followed to the head of
     errors: list[str] = field(default_factory=list)
 
     def per_s(self, steps: int) -> float:
@@ -362,6 +363,11 @@ def check_views(url: str, result: Result) -> None:
         rebuilt = {name: rows_of(store, name) for name in names}
         result.view_rows = sum(len(rows) for rows in rebuilt.values())
         result.converged = caught_up == rebuilt
+        behind = [s.name for s in views.status() if s.lag != 0]
+        if behind:
+            result.converged = False
+            result.errors.append(f"views not at the head of every shard: {', '.join(behind)}")
+        result.view_shards = min(max(1, len(s.shards)) for s in views.status())
         if not result.converged:
             differ = [name for name in names if caught_up[name] != rebuilt[name]]
             result.errors.append(f"views differ from their rebuild: {', '.join(differ)}")
