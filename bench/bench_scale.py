@@ -286,7 +286,8 @@ def render(
     w, latency, ncores = opts.workload, opts.workload.latency, cores()
     head = preamble(
         SCRIPT,
-        "Measured: steps per second against workers x threads",
+        "Measured: steps per second against workers x threads"
+        + (f" (workers with {' '.join(w.worker_args)})" if w.worker_args else ""),
         "What W worker processes of K threads store per second, on PostgreSQL "
         "and on SQLite, next to the latency bound W x K / model latency.",
         opts.command,
