@@ -11,7 +11,7 @@ from copy import deepcopy
 from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from eventsourcing.utils import Environment
 from pydantic import JsonValue
@@ -28,6 +28,7 @@ from agentlog.domain.errors import (
 )
 from agentlog.domain.fork import fork_of
 from agentlog.domain.history import MISSING, in_sequence, mutate_all
+from agentlog.domain.kept import KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
@@ -82,6 +83,10 @@ class AgentLog(Application[UUID]):
         self.snapshot_interval = int(interval)
         self.after_save: list[Callable[[], None]] = []
         """Called after every save (embedded projections catch up here)."""
+        cache, self.repository.cache = self.repository.cache, None
+        self.kept = None if cache is None else KeptAggregates(getattr(cache, "maxsize", 0))
+        """With an aggregate cache (workers): agents kept between loads, without copies
+        where none is needed (:mod:`agentlog.domain.kept`); it replaces the library's."""
 
     def create_agent(
         self,
@@ -143,7 +148,44 @@ class AgentLog(Application[UUID]):
         return itertools.chain(created, self.events_of(agent.id, after=covered, upto=agent.version))
 
     def get(self, agent_id: UUID, version: int | None = None) -> Agent:
-        """The agent as it is now, or as it was at ``version`` (time travel)."""
+        """The agent as it is now, or as it was at ``version`` (time travel).
+
+        With an aggregate cache, a kept agent is brought up to date with the events
+        stored after it, and the caller gets a copy of it."""
+        if version is not None or self.kept is None:
+            return self._load(agent_id, version)
+        kept = self.kept.borrow(agent_id)
+        agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
+        self.kept.put(agent)
+        return deepcopy(agent)
+
+    def take(self, agent_id: UUID) -> Agent:
+        """The agent as it is now, to change and save, then hand back with :meth:`keep`
+        (a worker's load). With an aggregate cache, the agent kept since the last step is
+        handed over as it is, brought up to date with the events stored after it: no
+        copy, no decoding of what this process stored itself."""
+        if self.kept is None:
+            return self._load(agent_id, None)
+        kept = self.kept.borrow(agent_id)
+        agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
+        self.kept.lend(agent)
+        return agent
+
+    def keep(self, agent: Aggregate) -> None:
+        """Hand back an agent from :meth:`take` that the caller is done with; the next
+        ``take`` may return this very object. Not kept if it changed since it was taken
+        or last saved (a failed save, changes never saved)."""
+        if self.kept is not None:
+            self.kept.keep(agent)
+
+    def _fast_forward(self, agent: Aggregate) -> Agent:
+        """A kept agent with the events stored after it applied (the cheap check that
+        nobody else wrote is this one read)."""
+        moved: Agent = mutate_all(agent, self.events.get(agent.id, gt=agent.version))
+        return moved
+
+    def _load(self, agent_id: UUID, version: int | None) -> Agent:
+        """The agent from its snapshot and the events after it (or its events alone)."""
         try:
             agent: Agent = self.repository.get(agent_id, version=version, projector_func=mutate_all)
         except AggregateNotFoundError:
@@ -223,32 +265,36 @@ class AgentLog(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Store pending events; snapshot agents whose version crossed the interval."""
-        recordings = super().save(*objs, **kwargs)
+        recordings = self._save(objs, kwargs)
         first_new: dict[UUID, int] = {}
         for recording in recordings:
             event = recording.domain_event
             first_new.setdefault(event.originator_id, event.originator_version)
         for obj in objs:
-            if isinstance(obj, Aggregate) and obj.id in first_new:
-                self._cache_saved(obj)
+            if self.kept is not None and isinstance(obj, Aggregate) and obj.id in first_new:
+                self.kept.saved(obj)
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
         for callback in self.after_save:
             callback()
         return recordings
 
-    def _cache_saved(self, aggregate: Aggregate) -> None:
-        """With an aggregate cache (workers), keep a copy of what was just saved, so the
-        next load needs no fast-forward through the events this process wrote itself."""
-        cache = self.repository.cache
-        if cache is None:
-            return
-        try:
-            cached = cache.get(aggregate.id)
-        except KeyError:
-            cached = None
-        if cached is None or cached.version < aggregate.version:
-            cache.put(aggregate.id, deepcopy(aggregate))
+    def _save(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
+        """The library's ``save``, collecting agentlog aggregates' events directly: its
+        checks against runtime-checkable protocols cost more than the rest of collecting."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, as it calls it
+        return recordings
 
     def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
         k = self.snapshot_interval
