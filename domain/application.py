@@ -165,7 +165,7 @@ class AgentLog(Application[UUID]):
         handed over as it is, brought up to date with the events stored after it: no
         copy, no decoding of what this process stored itself."""
         if self.kept is None:
-            return self._load(agent_id, None)
+            return self.get(agent_id)
         kept = self.kept.borrow(agent_id)
         agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
         self.kept.lend(agent)
