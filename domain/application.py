@@ -330,18 +330,17 @@ class AgentLog(Application[UUID]):
         links, events = ChainLinks(), []
         head = None
         for stored in self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version):
-            event = mapper.to_domain_event(stored)
+            state = mapper.decode_state(stored)  # decoded once: checked, then made an event
+            broken = None
             try:
-                head = links.feed(
-                    stored.topic,
-                    str(agent.id),
-                    stored.originator_version,
-                    mapper.decode_state(stored),
-                )
+                head = links.feed(stored.topic, str(agent.id), stored.originator_version, state)
             except ValueError as e:
+                broken = str(e)
+            event = mapper.event_from_state(stored, state)  # an unfit row fails first, as before
+            if broken is not None:
                 raise BrokenChainError(
-                    agent.id, stored.originator_version, type(event).__name__, str(e)
-                ) from None
+                    agent.id, stored.originator_version, type(event).__name__, broken
+                )
             events.append(event)
         if head != agent.head_hash or links.prev_version != agent.version:
             reason = "the stored events do not end at the agent's head (edited or missing)"
@@ -377,4 +376,4 @@ class _StateDecoder(Protocol):
 
     def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
 
-    def to_domain_event(self, stored_event: StoredEvent) -> Any: ...
+    def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any: ...
