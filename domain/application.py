@@ -181,8 +181,18 @@ class AgentLog(Application[UUID]):
     def _fast_forward(self, agent: Aggregate) -> Agent:
         """A kept agent with the events stored after it applied (the cheap check that
         nobody else wrote is this one read)."""
-        moved: Agent = mutate_all(agent, self.events.get(agent.id, gt=agent.version))
+        assert self.kept is not None
+        new = list(self.events.get(agent.id, gt=agent.version))
+        moved: Agent = mutate_all(agent, new)
+        self.kept.stored(agent.id, new)
         return moved
+
+    def recent_events(self, agent_id: UUID, after: int, upto: int) -> Iterable[Aggregate.Event]:
+        """The agent's events after version ``after`` up to ``upto``, as ``events_of``
+        reads them, but from memory when a worker's cache holds them all (the events
+        this process stored or read last: no read, no decoding)."""
+        found = None if self.kept is None else self.kept.between(agent_id, after, upto)
+        return self.events_of(agent_id, after=after, upto=upto) if found is None else found
 
     def _load(self, agent_id: UUID, version: int | None) -> Agent:
         """The agent from its snapshot and the events after it (or its events alone)."""
@@ -270,14 +280,28 @@ class AgentLog(Application[UUID]):
         for recording in recordings:
             event = recording.domain_event
             first_new.setdefault(event.originator_id, event.originator_version)
+        if self.kept is not None:
+            self._keep_saved(objs, recordings)
         for obj in objs:
-            if self.kept is not None and isinstance(obj, Aggregate) and obj.id in first_new:
-                self.kept.saved(obj)
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
         for callback in self.after_save:
             callback()
         return recordings
+
+    def _keep_saved(self, objs: tuple[Any, ...], recordings: list[Recording[UUID]]) -> None:
+        """Note what was saved in the worker's cache: the aggregates (this thread holds
+        them) and their new events."""
+        assert self.kept is not None
+        saved: dict[UUID, list[Aggregate.Event]] = {}
+        for recording in recordings:
+            event = recording.domain_event
+            saved.setdefault(event.originator_id, []).append(cast(Aggregate.Event, event))
+        for agent_id, events in saved.items():
+            self.kept.stored(agent_id, events)
+        for obj in objs:
+            if isinstance(obj, Aggregate) and obj.id in saved:
+                self.kept.saved(obj)
 
     def _save(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
         """The library's ``save``, collecting agentlog aggregates' events directly: its

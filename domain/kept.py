@@ -14,12 +14,18 @@ An entry is valid only while its object is still at the version it was stored at
 with no pending events: an agent changed and not saved, or whose save failed (its
 events were collected, its version moved on), is dropped, never handed out again.
 Whoever borrows brings the agent up to date with the events stored after it.
+
+The last events stored of each kept agent are kept too (those this process saved, and
+those a fast-forward read): the model's context is built from them without reading
+them back (``AgentLog.recent_events``). The log is append-only, so an event stored at
+a version stays the one at that version.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from copy import deepcopy
 from uuid import UUID
 
@@ -28,6 +34,8 @@ from agentlog.domain.aggregate import Aggregate
 _Entry = tuple[Aggregate, int, int | None]
 """The agent, the version it was stored at, the id of the thread holding it (None: the
 cache holds it)."""
+RECENT = 32
+"""Stored events kept per agent, the latest."""
 
 
 class KeptAggregates:
@@ -37,6 +45,7 @@ class KeptAggregates:
         self.maxsize = maxsize
         """How many agents are kept (0: no limit)."""
         self._entries: OrderedDict[UUID, _Entry] = OrderedDict()
+        self._recent: OrderedDict[UUID, list[Aggregate.Event]] = OrderedDict()
         self._lock = threading.Lock()
 
     def borrow(self, agent_id: UUID) -> Aggregate | None:
@@ -77,6 +86,29 @@ class KeptAggregates:
     def put(self, aggregate: Aggregate) -> None:
         """Keep an aggregate nobody else holds (one just loaded or brought up to date)."""
         self._put(aggregate, None)
+
+    def stored(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
+        """Note events stored for the agent, in version order (saved, or read back)."""
+        if not events:
+            return
+        with self._lock:
+            before = self._recent.pop(agent_id, [])
+            if before and before[-1].originator_version + 1 != events[0].originator_version:
+                before = []  # a gap: what others stored between was not seen here
+            self._recent[agent_id] = [*before, *events][-RECENT:]  # a new list: never changed
+            while self.maxsize and len(self._recent) > self.maxsize:
+                self._recent.popitem(last=False)
+
+    def between(self, agent_id: UUID, after: int, upto: int) -> list[Aggregate.Event] | None:
+        """The agent's stored events after version ``after`` up to ``upto``, if all of
+        them are kept; else None."""
+        with self._lock:
+            recent = self._recent.get(agent_id)
+        if not recent or recent[0].originator_version > after + 1:
+            return None
+        if recent[-1].originator_version < upto:
+            return None
+        return [e for e in recent if after < e.originator_version <= upto]
 
     def _put(self, aggregate: Aggregate, holder: int | None) -> None:
         with self._lock:

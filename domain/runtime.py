@@ -138,7 +138,7 @@ class LogTranscript:
         covered, cached = agent.compacted_through, self._cache.pop(agent.id, None)
         if cached is not None and cached[0] == covered and cached[1] <= agent.version:
             builder = cached[2].apply(
-                self.log.events_of(agent.id, after=cached[1], upto=agent.version)
+                self.log.recent_events(agent.id, after=cached[1], upto=agent.version)
             )
         else:
             builder = TranscriptBuilder().apply(self._events(agent))
