@@ -182,7 +182,7 @@ class AgentLog(Application[UUID]):
         """A kept agent with the events stored after it applied (the cheap check that
         nobody else wrote is this one read)."""
         assert self.kept is not None
-        new = list(self.events.get(agent.id, gt=agent.version))
+        new = cast(list[Aggregate.Event], list(self.events.get(agent.id, gt=agent.version)))
         moved: Agent = mutate_all(agent, new)
         self.kept.stored(agent.id, new)
         return moved
