@@ -484,7 +484,7 @@ class Rig:
         self._capture(log.recorder, "stored_events")
         if log.snapshots is not None:
             self._capture(log.snapshots.recorder, "stored_snapshots")
-        for attribute in ("get", "chained_events"):
+        for attribute in ("get", "take", "chained_events"):
             self.probe.instrument(log, attribute, "load")
         self.probe.instrument(log, "save", "save+views")
         log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
@@ -1290,7 +1290,7 @@ def method(opts: Options) -> str:
 - Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
   `runtime.advance(agent_id)`, each timed with `perf_counter_ns`: up to {opts.steps} steps,
   or fewer once {opts.budget_s:g} s went into them (at least {MIN_STEPS}). Parts: timers
-  around the log's `get` and `chained_events` (load), the transcript source's `messages`
+  around the log's `get`, `take` and `chained_events` (load), the transcript source's `messages`
   (context), the model's `decide` (model), `save` (save) and the views' catch-up before
   each turn (views); "other" is the rest of the step: deciding,
   the Agent's commands, building the Context (including the tools' JSON schemas) and
