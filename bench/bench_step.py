@@ -433,16 +433,22 @@ class Probe:
 
     def __init__(self) -> None:
         self.spent = dict.fromkeys((*PARTS, "save+views"), 0)
+        self.inside: set[str] = set()  # parts being timed (one calling another: counted once)
 
     def wrap(self, part: str, function: Callable[P, R]) -> Callable[P, R]:
-        """``function``, adding the time of each call to ``part``."""
+        """``function``, adding the time of each call to ``part`` (a call made inside a
+        call timed for the same part is not counted again)."""
 
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            if part in self.inside:
+                return function(*args, **kwargs)
+            self.inside.add(part)
             start = time.perf_counter_ns()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.spent[part] += time.perf_counter_ns() - start
+                self.inside.discard(part)
 
         return timed
 
@@ -485,7 +491,8 @@ class Rig:
         if log.snapshots is not None:
             self._capture(log.snapshots.recorder, "stored_snapshots")
         for attribute in ("get", "take", "chained_events"):
-            self.probe.instrument(log, attribute, "load")
+            if hasattr(log, attribute):  # take: since the worker hands agents over
+                self.probe.instrument(log, attribute, "load")
         self.probe.instrument(log, "save", "save+views")
         log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
         self.probe.instrument(runtime.transcripts, "messages", "context")

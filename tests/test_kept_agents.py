@@ -3,16 +3,28 @@ never one another thread holds; the events it stored serve the model's context."
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
+from uuid import UUID
 
 import pytest
+from counting_tools import assert_linear_history
 from eventsourcing.persistence import IntegrityError
+from pydantic import BaseModel, JsonValue
 
+from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.storage import open_log
 from agentlog.domain import Agent, AgentConfig, EffectClass, Policy, ToolCallRequest
 from agentlog.domain.application import AgentLog
+from agentlog.domain.ports import Context, Decision
+from agentlog.domain.runtime import Runtime, StepKind
+
+
+class NoArgs(BaseModel):
+    """No arguments."""
 
 
 @pytest.fixture
@@ -171,3 +183,61 @@ def test_recent_events_read_what_was_not_seen_here(worker: AgentLog, other: Agen
     assert list(worker.recent_events(agent_id, after=0, upto=agent.version)) == list(
         worker.events_of(agent_id)
     )
+
+
+class CountingTool:
+    """A pure tool, allowed, that counts its runs by idempotency key."""
+
+    name = "count"
+    description = "Counts its runs."
+    args_model: ClassVar[type[BaseModel]] = NoArgs
+    effect = EffectClass.PURE
+    policy = Policy.ALLOW
+
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
+        """Count."""
+        with self.lock:
+            self.runs[idempotency_key] += 1
+        return None
+
+    def reconcile(self, idempotency_key: str) -> bool | None:
+        """Cannot tell."""
+        return None
+
+
+def test_threads_advancing_their_own_agents_share_one_cached_log(worker: AgentLog) -> None:
+    tool = CountingTool()
+    calls = itertools.count()
+
+    def decide(context: Context) -> Decision:
+        request = ToolCallRequest(call_id=f"c{next(calls)}", tool=tool.name, args={})
+        return Decision(text="again", tool_calls=(request,))
+
+    model = FunctionModel(decide, name="m")
+    agents = [
+        worker.create_agent(f"a{n}", AgentConfig(max_steps=10**6), goal="count") for n in range(4)
+    ]
+
+    def advance(agent_id: UUID) -> None:
+        runtime = Runtime(worker, model, {tool.name: tool}, worker_id=str(agent_id))
+        for _ in range(30):
+            assert runtime.advance(agent_id).kind in (StepKind.MODEL, StepKind.TOOL)
+
+    threads = [threading.Thread(target=advance, args=(a,)) for a in agents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    succeeded = 0
+    for agent_id in agents:
+        events = list(worker.events_of(agent_id))
+        assert assert_linear_history(events) == worker.get(agent_id).version
+        assert worker.get(agent_id).state() == worker.get(agent_id, version=len(events)).state()
+        succeeded += sum(isinstance(e, Agent.ToolSucceeded) for e in events)
+    assert succeeded == 4 * 15
+    assert set(tool.runs.values()) == {1}  # every call ran exactly once
+    assert len(tool.runs) == succeeded
