@@ -432,7 +432,7 @@ class Probe:
     """Timers around the runtime's collaborators, read after each step."""
 
     def __init__(self) -> None:
-        self.spent = dict.fromkeys((*PARTS, "save+views"), 0)
+        self.spent = dict.fromkeys((*PARTS, "save+views", "views in save"), 0)
         self.inside: set[str] = set()  # parts being timed (one calling another: counted once)
 
     def wrap(self, part: str, function: Callable[P, R]) -> Callable[P, R]:
@@ -463,7 +463,8 @@ class Probe:
     def parts_us(self) -> dict[str, float]:
         """This step's time per part in µs; a save's own time excludes the views."""
         parts = {part: self.spent[part] / 1_000 for part in PARTS}
-        parts["save"] = (self.spent["save+views"] - self.spent["views"]) / 1_000
+        parts["views"] = (self.spent["views"] + self.spent["views in save"]) / 1_000
+        parts["save"] = (self.spent["save+views"] - self.spent["views in save"]) / 1_000
         return parts
 
 
@@ -494,7 +495,7 @@ class Rig:
             if hasattr(log, attribute):  # take: since the worker hands agents over
                 self.probe.instrument(log, attribute, "load")
         self.probe.instrument(log, "save", "save+views")
-        log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
+        log.after_save[:] = [self.probe.wrap("views in save", hook) for hook in log.after_save]
         self.probe.instrument(runtime.transcripts, "messages", "context")
         self.probe.instrument(runtime.model, "decide", "model")
         agent = log.get(self.agent_id)
