@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
-from counting_tools import assert_linear_history
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel, JsonValue
 
@@ -21,6 +20,8 @@ from agentlog.domain import Agent, AgentConfig, EffectClass, Policy, ToolCallReq
 from agentlog.domain.application import AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import Runtime, StepKind
+
+from counting_tools import assert_linear_history
 
 
 class NoArgs(BaseModel):
