@@ -34,8 +34,9 @@ from agentlog.domain.aggregate import Aggregate
 _Entry = tuple[Aggregate, int, int | None]
 """The agent, the version it was stored at, the id of the thread holding it (None: the
 cache holds it)."""
-RECENT = 32
-"""Stored events kept per agent, the latest."""
+RECENT = 16
+"""Stored events kept per agent, the latest (a model step needs those since the last one:
+its calls, their claims and outcomes; beyond this many, they are read)."""
 
 
 class KeptAggregates:
