@@ -53,6 +53,7 @@ class Settings:
         embedded: bool = True,
         create: bool = False,
         force: bool = False,
+        shards: int | None = None,
         group_commit: bool = False,
     ) -> Iterator[Store]:
         """The agent log with its views; embedded, they follow every save. Commands that
@@ -60,6 +61,7 @@ class Settings:
         agents they step are kept in memory between steps (``WORKER_CACHE``).
 
         ``create``: as for :meth:`log`; ``force``: also in a database with other tables;
+        ``shards``: a new store's shards (an existing store must have that many).
         ``group_commit``: saves from several threads at once share transactions (a worker
         advancing several agents at once).
         """
@@ -74,6 +76,7 @@ class Settings:
                 force=force,
                 log_class=self.app.log_class,
                 views=self.app.all_views,
+                shards=shards,
                 group_commit=group_commit,
             )
             try:
