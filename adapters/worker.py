@@ -38,6 +38,7 @@ from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.turn_pool import TurnPool
 from agentlog.adapters.views import Store
+from agentlog.domain.application import require_agent
 from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
 from agentlog.domain.ports import Model
@@ -86,7 +87,7 @@ class Worker:
         told why, and the runtime gets a stand-in whose every answer is a recorded
         failure (``ModelFailed``, then the agent's limits end the task).
         """
-        config = self.store.log.get(agent_id).config
+        config = require_agent(self.store.log.get(agent_id)).config
         build = partial(_model, agent_id, on_unbuilt)
         return Runtime(
             self.store.log,

@@ -23,6 +23,7 @@ from agentlog.domain.errors import (
     AmbiguousAgentError,
     BrokenChainError,
     DamagedHistoryError,
+    NotAnAgentError,
     StaleSnapshotError,
     UnknownAgentError,
 )
@@ -117,7 +118,7 @@ class AgentLog(Application[UUID]):
     ) -> UUID:
         """Record a new agent whose state equals the parent's at ``version`` (default: its
         latest); the parent is not changed. See :mod:`agentlog.domain.fork`."""
-        parent = self.get(parent_id, version=version)
+        parent = require_agent(self.get(parent_id, version=version))
         child = fork_of(parent, self.context(parent), name=name, model=model, actor=actor)
         self.save(child)
         return child.id
@@ -127,7 +128,7 @@ class AgentLog(Application[UUID]):
     ) -> int:
         """Record that the agent's context up to ``through`` (default: its latest version)
         is summarised; returns the version covered. Stored events are not touched."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         covered = agent.version if through is None else through
         agent.compact(covered, summary, summarizer=summarizer)
         self.save(agent)
@@ -217,13 +218,13 @@ class AgentLog(Application[UUID]):
 
     def start_task(self, agent_id: UUID, goal: str, *, actor: str = "user") -> None:
         """Give an agent its goal."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.start_task(goal, actor=actor)
         self.save(agent)
 
     def send(self, agent_id: UUID, text: str, *, actor: str = "user") -> None:
         """Record a message from a person to the agent."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.receive_user_message(text, actor=actor)
         self.save(agent)
 
@@ -231,7 +232,7 @@ class AgentLog(Application[UUID]):
         self, agent_id: UUID, request: ToolCallRequest, effect: EffectClass, policy: Policy | None
     ) -> None:
         """Record a tool call before anything runs."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.call_tool(request, effect=effect, policy=policy)
         self.save(agent)
 
@@ -239,37 +240,37 @@ class AgentLog(Application[UUID]):
         self, agent_id: UUID, call_id: str, *, approver: str, args_hash: str | None = None
     ) -> None:
         """Allow a waiting call, bound to the arguments it was recorded with."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.grant(call_id, args_hash, approver=approver)
         self.save(agent)
 
     def deny(self, agent_id: UUID, call_id: str, *, approver: str, reason: str = "") -> None:
         """Refuse a call that has not started."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.deny(call_id, approver=approver, reason=reason)
         self.save(agent)
 
     def settle(self, agent_id: UUID, call_id: str, *, happened: bool, by: str) -> None:
         """A person decides a call whose outcome was unknown, having checked the world."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.settle(call_id, happened=happened, by=by)
         self.save(agent)
 
     def record_result(self, agent_id: UUID, call_id: str, result: JsonValue) -> None:
         """Record a tool call's result."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.succeed(call_id, result)
         self.save(agent)
 
     def complete(self, agent_id: UUID, result: str = "", *, actor: str | None = None) -> None:
         """Finish an agent's task."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.complete(result, actor=actor)
         self.save(agent)
 
     def cancel(self, agent_id: UUID, reason: str = "", *, actor: str = "user") -> None:
         """Stop an agent's task."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.cancel(reason, actor=actor)
         self.save(agent)
 
@@ -401,3 +402,11 @@ class _StateDecoder(Protocol):
     def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
 
     def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any: ...
+
+
+def require_agent(aggregate: Aggregate) -> Agent:
+    """The aggregate, if it is an agent (commands and the runtime work on agents only:
+    a LangGraph thread or a user's own aggregate is read, never advanced)."""
+    if not isinstance(aggregate, Agent):
+        raise NotAnAgentError(aggregate.id, type(aggregate).__name__)
+    return aggregate

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.application import AgentLog
+from agentlog.domain.application import AgentLog, require_agent
 from agentlog.domain.call_check import checked_args
 from agentlog.domain.claims import WorkerGone, claim_is_dead, never_gone
 from agentlog.domain.compaction import due, summarize
@@ -183,7 +183,7 @@ class Runtime:
     def advance(self, agent_id: UUID) -> Step:
         """Load the agent, do the single next thing, save. Losing a race re-decides."""
         for _ in range(RACE_RETRIES):
-            agent = self.log.take(agent_id)
+            agent = require_agent(self.log.take(agent_id))
             if self.interrupt.is_set():
                 return self._step(agent, StepKind.INTERRUPTED, "stopped before the step")
             try:
@@ -344,7 +344,7 @@ class Runtime:
     ) -> Step:
         kind = StepKind.INTERRUPTED if outcome.interrupted else StepKind.TOOL
         for _ in range(RACE_RETRIES):  # re-record the result, never re-run the tool
-            agent = self.log.take(agent_id)
+            agent = require_agent(self.log.take(agent_id))
             try:
                 if outcome.timed_out and effect is EffectClass.SIDE_EFFECTING:
                     agent.mark_outcome_unknown(call_id, actor=self.actor)
