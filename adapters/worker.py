@@ -28,8 +28,10 @@ from uuid import UUID
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentlog.adapters.group_commit import unwrapped
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.lease_queries import candidates
+from agentlog.adapters.lease_writes import writes_for
 from agentlog.adapters.leased_turn import LeasedTurn, leased_elsewhere
 from agentlog.adapters.leases import LEASE_SECONDS, Leases
 from agentlog.adapters.liveness import worker_gone, worker_id
@@ -169,7 +171,9 @@ class Worker:
     def leases(self) -> Leases:
         """This worker's leases (their table is created on first use)."""
         if self._leases is None:
-            self._leases = Leases(self.store.views.engine, seconds=self.lease_seconds)
+            engine, recorder = self.store.views.engine, unwrapped(self.store.log.recorder)
+            writes = writes_for(engine, recorder)  # SQLite: in turn with the event inserts
+            self._leases = Leases(engine, seconds=self.lease_seconds, writes=writes)
         return self._leases
 
     def _loop(
