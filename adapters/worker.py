@@ -40,6 +40,7 @@ from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.turn_pool import TurnPool
 from agentlog.adapters.views import Store
+from agentlog.adapters.worker_pools import fit_pools
 from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
 from agentlog.domain.ports import Model
@@ -151,6 +152,7 @@ class Worker:
             self.stop = stop
         stop = self.stop
         self.outage = Outage(say, stop)
+        fit_pools(self.store.log.recorder, self.concurrency)  # a connection for each turn
         leases = self.leases()
         keeper = LeaseKeeper(leases)
         pool = TurnPool(self.concurrency, stop)
