@@ -162,17 +162,22 @@ def window(mark: int, opts: Options) -> int:
 
 
 def over_budget(runner: Runner, done: int, mark: int, opts: Options) -> str | None:
-    """Why the saver should stop before ``mark`` (time or size, growth assumed linear
-    in the history, as a saver that stores the whole list shows), or None."""
+    """Why the saver should stop before ``mark``, or None. Its store is assumed to grow
+    per step in proportion to the history (as a saver that stores the whole list does:
+    the safe guess for the disk); its step cost to keep the trend it showed since half
+    of the steps so far (the median of steps then and now)."""
     size = runner.store.size()
     before_step, before_size = runner.last_check
     runner.last_check = (done, size)
     if done - before_step <= 0:
         return None
-    growth = (mark + done) / (2 * done)  # mean cost to the mark / cost now, if linear
     left = mark - done
-    seconds = runner.spent_s + left * median(runner.step_ms[-CHECK_EVERY:]) / 1e3 * growth
+    growth = (mark + done) / (2 * done)  # mean cost to the mark / cost now, if linear
     size_then = size + left * (size - before_size) / (done - before_step) * growth
+    now = median(runner.step_ms[-CHECK_EVERY:])
+    half = median(runner.step_ms[done // 2 - CHECK_EVERY // 2 :][:CHECK_EVERY])
+    slope = max(0.0, (now - half) / (done - done // 2))  # ms per step, per step
+    seconds = runner.spent_s + left * (now + slope * left / 2) / 1e3
     if size >= opts.max_gb * 1e9 or size_then > opts.max_gb * 1e9:
         return (
             f"capped at step {done:,}: its store held {size / 1e6:,.0f} MB and would hold "
@@ -359,9 +364,9 @@ def method(opts: Options) -> str:
   interleaved across savers. Every saver returns the whole message list (LangGraph's
   API): `AgentLogSaver` folds the thread's events and concatenates its deltas.
 - Caps: every {CHECK_EVERY} steps a saver is stopped if its store passed {opts.max_gb:g} GB
-  or its steps took {opts.cap_s:g} s, or would by the next mark, assuming cost and bytes
-  per step keep growing linearly with the history. The table names the step it stopped
-  at and why.
+  or its steps took {opts.cap_s:g} s, or would by the next mark: bytes per step assumed to
+  grow in proportion to the history, step time to keep the trend it showed between half
+  the steps so far and now. The table names the step it stopped at and why.
 - "Flat" means the value at the largest N is less than 2x the lowest. One run on a
   shared 2-core machine: the load average is in the machine section."""
 
