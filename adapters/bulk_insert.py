@@ -17,6 +17,8 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Recorder, StoredEvent
 
+from agentlog.adapters.group_commit import unwrapped
+
 Batches = Iterable[Sequence[StoredEvent]]
 
 
@@ -24,8 +26,10 @@ def insert_batches(recorder: Recorder, batches: Batches) -> int:
     """Write every batch in one transaction; return how many events were written.
 
     An exception raised while producing a batch (or by the database) rolls back all of
-    them and propagates.
+    them and propagates. A group-committing recorder is passed by: this is one
+    transaction already.
     """
+    recorder = unwrapped(recorder)
     kind = f"{type(recorder).__module__}:{type(recorder).__name__}"
     if kind.startswith("eventsourcing.sqlite:"):
         return _sqlite(recorder, batches)

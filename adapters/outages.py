@@ -25,12 +25,16 @@ def first_line(error: BaseException) -> str:
 
 
 class Outage:
-    """Backoff across an outage: ``wait`` after each failed try, ``over`` after a good one."""
+    """Backoff across an outage: ``wait`` after each failed try, ``over`` after a good one.
+
+    A worker's turn threads share one: the outage starts and ends once, whoever saw it.
+    """
 
     def __init__(self, say: Callable[[str], None], stop: threading.Event | None = None) -> None:
         self.say, self.stop = say, stop or threading.Event()
         self.delay = 0.0
         self.tries = 0
+        self._lock = threading.Lock()
 
     @property
     def ongoing(self) -> bool:
@@ -40,14 +44,16 @@ class Outage:
     def wait(self, error: Exception) -> bool:
         """Say so if the outage starts now; wait before the next try. False if the
         loop was told to stop meanwhile (then nothing more is tried)."""
-        if not self.ongoing:
-            self.say(f"database unavailable ({first_line(error)}): retrying")
-        self.tries += 1
-        self.delay = min(MAX_DELAY, self.delay * 2 or FIRST_DELAY)
-        return not self.stop.wait(self.delay)
+        with self._lock:
+            if not self.ongoing:
+                self.say(f"database unavailable ({first_line(error)}): retrying")
+            self.tries += 1
+            self.delay = delay = min(MAX_DELAY, self.delay * 2 or FIRST_DELAY)
+        return not self.stop.wait(delay)
 
     def over(self) -> None:
         """A try worked: say so if it ended an outage."""
-        if self.ongoing:
-            self.say(f"database back after {self.tries} retries: carrying on")
-        self.tries, self.delay = 0, 0.0
+        with self._lock:
+            if self.ongoing:
+                self.say(f"database back after {self.tries} retries: carrying on")
+            self.tries, self.delay = 0, 0.0

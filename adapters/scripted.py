@@ -8,6 +8,7 @@ in any process, after any crash, gives the same answer to the same transcript.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,11 +20,18 @@ _DECISIONS = TypeAdapter(list[Decision])
 
 
 class ScriptedModel:
-    """Answers the n-th model turn with the n-th decision of a script."""
+    """Answers the n-th model turn with the n-th decision of a script, after ``latency``
+    seconds (a stand-in for a model that takes its time: the wait is a plain sleep that
+    releases the GIL, as a real model's HTTP call does)."""
 
-    def __init__(self, decisions: Sequence[Decision], name: str = "scripted") -> None:
+    def __init__(
+        self, decisions: Sequence[Decision], name: str = "scripted", *, latency: float = 0.0
+    ) -> None:
+        if not latency >= 0:  # also refuses NaN
+            raise ValueError(f"latency must be a number of seconds >= 0, not {latency}")
         self.decisions = list(decisions)
         self._name = name
+        self.latency = latency
 
     @property
     def name(self) -> str:
@@ -31,13 +39,16 @@ class ScriptedModel:
         return self._name
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ScriptedModel:
+    def from_file(cls, path: str | Path, *, latency: float = 0.0) -> ScriptedModel:
         """A script from a JSON file: a list of decisions (text, tool_calls, done, usage)."""
         data = json.loads(Path(path).read_text())
-        return cls(_DECISIONS.validate_python(data), name=f"scripted:{Path(path).name}")
+        name = f"scripted:{Path(path).name}"
+        return cls(_DECISIONS.validate_python(data), name=name, latency=latency)
 
     def decide(self, context: Context) -> Decision:
-        """The decision for this turn; past the end of the script, an error."""
+        """The decision for this turn (after the latency); past the end of the script, an error."""
+        if self.latency:
+            time.sleep(self.latency)
         turn = sum(1 for m in context.messages if m.role == "assistant")
         if turn >= len(self.decisions):
             raise ModelCallError("script_exhausted", f"the script has {len(self.decisions)} turns")

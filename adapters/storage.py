@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from agentlog.adapters import store_format
+from agentlog.adapters.group_commit import install as install_group_commit
 from agentlog.adapters.key_check import check_key, displayed, validate_key
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import StorageURLError
@@ -47,6 +48,7 @@ def open_log(
     create: bool = True,
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
+    group_commit: bool = False,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names.
 
@@ -56,7 +58,8 @@ def open_log(
     of the engine the URL asks for, and the key the one it was created with, or none if
     it had none (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same
     database, if the caller has one, for these checks. ``log_class``: a subclass of your
-    own (same ``name``, same store).
+    own (same ``name``, same store). ``group_commit``: saves made at once by several
+    threads share one transaction (:mod:`agentlog.adapters.group_commit`).
     """
     if cipher_key:
         validate_key(cipher_key)
@@ -69,7 +72,10 @@ def open_log(
             snapshot_interval=snapshot_interval,
             aggregate_cache=aggregate_cache,
         )
-        return log_class(env)  # a new, empty store on every open: nothing to check
+        log = log_class(env)  # a new, empty store on every open: nothing to check
+        if group_commit:
+            install_group_commit(log)
+        return log
     read_only = is_read_only(url)
     found = _find(url, engine, log_class.name)
     store_format.check(found, displayed(url), engine_option(url), create=create, force=force)
@@ -99,6 +105,8 @@ def open_log(
     finally:
         if engine is None and isinstance(target, Engine):
             target.dispose()
+    if group_commit:
+        install_group_commit(log)
     return log
 
 

@@ -62,13 +62,15 @@ def open_store(
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
     views: Sequence[type[View]] = DEFAULT_VIEWS,
+    group_commit: bool = False,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
     A key that does not fit the store fails here, before any view is created or read;
     ``create`` and ``force`` are :func:`open_log`'s. The views of a read-only store
     are read as they are. ``log_class`` and ``views``: an application class and views
-    of your own.
+    of your own. ``group_commit``: saves made at once by several threads (a worker
+    advancing several agents) share one transaction (:mod:`agentlog.adapters.group_commit`).
     """
     read_only = is_read_only(url)
     engine = engine_for(url, read_only=read_only)
@@ -81,6 +83,7 @@ def open_store(
             create=create,
             force=force,
             log_class=log_class,
+            group_commit=group_commit,
         )
     except BaseException:
         engine.dispose()

@@ -9,7 +9,11 @@ or between one agent's steps (docs/projections.md).
 Told to stop (``stop``, set by the worker command on SIGINT/SIGTERM), a worker finishes
 or abandons its current step (``Runtime``'s ``interrupt``) and starts nothing more. The
 database going away is waited out (``adapters/outages.py``); a claim by a worker of
-this host whose process is gone ends at once (``adapters/liveness.py``)."""
+this host whose process is gone ends at once (``adapters/liveness.py``).
+
+With ``concurrency`` K, up to K agents' turns run at once, in threads
+(``adapters/turn_pool.py``); each agent is advanced by one worker at a time, the one
+holding its lease (``adapters/leases.py``). The views still catch up once per pass."""
 
 from __future__ import annotations
 
@@ -21,10 +25,15 @@ from functools import partial
 from pathlib import Path
 from uuid import UUID
 
+from agentlog.adapters.lease_keeper import LeaseKeeper
+from agentlog.adapters.lease_queries import candidates
+from agentlog.adapters.leased_turn import LeasedTurn, leased_elsewhere
+from agentlog.adapters.leases import LEASE_SECONDS, Leases
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.models import UnbuiltModel, model_for
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
+from agentlog.adapters.turn_pool import TurnPool
 from agentlog.adapters.views import Store
 from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
@@ -37,6 +46,8 @@ Warn = Callable[[UUID, AgentError], None]
 """Told about an agent whose model cannot be built, and why."""
 WORKER_CACHE = 1000
 """Agents (and their model contexts) a worker keeps in memory between steps."""
+PASS_SIZE = 100
+"""Runnable agents a pass looks at, at least (more with more concurrency)."""
 log = logging.getLogger(__name__)
 
 
@@ -50,14 +61,20 @@ class Worker:
         name: str | None = None,
         *,
         gone: WorkerGone = worker_gone,
+        concurrency: int = 1,
+        lease_seconds: float = LEASE_SECONDS,
     ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.store = store
         self.tools = tools if tools is not None else builtin_tools(DEFAULT_SANDBOX)
         self.name = name or worker_id()
         self.transcripts = LogTranscript(store.log, cache_size=WORKER_CACHE)
         self.gone = gone
+        self.concurrency, self.lease_seconds = concurrency, lease_seconds
         self.stop = threading.Event()
         self.outage: Outage | None = None  # while working: outcomes wait out outages
+        self._leases: Leases | None = None
 
     def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
         """A runtime with the models the agent's config names (its model, its summarizer).
@@ -115,22 +132,54 @@ class Worker:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
         Each agent gets up to ``turn`` steps before the next one's turn; a turn is not a
-        limit (nothing is recorded): the agent's own finite limits end its task. An
-        agent whose model cannot be built is told so through ``on_unbuilt`` (once per
-        agent and reason) and advanced with a model that fails, recorded
-        (:class:`UnbuiltModel`). Once ``stop`` is set, the step under way finishes (or
-        is abandoned, see ``Runtime``) and nothing more starts. While the database is
-        unavailable, the loop waits with backoff (``say`` tells when an outage starts
-        and ends) and carries on after.
+        limit (nothing is recorded): the agent's own finite limits end its task. Up to
+        ``concurrency`` turns run at once, each holding its agent's lease; an agent
+        another worker holds is left to it (and counts as busy). An agent whose model
+        cannot be built is told so through ``on_unbuilt`` (once per agent and reason)
+        and advanced with a model that fails, recorded (:class:`UnbuiltModel`).
+        ``on_step`` is called for every step, one call at a time. Once ``stop`` is set,
+        the steps under way finish (or are abandoned, see ``Runtime``) and nothing more
+        starts. While the database is unavailable, the loop waits with backoff (``say``
+        tells when an outage starts and ends) and carries on after.
         """
         if stop is not None:
             self.stop = stop
         stop = self.stop
-        outage = self.outage = Outage(say, stop)
-        warn = _Once(on_unbuilt or _log_unbuilt)
+        self.outage = Outage(say, stop)
+        leases = self.leases()
+        keeper = LeaseKeeper(leases)
+        pool = TurnPool(self.concurrency, stop)
+        serial = threading.Lock()
+        record = partial(_record_serially, serial, on_step)
+        runtime_for = partial(self.runtime_for, on_unbuilt=_Once(on_unbuilt or _log_unbuilt))
+        run_turn = LeasedTurn(keeper, runtime_for, record, turn)
+        with keeper:
+            try:
+                self._loop(pool, run_turn, poll, exit_when_idle)
+            except BaseException:
+                stop.set()  # the turns under way end soon, then this error goes on
+                raise
+            finally:
+                pool.close()
+
+    def leases(self) -> Leases:
+        """This worker's leases (their table is created on first use)."""
+        if self._leases is None:
+            self._leases = Leases(self.store.views.engine, seconds=self.lease_seconds)
+        return self._leases
+
+    def _loop(
+        self,
+        pool: TurnPool,
+        run_turn: Callable[[UUID, int], list[Step]],
+        poll: float,
+        exit_when_idle: bool,
+    ) -> None:
+        stop, outage = self.stop, self.outage
+        assert outage is not None
         while not stop.is_set():
             try:
-                steps = self._turns(on_step, turn, warn)
+                steps = self._pass(pool, run_turn)
             except Exception as e:
                 if not is_outage(e):
                     raise
@@ -139,26 +188,36 @@ class Worker:
             outage.over()
             if any(step.progressed for step in steps):
                 continue
+            if pool.busy:  # turns under way: look again when one ends
+                pool.wait_any(poll)
+                continue
             busy = any(step.kind is StepKind.BUSY for step in steps)
             if exit_when_idle and not busy:
                 return  # nothing runnable, and no call running elsewhere to wait for
             stop.wait(poll)
 
-    def _turns(self, on_step: Callable[[Step], None], turn: int, warn: Warn) -> list[Step]:
-        """One pass: a turn for each runnable agent, until told to stop; the steps."""
-        agents = self.runnable()
-        random.shuffle(agents)  # several workers: fewer collisions
-        steps: list[Step] = []
-        for agent_id in agents:
-            if self.stop.is_set():
+    def _pass(self, pool: TurnPool, run_turn: Callable[[UUID, int], list[Step]]) -> list[Step]:
+        """One pass: the views catch up once, then each runnable agent not leased elsewhere
+        gets a turn as a slot frees; the steps of the turns that ended meanwhile."""
+        if not pool.wait_for_slot():
+            return pool.harvest()
+        free, held = self._candidates(pool.agents)
+        random.shuffle(free)  # several workers: fewer collisions
+        for agent_id in free:
+            if not pool.start(agent_id, run_turn):
                 break
-            try:
-                record = partial(_record, steps, on_step)
-                runtime = self.runtime_for(agent_id, on_unbuilt=warn)
-                runtime.run(agent_id, turn, record, record_limit=False)
-            except AgentError as e:  # e.g. it finished meanwhile: the next pass sees
-                log.warning("agent %s: %s", agent_id, e)
-        return steps
+        return [leased_elsewhere(agent_id) for agent_id in held] + pool.harvest()
+
+    def _candidates(self, running: set[UUID]) -> tuple[list[UUID], list[UUID]]:
+        views, leases = self.store.views, self.leases()
+        views.catch_up_quietly()
+        limit = max(PASS_SIZE, 4 * self.concurrency)
+        with views.engine.connect() as conn:
+            table = views.table(conn, "runnable")
+            found = candidates(
+                conn, table, views.engine, owner=leases.owner, limit=limit, gone=self.gone
+            )
+        return [a for a in found.free if a not in running], found.held
 
     def runnable(self) -> list[UUID]:
         """Agents a worker may advance now (the views caught up first, in one pass)."""
@@ -180,15 +239,19 @@ def _model(agent_id: UUID, on_unbuilt: Warn | None, spec: str) -> Model:
 
 
 class _Once:
-    """Passes each (agent, reason) on once: a worker polling forever warns once."""
+    """Passes each (agent, reason) on once: a worker polling forever warns once (turn
+    threads may ask at the same time)."""
 
     def __init__(self, warn: Warn) -> None:
         self.warn = warn
         self.seen: set[tuple[UUID, str]] = set()
+        self.lock = threading.Lock()
 
     def __call__(self, agent_id: UUID, error: AgentError) -> None:
         key = (agent_id, str(error))
-        if key not in self.seen:
+        with self.lock:
+            if key in self.seen:
+                return
             self.seen.add(key)
             self.warn(agent_id, error)
 
@@ -197,6 +260,6 @@ def _log_unbuilt(agent_id: UUID, error: AgentError) -> None:
     log.warning("agent %s: %s", agent_id, error)
 
 
-def _record(steps: list[Step], on_step: Callable[[Step], None], step: Step) -> None:
-    steps.append(step)
-    on_step(step)
+def _record_serially(lock: threading.Lock, on_step: Callable[[Step], None], step: Step) -> None:
+    with lock:  # turn threads report one at a time: lines never interleave
+        on_step(step)

@@ -9,12 +9,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import Any
 from uuid import UUID
 
 import click
 
 from agentlog.adapters.agent_ids import resolve
+from agentlog.adapters.leases import LEASE_SECONDS
 from agentlog.adapters.stopping import StopOnSignals
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import Worker
@@ -148,40 +151,57 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
     help="Worker processes to run side by side.",
 )
 @click.option(
+    "--concurrency",
+    "-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Agents each process advances at once (in threads).",
+)
+@click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
     default=1.0,
     show_default=True,
     help="Seconds between looks for work when idle.",
 )
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=click.FloatRange(min=1.0),
+    default=LEASE_SECONDS,
+    show_default=True,
+    help="Seconds an agent's lease lasts unless renewed.",
+)
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
 @click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
-def worker(
-    settings: Settings, processes: int, poll: float, exit_when_idle: bool, quiet: bool
-) -> None:
+def worker(settings: Settings, processes: int, **options: Any) -> None:
     """Advance every runnable agent, forever (or until idle), in one or more processes.
+
+    Each process advances up to --concurrency agents at once, in threads (a step mostly
+    waits on the model). An agent is advanced by one worker at a time: its turn holds a
+    lease in the store's database, renewed while it runs. A worker that dies leaves its
+    leases to expire (--lease), or to be taken over at once by a worker on its host.
 
     An agent whose model cannot be built (unknown spec, missing API key, no script
     file) is not skipped: each attempt is recorded as ModelFailed, so its limit
     (max_model_failures) fails the task; a warning line per agent says why on stderr.
 
-    SIGINT (Ctrl-C) or SIGTERM: the step under way finishes or is abandoned, nothing
+    SIGINT (Ctrl-C) or SIGTERM: the steps under way finish or are abandoned, nothing
     more starts, and the worker exits with 130 (SIGINT) or 143 (SIGTERM); a second
     signal stops it at once. The database going away is waited out, with one line when
     it goes and one when it is back.
     """
+    work = WorkOptions(**options)
     if processes == 1:
-        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGINT, signal.SIGTERM)
+        stopped = _work(settings, work, signal.SIGINT, signal.SIGTERM)
         _exit_if_stopped(stopped)
         return
     with settings.log(create=True):  # a store the key does not open fails once, here, in one line
         pass
     spawn = multiprocessing.get_context("spawn")
-    children = [
-        spawn.Process(target=_child, args=(settings, poll, exit_when_idle, quiet))
-        for _ in range(processes)
-    ]
+    children = [spawn.Process(target=_child, args=(settings, work)) for _ in range(processes)]
     # Children ignore SIGINT (they inherit that from here): Ctrl-C reaches the whole
     # process group, and the parent alone turns it into one SIGTERM for each child.
     default = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -201,6 +221,17 @@ def worker(
     _exit_if_stopped(stopped)
 
 
+@dataclass(frozen=True)
+class WorkOptions:
+    """How each worker process works (the worker command's options)."""
+
+    concurrency: int
+    poll: float
+    lease_seconds: float
+    exit_when_idle: bool
+    quiet: bool
+
+
 def _forwarder(children: Sequence[BaseProcess]) -> Callable[[int], None]:
     def forward(signum: int) -> None:
         for child in children:
@@ -216,30 +247,31 @@ def _stopped_by_us(child: BaseProcess, stopped: int | None) -> bool:
     return stopped is not None and child.exitcode in (128 + signal.SIGTERM, -signal.SIGTERM)
 
 
-def _child(settings: Settings, poll: float, exit_when_idle: bool, quiet: bool = False) -> None:
+def _child(settings: Settings, work: WorkOptions) -> None:
     """One worker process: an error ends it with one line and exit code 1, no traceback;
     SIGTERM (from the parent) stops it as it stops a lone worker."""
     try:
-        stopped = _work(settings, poll, exit_when_idle, quiet, signal.SIGTERM)
+        stopped = _work(settings, work, signal.SIGTERM)
         _exit_if_stopped(stopped, quietly=True)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
 
 
-def _work(
-    settings: Settings, poll: float, exit_when_idle: bool, quiet: bool, *signals: signal.Signals
-) -> int | None:
+def _work(settings: Settings, work: WorkOptions, *signals: signal.Signals) -> int | None:
     """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
     with settings.store(embedded=False, catch_up=False, create=True) as store:
         stop = threading.Event()
+        tools = builtin_tools(settings.sandbox)
         with StopOnSignals(stop, signals) as stopping:
-            Worker(store, builtin_tools(settings.sandbox)).work(
-                poll=poll,
-                exit_when_idle=exit_when_idle,
+            Worker(
+                store, tools, concurrency=work.concurrency, lease_seconds=work.lease_seconds
+            ).work(
+                poll=work.poll,
+                exit_when_idle=work.exit_when_idle,
                 on_step=_echo,
-                on_unbuilt=None if quiet else _warn_unbuilt,
+                on_unbuilt=None if work.quiet else _warn_unbuilt,
                 stop=stop,
                 say=_say,
             )

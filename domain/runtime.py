@@ -132,10 +132,12 @@ class LogTranscript:
         self.log = log
         self.cache_size = cache_size
         self._cache: OrderedDict[UUID, tuple[int, int, TranscriptBuilder]] = OrderedDict()
+        self._lock = threading.Lock()  # a worker's turn threads share the cache
 
     def messages(self, agent: Agent) -> list[Message]:
         """The agent's messages as of its loaded version."""
-        covered, cached = agent.compacted_through, self._cache.pop(agent.id, None)
+        with self._lock:  # taken out while it is read on: one thread per agent uses it
+            covered, cached = agent.compacted_through, self._cache.pop(agent.id, None)
         if cached is not None and cached[0] == covered and cached[1] <= agent.version:
             builder = cached[2].apply(
                 self.log.events_of(agent.id, after=cached[1], upto=agent.version)
@@ -143,9 +145,10 @@ class LogTranscript:
         else:
             builder = TranscriptBuilder().apply(self._events(agent))
         if self.cache_size > 0:
-            self._cache[agent.id] = (covered, agent.version, builder)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            with self._lock:
+                self._cache[agent.id] = (covered, agent.version, builder)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return builder.messages()
 
     def _events(self, agent: Agent) -> Iterable[Aggregate.Event]:

@@ -1,0 +1,198 @@
+"""Group commit: saves made at once by several threads share one transaction (one fsync).
+
+A recorder wrapper around the application's own (eventsourcing's SQLite or PostgreSQL
+recorder, or eventsourcing_sqlalchemy's). Leader and followers, no added wait: a save
+queues its events; if no commit is under way it leads at once, taking everything queued
+and inserting it through the inner recorder in ONE call (one transaction); saves that
+arrive meanwhile queue up, and the first of them leads the next commit as soon as this
+one ends. Each save gets its own notification ids back.
+
+What each save keeps, with or without group commit:
+
+- its events are atomic and in order (a batch is one transaction; members keep their order);
+- it returns only once its events are durable (committed), so a claim (``ToolStarted``)
+  is stored before its tool runs;
+- it fails only for its own reasons: a batch that fails (one agent's version conflict,
+  or anything else) is retried member by member, each alone, so every other member lands
+  and the failing one raises the same exception it would have raised alone.
+
+Everything but ``insert_events`` (reads, ``max_notification_id``, subscriptions, the
+PostgreSQL ``channel_name``, the datastore) goes straight to the inner recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    Notification,
+    Recorder,
+    StoredEvent,
+    Subscription,
+)
+
+__all__ = ["GroupCommit", "GroupCommitApplication", "install", "unwrapped"]
+log = logging.getLogger(__name__)
+
+
+class _Member:
+    """One save waiting in a batch: its events, then its outcome."""
+
+    __slots__ = ("error", "events", "ids", "turn")
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.ids: Sequence[int] | None = None
+        self.error: BaseException | None = None
+        self.turn = threading.Event()  # set when done, or when made the next leader
+
+    def outcome(self) -> Sequence[int] | None:
+        if self.error is not None:
+            raise self.error
+        return self.ids
+
+
+class GroupCommit(AggregateRecorder):
+    """Batches concurrent ``insert_events`` calls into one transaction of ``inner``."""
+
+    def __init__(self, inner: AggregateRecorder) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._queue: list[_Member] = []
+        self._leading = False
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Store the events with whatever else is being saved now; return their ids."""
+        if not stored_events or any(value is not None for value in kwargs.values()):
+            return self.inner.insert_events(stored_events, **kwargs)  # tracking: alone
+        member = _Member(stored_events)
+        with self._lock:
+            self._queue.append(member)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            member.turn.wait()
+            if member.ids is not None or member.error is not None:
+                return member.outcome()  # done; else it was made the next leader
+        self._lead()
+        return member.outcome()
+
+    def _lead(self) -> None:
+        """Commit everything queued, then hand the lead to the next waiting save."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            self._commit(batch)
+        except BaseException as e:  # e.g. KeyboardInterrupt: nobody waits forever
+            for member in batch:
+                if member.ids is None and member.error is None:
+                    member.error = e
+            raise
+        finally:
+            for member in batch:
+                member.turn.set()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].turn.set()  # it leads next (it is not done)
+                else:
+                    self._leading = False
+
+    def _commit(self, batch: list[_Member]) -> None:
+        if len(batch) > 1 and self._together(batch):
+            return
+        for member in batch:
+            try:
+                member.ids = self.inner.insert_events(member.events) or ()
+            except Exception as e:
+                member.error = e
+
+    def _together(self, batch: list[_Member]) -> bool:
+        """One transaction for the whole batch; False if it failed (none of it stored)."""
+        try:
+            ids = self.inner.insert_events([e for member in batch for e in member.events])
+        except Exception:
+            log.debug("a batch of %d saves failed; each is retried alone", len(batch))
+            return False
+        _split(batch, ids)
+        return True
+
+    def select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The inner recorder's."""
+        return self.inner.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (datastore, channel_name, table names, ...) is the inner one's."""
+        return getattr(self.__dict__["inner"], name)
+
+
+class GroupCommitApplication(GroupCommit, ApplicationRecorder):
+    """:class:`GroupCommit` around an application recorder (it has a notification log)."""
+
+    inner: ApplicationRecorder
+
+    def __init__(self, inner: ApplicationRecorder) -> None:
+        super().__init__(inner)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The inner recorder's."""
+        return self.inner.select_notifications(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+
+    def max_notification_id(self) -> int | None:
+        """The inner recorder's."""
+        return self.inner.max_notification_id()
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        """The inner recorder's."""
+        return self.inner.subscribe(gt, topics)
+
+
+def _split(batch: list[_Member], ids: Sequence[int] | None) -> None:
+    """Give each member its own slice of the batch's notification ids."""
+    start = 0
+    for member in batch:
+        end = start + len(member.events)
+        member.ids = ids[start:end] if ids else ()
+        start = end
+
+
+def install(app: Application[Any]) -> None:
+    """Make ``app``'s saves (events and snapshots) group-committed; idempotent."""
+    if not isinstance(app.recorder, GroupCommit):
+        wrapped = GroupCommitApplication(app.recorder)
+        app.recorder = wrapped
+        app.events.recorder = wrapped
+        app.notification_log.recorder = wrapped
+    if app.snapshots is not None and not isinstance(app.snapshots.recorder, GroupCommit):
+        app.snapshots.recorder = GroupCommit(app.snapshots.recorder)
+
+
+def unwrapped(recorder: Recorder) -> Recorder:
+    """The recorder itself, or the one a :class:`GroupCommit` wraps."""
+    return recorder.inner if isinstance(recorder, GroupCommit) else recorder

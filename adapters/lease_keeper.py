@@ -1,0 +1,76 @@
+"""Keeping leases alive while their turns run: one thread renews them all.
+
+A turn may wait on one model call or one tool for longer than a lease lasts, so
+renewal cannot wait for the turn's next step: a thread renews every held lease each
+third of the lease's life. A lease another worker took meanwhile is marked lost (its
+turn ends after the step under way); a renewal the database refuses (an outage) is
+tried again next time, and the lease counts as held only until its known expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from agentlog.adapters.leases import Lease, Leases
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """While entered, renews the leases it was given to hold, every ``every`` seconds."""
+
+    def __init__(self, leases: Leases, every: float | None = None) -> None:
+        self.leases = leases
+        self.every = leases.seconds / 3 if every is None else every
+        self._held: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: Lease) -> None:
+        """Renew this lease until it is dropped."""
+        with self._lock:
+            self._held[id(lease)] = lease
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing it (its turn ended)."""
+        with self._lock:
+            self._held.pop(id(lease), None)
+
+    def renew_all(self) -> None:
+        """Renew every held lease once (what the thread does every ``every`` seconds)."""
+        with self._lock:
+            held = list(self._held.values())
+        for lease in held:
+            try:
+                if not self.leases.renew(lease):
+                    log.warning("agent %s: lease taken by another worker", lease.agent_id)
+            except SQLAlchemyError as e:  # an outage: try again next time
+                log.debug("agent %s: lease not renewed: %s", lease.agent_id, e)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._done.clear()
+        self._thread = threading.Thread(target=self._run, name="agentlog-leases", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            self.renew_all()
+
+
+__all__ = ["LeaseKeeper"]

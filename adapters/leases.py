@@ -1,0 +1,198 @@
+"""Leases: each agent is advanced by one worker at a time, to avoid wasted work.
+
+A lease is a row per agent in ``agentlog_leases``, in the store's database: who holds
+it (the worker process, ``host:pid#n``, and its slot, a turn thread) and until when.
+Times are the database's clock, never a host's: workers on hosts whose clocks disagree
+still agree on whether a lease expired. A lease is taken by one compare-and-set
+statement (an upsert that only overwrites a lease that expired or is this process's
+own), renewed while the turn runs, and deleted when it ends. A lease whose expiry passed
+is taken over; so is one whose holder ran on this host and whose process is gone
+(``adapters/liveness.py``), at once.
+
+Leases are operational, not facts about an agent: they are not in the event log, and
+nothing that must be true depends on them. Two workers that both think they hold an
+agent (a lease expired under a holder that still runs) save through the log's
+optimistic concurrency, and a tool call runs only after its ``ToolStarted`` claim was
+saved: at most once holds without leases; leases only keep workers off each other's
+agents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Double,
+    Engine,
+    Executable,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    extract,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from agentlog.adapters.liveness import worker_gone, worker_id
+from agentlog.domain.claims import WorkerGone
+
+LEASE_SECONDS = 30.0
+"""How long a lease lasts unless renewed (renewed every third of it while a turn runs)."""
+
+metadata = MetaData()
+LEASES = Table(
+    "agentlog_leases",
+    metadata,
+    Column("agent_id", String(36), primary_key=True),
+    Column("owner", String(300), nullable=False),  # host:pid#n, the worker process
+    Column("slot", Integer, nullable=False),  # which of its turn threads
+    Column("taken_at", Double, nullable=False),  # seconds since the epoch, database clock
+    Column("expires_at", Double, nullable=False),
+)
+_instances = itertools.count(1)
+
+__all__ = ["LEASES", "LEASE_SECONDS", "Lease", "Leases", "new_owner", "owner_gone"]
+
+
+def new_owner() -> str:
+    """A lease owner unique among live processes: ``host:pid#n``, n counting the
+    workers made in this process."""
+    return f"{worker_id()}#{next(_instances)}"
+
+
+def owner_gone(owner: str, taken_at: float, gone: WorkerGone = worker_gone) -> bool:
+    """Whether the process that holds a lease is known to be gone."""
+    return gone(owner.partition("#")[0], datetime.fromtimestamp(taken_at, UTC))
+
+
+@dataclass
+class Lease:
+    """One agent, held by one slot of this worker, while its turn runs."""
+
+    agent_id: UUID
+    slot: int
+    until: float  # time.monotonic() by which it expires, as far as this process knows
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def held(self) -> bool:
+        """Whether the turn may go on: renewed in time, and not taken by another."""
+        return not self.lost.is_set() and time.monotonic() < self.until
+
+
+def now(engine: Engine) -> ColumnElement[float]:
+    """The database's clock, in seconds since the epoch."""
+    if engine.dialect.name == "sqlite":
+        return (func.julianday("now") - 2440587.5) * 86400.0
+    return cast(extract("epoch", func.clock_timestamp()), Double)
+
+
+class Leases:
+    """The leases of one worker process (``owner``) on one store's database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        owner: str | None = None,
+        seconds: float = LEASE_SECONDS,
+        *,
+        gone: WorkerGone = worker_gone,
+    ) -> None:
+        self.engine, self.seconds, self.gone = engine, seconds, gone
+        self.owner = owner or new_owner()
+        create_table(engine)
+
+    def take(self, agent_id: UUID, slot: int) -> Lease | None:
+        """The agent's lease for this slot, or None while another live worker holds it."""
+        started = time.monotonic()
+        with self.engine.begin() as conn:
+            if conn.execute(self._upsert(agent_id, slot)).first() is not None:
+                return Lease(agent_id, slot, started + self.seconds)
+            row = conn.execute(select(LEASES).where(LEASES.c.agent_id == str(agent_id))).first()
+            if row is None or not owner_gone(row.owner, row.taken_at, self.gone):
+                return None
+            taken = conn.execute(self._take_over(agent_id, slot, row.owner, row.taken_at)).first()
+        return None if taken is None else Lease(agent_id, slot, started + self.seconds)
+
+    def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry on; False (and ``lost`` set) if another took it."""
+        started = time.monotonic()
+        values = {"expires_at": now(self.engine) + self.seconds}
+        with self.engine.begin() as conn:
+            statement = update(LEASES).where(self._mine(lease)).values(values)
+            renewed = conn.execute(statement.returning(LEASES.c.agent_id)).first()
+        if renewed is None:
+            lease.lost.set()
+            return False
+        lease.until = started + self.seconds
+        return True
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up (if it is still this slot's)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(LEASES).where(self._mine(lease)))
+
+    def _mine(self, lease: Lease) -> ColumnElement[bool]:
+        return and_(
+            LEASES.c.agent_id == str(lease.agent_id),
+            LEASES.c.owner == self.owner,
+            LEASES.c.slot == lease.slot,
+        )
+
+    def _upsert(self, agent_id: UUID, slot: int) -> Executable:
+        """Insert the lease, or overwrite one that expired or is this process's own."""
+        clock = now(self.engine)
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(LEASES).values(
+            agent_id=str(agent_id),
+            owner=self.owner,
+            slot=slot,
+            taken_at=clock,
+            expires_at=clock + self.seconds,
+        )
+        fresh = insert.excluded
+        return insert.on_conflict_do_update(
+            index_elements=[LEASES.c.agent_id],
+            set_={c: fresh[c] for c in ("owner", "slot", "taken_at", "expires_at")},
+            where=or_(LEASES.c.expires_at < clock, LEASES.c.owner == literal(self.owner)),
+        ).returning(LEASES.c.agent_id)
+
+    def _take_over(self, agent_id: UUID, slot: int, owner: str, taken_at: float) -> Executable:
+        """Overwrite the lease of a process known to be gone, if it is still that lease."""
+        clock = now(self.engine)
+        return (
+            update(LEASES)
+            .where(
+                LEASES.c.agent_id == str(agent_id),
+                LEASES.c.owner == owner,
+                LEASES.c.taken_at == taken_at,
+            )
+            .values(owner=self.owner, slot=slot, taken_at=clock, expires_at=clock + self.seconds)
+            .returning(LEASES.c.agent_id)
+        )
+
+
+def create_table(engine: Engine) -> None:
+    """Create the leases table if there is none (two workers may race to create it)."""
+    try:
+        metadata.create_all(engine)
+    except SQLAlchemyError:
+        if not inspect(engine).has_table(LEASES.name):
+            raise
