@@ -5,7 +5,8 @@ go) and may fail at any line; the batches are written inside one open transactio
 a failure anywhere rolls everything back and memory holds one batch, not the file.
 The library's ``insert_events`` commits each call, so this reaches one level below it,
 per engine: native SQLite and PostgreSQL (eventsourcing's own modules) and
-eventsourcing-sqlalchemy. Any other recorder (``memory://``) gets all events in one
+eventsourcing-sqlalchemy; a store in shards writes every shard in that one transaction.
+Any other recorder (``memory://``) gets all events in one
 ``insert_events`` call: still atomic, but held in memory.
 """
 
@@ -37,6 +38,9 @@ def insert_batches(recorder: Recorder, batches: Batches) -> int:
         return _postgres(recorder, batches)
     if kind.startswith("eventsourcing_sqlalchemy."):
         return _sqlalchemy(recorder, batches)
+    if kind == "agentlog.adapters.shards:ShardedRecorder":
+        written: int = recorder.insert_batches(batches)  # type: ignore[attr-defined]
+        return written
     events = list(chain.from_iterable(batches))
     recorder.insert_events(events)  # type: ignore[attr-defined]
     return len(events)

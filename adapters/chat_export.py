@@ -4,7 +4,8 @@ By default the messages are those the model sees (a compaction's summary in plac
 what it covers, as the transcript view holds them); ``raw`` gives every message ever
 recorded. An imported agent's messages come back with the keys its import kept in
 ``extra``, and as an object with its metadata if the transcript was one. Streams: one
-event at a time.
+event at a time. A LangGraph thread gives the messages of its newest checkpoint
+(:mod:`agentlog.adapters.graph_chat`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from agentlog.adapters.chat_messages import NO_FIRST_USER_MESSAGE, tool_calls_of, with_extra
+from agentlog.adapters.graph_chat import thread_messages
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
+from agentlog.domain.graph_thread import GraphThread
 from agentlog.domain.messages import message_for, summary_message
 
 Message = dict[str, Any]
@@ -27,6 +30,8 @@ Message = dict[str, Any]
 def export_messages(log: AgentLog, agent_id: UUID, out: TextIO, *, raw: bool = False) -> int:
     """Write the agent's messages as JSON (a list, or an object with ``messages``)."""
     (created,) = log.events_of(agent_id, upto=1)
+    if isinstance(created, GraphThread.Created):
+        return _write(out, [_plain(m) for m in thread_messages(log, agent_id)])
     metadata = created.extra.get("metadata") if isinstance(created, Agent.Created) else None
     compaction = None if raw else _latest_compaction(log, agent_id)
     if isinstance(metadata, dict):
@@ -39,6 +44,11 @@ def export_messages(log: AgentLog, agent_id: UUID, out: TextIO, *, raw: bool = F
     out.write("\n]" if count else "[]")
     out.write("}\n" if isinstance(metadata, dict) else "\n")
     return count
+
+
+def _write(out: TextIO, messages: list[Message]) -> int:
+    out.write("[\n" + ",\n".join(map(_dumps, messages)) + "\n]\n" if messages else "[]\n")
+    return len(messages)
 
 
 def _messages(log: AgentLog, agent_id: UUID, compaction: Agent.ContextCompacted | None) -> Any:

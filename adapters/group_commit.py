@@ -14,7 +14,9 @@ What each save keeps, with or without group commit:
   is stored before its tool runs;
 - it fails only for its own reasons: a batch that fails (one agent's version conflict,
   or anything else) is retried member by member, each alone, so every other member lands
-  and the failing one raises the same exception it would have raised alone.
+  and the failing one raises the same exception it would have raised alone. Except an
+  outage (the database unreachable, or locked past its timeout): every member would meet
+  it alone too, so each gets it at once instead of waiting for it once per member.
 
 Everything but ``insert_events`` (reads, ``max_notification_id``, subscriptions, the
 PostgreSQL ``channel_name``, the datastore) goes straight to the inner recorder.
@@ -36,6 +38,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Subscription,
 )
+
+from agentlog.projections.outages import is_outage
 
 __all__ = ["GroupCommit", "GroupCommitApplication", "install", "unwrapped"]
 log = logging.getLogger(__name__)
@@ -66,13 +70,19 @@ class GroupCommit(AggregateRecorder):
         self._lock = threading.Lock()
         self._queue: list[_Member] = []
         self._leading = False
+        self.saves = 0
+        """Saves stored through this wrapper (for benchmarks and operators)."""
+        self.commits = 0
+        """Transactions it asked the inner recorder for: saves / commits is the batching."""
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Store the events with whatever else is being saved now; return their ids."""
-        if not stored_events or any(value is not None for value in kwargs.values()):
-            return self.inner.insert_events(stored_events, **kwargs)  # tracking: alone
+        if not stored_events:
+            return self.inner.insert_events(stored_events, **kwargs)
+        if any(value is not None for value in kwargs.values()):
+            return self._alone(stored_events, **kwargs)  # tracking: not batched
         member = _Member(stored_events)
         with self._lock:
             self._queue.append(member)
@@ -105,23 +115,37 @@ class GroupCommit(AggregateRecorder):
                     self._leading = False
 
     def _commit(self, batch: list[_Member]) -> None:
-        if len(batch) > 1 and self._together(batch):
-            return
+        if len(batch) > 1:
+            error = self._together(batch)
+            if error is None:
+                return
+            if is_outage(error):  # the database is out of reach: alone, each would wait
+                for member in batch:  # for it again; the caller waits the outage out once
+                    member.error = error
+                return
         for member in batch:
             try:
-                member.ids = self.inner.insert_events(member.events) or ()
+                member.ids = self._alone(member.events) or ()
             except Exception as e:
                 member.error = e
 
-    def _together(self, batch: list[_Member]) -> bool:
-        """One transaction for the whole batch; False if it failed (none of it stored)."""
+    def _alone(self, events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        self.commits += 1
+        ids = self.inner.insert_events(events, **kwargs)
+        self.saves += 1
+        return ids
+
+    def _together(self, batch: list[_Member]) -> Exception | None:
+        """One transaction for the whole batch; what failed it (then none of it is stored)."""
+        self.commits += 1
         try:
             ids = self.inner.insert_events([e for member in batch for e in member.events])
-        except Exception:
-            log.debug("a batch of %d saves failed; each is retried alone", len(batch))
-            return False
+        except Exception as e:
+            log.debug("a batch of %d saves failed (%s)", len(batch), e)
+            return e
         _split(batch, ids)
-        return True
+        self.saves += len(batch)
+        return None
 
     def select_events(
         self,

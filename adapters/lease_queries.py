@@ -45,7 +45,8 @@ def candidates(
         .order_by(leased, runnable.c.since)
         .limit(limit)
     )
-    free, held = [], []
+    free: list[UUID] = []
+    held: list[UUID] = []
     for row in conn.execute(query):
         elsewhere = row.live and row.owner != owner
         busy = elsewhere and not owner_gone(row.owner, row.taken_at, gone)

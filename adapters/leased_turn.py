@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from uuid import UUID
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from agentlog.adapters.lease_keeper import LeaseKeeper
-from agentlog.adapters.leases import Lease, Leases
+from agentlog.adapters.leases import Lease
 from agentlog.domain.errors import AgentError
 from agentlog.domain.runtime import Runtime, Step, StepKind
 
@@ -40,7 +37,7 @@ class LeasedTurn:
             return self._steps(agent_id, lease)
         finally:
             self.keeper.drop(lease)
-            _release(self.keeper.leases, lease)
+            self.keeper.leases.give_back(lease)  # released with the next take
 
     def _steps(self, agent_id: UUID, lease: Lease) -> list[Step]:
         steps: list[Step] = []
@@ -59,12 +56,6 @@ class LeasedTurn:
 def leased_elsewhere(agent_id: UUID) -> Step:
     """What a pass counts for an agent another worker holds (it is busy there)."""
     return Step(kind=StepKind.BUSY, agent_id=agent_id, version=0, detail="leased elsewhere")
-
-
-def _release(leases: Leases, lease: Lease) -> None:
-    """Give the lease up; if the database cannot be reached, it expires by itself."""
-    with contextlib.suppress(SQLAlchemyError):
-        leases.release(lease)
 
 
 __all__ = ["LeasedTurn", "leased_elsewhere"]

@@ -5,7 +5,8 @@ it (the worker process, ``host:pid#n``, and its slot, a turn thread) and until w
 Times are the database's clock, never a host's: workers on hosts whose clocks disagree
 still agree on whether a lease expired. A lease is taken by one compare-and-set
 statement (an upsert that only overwrites a lease that expired or is this process's
-own), renewed while the turn runs, and deleted when it ends. A lease whose expiry passed
+own), renewed while the turn runs, and deleted when it ends (with the worker's next take,
+in the same transaction). A lease whose expiry passed
 is taken over; so is one whose holder ran on this host and whose process is gone
 (``adapters/liveness.py``), at once.
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -117,12 +120,17 @@ class Leases:
     ) -> None:
         self.engine, self.seconds, self.gone = engine, seconds, gone
         self.owner = owner or new_owner()
+        self._given_back: list[Lease] = []
+        self._lock = threading.Lock()
         create_table(engine)
 
     def take(self, agent_id: UUID, slot: int) -> Lease | None:
-        """The agent's lease for this slot, or None while another live worker holds it."""
+        """The agent's lease for this slot, or None while another live worker holds it.
+        Leases given back since the last take are released in the same transaction."""
         started = time.monotonic()
-        with self.engine.begin() as conn:
+        with self._releasing() as releases, self.engine.begin() as conn:
+            if releases is not None:
+                conn.execute(releases)
             if conn.execute(self._upsert(agent_id, slot)).first() is not None:
                 return Lease(agent_id, slot, started + self.seconds)
             row = conn.execute(select(LEASES).where(LEASES.c.agent_id == str(agent_id))).first()
@@ -145,9 +153,38 @@ class Leases:
         return True
 
     def release(self, lease: Lease) -> None:
-        """Give the lease up (if it is still this slot's)."""
+        """Give the lease up now (if it is still this slot's)."""
         with self.engine.begin() as conn:
             conn.execute(delete(LEASES).where(self._mine(lease)))
+
+    def give_back(self, lease: Lease) -> None:
+        """Give the lease up with the next take or :meth:`flush` (one transaction fewer
+        per turn: a worker takes its next agent and releases its last one together)."""
+        with self._lock:
+            self._given_back.append(lease)
+
+    def flush(self) -> None:
+        """Release the leases given back (before a worker waits, and when it stops)."""
+        with self._releasing() as releases:
+            if releases is not None:
+                with self.engine.begin() as conn:
+                    conn.execute(releases)
+
+    @contextmanager
+    def _releasing(self) -> Iterator[Executable | None]:
+        """The statement that releases the leases given back; if the transaction it runs
+        in fails, they stay to be given back."""
+        with self._lock:
+            given, self._given_back = self._given_back, []
+        if not given:
+            yield None
+            return
+        try:
+            yield delete(LEASES).where(or_(*(self._mine(lease) for lease in given)))
+        except BaseException:
+            with self._lock:
+                self._given_back[:0] = given
+            raise
 
     def _mine(self, lease: Lease) -> ColumnElement[bool]:
         return and_(
@@ -168,11 +205,12 @@ class Leases:
             expires_at=clock + self.seconds,
         )
         fresh = insert.excluded
-        return insert.on_conflict_do_update(
+        upsert: Executable = insert.on_conflict_do_update(
             index_elements=[LEASES.c.agent_id],
             set_={c: fresh[c] for c in ("owner", "slot", "taken_at", "expires_at")},
             where=or_(LEASES.c.expires_at < clock, LEASES.c.owner == literal(self.owner)),
         ).returning(LEASES.c.agent_id)
+        return upsert
 
     def _take_over(self, agent_id: UUID, slot: int, owner: str, taken_at: float) -> Executable:
         """Overwrite the lease of a process known to be gone, if it is still that lease."""

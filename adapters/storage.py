@@ -29,6 +29,7 @@ from agentlog.adapters.group_commit import install as install_group_commit
 from agentlog.adapters.key_check import check_key, displayed, validate_key
 from agentlog.domain.application import AgentLog
 from agentlog.domain.errors import StorageURLError
+from agentlog.domain.shards import SHARDS_KEY
 from agentlog.domain.store_errors import EXTRAS, MissingExtraError, missing_extra
 
 DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
@@ -36,6 +37,7 @@ ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+MAX_SHARDS = 256
 
 
 def open_log(
@@ -48,6 +50,7 @@ def open_log(
     create: bool = True,
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
+    shards: int | None = None,
     group_commit: bool = False,
 ) -> AgentLog:
     """An :class:`AgentLog` on the store the URL names.
@@ -58,8 +61,11 @@ def open_log(
     of the engine the URL asks for, and the key the one it was created with, or none if
     it had none (see :mod:`agentlog.adapters.key_check`); ``engine`` is one on the same
     database, if the caller has one, for these checks. ``log_class``: a subclass of your
-    own (same ``name``, same store). ``group_commit``: saves made at once by several
-    threads share one transaction (:mod:`agentlog.adapters.group_commit`).
+    own (same ``name``, same store). ``shards``: how many shards a new store spreads its
+    events over (PostgreSQL; see :mod:`agentlog.adapters.shards`); an existing store
+    opens with the number it was made with, and refuses another one if one is given.
+    ``group_commit``: saves made at once by several threads share one transaction
+    (:mod:`agentlog.adapters.group_commit`).
     """
     if cipher_key:
         validate_key(cipher_key)
@@ -71,6 +77,7 @@ def open_log(
             cipher_key=cipher_key,
             snapshot_interval=snapshot_interval,
             aggregate_cache=aggregate_cache,
+            shards=shards or 1,
         )
         log = log_class(env)  # a new, empty store on every open: nothing to check
         if group_commit:
@@ -79,12 +86,14 @@ def open_log(
     read_only = is_read_only(url)
     found = _find(url, engine, log_class.name)
     store_format.check(found, displayed(url), engine_option(url), create=create, force=force)
+    count = store_format.shard_count(found, displayed(url), shards)
     env = env_for(
         url,
         cipher_key=cipher_key,
         snapshot_interval=snapshot_interval,
         aggregate_cache=aggregate_cache,
         read_only=read_only,
+        shards=count,
     )
     log = log_class(env)
     native_sqlite = engine is None and _is_sqlite(url) and engine_option(url) == "native"
@@ -98,7 +107,7 @@ def open_log(
         if not read_only and (found.format is None or not found.format.recorded):
             native = _is_sqlite(url) and engine_option(url) == "native"
             layout = "stored_events" if native else f"{log.name}_events"
-            store_format.record(target, log.name, engine_option(url), layout)
+            store_format.record(target, log.name, engine_option(url), layout, count)
     except BaseException:
         log.close()
         raise
@@ -218,6 +227,7 @@ def env_for(
     aggregate_cache: int | None = None,
     read_only: bool = False,
     create_folder: bool = True,
+    shards: int = 1,
 ) -> dict[str, str]:
     """The eventsourcing environment for a storage URL (a SQLite file's folder is made).
 
@@ -225,7 +235,8 @@ def env_for(
     with the events stored after it (the library's fast-forward) instead of loading its
     snapshot and tail; for workers, which load the same agents step after step.
     ``read_only``: open an existing SQLite store without writing (no tables made);
-    ``create_folder``: make the folder of a SQLite file.
+    ``create_folder``: make the folder of a SQLite file. ``shards``: the store's shards
+    (more than one only on PostgreSQL with the native engine).
     """
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -248,7 +259,20 @@ def env_for(
         env["AGGREGATE_CACHE_MAXSIZE"] = str(aggregate_cache)
     if read_only:
         env["CREATE_TABLE"] = "n"
+    if shards != 1:
+        _check_shards(url, parts.scheme, shards)
+        env["PERSISTENCE_MODULE"] = "agentlog.adapters.shards:ShardedPostgresFactory"
+        env[SHARDS_KEY] = str(shards)
     return env
+
+
+def _check_shards(url: str, scheme: str, shards: int) -> None:
+    """Shards are PostgreSQL's: one SQLite file has one write lock however many tables."""
+    if not 1 <= shards <= MAX_SHARDS:
+        raise StorageURLError(displayed(url), f"shards must be between 1 and {MAX_SHARDS}")
+    if scheme not in _POSTGRES_SCHEMES or engine_option(url) != "native":
+        reason = "shards need PostgreSQL with the native engine (a SQLite file has one lock)"
+        raise StorageURLError(displayed(url), reason)
 
 
 def _engine_env(

@@ -10,10 +10,12 @@ a command that finds no store (or someone else's database) leaves it byte for by
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, inspect
@@ -24,6 +26,7 @@ from agentlog.domain.store_errors import (
     ForeignDatabaseError,
     NoStoreError,
     NotADatabaseError,
+    ShardCountMismatchError,
 )
 
 _CREATE = (
@@ -32,7 +35,16 @@ _CREATE = (
     "agentlog_version VARCHAR(40) NOT NULL)"
 )
 _INSERT = "INSERT INTO agentlog_store VALUES ({m}, {m}, {m}, {m}) ON CONFLICT DO NOTHING"
-_SELECT = "SELECT engine, agentlog_version FROM agentlog_store WHERE application = {m}"
+_INSERT_SHARDED = (
+    "INSERT INTO agentlog_store (application, engine, layout, agentlog_version, shards) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT DO NOTHING"
+)
+_ADD_SHARDS = "ALTER TABLE agentlog_store ADD COLUMN shards INTEGER"
+_SELECT = "SELECT * FROM agentlog_store WHERE application = {m}"
+# A store without shards records no ``shards`` column (its table is as it always was).
+# A store with shards records its engine as ``native+shards``: an agentlog from before
+# shards, which would write every agent into shard 0, refuses it as another engine's.
+SHARDED = "+shards"
 
 
 def _sqlite_events(application: str) -> dict[str, str]:
@@ -47,6 +59,15 @@ class Format:
     engine: str
     version: str
     recorded: bool = True  # False: inferred from the tables of a store made before the record
+    shards: int = 1
+    """How many shards its events are spread over (fixed when the store was made)."""
+
+
+def _format(columns: Sequence[str], row: Sequence[Any]) -> Format:
+    """The format a record row says (a record without a ``shards`` column: one shard)."""
+    values = dict(zip(columns, row, strict=True))
+    engine = str(values["engine"]).removesuffix(SHARDED)
+    return Format(engine, values["agentlog_version"], True, values.get("shards") or 1)
 
 
 @dataclass(frozen=True)
@@ -93,11 +114,14 @@ def find_in_sqlite(path: Path, url: str, application: str) -> Found:
             tables = frozenset(name for (name,) in rows)
             found = None
             if "agentlog_store" in tables:
-                found = db.execute(_SELECT.format(m="?"), (application,)).fetchone()
+                cursor = db.execute(_SELECT.format(m="?"), (application,))
+                row = cursor.fetchone()
+                if row is not None:
+                    found = _format([d[0] for d in cursor.description], row)
     except sqlite3.DatabaseError:
         raise NotADatabaseError(url, str(path)) from None
     if found is not None:
-        return Found(Format(*found))
+        return Found(found)
     # A store from before the record says its engine by its tables.
     made_by = [name for name, table in _sqlite_events(application).items() if table in tables]
     if made_by:
@@ -111,11 +135,13 @@ def find_in_database(engine: Engine, application: str) -> Found:
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     try:
         with engine.connect() as conn:
-            row = conn.exec_driver_sql(_SELECT.format(m=mark), (application,)).first()
+            result = conn.exec_driver_sql(_SELECT.format(m=mark), (application,))
+            row = result.first()
+            found = None if row is None else _format(list(result.keys()), tuple(row))
     except SQLAlchemyError:  # no record table: from before the record, or no store
-        row = None
-    if row is not None:
-        return Found(Format(row[0], row[1]))
+        found = None
+    if found is not None:
+        return Found(found)
     # Only the log's own table counts: a PostgreSQL database may well hold other things.
     # Both engines name it alike there: a store from before the record is taken as is.
     if inspect(engine).has_table(f"{application}_events"):
@@ -136,20 +162,51 @@ def check(found: Found, url: str, engine: str, *, create: bool, force: bool) -> 
         raise ForeignDatabaseError(url, list(found.foreign))
 
 
-def record(target: Engine | Path, application: str, engine: str, layout: str) -> None:
+def shard_count(found: Found, url: str, asked: int | None) -> int:
+    """The store's shards: as recorded, or as asked for a new store (default 1);
+    :class:`ShardCountMismatchError` if asked for another number than it has."""
+    made = found.format
+    if made is None:
+        return asked or 1
+    if asked is not None and asked != made.shards:
+        raise ShardCountMismatchError(url, made.shards, asked)
+    return made.shards
+
+
+def record(
+    target: Engine | Path, application: str, engine: str, layout: str, shards: int = 1
+) -> None:
     """Record the store's format, unless it is recorded already (the first one stands)."""
     values = (application, engine, layout, package_version("agentlog"))
+    if shards > 1:
+        assert isinstance(target, Engine)  # shards are PostgreSQL's (checked before)
+        _record_sharded(target, (application, engine + SHARDED, layout, values[3], shards))
+        return
     if isinstance(target, Path):
         with closing(sqlite3.connect(target, timeout=30)) as db, db:
             db.execute(_CREATE)
             db.execute(_INSERT.format(m="?"), values)
         return
     mark = "?" if target.dialect.paramstyle == "qmark" else "%s"
+    _create_record_table(target)
+    with target.begin() as conn:
+        conn.exec_driver_sql(_INSERT.format(m=mark), values)
+
+
+def _create_record_table(target: Engine) -> None:
     try:
         with target.begin() as conn:
             conn.exec_driver_sql(_CREATE)
     except SQLAlchemyError:  # another process created it at the same moment: now it is
         with target.begin() as conn:
             conn.exec_driver_sql(_CREATE)
+
+
+def _record_sharded(target: Engine, values: tuple[str, str, str, str, int]) -> None:
+    """Record a store with shards: the record table gains a ``shards`` column."""
+    _create_record_table(target)
+    if "shards" not in {c["name"] for c in inspect(target).get_columns("agentlog_store")}:
+        with target.begin() as conn:
+            conn.exec_driver_sql(_ADD_SHARDS)
     with target.begin() as conn:
-        conn.exec_driver_sql(_INSERT.format(m=mark), values)
+        conn.exec_driver_sql(_INSERT_SHARDED.format(m="%s"), values)

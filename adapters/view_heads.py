@@ -29,7 +29,7 @@ class StateViewHeads:
         try:
             with self.views.engine.connect() as conn:
                 table = self.views.table(conn, "state")
-                agent = queries.agent_from_state(conn, table, agent_id, self.views.seal)
+                agent = queries.aggregate_from_state(conn, table, agent_id, self.views.seal)
         except (AgentError, SQLAlchemyError, ValueError):
             return None
         return agent.version, agent.head_hash

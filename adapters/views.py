@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine
 
 from agentlog.adapters.storage import engine_for, is_read_only, open_log
 from agentlog.domain import AgentLog
+from agentlog.domain.shards import log_shards
 from agentlog.projections import DEFAULT_VIEWS, Projections, View
 
 __all__ = ["ListenWaiter", "Store", "engine_for", "open_projections", "open_store"]
@@ -39,11 +40,13 @@ class Store:
         self.views = views
 
     def waiter(self, seconds: float) -> Callable[[], None]:
-        """Wait for new events: LISTEN/NOTIFY on PostgreSQL, else sleep ``seconds``."""
-        channel = getattr(self.log.recorder, "channel_name", None)
-        if channel is None or self.views.engine.dialect.name != "postgresql":
+        """Wait for new events: LISTEN/NOTIFY on PostgreSQL (every shard's channel),
+        else sleep ``seconds``."""
+        shards = log_shards(self.log.recorder)
+        channels = [getattr(recorder, "channel_name", None) for recorder in shards]
+        if None in channels or self.views.engine.dialect.name != "postgresql":
             return lambda: time.sleep(seconds)
-        return ListenWaiter(self.views.engine, channel, seconds)
+        return ListenWaiter(self.views.engine, cast(list[str], channels), seconds)
 
     def close(self) -> None:
         """Close the log and dispose of the views' connections."""
@@ -62,12 +65,13 @@ def open_store(
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
     views: Sequence[type[View]] = DEFAULT_VIEWS,
+    shards: int | None = None,
     group_commit: bool = False,
 ) -> Store:
     """Open the log and its views; embedded views catch up now and after every save.
 
     A key that does not fit the store fails here, before any view is created or read;
-    ``create`` and ``force`` are :func:`open_log`'s. The views of a read-only store
+    ``create``, ``force`` and ``shards`` are :func:`open_log`'s. The views of a read-only store
     are read as they are. ``log_class`` and ``views``: an application class and views
     of your own. ``group_commit``: saves made at once by several threads (a worker
     advancing several agents) share one transaction (:mod:`agentlog.adapters.group_commit`).
@@ -83,6 +87,7 @@ def open_store(
             create=create,
             force=force,
             log_class=log_class,
+            shards=shards,
             group_commit=group_commit,
         )
     except BaseException:
@@ -103,8 +108,9 @@ class ListenWaiter:
     so a missed or coalesced notification loses nothing (ids have gaps anyway).
     """
 
-    def __init__(self, engine: Engine, channel: str, seconds: float) -> None:
-        self.seconds, self.channel = seconds, channel
+    def __init__(self, engine: Engine, channels: str | Sequence[str], seconds: float) -> None:
+        self.seconds = seconds
+        self.channels = [channels] if isinstance(channels, str) else list(channels)
         url = engine.url.set(drivername="postgresql")
         self.url = url.render_as_string(hide_password=False)
         self.conn: Any = self._listen()
@@ -130,5 +136,6 @@ class ListenWaiter:
         from psycopg import sql
 
         conn = psycopg.connect(self.url, autocommit=True)
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        for channel in self.channels:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         return conn

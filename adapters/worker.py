@@ -17,6 +17,7 @@ holding its lease (``adapters/leases.py``). The views still catch up once per pa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from uuid import UUID
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.lease_queries import candidates
@@ -161,6 +164,7 @@ class Worker:
                 raise
             finally:
                 pool.close()
+                _flush(leases)
 
     def leases(self) -> Leases:
         """This worker's leases (their table is created on first use)."""
@@ -188,6 +192,7 @@ class Worker:
             outage.over()
             if any(step.progressed for step in steps):
                 continue
+            _flush(self.leases())  # before waiting: leave the agents it is done with to others
             if pool.busy:  # turns under way: look again when one ends
                 pool.wait_any(poll)
                 continue
@@ -258,6 +263,12 @@ class _Once:
 
 def _log_unbuilt(agent_id: UUID, error: AgentError) -> None:
     log.warning("agent %s: %s", agent_id, error)
+
+
+def _flush(leases: Leases) -> None:
+    """Release the leases given back; if the database cannot be reached, they expire."""
+    with contextlib.suppress(SQLAlchemyError):
+        leases.flush()
 
 
 def _record_serially(lock: threading.Lock, on_step: Callable[[Step], None], step: Step) -> None:

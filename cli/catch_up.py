@@ -14,7 +14,6 @@ from rich.progress import Progress
 
 from agentlog.adapters.views import Store
 from agentlog.cli.settings import Settings
-from agentlog.projections import ViewStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,24 +32,18 @@ def no_catch_up_option(command: F) -> F:
 def reading(settings: Settings, views: Sequence[str], no_catch_up: bool) -> Iterator[Store]:
     """The store, its views caught up (or not, and how far behind said on stderr)."""
     with settings.store(catch_up=False) as store:
-        report = store.views.status()
         if no_catch_up:
+            report = store.views.status()
             behind = max((s.lag or 0 for s in report if s.name in views), default=0)
             if behind:
                 click.echo(
                     f"warning: views are {behind} events behind (read as they are)", err=True
                 )
-        elif (behind := _most_behind(report)) > 0:
+        elif (behind := store.views.behind()) > 0:
+            # The build furthest behind: a serving one, or one being built (a new
+            # version of a view, which swaps in once caught up); in every shard.
             _catch_up(store, behind)
         yield store
-
-
-def _most_behind(report: Sequence[ViewStatus]) -> int:
-    """Events the build furthest behind has to apply: a serving one, or one being built
-    (a new version of a view, which swaps in once caught up)."""
-    positions = [b.position for s in report for b in (s.active, s.building) if b is not None]
-    head = max((s.head for s in report), default=0)
-    return head - min(positions, default=head)
 
 
 def _catch_up(store: Store, behind: int) -> None:

@@ -12,13 +12,14 @@ from agentlog.adapters.agent_ids import resolve
 from agentlog.adapters.call_args import open_call_args
 from agentlog.adapters.chain_walk import ChainWalk, checked_events, first_break
 from agentlog.adapters.models import SPEC_HELP, check_spec
-from agentlog.adapters.storage import DEFAULT_URL
+from agentlog.adapters.storage import DEFAULT_URL, MAX_SHARDS
 from agentlog.adapters.tools import builtin_tools
 from agentlog.adapters.worker import DEFAULT_SANDBOX
 from agentlog.cli import (
     audit_render,
     conversation,
     demo,
+    leases,
     lineage,
     render,
     runtime,
@@ -43,6 +44,7 @@ from agentlog.domain.values import (
     DEFAULT_MAX_WALL_TIME,
 )
 from agentlog.projections import queries
+from agentlog.projections.state import DELETED
 
 
 @click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,11 +108,21 @@ def main(
 @click.option(
     "--force", is_flag=True, help="Add agentlog's tables to a database that holds others."
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(1, MAX_SHARDS),
+    default=None,
+    help="Spread the agents over this many events tables, so saves of agents in "
+    "different shards do not wait on one table lock (PostgreSQL; fixed when the store "
+    "is made; default 1).",
+)
 @pass_settings
-def init(settings: Settings, force: bool) -> None:
+def init(settings: Settings, force: bool, shards: int | None) -> None:
     """Create the store and its views if they do not exist yet."""
-    with settings.store(create=True, force=force):
-        click.echo(f"agent log ready at {settings.db}")
+    with settings.store(create=True, force=force, shards=shards) as store:
+        count = store.views.shard_count()
+        made = f" ({count} shards)" if count > 1 else ""
+        click.echo(f"agent log ready at {settings.db}{made}")
 
 
 @main.command()
@@ -224,13 +236,20 @@ def new(
 
 @main.command(name="ls")
 @click.option(
-    "--status", type=click.Choice([p.value for p in Phase]), help="Only agents in this status."
+    "--status",
+    type=click.Choice([*(p.value for p in Phase), DELETED]),
+    help="Only agents in this status (deleted: LangGraph threads deleted).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @no_catch_up_option
 @pass_settings
 def list_agents(settings: Settings, status: str | None, as_json: bool, no_catch_up: bool) -> None:
-    """List the agents (from the state view)."""
+    """List the agents, SDK sessions and LangGraph threads (from the state view).
+
+    KIND says which: agent, session (an SDK session) or langgraph (a LangGraph thread,
+    named thread:THREAD_ID elsewhere; its STEPS are its live checkpoints). Deleted
+    threads are left out (`agentlog threads` lists them).
+    """
     with reading(settings, ["state"], no_catch_up) as store, store.views.engine.connect() as conn:
         rows = queries.states(conn, store.views.table(conn, "state"), status, store.views.seal)
     if as_json:
@@ -315,6 +334,7 @@ for command in (
     runtime.deny,
     runtime.settle,
     runtime.worker,
+    leases.workers,
     demo.demo,
     conversation.send,
     conversation.start,

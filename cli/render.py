@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import JsonValue
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentlog.domain import Agent, AgentState, Aggregate
+from agentlog.domain import Agent, AgentState, Aggregate, GraphThread, ItemSession
 from agentlog.domain.runtime import Step
 from agentlog.projections import ViewStatus
 
@@ -63,9 +63,21 @@ def agent_json(agent: Aggregate) -> dict[str, JsonValue]:
     return {**head, **state, "status": agent.phase.value}
 
 
+def kind_of(topic: str) -> str:
+    """What a state row holds, by its topic: ``agent``, ``session`` (an SDK session) or
+    ``langgraph`` (a LangGraph thread)."""
+    if topic == GraphThread.TOPIC:
+        return "langgraph"
+    try:
+        cls = resolve_topic(topic)
+    except TopicError:  # an agent class of the user's, not loaded: still an agent
+        return "agent"
+    return "session" if isinstance(cls, type) and issubclass(cls, ItemSession) else "agent"
+
+
 def state_table(rows: list[dict[str, Any]]) -> Table:
-    """One row per agent: id, name, status, steps, version, goal."""
-    table = Table("ID", "NAME", "STATUS", "STEPS", "VERSION", "GOAL", box=None)
+    """One row per agent (or thread): id, name, status, steps, version, kind, goal."""
+    table = Table("ID", "NAME", "STATUS", "STEPS", "VERSION", "KIND", "GOAL", box=None)
     for row in rows:
         cells = (
             row["agent_id"],
@@ -73,6 +85,7 @@ def state_table(rows: list[dict[str, Any]]) -> Table:
             row["status"],
             str(row["steps"]),
             str(row["version"]),
+            kind_of(row["topic"]),
             row["goal"] or "",
         )
         table.add_row(*map(_cell, cells))
@@ -80,11 +93,12 @@ def state_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def state_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A state-view row as JSON (pending approvals as a list)."""
+    """A state-view row as JSON (pending approvals as a list, and its kind)."""
     data = {k: v for k, v in row.items() if k not in ("topic", "agent_id")}
     pending = data.pop("pending_approvals")
     return {
         "id": row["agent_id"],
+        "kind": kind_of(row["topic"]),
         **data,
         "pending_approvals": pending.split(",") if pending else [],
     }
@@ -203,7 +217,8 @@ def view_status(status: ViewStatus, gone: Callable[[str], bool]) -> dict[str, An
 
     ``rebuild``: ``building``; ``stalled`` (the rebuild that owns the build is gone:
     ``projections run`` finishes it, or rebuild again); ``abandoned`` (interrupted: its
-    tables were dropped); or None.
+    tables were dropped); or None. ``shards`` (a log in several shards): each shard's
+    position, head and lag (``position`` and ``head`` are then shard 0's).
     """
     active, building = status.active, status.building
     rebuild = None
@@ -226,6 +241,10 @@ def view_status(status: ViewStatus, gone: Callable[[str], bool]) -> dict[str, An
         "error": (active.error if active else None) or (building.error if building else None),
         "skipped": status.skipped,
         "unknown_topic": status.unknown_topic,
+        "shards": [
+            {"shard": shard, "position": position, "head": head, "lag": head - position}
+            for shard, (position, head) in enumerate(status.shards)
+        ],
     }
 
 
@@ -245,7 +264,7 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         cells = (
             row["view"],
             version,
-            str(row["position"]),
+            _positions(row),
             str(row["lag"]),
             str(row["skipped"]),
             rebuilding,
@@ -253,6 +272,14 @@ def view_status_table(rows: list[dict[str, Any]]) -> Table:
         )
         table.add_row(*map(_cell, cells))
     return table
+
+
+def _positions(row: dict[str, Any]) -> str:
+    """The position, or each shard's as ``shard:position``."""
+    shards = row["shards"]
+    if not shards:
+        return str(row["position"])
+    return " ".join(f"{s['shard']}:{s['position']}" for s in shards)
 
 
 def step_line(step: Step) -> str:

@@ -173,14 +173,21 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
     show_default=True,
     help="Seconds an agent's lease lasts unless renewed.",
 )
+@click.option(
+    "--group-commit/--no-group-commit",
+    default=True,
+    show_default=True,
+    help="With --concurrency above 1: saves made at once share one transaction.",
+)
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
 @click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
-def worker(settings: Settings, processes: int, **options: Any) -> None:
+def worker(settings: Settings, /, processes: int, **options: Any) -> None:
     """Advance every runnable agent, forever (or until idle), in one or more processes.
 
     Each process advances up to --concurrency agents at once, in threads (a step mostly
-    waits on the model). An agent is advanced by one worker at a time: its turn holds a
+    waits on the model); their saves share transactions (group commit) unless
+    --no-group-commit. An agent is advanced by one worker at a time: its turn holds a
     lease in the store's database, renewed while it runs. A worker that dies leaves its
     leases to expire (--lease), or to be taken over at once by a worker on its host.
 
@@ -228,6 +235,7 @@ class WorkOptions:
     concurrency: int
     poll: float
     lease_seconds: float
+    group_commit: bool
     exit_when_idle: bool
     quiet: bool
 
@@ -261,7 +269,10 @@ def _child(settings: Settings, work: WorkOptions) -> None:
 def _work(settings: Settings, work: WorkOptions, *signals: signal.Signals) -> int | None:
     """Work until idle or stopped by one of ``signals``; the exit code if one did."""
     # Not embedded: a step commits its events only; the loop catches views up between turns.
-    with settings.store(embedded=False, catch_up=False, create=True) as store:
+    group_commit = work.group_commit and work.concurrency > 1  # one thread: nothing to share
+    with settings.store(
+        embedded=False, catch_up=False, create=True, group_commit=group_commit
+    ) as store:
         stop = threading.Event()
         tools = builtin_tools(settings.sandbox)
         with StopOnSignals(stop, signals) as stopping:

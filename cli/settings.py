@@ -53,12 +53,17 @@ class Settings:
         embedded: bool = True,
         create: bool = False,
         force: bool = False,
+        shards: int | None = None,
+        group_commit: bool = False,
     ) -> Iterator[Store]:
         """The agent log with its views; embedded, they follow every save. Commands that
         run agents pass False: views catch up between steps, never inside them, and the
         agents they step are kept in memory between steps (``WORKER_CACHE``).
 
-        ``create``: as for :meth:`log`; ``force``: also in a database with other tables.
+        ``create``: as for :meth:`log`; ``force``: also in a database with other tables;
+        ``shards``: a new store's shards (an existing store must have that many).
+        ``group_commit``: saves from several threads at once share transactions (a worker
+        advancing several agents at once).
         """
         with errors_as_messages(self.db):
             store = open_store(
@@ -71,6 +76,8 @@ class Settings:
                 force=force,
                 log_class=self.app.log_class,
                 views=self.app.all_views,
+                shards=shards,
+                group_commit=group_commit,
             )
             try:
                 yield store

@@ -16,6 +16,7 @@ from agentlog.adapters.chain_walk import ChainBreak
 from agentlog.adapters.verify import AgentReport, agents_to_verify, verify_agent
 from agentlog.adapters.view_heads import StateViewHeads
 from agentlog.cli.settings import Settings, pass_settings
+from agentlog.domain.shards import log_shards
 
 
 @click.command()
@@ -40,7 +41,8 @@ def verify(settings: Settings, agent: str | None, all_agents: bool, as_json: boo
             broken = (_print_json if as_json else _print_text)(iter([found]))
         else:
             ids = agents_to_verify(store.log, heads.agent_ids())
-            with _progress(store.log.recorder.max_notification_id() or 0) as advance:
+            shards = log_shards(store.log.recorder)
+            with _progress(sum(r.max_notification_id() or 0 for r in shards)) as advance:
                 reports = (verify_agent(store.log, i, heads, advance) for i in ids)
                 broken = (_print_json if as_json else _print_text)(reports)
     if broken:

@@ -242,7 +242,7 @@ def aggregate_at(store: Store, agent_id: UUID, version: int | None) -> Aggregate
     try:
         with store.views.engine.connect() as conn:
             table = store.views.table(conn, "state")
-            return queries.agent_from_state(conn, table, agent_id, store.views.seal)
+            return queries.aggregate_from_state(conn, table, agent_id, store.views.seal)
     except UnknownAgentError:
         return store.log.get(agent_id)
 

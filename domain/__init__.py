@@ -32,6 +32,7 @@ from agentlog.domain.errors import (
     UnknownAgentError,
     UnknownCallError,
     UnknownTopicError,
+    UnreadableThreadError,
 )
 from agentlog.domain.graph_thread import GraphThread
 from agentlog.domain.item_messages import item_message
@@ -98,6 +99,7 @@ __all__ = [
     "UnknownAgentError",
     "UnknownCallError",
     "UnknownTopicError",
+    "UnreadableThreadError",
     "args_hash",
     "event_digest",
     "item_message",

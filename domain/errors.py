@@ -359,3 +359,13 @@ class SessionCommandError(AgentError):
         )
         self.agent_id = agent_id
         self.command = command
+
+
+class UnreadableThreadError(AgentError):
+    """A LangGraph thread's messages cannot be read without LangGraph's saver (their
+    payloads are encrypted under the thread's own keys, or in a format only it reads)."""
+
+    def __init__(self, thread_id: str, reason: str) -> None:
+        super().__init__(f"thread {thread_id!r}: {reason}")
+        self.thread_id = thread_id
+        self.reason = reason

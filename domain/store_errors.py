@@ -57,6 +57,19 @@ class EngineMismatchError(StoreError):
         self.opened_with = opened_with
 
 
+class ShardCountMismatchError(StoreError):
+    """A store was opened with another number of shards than it was made with."""
+
+    def __init__(self, url: str, made_with: int, opened_with: int) -> None:
+        super().__init__(
+            url,
+            f"the store at {url} has {made_with} shard(s), fixed when it was made; "
+            f"it cannot be opened with {opened_with}: drop --shards or give {made_with}",
+        )
+        self.made_with = made_with
+        self.opened_with = opened_with
+
+
 class MissingExtraError(AgentError):
     """A feature needs an optional dependency that is not installed."""
 

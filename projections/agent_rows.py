@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 
-from agentlog.domain import Agent, UnknownTopicError
+from agentlog.domain import Aggregate, UnknownTopicError
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.replay import Replay
 from agentlog.projections.seal import PLAIN, Seal
@@ -80,8 +80,12 @@ class AgentRowsView(View):
         self.reset(-1)
 
     @abstractmethod
-    def columns_for(self, agent: Agent) -> dict[str, Any]:
-        """The row's own columns for this agent's state."""
+    def columns_for(self, agent: Any) -> dict[str, Any]:
+        """The row's own columns for this agent's state (an aggregate ``keeps`` says yes to)."""
+
+    def keeps(self, aggregate: Aggregate) -> bool:
+        """Whether the view has a row for this aggregate (the replay also keeps threads)."""
+        return True
 
     def reset(self, position: int) -> None:
         """Forget the agents kept; at position 0 the table is known to be empty."""
@@ -127,12 +131,14 @@ class AgentRowsView(View):
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         agents, stored = self._replay.agents, self._stored
+        written = set()
         for key in self._dirty:
-            if (agent := agents[key]) is not None:
+            if (agent := agents[key]) is not None and self.keeps(agent):
                 (updates if key in stored else inserts).append(self._values(agent))
+                written.add(key)
         self._insert(conn, inserts)
         self._update(conn, updates)
-        stored.update(key for key in self._dirty if agents[key] is not None)
+        stored.update(written)
         self._dirty.clear()
         self._replay.shrink(self.capacity)
 
@@ -151,7 +157,7 @@ class AgentRowsView(View):
         """Agents no longer kept (all written)."""
         self._stored -= keys
 
-    def _values(self, agent: Agent) -> tuple[Any, ...]:
+    def _values(self, agent: Aggregate) -> tuple[Any, ...]:
         """The agent's row: its columns, in the table's order."""
         values = {
             "agent_id": str(agent.id),
@@ -176,10 +182,10 @@ class AgentRowsView(View):
                     self._stored.add(UUID(agent_id).int)
 
 
-def agent_of(row: Any, seal: Seal = PLAIN) -> Agent:
-    """The agent a row keeps, rebuilt from its snapshot state (sealed with a key)."""
+def agent_of(row: Any, seal: Seal = PLAIN) -> Aggregate:
+    """The agent (or thread) a row keeps, rebuilt from its snapshot state (sealed with a key)."""
     try:
-        agent_class: type[Agent] = resolve_topic(row.topic)
+        agent_class: type[Aggregate] = resolve_topic(row.topic)
     except TopicError:  # written by a process that had the user's module, read without it
         raise UnknownTopicError(row.agent_id, row.version, row.topic) from None
     state = json.loads(seal.open(row.state) or "")

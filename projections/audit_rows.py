@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentlog.domain import Agent, ItemSession, Policy
+from agentlog.domain import Agent, ItemSession, Policy, args_hash
+from agentlog.projections.graph_messages import text_of
 from agentlog.projections.seal import Seal
 from agentlog.projections.view import clean
 
@@ -201,3 +202,32 @@ def kind_of(cls: type[Any]) -> Kind | None:
     if found is MISSING:
         found = KINDS[cls] = next((k for c, k in _KINDS if issubclass(cls, c)), None)
     return found
+
+
+def graph_call_row(
+    agent_id: str, position: int, event: Any, call: tuple[str, str, dict[str, Any]], seal: Seal
+) -> Row:
+    """The row of a tool call a LangGraph thread's AI message asked for (LangGraph ran
+    it: no agentlog policy or grant decided it)."""
+    call_id, tool, args = call
+    try:
+        digest: str | None = args_hash(args)
+    except (TypeError, ValueError):  # arguments JSON cannot hold: not hashed
+        digest = None
+    when, version = event.timestamp, event.originator_version
+    return [
+        *(agent_id, version, position, clean(call_id), clean(tool)),
+        *(seal.close(clean(_json(args))), digest, None, None, clean(event.actor), when),
+        *(None, None, None, "pending", 0, None, None, None, None, None, version),
+    ]
+
+
+def graph_result(row: Row, event: Any, message: dict[str, Any], seal: Seal) -> None:
+    """A LangGraph tool message settles its call: failed if its status says error."""
+    text = text_of(message.get("content"))
+    failed = message.get("status") == "error"
+    _finish(
+        row, event, "failed" if failed else "succeeded", seal.close(clean(text)) if failed else None
+    )
+    row[RESULT_SIZE] = len(text.encode())
+    row[LAST_VERSION] = event.originator_version

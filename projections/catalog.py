@@ -7,6 +7,11 @@ version catching up); the swap happens in one transaction once the new build cau
 A build that ``agentlog projections rebuild`` started records its ``owner`` (host:pid);
 one it gave up on (interrupted) is ``abandoned`` and its tables dropped. ``made_by``
 says which agentlog made a build (a newer one's builds are never replaced by an older).
+
+A log in several shards (:mod:`agentlog.domain.shards`) has one notification sequence
+per shard, so a build has one position per shard: shard 0's is ``position`` in
+``agentlog_view_builds`` (a store without shards is exactly as it was), the others are
+rows of ``agentlog_view_positions`` (made only for a store with shards).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -30,6 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 ACTIVE, BUILDING, RETIRED, DROPPED = "active", "building", "retired", "dropped"
 ABANDONED = "abandoned"
@@ -58,6 +65,15 @@ skips = Table(
 )
 """Per build: events it skipped (no class for their topic in the process that followed,
 or of an aggregate the view does not keep), and the last unknown topic."""
+shard_metadata = MetaData()
+shard_positions = Table(
+    "agentlog_view_positions",
+    shard_metadata,
+    Column("build", Integer, primary_key=True, autoincrement=False),
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False, default=0),
+)
+"""Per build and shard k > 0: the id of the last notification of shard k it applied."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +133,47 @@ def last_abandoned(conn: Connection, view: str) -> Build | None:
     return build if build is not None and build.status == ABANDONED else None
 
 
-def positions(conn: Connection, ids: list[int]) -> dict[int, int]:
-    """Where each of these builds stands (builds that no longer exist are left out)."""
+def positions(conn: Connection, ids: list[int], shard: int = 0) -> dict[int, int]:
+    """Where each of these builds stands in a shard (builds that no longer exist are
+    left out)."""
     query = select(builds.c.build, builds.c.position).where(builds.c.build.in_(ids))
-    return {row.build: row.position for row in conn.execute(query)}
+    found = {row.build: row.position for row in conn.execute(query)}
+    if shard == 0:
+        return found
+    rows = select(shard_positions.c.build, shard_positions.c.position).where(
+        shard_positions.c.build.in_(ids), shard_positions.c.shard == shard
+    )
+    mine = {row.build: row.position for row in conn.execute(rows)}
+    return {build: mine.get(build, 0) for build in found}
+
+
+def shard_positions_of(conn: Connection, ids: list[int]) -> dict[int, dict[int, int]]:
+    """Per build, its positions in shards 1 and up (that it has moved from 0)."""
+    rows = select(shard_positions).where(shard_positions.c.build.in_(ids))
+    found: dict[int, dict[int, int]] = {}
+    for row in conn.execute(rows):
+        found.setdefault(row.build, {})[row.shard] = row.position
+    return found
+
+
+def add_shards(engine: Engine, ids: list[int], shards: int) -> None:
+    """Give these builds a position row (at 0) in every shard past 0 that lacks one,
+    so that :func:`advance` can move it by compare-and-set."""
+    with engine.connect() as conn:
+        have = shard_positions_of(conn, ids)
+    missing = [
+        {"build": build, "shard": shard, "position": 0}
+        for build in ids
+        for shard in range(1, shards)
+        if shard not in have.get(build, {})
+    ]
+    if not missing:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(shard_positions), missing)
+    except IntegrityError:  # another follower added them at the same moment
+        pass
 
 
 def new_build(
@@ -141,10 +194,21 @@ def new_build(
     return Build(build=int(build_id), error=None, **values)  # type: ignore[arg-type]
 
 
-def advance(conn: Connection, build: int, old: int, new: int) -> bool:
-    """Move a build's position from ``old`` to ``new``; False if someone else moved it."""
-    query = update(builds).where(builds.c.build == build, builds.c.position == old)
-    return conn.execute(query.values(position=new, error=None)).rowcount == 1
+def advance(conn: Connection, build: int, old: int, new: int, shard: int = 0) -> bool:
+    """Move a build's position in a shard from ``old`` to ``new``; False if someone
+    else moved it (or, past shard 0, it has no row: see :func:`add_shards`)."""
+    if shard == 0:
+        query = update(builds).where(builds.c.build == build, builds.c.position == old)
+        return conn.execute(query.values(position=new, error=None)).rowcount == 1
+    table = shard_positions
+    moved = update(table).where(
+        table.c.build == build, table.c.shard == shard, table.c.position == old
+    )
+    if conn.execute(moved.values(position=new)).rowcount != 1:
+        return False
+    failed = builds.c.error.is_not(None)
+    conn.execute(update(builds).where(builds.c.build == build, failed).values(error=None))
+    return True
 
 
 def activate(conn: Connection, build: int) -> bool:

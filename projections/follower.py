@@ -16,6 +16,11 @@ position by compare-and-set (``catalog.advance``), so a batch is applied exactly
   A view may read rows another follower wrote after this one read the position (then
   its handler may fail on rows newer than its batch): a handler that fails on a build
   that moved meanwhile has lost that race, not failed; it goes on from the new position.
+- A log in several shards (:mod:`agentlog.domain.shards`) is followed shard after
+  shard, each with its own positions (``catalog.advance`` per build and shard) and its
+  own copy of each view's memory (an agent's events are all in one shard, so the copies
+  keep different agents). Views see each event at its position among all shards
+  (``global_position``), so rows from different shards never share a position.
 - The database going away is not a view's failure: such errors (``is_outage``) pass
   through unrecorded, and the caller tries again later from the positions.
 - An event whose topic names no class in this process (a user's own aggregate, read
@@ -34,12 +39,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import ApplicationRecorder, Notification
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentError, AgentLog, Aggregate, DamagedHistoryError, UnknownTopicError
 from agentlog.domain.history import MISSING
+from agentlog.domain.shards import global_position, log_shards
 from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
@@ -63,6 +69,7 @@ class _Track:
     keeps: int  # staged events kept in memory at most: 1 = write every batch
     committed: int  # the build's position in the catalog: its tables are as of here
     applied: int  # where the view's memory is (staged work from committed to applied)
+    shard: int = 0  # the shard of the log followed (positions are that shard's)
     error: ViewFailedError | None = None
     skipped: int = 0  # events skipped since committed, counted when it next commits
     unknown: str | None = None  # the last unknown topic among them
@@ -76,13 +83,17 @@ class _Track:
         """Add the events skipped since committed to the build's count."""
         catalog.add_skipped(conn, self.view.build, self.skipped, self.unknown)
 
+    def advance(self, conn: Connection, new: int) -> bool:
+        """Move the build's position in its shard from ``committed`` (compare-and-set)."""
+        return catalog.advance(conn, self.view.build, self.committed, new, self.shard)
+
 
 @dataclass(frozen=True)
 class _Batch:
     """Notifications read and decoded: the events, and those no class is known for."""
 
-    events: list[Positioned]
-    ids: list[int]
+    events: list[Positioned]  # at their positions among all shards
+    ids: list[int]  # the events' positions in the shard followed
     unknown: list[tuple[int, str]]  # position and topic
     last: int  # the last position the batch covers
 
@@ -111,7 +122,8 @@ class Follower:
     def __init__(self, app: AgentLog, engine: Engine) -> None:
         self.app, self.engine = app, engine
         self.seal = Seal(app.mapper.cipher)
-        self._tracks: dict[int, _Track] = {}
+        self._tracks: dict[tuple[int, int], _Track] = {}  # per build and shard
+        self._sharded: set[int] = set()  # builds known to have a position in every shard
         self._busy = threading.Lock()
 
     def follow(
@@ -126,33 +138,47 @@ class Follower:
             # the views kept: follow with views of its own, that keep nothing after.
             return Follower(self.app, self.engine).follow(builds, batch_size, progress)
         try:
-            tracks = self._start(builds, batch_size)
-            try:
-                with fewer_collections():
-                    self._pass(tracks, batch_size, progress)
-            except BaseException:
-                for track in tracks:  # its memory may not match its tables: start afresh
-                    self._tracks.pop(track.view.build, None)
-                raise
-            return [t.error for t in tracks if t.error is not None]
+            shards = log_shards(self.app.recorder)
+            new = [b.build for _, b in builds if b.build not in self._sharded]
+            if len(shards) > 1 and new:
+                catalog.add_shards(self.engine, new, len(shards))
+                self._sharded.update(new)
+            heads = [r.max_notification_id() or 0 for r in shards] if progress else []
+            failed: dict[int, ViewFailedError] = {}
+            for shard, recorder in enumerate(shards):
+                todo = [(cls, b) for cls, b in builds if b.build not in failed]
+                tracks = self._start(todo, batch_size, shard)
+                try:
+                    with fewer_collections():
+                        self._pass(tracks, recorder, batch_size, _part(progress, heads, shard))
+                except BaseException:
+                    for track in tracks:  # its memory may not match its tables: start afresh
+                        self._tracks.pop((track.view.build, shard), None)
+                    raise
+                failed.update({t.view.build: t.error for t in tracks if t.error is not None})
+            return list(failed.values())
         finally:
             self._busy.release()
 
     def forget(self, build: int) -> None:
         """Stop keeping a build's view (it was retired or dropped)."""
-        self._tracks.pop(build, None)
+        for key in [key for key in self._tracks if key[0] == build]:
+            del self._tracks[key]
 
-    def _start(self, builds: Sequence[tuple[type[View], Build]], batch_size: int) -> list[_Track]:
+    def _start(
+        self, builds: Sequence[tuple[type[View], Build]], batch_size: int, shard: int
+    ) -> list[_Track]:
         with self.engine.connect() as conn:
-            positions = catalog.positions(conn, [b.build for _, b in builds])
+            positions = catalog.positions(conn, [b.build for _, b in builds], shard)
         tracks: list[_Track] = []
         fresh: list[_Track] = []  # new views at the start of the log: may share memory
         for cls, build in builds:
-            position, track = positions[build.build], self._tracks.get(build.build)
+            position, track = positions[build.build], self._tracks.get((build.build, shard))
             keeps = batch_size * REBUILD_BATCHES if build.status == BUILDING else 1
             if track is None:
-                track = _Track(cls(build.build, self.seal), keeps, position, position)
-                self._tracks[build.build] = track
+                view = cls(build.build, self.seal)
+                track = _Track(view, keeps, position, position, shard)
+                self._tracks[build.build, shard] = track
                 track.view.reset(position)
                 if position == 0:
                     self._share(track, fresh)
@@ -170,10 +196,16 @@ class Follower:
                 return
         fresh.append(track)
 
-    def _pass(self, tracks: list[_Track], batch_size: int, progress: Progress | None) -> None:
+    def _pass(
+        self,
+        tracks: list[_Track],
+        recorder: ApplicationRecorder,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> None:
         while live := [t for t in tracks if t.error is None]:
             low = min(t.applied for t in live)
-            notifications = self.app.recorder.select_notifications(low + 1, batch_size)
+            notifications = recorder.select_notifications(low + 1, batch_size)
             if not notifications:
                 if self._flush(live):
                     return
@@ -184,7 +216,7 @@ class Follower:
             if bad is not None and self._flush(live):
                 self._stop_before(live, *bad)
             if progress and (live := [t for t in tracks if t.error is None]):
-                head = self.app.recorder.max_notification_id() or 0
+                head = recorder.max_notification_id() or 0
                 progress(min(t.applied for t in live), head)
 
     def _decode(
@@ -195,14 +227,18 @@ class Follower:
         set aside, to be skipped; and the event that cannot be read."""
         decode = self.app.mapper.to_domain_event
         wanted = self._wanted(live)
+        shard, shards = live[0].shard, len(log_shards(self.app.recorder))
         events: list[Positioned] = []
+        ids: list[int] = []
         unknown: list[tuple[int, str]] = []
         bad: tuple[int, AgentError] | None = None
         last = None
         for notification in notifications:
             try:
                 if wanted(notification):
-                    events.append((notification.id, cast(Aggregate.Event, decode(notification))))
+                    event = cast(Aggregate.Event, decode(notification))
+                    events.append((global_position(notification.id, shard, shards), event))
+                    ids.append(notification.id)
             except UnknownTopicError as e:
                 unknown.append((notification.id, e.topic))
             except AgentError as e:
@@ -211,7 +247,7 @@ class Follower:
             last = notification.id
         if last is None:
             return None, bad
-        return _Batch(events, [position for position, _ in events], unknown, last), bad
+        return _Batch(events, ids, unknown, last), bad
 
     def _wanted(self, live: list[_Track]) -> Callable[[Notification], bool]:
         """Whether a stored event is one that a view among ``live`` handles (known from
@@ -268,7 +304,8 @@ class Follower:
         first); if so, it goes on from there and the others from their positions."""
         build = error.track.view.build
         with self.engine.connect() as conn:
-            position = catalog.positions(conn, [build]).get(build, error.track.committed)
+            found = catalog.positions(conn, [build], error.track.shard)
+            position = found.get(build, error.track.committed)
         if position == error.track.committed:
             return False
         for track in live:
@@ -285,7 +322,7 @@ class Follower:
                 continue
             view = track.view
             if not view.staged:
-                if not catalog.advance(conn, view.build, track.committed, batch.last):
+                if not track.advance(conn, batch.last):
                     moved.append(track)
                     continue
                 done.append(track)
@@ -328,7 +365,7 @@ class Follower:
         conn: Connection, flushing: list[_Track], done: list[_Track], moved: list[_Track]
     ) -> None:
         for track in flushing:
-            if catalog.advance(conn, track.view.build, track.committed, track.applied):
+            if track.advance(conn, track.applied):
                 _handle(track, track.view.flush, conn)
                 track.count_skips(conn)
                 done.append(track)
@@ -341,7 +378,8 @@ class Follower:
             track.skipped, track.unknown = 0, None
         if moved:  # another follower applied these first: go on from where it left them
             with self.engine.connect() as conn:
-                positions = catalog.positions(conn, [t.view.build for t in moved])
+                ids = [t.view.build for t in moved]
+                positions = catalog.positions(conn, ids, moved[0].shard)
             for track in moved:
                 track.rewind(positions.get(track.view.build, track.committed))
         return not moved
@@ -374,6 +412,14 @@ class Follower:
             return False
         agent_id = UUID(str(gap.agent_id))
         return bool(self.app.recorder.select_events(agent_id, gt=gap.version - 1, lte=gap.version))
+
+
+def _part(progress: Progress | None, heads: list[int], shard: int) -> Progress | None:
+    """Progress through one shard as progress through all of them (heads summed)."""
+    if progress is None or len(heads) <= 1:
+        return progress
+    before, after = sum(heads[:shard]), sum(heads[shard + 1 :])
+    return lambda done, head: progress(before + done, before + head + after)
 
 
 __all__ = ["Follower", "Progress"]

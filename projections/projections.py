@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.domain import AgentLog
+from agentlog.domain.shards import log_shards
 from agentlog.projections import catalog
 from agentlog.projections.builds import abandon, create_tables, drop_build, swap
 from agentlog.projections.catalog import ACTIVE, BUILDING, RETIRED, Build
@@ -41,11 +42,18 @@ class ViewStatus:
     no class was known for when it followed them."""
     unknown_topic: str | None = None
     """The last topic the serving build skipped because no class was known for it."""
+    shards: tuple[tuple[int, int], ...] = ()
+    """In a log of several shards: per shard, the serving build's position and the
+    shard's head (``active.position`` and ``head`` are shard 0's)."""
 
     @property
     def lag(self) -> int | None:
-        """Notifications the serving build has not applied yet."""
-        return None if self.active is None else self.head - self.active.position
+        """Notifications the serving build has not applied yet (in every shard)."""
+        if self.active is None:
+            return None
+        if self.shards:
+            return sum(head - position for position, head in self.shards)
+        return self.head - self.active.position
 
 
 class Projections:
@@ -74,6 +82,8 @@ class Projections:
         they are: this code reads them as well as it can, and never replaces them.
         """
         catalog.metadata.create_all(self.engine)
+        if len(log_shards(self.app.recorder)) > 1:
+            catalog.shard_metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             catalog.upgrade(conn)
         for cls in self.views.values():
@@ -163,7 +173,8 @@ class Projections:
 
     def status(self) -> list[ViewStatus]:
         """Position, lag and version of every view."""
-        head = self.app.recorder.max_notification_id() or 0
+        recorders = log_shards(self.app.recorder)
+        heads = [r.max_notification_id() or 0 for r in recorders]
         report = []
         with self.engine.connect() as conn:
             for name, cls in self.views.items():
@@ -172,10 +183,37 @@ class Projections:
                 skips = catalog.skipped(conn, [active.build]) if active else {}
                 events, topic = skips.get(active.build, (0, None)) if active else (0, None)
                 abandoned = catalog.last_abandoned(conn, name)
+                shards = _per_shard(conn, active, heads)
                 report.append(
-                    ViewStatus(name, cls.version, active, building, head, abandoned, events, topic)
+                    ViewStatus(
+                        name,
+                        cls.version,
+                        active,
+                        building,
+                        heads[0],
+                        abandoned,
+                        events,
+                        topic,
+                        shards,
+                    )
                 )
         return report
+
+    def behind(self) -> int:
+        """Events the build furthest behind (serving or being built) has yet to apply,
+        summed over the log's shards."""
+        total = 0
+        with self.engine.connect() as conn:
+            ids = [b.build for name in self.views for b in catalog.builds_of(conn, name)]
+            for shard, recorder in enumerate(log_shards(self.app.recorder)):
+                head = recorder.max_notification_id() or 0
+                positions = catalog.positions(conn, ids, shard).values()
+                total += head - min(positions, default=head)
+        return total
+
+    def shard_count(self) -> int:
+        """How many shards the log's events are spread over (1: not sharded)."""
+        return len(log_shards(self.app.recorder))
 
     def table(self, conn: Connection, name: str, part: str = "") -> Table:
         """The serving build's table, as it is in the database (reflected).
@@ -238,3 +276,14 @@ class Projections:
         if build is None:
             raise UnknownViewError(name, sorted(self.views))
         return build
+
+
+def _per_shard(
+    conn: Connection, active: Build | None, heads: list[int]
+) -> tuple[tuple[int, int], ...]:
+    """(position, head) per shard of a log in several shards (nothing for one shard)."""
+    if active is None or len(heads) <= 1:
+        return ()
+    found = catalog.shard_positions_of(conn, [active.build]).get(active.build, {})
+    found[0] = active.position
+    return tuple((found.get(shard, 0), head) for shard, head in enumerate(heads))

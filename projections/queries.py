@@ -10,10 +10,10 @@ from uuid import UUID
 
 from sqlalchemy import Connection, RowMapping, Table, select
 
-from agentlog.domain import Agent, UnknownAgentError
+from agentlog.domain import Agent, Aggregate, UnknownAgentError
 from agentlog.projections.agent_rows import agent_of
 from agentlog.projections.seal import PLAIN, Seal
-from agentlog.projections.state import AgentStates
+from agentlog.projections.state import DELETED, AgentStates
 
 
 @dataclass(frozen=True)
@@ -34,20 +34,34 @@ class AuditFilter:
 def states(
     conn: Connection, table: Table, status: str | None = None, seal: Seal = PLAIN
 ) -> list[dict[str, Any]]:
-    """State rows, oldest agent first, optionally of one status (text opened)."""
+    """State rows, oldest agent first, optionally of one status (text opened); deleted
+    LangGraph threads only if that status is asked for."""
     query = select(*[c for c in table.c if c.name != "state"]).order_by(table.c.created_at)
-    if status is not None:
-        query = query.where(table.c.status == status)
+    query = query.where(
+        table.c.status == status if status is not None else table.c.status != DELETED
+    )
     return [_opened(row._mapping, AgentStates.sealed, seal) for row in conn.execute(query)]
 
 
-def agent_from_state(conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN) -> Agent:
-    """The agent as the state view last saw it (rebuilt from the row's state)."""
+def aggregate_from_state(
+    conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN
+) -> Aggregate:
+    """The agent (or LangGraph thread) as the state view last saw it (rebuilt from the
+    row's state)."""
     query = select(table.c.agent_id, table.c.topic, table.c.version, table.c.state)
     row = conn.execute(query.where(table.c.agent_id == str(agent_id))).first()
     if row is None:
         raise UnknownAgentError(agent_id)
     return agent_of(row, seal)
+
+
+def agent_from_state(conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN) -> Agent:
+    """The agent as the state view last saw it (a LangGraph thread's row is no agent:
+    :func:`aggregate_from_state` reads any row)."""
+    found = aggregate_from_state(conn, table, agent_id, seal)
+    if not isinstance(found, Agent):
+        raise UnknownAgentError(agent_id)
+    return found
 
 
 def audit(

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from eventsourcing.domain import OriginatorVersionError
 
-from agentlog.domain import Agent, Aggregate, DamagedHistoryError
+from agentlog.domain import Agent, Aggregate, DamagedHistoryError, GraphThread
 from agentlog.domain.history import MISSING
 from agentlog.projections.view import Positioned
 
@@ -33,11 +33,15 @@ class Reader(Protocol):
         """The replay dropped these agents (all written)."""
 
 
+KEPT = (Agent, GraphThread)
+"""The aggregates a replay keeps: agents, and LangGraph threads (the state view's rows)."""
+
+
 class Replay:
-    """Agents (keyed by their id's int) as replayed up to ``position``."""
+    """Agents and threads (keyed by their id's int) as replayed up to ``position``."""
 
     def __init__(self, *, complete: bool) -> None:
-        self.agents: dict[int, Agent | None] = {}  # None: not an agent (no row)
+        self.agents: dict[int, Aggregate | None] = {}  # None: not kept (no row)
         self.complete = complete  # every agent the view's table has is here
         self.position: int | None = None  # the last event applied
         self.start: int | None = None  # where the last batch applied started
@@ -69,7 +73,7 @@ class Replay:
                     raise  # applied twice: this replay is out of step, the log is not damaged
                 raise DamagedHistoryError(event.originator_id, agent.version + 1, MISSING) from None
             if result is not agent:
-                agents[key] = result if isinstance(result, Agent) else None
+                agents[key] = result if isinstance(result, KEPT) else None
                 ignored += agents[key] is None
             touched.add(key)
         self.start, self.position, self.touched = start, last, touched

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Table
 
-from agentlog.domain import Agent
+from agentlog.domain import Agent, Aggregate, GraphThread
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
 
 
@@ -15,7 +15,8 @@ class RunnableAgents(AgentRowsView):
     ask the model, run, ask about or deny a call, recover a dead call, or reconcile an
     unknown outcome. Agents that only wait for a person are not runnable.
 
-    Every agent keeps a row (its replayed state is what the next event applies to).
+    Every agent keeps a row (its replayed state is what the next event applies to);
+    LangGraph threads have none: LangGraph runs them, never agentlog's workers.
     """
 
     name: ClassVar[str] = "runnable"
@@ -32,6 +33,15 @@ class RunnableAgents(AgentRowsView):
             Column("open_calls", BigInteger, nullable=False),
             Column("since", DateTime(timezone=True), nullable=False, index=True),
         )
+
+    @classmethod
+    def handles(cls, event_class: type[Any]) -> bool:
+        """Not a LangGraph thread's events (they are not even decoded for this view)."""
+        return not issubclass(event_class, GraphThread.Event)
+
+    def keeps(self, aggregate: Aggregate) -> bool:
+        """Agents only."""
+        return isinstance(aggregate, Agent)
 
     def columns_for(self, agent: Agent) -> dict[str, Any]:
         """Runnable: the agent has work a worker can do (``Agent.has_work``)."""

@@ -1,4 +1,9 @@
-"""The state view: one row per agent, the distilled current state at a glance."""
+"""The state view: one row per agent, the distilled current state at a glance.
+
+A LangGraph thread has a row too (name: its thread id, model ``langgraph``, steps: its
+live checkpoints), ``idle`` while it has checkpoints (LangGraph runs it, not agentlog's
+workers) and ``deleted`` once deleted: a row with no content, which keeps the thread's
+version and chain head for ``agentlog verify`` and which ``agentlog ls`` leaves out."""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
 
-from agentlog.domain import Agent
+from agentlog.domain import GraphThread, Phase
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
 from agentlog.projections.view import clean
 
@@ -15,8 +20,8 @@ class AgentStates(AgentRowsView):
     """Name, phase, goal, step count, pending approvals, last error, tokens, version."""
 
     name: ClassVar[str] = "state"
-    version: ClassVar[int] = 4  # 2: unbounded text and 64-bit numbers; 3: agent state schema 3
-    # 4: sensitive columns sealed with the cipher key
+    version: ClassVar[int] = 5  # 2: unbounded text and 64-bit numbers; 3: agent state schema 3
+    # 4: sensitive columns sealed with the cipher key; 5: LangGraph threads
     sealed: ClassVar[tuple[str, ...]] = ("name", "goal", "last_error", "result")
     """Columns encrypted with a cipher key (besides ``state``)."""
 
@@ -39,9 +44,12 @@ class AgentStates(AgentRowsView):
             Column("last_event_at", DateTime(timezone=True), nullable=False),
         )
 
-    def columns_for(self, agent: Agent) -> dict[str, Any]:
-        """What a person or a fresh worker reads at a glance (the text sealed)."""
+    def columns_for(self, agent: Any) -> dict[str, Any]:
+        """What a person or a fresh worker reads at a glance (the text sealed), of an
+        ``Agent`` or a ``GraphThread``."""
         close = self.seal.close
+        if isinstance(agent, GraphThread):
+            return self._thread_columns(agent)
         return {
             "name": close(clean(agent.name)),
             "status": agent.phase.value,
@@ -55,3 +63,25 @@ class AgentStates(AgentRowsView):
             "created_at": agent.created_on,
             "last_event_at": agent.modified_on,
         }
+
+    def _thread_columns(self, thread: GraphThread) -> dict[str, Any]:
+        """A LangGraph thread at a glance: its id, live checkpoints, deleted or not."""
+        return {
+            "name": self.seal.close(clean(thread.thread_id)),
+            "status": DELETED if thread.deleted else Phase.IDLE.value,
+            "goal": None,
+            "steps": thread.checkpoints,
+            "pending_approvals": "",
+            "last_error": None,
+            "result": None,
+            "tokens": 0,
+            "model": THREAD_MODEL,
+            "created_at": thread.created_on,
+            "last_event_at": thread.modified_on,
+        }
+
+
+DELETED = "deleted"
+"""The status of a deleted LangGraph thread's row (``agentlog ls`` leaves it out)."""
+THREAD_MODEL = "langgraph"
+"""What a LangGraph thread's row says in its ``model`` column."""

@@ -1,5 +1,9 @@
 """The transcript view: the messages the model sees, in order, starting from the latest
-compaction summary. Workers build the model's context from it instead of replaying."""
+compaction summary. Workers build the model's context from it instead of replaying.
+
+A LangGraph thread's rows are the messages of its root ``messages`` channel, numbered
+from 0 (:mod:`agentlog.projections.graph_messages`): appended messages are added, a list
+rewritten in the middle replaces the thread's rows, a deleted thread has none."""
 
 from __future__ import annotations
 
@@ -20,20 +24,24 @@ from sqlalchemy import (
     delete,
 )
 
-from agentlog.domain import Agent
+from agentlog.domain import Agent, GraphThread
 from agentlog.domain.messages import entries_for, message_for, summary_message
 from agentlog.domain.ports import Message
 from agentlog.projections.bulk import BulkWrite
+from agentlog.projections.graph_messages import message_for as graph_message
 from agentlog.projections.seal import PLAIN, Seal
+from agentlog.projections.thread_marks import ThreadMarks
 from agentlog.projections.view import Positioned, View, clean
+
+_THREAD_EVENTS = (GraphThread.CheckpointPut, GraphThread.ThreadDeleted)
 
 
 class Transcripts(View):
     """Chat messages per agent: system, user, assistant (with tool calls), tool."""
 
     name: ClassVar[str] = "transcript"
-    version: ClassVar[int] = 3  # 2: the system prompt at seq 0; unbounded text
-    # 3: content and tool calls sealed with the cipher key
+    version: ClassVar[int] = 4  # 2: the system prompt at seq 0; unbounded text
+    # 3: content and tool calls sealed with the cipher key; 4: LangGraph threads' messages
     staged: ClassVar[bool] = True
     flush_rows: ClassVar[int] = 50_000
     """Events kept in memory before their messages are written (about 0.5 KB each):
@@ -56,23 +64,37 @@ class Transcripts(View):
         self._delete = delete(self.rows).where(
             c.agent_id == bindparam("a"), c.seq <= bindparam("through"), c.role != "system"
         )
+        self._clear = delete(self.rows).where(c.agent_id == bindparam("a"))
+        self.marks = ThreadMarks(self.table_name("threads"), metadata)
 
     @classmethod
     def handles(cls, event_class: type[Any]) -> bool:
-        """Events that carry a message, and compactions."""
-        return issubclass(event_class, Agent.ContextCompacted) or _may_have_message(event_class)  # type: ignore[arg-type]  # a class is hashable
+        """Events that carry a message, compactions, and a thread's checkpoints and
+        deletion."""
+        return (
+            issubclass(event_class, (Agent.ContextCompacted, *_THREAD_EVENTS))
+            or _may_have_message(event_class)  # type: ignore[arg-type]  # a class is hashable
+        )
 
     def reset(self, position: int) -> None:
-        """Forget the messages and compactions not written yet."""
+        """Forget the messages, compactions and thread marks not written yet."""
+        self.marks.reset(complete=position == 0)
+        self._forget_kept()
+
+    def _forget_kept(self) -> None:
         self._messages: dict[str, list[tuple[Any, ...]]] = {}  # per agent, in order
         self._compacted: dict[str, int] = {}  # per agent: rows through here go
+        self._cleared: set[str] = set()  # threads whose rows in the table all go
         self._kept = 0
 
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Keep the messages; a compaction replaces what it covers with its summary."""
+        self.marks.load(conn, events)
         for _, event in events:
             if isinstance(event, Agent.ContextCompacted):
                 self._compact(str(event.originator_id), event)
+            elif isinstance(event, _THREAD_EVENTS):
+                self._thread(str(event.originator_id), event)
             elif _may_have_message(type(event)):
                 agent_id = str(event.originator_id)
                 rows = [self._row(agent_id, seq, message) for seq, message in entries_for(event)]
@@ -90,8 +112,30 @@ class Transcripts(View):
         if self._compacted:
             covered = [{"a": a, "through": v} for a, v in self._compacted.items()]
             conn.execute(self._delete, covered)
+        if self._cleared:
+            conn.execute(self._clear, [{"a": a} for a in self._cleared])
         self._insert(conn, [row for rows in self._messages.values() for row in rows])
-        self.reset(0)
+        self.marks.flush(conn)  # the marks kept stay: they are what the table has
+        self._forget_kept()
+
+    def _thread(self, agent_id: str, event: GraphThread.Event) -> None:
+        """A thread's new messages; a rewritten list or a deletion clears its rows."""
+        if isinstance(event, GraphThread.ThreadDeleted):
+            self.marks.forget(agent_id)
+            self._messages.pop(agent_id, None)
+            self._cleared.add(agent_id)
+            return
+        assert isinstance(event, GraphThread.CheckpointPut)
+        taken = self.marks.take(agent_id, event)
+        if taken is None:
+            return
+        kept = self._messages.setdefault(agent_id, [])
+        if taken.replaced:
+            kept.clear()
+            self._cleared.add(agent_id)
+        for seq, found in enumerate(taken.messages, start=taken.start):
+            if (message := graph_message(found)) is not None:
+                kept.append(self._row(agent_id, seq, message))
 
     def _compact(self, agent_id: str, event: Agent.ContextCompacted) -> None:
         through = event.through_version

@@ -78,6 +78,11 @@ class Ledger:
         return self.folder / f"{tool}.{kind}"
 
     @staticmethod
+    def append(path: Path, line: str) -> None:
+        """Append one line in one ``write(2)`` (``O_APPEND``: whole, in order, or not at all)."""
+        Ledger._append(path, line)
+
+    @staticmethod
     def _append(path: Path, line: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

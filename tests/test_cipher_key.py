@@ -20,7 +20,7 @@ from agentlog.adapters.key_check import checks, displayed
 from agentlog.adapters.storage import engine_for, env_for, open_log
 from agentlog.adapters.views import open_store
 from agentlog.cli import main
-from agentlog.cli.runtime import _child
+from agentlog.cli.runtime import WorkOptions, _child
 from agentlog.cli.settings import Settings
 from agentlog.domain import AgentLog
 from agentlog.domain.errors import (
@@ -315,8 +315,9 @@ def test_a_worker_process_that_cannot_open_the_store_exits_1_in_one_line(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_store(sqlite_url, AESCipher.create_key(16))
+    options = WorkOptions(1, 0.1, 30.0, group_commit=False, exit_when_idle=True, quiet=False)
     with pytest.raises(SystemExit) as exited:
-        _child(Settings(sqlite_url, AESCipher.create_key(16)), 0.1, True)
+        _child(Settings(sqlite_url, AESCipher.create_key(16)), options)
     assert exited.value.code == 1
     error = capsys.readouterr().err
     assert error == f"Error: the cipher key does not open the store at {sqlite_url}\n"

@@ -4,19 +4,26 @@ its own reasons). Real SQLite files and a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, Recording, StoredEvent
+from group_commit_child import PARTS
 
 from agentlog.adapters.group_commit import GroupCommit, unwrapped
 from agentlog.adapters.storage import open_log, sqlite_path
@@ -26,6 +33,7 @@ from agentlog.domain import Agent, AgentLog
 from conftest import store_url
 
 THREADS, SAVES = 12, 8
+LOCK_TIMEOUT_S = 0.4
 BACKENDS = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy"]
 
 
@@ -55,6 +63,18 @@ def save_messages(log: AgentLog, agent: Agent, tag: str, n: int = 2) -> list[Rec
     return log.save(agent)
 
 
+def save_rounds(log: AgentLog, agent: Agent) -> None:
+    """``SAVES`` saves of two messages each."""
+    for k in range(SAVES):
+        save_messages(log, agent, f"s{k}")
+
+
+def id_and_version(recording: Recording[UUID]) -> tuple[UUID, int]:
+    """The agent and version of a saved event."""
+    event = recording.domain_event
+    return event.originator_id, event.originator_version
+
+
 def together(actions: list[Callable[[], Any]]) -> list[Any]:
     """Run each action in its own thread, all released at once; their results or errors."""
     results: list[Any] = [None] * len(actions)
@@ -79,15 +99,16 @@ def test_concurrent_saves_all_land_in_order_and_verify(log: AgentLog, url: str) 
     crew = agents(log, THREADS)
 
     def saves(agent: Agent) -> list[list[tuple[int, UUID, int]]]:
-        return [
-            [
-                (r.notification.id, r.domain_event.originator_id, r.domain_event.originator_version)
-                for r in save_messages(log, agent, f"s{k}")
-            ]
-            for k in range(SAVES)
-        ]
+        done = []
+        for k in range(SAVES):
+            saved = save_messages(log, agent, f"s{k}")
+            # returned = committed: another connection sees the save's last event
+            assert log.recorder.select_events(agent.id, gt=agent.version - 1)
+            done.append([(r.notification.id, *id_and_version(r)) for r in saved])
+        return done
 
-    results = together([lambda a=a: saves(a) for a in crew])  # type: ignore[misc]
+    results = together([partial(saves, a) for a in crew])
+    assert not [r for r in results if isinstance(r, Exception)]
     stored = log.recorder.select_notifications(None, 100_000)
     ids = [n.id for n in stored]
     assert len(ids) == THREADS * (2 + 2 * SAVES)
@@ -152,9 +173,7 @@ def test_saves_share_commits(backend: str, tmp_path: Path) -> None:
         crew = agents(log, THREADS)
         before = postgres_transactions(url) if backend == "postgres" else 0
         with sqlite_commits(log) if backend == "sqlite" else _nothing() as commits:
-            together(
-                [lambda a=a: [save_messages(log, a, f"s{k}") for k in range(SAVES)] for a in crew]
-            )  # type: ignore[misc]
+            together([partial(save_rounds, log, a) for a in crew])
         saves = THREADS * SAVES
         made = len(commits) if backend == "sqlite" else postgres_transactions(url) - before
         assert 0 < made < saves / 2, f"{made} commits for {saves} saves"
@@ -242,7 +261,7 @@ def test_conflicting_member_fails_alone(log: AgentLog, url: str) -> None:
         url,
         blocker,
         [lambda: save_messages(log, stale, "lost")]
-        + [lambda a=a: save_messages(log, a, "ok") for a in others],  # type: ignore[misc]
+        + [partial(save_messages, log, a, "ok") for a in others],
     )
     assert isinstance(outcomes[0], IntegrityError), outcomes[0]
     assert all(isinstance(o, list) and len(o) == 2 for o in outcomes[1:]), outcomes
@@ -266,9 +285,95 @@ def test_invalid_member_does_not_lose_the_others(log: AgentLog, url: str) -> Non
         url,
         blocker,
         [lambda: log.recorder.insert_events(bad)]
-        + [lambda a=a: save_messages(log, a, "ok") for a in others],  # type: ignore[misc]
+        + [partial(save_messages, log, a, "ok") for a in others],
     )
     assert type(outcomes[0]) is type(alone), outcomes[0]
     assert all(isinstance(o, list) and len(o) == 2 for o in outcomes[1:]), outcomes
     assert [log.get(a.id).version for a in others] == [4] * len(others)
     assert all(verify_agent(log, a.id).ok for a in others)
+
+
+def failing(errors: list[Exception], log: AgentLog, agent: Agent) -> None:
+    """Save, expecting an error (kept in ``errors``)."""
+    try:
+        save_messages(log, agent, "blocked")
+    except Exception as e:
+        errors.append(e)
+
+
+def test_an_outage_fails_the_batch_at_once(tmp_path: Path) -> None:
+    url = store_url("sqlite", tmp_path)
+    log = open_log(url, group_commit=True)
+    try:
+        blocker, *others = agents(log, 9)
+        pool = unwrapped(log.recorder).datastore.pool  # type: ignore[attr-defined]
+        pool.lock_timeout = LOCK_TIMEOUT_S  # the database stays locked past this
+        for conn in pool._pool:
+            conn._sqlite_conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
+        with writes_held(log, url):
+            started = time.monotonic()
+            blocked: list[Exception] = []
+            first = threading.Thread(target=failing, args=(blocked, log, blocker))
+            first.start()
+            leading(log)
+            outcomes = together([partial(save_messages, log, a, "x") for a in others])
+            elapsed = time.monotonic() - started
+            first.join()
+        assert all(isinstance(o, OperationalError) for o in [*blocked, *outcomes]), outcomes
+        # the blocker's wait, then the batch's; not one more wait per member
+        assert elapsed < 4 * LOCK_TIMEOUT_S < len(others) * LOCK_TIMEOUT_S
+        assert [log.get(a.id).version for a in others] == [2] * len(others)
+    finally:
+        log.close()
+
+
+# --- crash -------------------------------------------------------------------------------
+
+CHILD = Path(__file__).parent / "group_commit_child.py"
+ROUNDS, CHILD_THREADS, CHILD_AGENTS = 5, 8, 16
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_returned_save_survives_kill_9(backend: str, tmp_path: Path) -> None:
+    url = store_url(backend, tmp_path)
+    ledger = tmp_path / "returned.txt"
+    setup = open_log(url)
+    crew = [setup.create_agent(f"a{i}", goal="g") for i in range(CHILD_AGENTS)]
+    setup.close()
+    rng = random.Random(11)
+    for _ in range(ROUNDS):
+        child = subprocess.Popen(
+            [sys.executable, str(CHILD), url, str(ledger), str(CHILD_THREADS), *map(str, crew)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.1, 0.8))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    returned = returned_versions(ledger)
+    assert sum(len(v) for v in returned.values()) > ROUNDS * CHILD_THREADS  # it saved a lot
+    log = open_log(url)
+    try:
+        for agent_id in crew:
+            texts = [getattr(e, "text", None) for e in log.events_of(agent_id)][2:]
+            assert len(texts) % PARTS == 0, "a save was stored in part"
+            expected = [
+                f"save {n} part {p}" for n in range(len(texts) // PARTS) for p in range(PARTS)
+            ]
+            assert texts == expected
+            assert max(returned.get(agent_id, [0])) <= 2 + len(texts), "a returned save was lost"
+            assert verify_agent(log, agent_id).ok
+    finally:
+        log.close()
+
+
+def returned_versions(ledger: Path) -> dict[UUID, list[int]]:
+    """The versions the child's saves returned with, by agent."""
+    found: dict[UUID, list[int]] = {}
+    for line in ledger.read_text().splitlines():
+        agent_id, version = line.split()
+        found.setdefault(UUID(agent_id), []).append(int(version))
+    return found

@@ -303,7 +303,9 @@ def test_cli_lists_audits_verifies_forks_and_exports_an_sdk_session(tmp_path: Pa
     cli = CliRunner()
 
     listed = json.loads(ok(cli, "--db", url, "ls", "--json"))
-    assert [(a["id"], a["name"]) for a in listed] == [(agent_id, "conversation-1")]
+    assert [(a["id"], a["name"], a["kind"]) for a in listed] == [
+        (agent_id, "conversation-1", "session")
+    ]
     assert "ItemAdded" in ok(cli, "--db", url, "log", agent_id)
     audit = json.loads(ok(cli, "--db", url, "audit", "--agent", agent_id, "--json"))
     calls = [(r["call_id"], r["tool"], r["args"], r["outcome"]) for r in audit]

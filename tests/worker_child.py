@@ -14,7 +14,12 @@ config, so those agents must name theirs (``scripted:SCRIPT``); SCRIPT is not re
 The AGENT_IDs are the agents it must finish; it takes any runnable agent of the store.
 With ``--signals`` it also stops on SIGINT/SIGTERM as ``agentlog worker`` does (and exits
 with 128 + the signal's number); ``--worker-id host:pid`` names it as ``agentlog worker``
-does, so that the next worker can tell when it is gone.
+does, so that the next worker can tell when it is gone. ``--concurrency K`` advances up
+to K agents at once (``agentlog worker --concurrency``; ``--group-commit`` as that command
+opens the store then), ``--lease SECONDS`` sets how long
+a lease lasts, and ``--turns FILE`` appends ``start AGENT PID SLOT`` when a turn has taken
+its agent's lease and ``end AGENT PID SLOT`` before it gives it back (one ``write(2)``
+each, ``O_APPEND``: the file orders the turns of every worker).
 
 It prints flushed lines the parent can time kills by:
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -48,6 +54,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Recording
 
+from agentlog.adapters.leased_turn import LeasedTurn
+from agentlog.adapters.leases import Lease
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.stopping import STOP_SIGNALS, StopOnSignals
 from agentlog.adapters.storage import env_for
@@ -99,6 +107,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--signals", action="store_true", help="with --views: stop on SIGINT/SIGTERM"
+    )
+    parser.add_argument("--concurrency", type=int, default=1, help="with --views: turns at once")
+    parser.add_argument("--lease", type=float, default=30.0, help="with --views: lease seconds")
+    parser.add_argument("--turns", type=Path, default=None, help="with --views: log turns here")
+    parser.add_argument(
+        "--group-commit", action="store_true", help="with --views: saves share transactions"
     )
     parser.add_argument(
         "--pause-after-unknown",
@@ -157,9 +171,13 @@ class ErrorLines(logging.Handler):
 
 def work_views(args: argparse.Namespace) -> int:
     """Run ``Worker.work`` on the store's runnable view until idle; the exit status."""
-    store = open_store(args.url, embedded=False, catch_up=False)  # as `agentlog worker` does
+    # As `agentlog worker` opens it (with --concurrency above 1: group commit).
+    store = open_store(args.url, embedded=False, catch_up=False, group_commit=args.group_commit)
     tools = ToolRegistry(counting_tools(Ledger(args.ledger), delay=args.delay))
-    worker = Worker(store, tools, None if args.worker_id == "host:pid" else args.worker_id)
+    name = None if args.worker_id == "host:pid" else args.worker_id
+    worker = Worker(store, tools, name, concurrency=args.concurrency, lease_seconds=args.lease)
+    if args.turns is not None:
+        log_turns(args.turns)
     logging.getLogger("agentlog.adapters.worker").addHandler(ErrorLines(logging.WARNING))
     stop = threading.Event()
     print("ready", flush=True)
@@ -183,6 +201,21 @@ def work_views(args: argparse.Namespace) -> int:
     print("done" if status == 0 else f"exit {status}", "-", flush=True)
     store.close()
     return status
+
+
+def log_turns(path: Path) -> None:
+    """Append a line to ``path`` when a turn starts (its lease taken) and ends (before
+    the lease is given back)."""
+    steps = LeasedTurn._steps
+
+    def logged(turn: LeasedTurn, agent_id: UUID, lease: Lease) -> list[Step]:
+        Ledger.append(path, f"start {agent_id} {os.getpid()} {lease.slot}\n")
+        try:
+            return steps(turn, agent_id, lease)
+        finally:
+            Ledger.append(path, f"end {agent_id} {os.getpid()} {lease.slot}\n")
+
+    LeasedTurn._steps = logged  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> int:

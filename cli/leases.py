@@ -1,0 +1,64 @@
+"""``agentlog workers``: which worker holds which agent, until when."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+from sqlalchemy import Engine, inspect
+
+from agentlog.adapters.lease_queries import Holding, holdings
+from agentlog.adapters.leases import LEASES
+from agentlog.adapters.liveness import worker_gone
+from agentlog.cli import render
+from agentlog.cli.settings import Settings, pass_settings
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def workers(settings: Settings, as_json: bool) -> None:
+    """Which worker holds which agent (its lease), since when and for how much longer.
+
+    One line per agent a worker is advancing now: the holder (host:pid#n/slot), when it
+    took the agent, and the seconds left on its lease, by the database's clock. A lease
+    is "expired" once its time is up and "gone" when its worker ran on this host and its
+    process is gone: either way, the next worker takes the agent over.
+    """
+    with settings.store(catch_up=False) as store:
+        engine = store.views.engine
+        found = holdings_in(engine) if inspect(engine).has_table(LEASES.name) else []
+    rows = [_json(h) for h in found]
+    if as_json:
+        click.echo(render.dumps(rows))
+    elif rows:
+        render.print_table(_table(rows))
+    else:
+        click.echo("no agent is held by a worker", err=True)
+
+
+def holdings_in(engine: Engine) -> list[Holding]:
+    """Every lease in the store's database."""
+    with engine.connect() as conn:
+        return holdings(conn, engine, worker_gone)
+
+
+def _json(holding: Holding) -> dict[str, Any]:
+    state = "gone" if holding.gone else "expired" if holding.expires_in < 0 else "held"
+    return {
+        "agent_id": holding.agent_id,
+        "holder": holding.holder,
+        "since": render.iso(datetime.fromtimestamp(holding.taken_at, UTC)),
+        "expires_in": round(holding.expires_in, 1),
+        "state": state,
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("AGENT", "HOLDER", "SINCE", "EXPIRES IN", "STATE", box=None)
+    for row in rows:
+        left = f"{row['expires_in']:.1f}s"
+        table.add_row(str(row["agent_id"]), row["holder"], row["since"], left, row["state"])
+    return table
