@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentlog.adapters.lease_writes import EngineWrites, LeaseWrites
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.domain.claims import WorkerGone
 
@@ -117,8 +118,11 @@ class Leases:
         seconds: float = LEASE_SECONDS,
         *,
         gone: WorkerGone = worker_gone,
+        writes: LeaseWrites | None = None,
     ) -> None:
         self.engine, self.seconds, self.gone = engine, seconds, gone
+        self.writes = writes or EngineWrites(engine)
+        """Where its statements run (on SQLite, best the event store's own writer)."""
         self.owner = owner or new_owner()
         self._given_back: list[Lease] = []
         self._lock = threading.Lock()
@@ -128,34 +132,49 @@ class Leases:
         """The agent's lease for this slot, or None while another live worker holds it.
         Leases given back since the last take are released in the same transaction."""
         started = time.monotonic()
-        with self._releasing() as releases, self.engine.begin() as conn:
+        with self._releasing() as releases, self.writes.transaction() as execute:
             if releases is not None:
-                conn.execute(releases)
-            if conn.execute(self._upsert(agent_id, slot)).first() is not None:
+                execute(releases)
+            if execute(self._upsert(agent_id, slot)):
                 return Lease(agent_id, slot, started + self.seconds)
-            row = conn.execute(select(LEASES).where(LEASES.c.agent_id == str(agent_id))).first()
-            if row is None or not owner_gone(row.owner, row.taken_at, self.gone):
+            rows = execute(select(LEASES).where(LEASES.c.agent_id == str(agent_id)))
+            if not rows or not owner_gone(rows[0]["owner"], rows[0]["taken_at"], self.gone):
                 return None
-            taken = conn.execute(self._take_over(agent_id, slot, row.owner, row.taken_at)).first()
-        return None if taken is None else Lease(agent_id, slot, started + self.seconds)
+            taken = execute(self._take_over(agent_id, slot, rows[0]["owner"], rows[0]["taken_at"]))
+        return Lease(agent_id, slot, started + self.seconds) if taken else None
 
     def renew(self, lease: Lease) -> bool:
         """Push the lease's expiry on; False (and ``lost`` set) if another took it."""
+        return not self.renew_all([lease])
+
+    def renew_all(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Push the expiry of all these leases on, in one statement; those another took
+        (their ``lost`` set)."""
+        if not leases:
+            return []
         started = time.monotonic()
         values = {"expires_at": now(self.engine) + self.seconds}
-        with self.engine.begin() as conn:
-            statement = update(LEASES).where(self._mine(lease)).values(values)
-            renewed = conn.execute(statement.returning(LEASES.c.agent_id)).first()
-        if renewed is None:
-            lease.lost.set()
-            return False
-        lease.until = started + self.seconds
-        return True
+        statement = (
+            update(LEASES)
+            .where(or_(*(self._mine(lease) for lease in leases)))
+            .values(values)
+            .returning(LEASES.c.agent_id, LEASES.c.slot)
+        )
+        with self.writes.transaction() as execute:
+            renewed = {(row["agent_id"], row["slot"]) for row in execute(statement)}
+        lost = []
+        for lease in leases:
+            if (str(lease.agent_id), lease.slot) in renewed:
+                lease.until = started + self.seconds
+            else:
+                lease.lost.set()
+                lost.append(lease)
+        return lost
 
     def release(self, lease: Lease) -> None:
         """Give the lease up now (if it is still this slot's)."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(LEASES).where(self._mine(lease)))
+        with self.writes.transaction() as execute:
+            execute(delete(LEASES).where(self._mine(lease)))
 
     def give_back(self, lease: Lease) -> None:
         """Give the lease up with the next take or :meth:`flush` (one transaction fewer
@@ -167,8 +186,8 @@ class Leases:
         """Release the leases given back (before a worker waits, and when it stops)."""
         with self._releasing() as releases:
             if releases is not None:
-                with self.engine.begin() as conn:
-                    conn.execute(releases)
+                with self.writes.transaction() as execute:
+                    execute(releases)
 
     @contextmanager
     def _releasing(self) -> Iterator[Executable | None]:

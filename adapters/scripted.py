@@ -8,6 +8,7 @@ in any process, after any crash, gives the same answer to the same transcript.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,30 @@ from pydantic import TypeAdapter
 from agentlog.domain.ports import Context, Decision, ModelCallError
 
 _DECISIONS = TypeAdapter(list[Decision])
+SCRIPT_CACHE = 64
+"""Script files whose parsed decisions are kept (a worker builds a model every turn)."""
+_scripts: dict[tuple[str, int, int], list[Decision]] = {}
+_scripts_lock = threading.Lock()
+
+
+def load_script(path: str | Path) -> list[Decision]:
+    """The decisions of a script file, parsed once per file version (its path, size and
+    modification time): a worker builds each agent's model at every turn, and
+    re-reading the file each time cost more than the step. Decisions are immutable, so
+    every model of a file shares the one list's items."""
+    file = Path(path)
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    with _scripts_lock:
+        cached = _scripts.get(key)
+    if cached is not None:
+        return cached
+    decisions = _DECISIONS.validate_python(json.loads(file.read_text()))
+    with _scripts_lock:
+        if len(_scripts) >= SCRIPT_CACHE:
+            _scripts.pop(next(iter(_scripts)))  # the oldest entry
+        _scripts[key] = decisions
+    return decisions
 
 
 class ScriptedModel:
@@ -41,9 +66,8 @@ class ScriptedModel:
     @classmethod
     def from_file(cls, path: str | Path, *, latency: float = 0.0) -> ScriptedModel:
         """A script from a JSON file: a list of decisions (text, tool_calls, done, usage)."""
-        data = json.loads(Path(path).read_text())
         name = f"scripted:{Path(path).name}"
-        return cls(_DECISIONS.validate_python(data), name=name, latency=latency)
+        return cls(load_script(path), name=name, latency=latency)
 
     def decide(self, context: Context) -> Decision:
         """The decision for this turn (after the latency); past the end of the script, an error."""

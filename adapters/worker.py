@@ -28,8 +28,10 @@ from uuid import UUID
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agentlog.adapters.group_commit import unwrapped
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.lease_queries import candidates
+from agentlog.adapters.lease_writes import writes_for
 from agentlog.adapters.leased_turn import LeasedTurn, leased_elsewhere
 from agentlog.adapters.leases import LEASE_SECONDS, Leases
 from agentlog.adapters.liveness import worker_gone, worker_id
@@ -38,6 +40,8 @@ from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.turn_pool import TurnPool
 from agentlog.adapters.views import Store
+from agentlog.adapters.worker_pools import fit_pools
+from agentlog.domain.application import require_agent
 from agentlog.domain.claims import WorkerGone
 from agentlog.domain.errors import AgentError
 from agentlog.domain.ports import Model
@@ -86,7 +90,7 @@ class Worker:
         told why, and the runtime gets a stand-in whose every answer is a recorded
         failure (``ModelFailed``, then the agent's limits end the task).
         """
-        config = self.store.log.get(agent_id).config
+        config = require_agent(self.store.log.get(agent_id)).config
         build = partial(_model, agent_id, on_unbuilt)
         return Runtime(
             self.store.log,
@@ -149,6 +153,7 @@ class Worker:
             self.stop = stop
         stop = self.stop
         self.outage = Outage(say, stop)
+        fit_pools(self.store.log.recorder, self.concurrency)  # a connection for each turn
         leases = self.leases()
         keeper = LeaseKeeper(leases)
         pool = TurnPool(self.concurrency, stop)
@@ -169,7 +174,9 @@ class Worker:
     def leases(self) -> Leases:
         """This worker's leases (their table is created on first use)."""
         if self._leases is None:
-            self._leases = Leases(self.store.views.engine, seconds=self.lease_seconds)
+            engine, recorder = self.store.views.engine, unwrapped(self.store.log.recorder)
+            writes = writes_for(engine, recorder)  # SQLite: in turn with the event inserts
+            self._leases = Leases(engine, seconds=self.lease_seconds, writes=writes)
         return self._leases
 
     def _loop(

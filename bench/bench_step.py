@@ -70,6 +70,7 @@ from common import (
     raw_connect,
     write_section,
 )
+from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel, JsonValue
 from sqlalchemy import Engine, event
 
@@ -279,6 +280,17 @@ CONFIGS = (
 )
 
 
+Row = tuple[str, int, str, bytes]
+"""A stored row: table, version, topic, state (the bytes agentlog wrote)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One transaction agentlog's event store committed: its rows."""
+
+    rows: tuple[Row, ...]
+
+
 @dataclass(frozen=True)
 class Sample:
     """One timed step: its kind, total time, and time per part (µs)."""
@@ -289,6 +301,12 @@ class Sample:
     first_version: int  # the first version this step stored
     last_version: int  # the last
     context: int | None  # messages in the model's context (model steps only)
+    commits: tuple[Commit, ...] = ()  # the event store's transactions, in order
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row this step stored (events and snapshots), in commit order."""
+        return [row for commit in self.commits for row in commit.rows]
 
     @property
     def other_us(self) -> float:
@@ -385,7 +403,9 @@ class Run:
     events: int  # the agent's version when timing started
     samples: list[Sample] = field(default_factory=list)
     compaction_us: list[float] = field(default_factory=list)
-    floor_us: list[float] = field(default_factory=list)  # the raw floor, step by step
+    floor_us: list[float] = field(default_factory=list)  # the same commits, step by step
+    floor1_us: list[float] = field(default_factory=list)  # the same rows in one commit
+    pragmas: Pragmas | None = None  # agentlog's connection settings, copied by the floor
     profile: Profile | None = None
 
     def of_kind(self, kind: StepKind) -> list[float]:
@@ -399,25 +419,36 @@ class Run:
 
     @property
     def rows_per_step(self) -> float:
-        """Events stored per step (what the floor writes per step)."""
-        return statistics.mean(s.last_version - s.first_version + 1 for s in self.samples)
+        """Rows stored per step (events and snapshots: what the floor writes per step)."""
+        return statistics.mean(len(s.rows) for s in self.samples)
+
+    def commits_per_step(self, kind: StepKind | None = None) -> float:
+        """The event store's transactions per step (of one kind, or all)."""
+        samples = [s for s in self.samples if kind is None or s.kind is kind]
+        return statistics.mean(len(s.commits) for s in samples) if samples else float("nan")
 
 
 class Probe:
     """Timers around the runtime's collaborators, read after each step."""
 
     def __init__(self) -> None:
-        self.spent = dict.fromkeys((*PARTS, "save+views"), 0)
+        self.spent = dict.fromkeys((*PARTS, "save+views", "views in save"), 0)
+        self.inside: set[str] = set()  # parts being timed (one calling another: counted once)
 
     def wrap(self, part: str, function: Callable[P, R]) -> Callable[P, R]:
-        """``function``, adding the time of each call to ``part``."""
+        """``function``, adding the time of each call to ``part`` (a call made inside a
+        call timed for the same part is not counted again)."""
 
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            if part in self.inside:
+                return function(*args, **kwargs)
+            self.inside.add(part)
             start = time.perf_counter_ns()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.spent[part] += time.perf_counter_ns() - start
+                self.inside.discard(part)
 
         return timed
 
@@ -432,7 +463,8 @@ class Probe:
     def parts_us(self) -> dict[str, float]:
         """This step's time per part in µs; a save's own time excludes the views."""
         parts = {part: self.spent[part] / 1_000 for part in PARTS}
-        parts["save"] = (self.spent["save+views"] - self.spent["views"]) / 1_000
+        parts["views"] = (self.spent["views"] + self.spent["views in save"]) / 1_000
+        parts["save"] = (self.spent["save+views"] - self.spent["views in save"]) / 1_000
         return parts
 
 
@@ -455,19 +487,37 @@ class Rig:
         self.probe = Probe()
         self.profiler: cProfile.Profile | None = None  # set: steps are profiled
         self.sql: SqlTimer | None = None  # set: the views' SQL is timed
-        for attribute in ("get", "chained_events"):
-            self.probe.instrument(log, attribute, "load")
+        self.commits: list[Commit] = []
+        self._capture(log.recorder, "stored_events")
+        if log.snapshots is not None:
+            self._capture(log.snapshots.recorder, "stored_snapshots")
+        for attribute in ("get", "take", "chained_events"):
+            if hasattr(log, attribute):  # take: since the worker hands agents over
+                self.probe.instrument(log, attribute, "load")
         self.probe.instrument(log, "save", "save+views")
-        log.after_save[:] = [self.probe.wrap("views", hook) for hook in log.after_save]
+        log.after_save[:] = [self.probe.wrap("views in save", hook) for hook in log.after_save]
         self.probe.instrument(runtime.transcripts, "messages", "context")
         self.probe.instrument(runtime.model, "decide", "model")
         agent = log.get(self.agent_id)
         self.version = agent.version
         self.since_compaction = (agent.version - agent.compacted_through) // 2
 
+    def _capture(self, recorder: object, table: str) -> None:
+        """Note each transaction the recorder commits (its rows, as written), for the floor."""
+        insert = recorder.insert_events  # type: ignore[attr-defined]
+
+        def captured(stored_events: Sequence[StoredEvent], **kwargs: object) -> object:
+            result = insert(stored_events, **kwargs)
+            rows = ((table, e.originator_version, e.topic, e.state) for e in stored_events)
+            self.commits.append(Commit(tuple(rows)))
+            return result
+
+        recorder.insert_events = captured  # type: ignore[attr-defined]
+
     def step(self) -> Sample:
         """One timed ``advance``, split into parts by the probe."""
         self.probe.reset()
+        self.commits = []
         if self.sql is not None:
             self.sql.active = True
         if self.profiler is not None:
@@ -488,7 +538,13 @@ class Rig:
         check_progress(step)
         context = self.model.context_sizes[-1] if step.kind is StepKind.MODEL else None
         sample = Sample(
-            step.kind, total_us, self.probe.parts_us(), self.version + 1, step.version, context
+            step.kind,
+            total_us,
+            self.probe.parts_us(),
+            self.version + 1,
+            step.version,
+            context,
+            tuple(self.commits),
         )
         self.version = step.version
         self.since_compaction += 1
@@ -504,6 +560,7 @@ class Rig:
             return None  # a call is open: compact after its tool step
         compact(agent)
         self.log.save(agent)
+        self.commits = []
         self.version, self.since_compaction = agent.version, 0
         return (time.perf_counter_ns() - start) / 1_000
 
@@ -565,18 +622,31 @@ def measure(
     """Warm up, time steps (each followed by a raw floor step), then maybe profile more."""
     with rig_for(config, history) as rig:
         take_steps(rig, WARM_UP_STEPS, 0, lambda _: None)
-        run = Run(config, history, rig.version)
-        floor = FloorRig(workdir / f"floor-{config.key}-{history.length}.db", history, run.events)
+        pragmas = Pragmas.of(rig.log)
+        run = Run(config, history, rig.version, pragmas=pragmas)
+        stem = f"floor-{config.key}-{history.length}"
+        same = FloorRig(
+            workdir / f"{stem}.db", history, run.events, same_commits=True, pragmas=pragmas
+        )
+        once = FloorRig(
+            workdir / f"{stem}-1.db", history, run.events, same_commits=False, pragmas=pragmas
+        )
 
         def timed(sample: Sample) -> None:
             run.samples.append(sample)
-            run.floor_us.append(floor.follow(sample))
+            if len(run.samples) % 2:  # alternate which floor goes first
+                run.floor_us.append(same.follow(sample))
+                run.floor1_us.append(once.follow(sample))
+            else:
+                run.floor1_us.append(once.follow(sample))
+                run.floor_us.append(same.follow(sample))
 
         try:
             gc.collect()
             take_steps(rig, opts.steps, opts.budget_s, timed, run.compaction_us.append)
         finally:
-            floor.close()
+            same.close()
+            once.close()
         if profiled and opts.profile_steps:
             run.profile = profile_steps(rig, opts.profile_steps, opts.budget_s / 2)
     return run
@@ -645,6 +715,13 @@ RAW_LATEST = (
     "SELECT * FROM stored_events WHERE originator_id=? AND originator_version>? "
     "ORDER BY originator_version ASC"
 )
+EVENTS = "stored_events"
+RAW_SNAPSHOT_TABLE = (
+    "CREATE TABLE IF NOT EXISTS stored_snapshots (originator_id TEXT, "
+    "originator_version INTEGER, topic TEXT, state BLOB, "
+    "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID"
+)
+RAW_SNAPSHOT_INSERT = "INSERT INTO stored_snapshots VALUES (?,?,?,?)"
 SOURCE_ROWS = (
     "SELECT topic, state FROM stored_events WHERE originator_id IN (?, ?) "
     "AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
@@ -655,26 +732,35 @@ class FloorRig:
     """Raw sqlite3 beside a run: after each timed agentlog step, the same writes.
 
     Its own file holds the same history rows (topics and bytes copied from the agentlog
-    file); each floor step reads the latest rows (as many as it writes), then inserts
-    the rows the agentlog step stored, in one transaction.
+    file), in tables like eventsourcing.sqlite's (events, and snapshots), on a connection
+    with the agentlog connection's journal mode and ``synchronous``. Each floor step
+    reads the agent's latest rows (as many events as it writes: what a stateless worker
+    must read to know the agent's head), then writes the rows the agentlog step stored:
+    with ``same_commits``, in the same transactions agentlog committed (a tool step's
+    claim and outcome apart, a snapshot in its own); else all in one transaction.
     """
 
-    def __init__(self, path: Path, history: History, version: int) -> None:
+    def __init__(
+        self, path: Path, history: History, version: int, *, same_commits: bool, pragmas: Pragmas
+    ) -> None:
         self.ids = (str(history.agent_id), history.agent_id.hex)
+        self.same_commits = same_commits
         self.source = sqlite3.connect(history.path, timeout=30)  # reads agentlog's rows
         self.conn = raw_connect(path)
+        self.conn.execute(f"PRAGMA synchronous={pragmas.synchronous}")
         self.oid = history.agent_id.hex
         rows = self.rows(1, version)
         if len(rows) != version:
             msg = f"read {len(rows)} stored events, expected {version}"
             raise RuntimeError(msg)
         self.conn.execute(RAW_TABLE)
+        self.conn.execute(RAW_SNAPSHOT_TABLE)
         self.conn.execute("BEGIN")
         self.conn.executemany(RAW_INSERT, [(self.oid, v, t, s) for v, (t, s) in enumerate(rows, 1)])
         self.conn.commit()
         self.version = version
         for _ in range(FLOOR_WARM_UP):
-            self.step(rows[-2:])
+            self.step([Commit(tuple(("stored_events", 0, t, s) for t, s in rows[-2:]))])
 
     def rows(self, first: int, last: int) -> list[tuple[str, bytes]]:
         """Topic and state of the agent's stored events ``first`` to ``last``."""
@@ -683,28 +769,59 @@ class FloorRig:
 
     def follow(self, sample: Sample) -> float:
         """One floor step with the rows an agentlog step stored (µs)."""
-        return self.step(self.rows(sample.first_version, sample.last_version))
+        if self.same_commits:
+            return self.step(list(sample.commits))
+        return self.step([Commit(tuple(sample.rows))])
 
-    def step(self, rows: list[tuple[str, bytes]]) -> float:
-        """Read the latest rows, then insert ``rows`` in one transaction (µs)."""
+    def step(self, commits: list[Commit]) -> float:
+        """Read the latest rows, then commit each transaction's rows (µs)."""
+        events = sum(1 for c in commits for row in c.rows if row[0] == "stored_events")
         start = time.perf_counter_ns()
-        latest = self.conn.execute(RAW_LATEST, (self.oid, self.version - len(rows))).fetchall()
-        self.conn.execute("BEGIN")
-        self.conn.executemany(
-            RAW_INSERT, [(self.oid, self.version + i, t, s) for i, (t, s) in enumerate(rows, 1)]
-        )
-        self.conn.commit()
+        latest = self.conn.execute(RAW_LATEST, (self.oid, self.version - events)).fetchall()
+        for commit in commits:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(RAW_INSERT, self._events(commit))
+            snapshots = [(self.oid, v, t, s) for table, v, t, s in commit.rows if table != EVENTS]
+            if snapshots:
+                self.conn.executemany(RAW_SNAPSHOT_INSERT, snapshots)
+            self.conn.commit()
         elapsed = (time.perf_counter_ns() - start) / 1_000
-        if len(latest) != len(rows):
-            msg = f"raw read {len(latest)} rows, expected {len(rows)}"
+        if len(latest) != events:
+            msg = f"raw read {len(latest)} rows, expected {events}"
             raise RuntimeError(msg)
-        self.version += len(rows)
         return elapsed
+
+    def _events(self, commit: Commit) -> list[tuple[str, int, str, bytes]]:
+        """The commit's event rows, numbered after this file's latest."""
+        rows = []
+        for table, _, topic, state in commit.rows:
+            if table == EVENTS:
+                self.version += 1
+                rows.append((self.oid, self.version, topic, state))
+        return rows
 
     def close(self) -> None:
         """Close both connections."""
         self.source.close()
         self.conn.close()
+
+
+@dataclass(frozen=True)
+class Pragmas:
+    """The settings of agentlog's own SQLite connection, which the floor copies."""
+
+    journal_mode: str
+    synchronous: int
+
+    @classmethod
+    def of(cls, log: AgentLog) -> Pragmas:
+        """Read from the log's recorder connection (eventsourcing.sqlite)."""
+        datastore = log.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            journal = str(cursor.fetchone()[0])
+            cursor.execute("PRAGMA synchronous")
+            return cls(journal, int(cursor.fetchone()[0]))
 
 
 # --- running ------------------------------------------------------------------------
@@ -767,9 +884,12 @@ def step_table(results: Results) -> str:
         "step p95 µs",
         "model step median µs",
         "tool step median µs",
-        "raw floor median µs",
-        "raw floor p95 µs",
+        "commits per step (model, tool)",
+        "floor, same commits, median µs",
+        "floor, same commits, p95 µs",
         "step / floor (median)",
+        "floor, one commit, median µs",
+        "step / one-commit floor",
     ]
     rows = []
     for config in CONFIGS:
@@ -786,9 +906,13 @@ def step_table(results: Results) -> str:
                     fmt(percentile(r.totals, 95)),
                     fmt(median(r.of_kind(StepKind.MODEL))),
                     fmt(median(r.of_kind(StepKind.TOOL))),
+                    f"{r.commits_per_step():.2f} ({r.commits_per_step(StepKind.MODEL):.2f}, "
+                    f"{r.commits_per_step(StepKind.TOOL):.2f})",
                     fmt(median(floor)),
                     fmt(percentile(floor, 95)),
                     f"{median(r.totals) / median(floor):.1f}x",
+                    fmt(median(r.floor1_us)),
+                    f"{median(r.totals) / median(r.floor1_us):.1f}x",
                 ]
             )
     return markdown_table(header, rows)
@@ -1028,6 +1152,7 @@ def config_reading(results: Results, config: Config) -> list[str]:
     runs = results.runs_of(config)
     medians = [median(r.totals) for r in runs]
     ratios = [m / median(r.floor_us) for r, m in zip(runs, medians, strict=True)]
+    ratios1 = [m / median(r.floor1_us) for r, m in zip(runs, medians, strict=True)]
     contexts = [median([s.context for s in r.samples if s.context is not None]) for r in runs]
     lines = [
         f"**{config.label}**",
@@ -1039,7 +1164,13 @@ def config_reading(results: Results, config: Config) -> list[str]:
         flatness("Median tool step", runs, [median(r.of_kind(StepKind.TOOL)) for r in runs], "µs"),
         f"- Model context: {fmt(contexts[0])} → {fmt(contexts[-1])} messages (median) "
         f"from N={fmt(runs[0].events)} to N={fmt(runs[-1].events)}.",
-        f"- Against the raw sqlite3 floor: {fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x.",
+        f"- Against the raw sqlite3 floor doing the same commits: "
+        f"{fmt(min(ratios), 1)}-{fmt(max(ratios), 1)}x (against one commit per step: "
+        f"{fmt(min(ratios1), 1)}-{fmt(max(ratios1), 1)}x).",
+        f"- Commits per step: {runs[-1].commits_per_step():.2f} at N={fmt(runs[-1].events)} "
+        f"(model step {runs[-1].commits_per_step(StepKind.MODEL):.2f}, tool step "
+        f"{runs[-1].commits_per_step(StepKind.TOOL):.2f}; a snapshot every "
+        f"{DEFAULT_SNAPSHOT_INTERVAL} events is a commit of its own).",
     ]
     parts = growing_parts(runs)
     if parts:
@@ -1056,7 +1187,7 @@ def config_reading(results: Results, config: Config) -> list[str]:
         lines.append(
             f"- SQLite commits per step at N={fmt(runs[-1].events)} (cProfile): "
             f"{commits.calls:.1f}, {fmt(commits.own_us)} µs of the step "
-            f"({fmt(commits.own_us / commits.calls)} µs each); the floor commits once."
+            f"({fmt(commits.own_us / commits.calls)} µs each, the views' included)."
         )
     functions = growing_functions(runs)[:TOP_GROWING]
     if functions:
@@ -1116,11 +1247,21 @@ def reading(results: Results) -> str:
             f"**No**: with snapshots and compaction, the production {kind.value} step's "
             f"median grows {growth:.1f}x {span}; what grows is named below, with the profile."
         )
-    floor = statistics.mean(r.rows_per_step for r in results.runs)
+    rows = statistics.mean(r.rows_per_step for r in results.runs)
+    commits = statistics.mean(r.commits_per_step() for r in results.runs)
+    pragmas = worker[-1].pragmas
+    settings = (
+        f"journal_mode={pragmas.journal_mode}, synchronous={pragmas.synchronous}"
+        if pragmas is not None
+        else "-"
+    )
     lines = [
         f"Is per-step overhead flat as history grows? {answer}",
         "",
-        f"The floor writes {floor:.1f} rows per step, in one transaction.",
+        f"A step stores {rows:.2f} rows in {commits:.2f} commits of the event store "
+        f"(mean over all runs); the floor writes the same rows in the same commits "
+        f"({settings}, read from agentlog's connection), and the one-commit floor writes "
+        "them in one.",
         "",
     ]
     for config in CONFIGS:
@@ -1157,7 +1298,7 @@ def method(opts: Options) -> str:
 - Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
   `runtime.advance(agent_id)`, each timed with `perf_counter_ns`: up to {opts.steps} steps,
   or fewer once {opts.budget_s:g} s went into them (at least {MIN_STEPS}). Parts: timers
-  around the log's `get` and `chained_events` (load), the transcript source's `messages`
+  around the log's `get`, `take` and `chained_events` (load), the transcript source's `messages`
   (context), the model's `decide` (model), `save` (save) and the views' catch-up before
   each turn (views); "other" is the rest of the step: deciding,
   the Agent's commands, building the Context (including the tools' JSON schemas) and
@@ -1168,17 +1309,20 @@ def method(opts: Options) -> str:
   or function "grows" if it became at least {GROWTH_RATIO:g}x its cost at the smallest N,
   by at least {SIGNIFICANT:.0%} of the median step at the largest N (parts: and is
   largest there).
-- Raw sqlite3 floor, paired with each run: a fresh file per configuration and N, with a
-  table like eventsourcing.sqlite's application recorder holding the same history rows
+- Raw sqlite3 floors, paired with each run: fresh files per configuration and N, with
+  tables like eventsourcing.sqlite's (events, snapshots) holding the same history rows
   (topics and bytes copied from the agentlog file), on a connection set up as
-  eventsourcing sets up its own (autocommit with an explicit `BEGIN`, WAL journal,
-  default `synchronous`, `sqlite3.Row`). Right after each timed agentlog step, a floor
-  step: a `SELECT` of the latest rows (as many as it writes) by originator id and
-  version, then one transaction inserting the rows that agentlog step stored. Pairing
-  the two step by step keeps their ratio honest while the machine's load changes.
-  The floor commits once per step; a worker step commits the event save plus each
-  view's catch-up, and a tool step saves twice (its claim must be durable before the
-  tool runs): the commit counts come from the profile.
+  eventsourcing sets up its own (autocommit with an explicit `BEGIN`, `sqlite3.Row`)
+  with the journal mode and `synchronous` read from agentlog's own connection. Each
+  timed agentlog step notes every transaction its event store committed (the rows and
+  bytes written, through the recorders' `insert_events`); right after it, each floor
+  takes a step, in alternating order: a `SELECT` of the latest rows (as many events as
+  it writes) by originator id and version, then the **same commits** (a model step's
+  one save, a tool step's claim and outcome, a snapshot's own commit) or, for the
+  second floor, the same rows in **one commit**. Pairing the steps keeps the ratios
+  honest while the machine's load changes. The views' catch-up (once per turn of
+  {TURN} steps, in the step that follows it) commits to the views' tables, which no floor
+  writes.
 - "Flat" means the value at the largest N is less than {FLAT_RATIO:g}x the lowest value
   measured: millisecond timings jitter by tens of percent on a shared machine, while a
   cost linear in history would grow with N, by up to

@@ -11,7 +11,7 @@ from copy import deepcopy
 from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from eventsourcing.utils import Environment
 from pydantic import JsonValue
@@ -23,11 +23,13 @@ from agentlog.domain.errors import (
     AmbiguousAgentError,
     BrokenChainError,
     DamagedHistoryError,
+    NotAnAgentError,
     StaleSnapshotError,
     UnknownAgentError,
 )
 from agentlog.domain.fork import fork_of
 from agentlog.domain.history import MISSING, in_sequence, mutate_all
+from agentlog.domain.kept import KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
@@ -82,6 +84,10 @@ class AgentLog(Application[UUID]):
         self.snapshot_interval = int(interval)
         self.after_save: list[Callable[[], None]] = []
         """Called after every save (embedded projections catch up here)."""
+        cache, self.repository.cache = self.repository.cache, None
+        self.kept = None if cache is None else KeptAggregates(getattr(cache, "maxsize", 0))
+        """With an aggregate cache (workers): agents kept between loads, without copies
+        where none is needed (:mod:`agentlog.domain.kept`); it replaces the library's."""
 
     def create_agent(
         self,
@@ -112,7 +118,7 @@ class AgentLog(Application[UUID]):
     ) -> UUID:
         """Record a new agent whose state equals the parent's at ``version`` (default: its
         latest); the parent is not changed. See :mod:`agentlog.domain.fork`."""
-        parent = self.get(parent_id, version=version)
+        parent = require_agent(self.get(parent_id, version=version))
         child = fork_of(parent, self.context(parent), name=name, model=model, actor=actor)
         self.save(child)
         return child.id
@@ -122,7 +128,7 @@ class AgentLog(Application[UUID]):
     ) -> int:
         """Record that the agent's context up to ``through`` (default: its latest version)
         is summarised; returns the version covered. Stored events are not touched."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         covered = agent.version if through is None else through
         agent.compact(covered, summary, summarizer=summarizer)
         self.save(agent)
@@ -143,7 +149,54 @@ class AgentLog(Application[UUID]):
         return itertools.chain(created, self.events_of(agent.id, after=covered, upto=agent.version))
 
     def get(self, agent_id: UUID, version: int | None = None) -> Agent:
-        """The agent as it is now, or as it was at ``version`` (time travel)."""
+        """The agent as it is now, or as it was at ``version`` (time travel).
+
+        With an aggregate cache, a kept agent is brought up to date with the events
+        stored after it, and the caller gets a copy of it."""
+        if version is not None or self.kept is None:
+            return self._load(agent_id, version)
+        kept = self.kept.borrow(agent_id)
+        agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
+        self.kept.put(agent)
+        return deepcopy(agent)
+
+    def take(self, agent_id: UUID) -> Agent:
+        """The agent as it is now, to change and save, then hand back with :meth:`keep`
+        (a worker's load). With an aggregate cache, the agent kept since the last step is
+        handed over as it is, brought up to date with the events stored after it: no
+        copy, no decoding of what this process stored itself."""
+        if self.kept is None:
+            return self.get(agent_id)
+        kept = self.kept.borrow(agent_id)
+        agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
+        self.kept.lend(agent)
+        return agent
+
+    def keep(self, agent: Aggregate) -> None:
+        """Hand back an agent from :meth:`take` that the caller is done with; the next
+        ``take`` may return this very object. Not kept if it changed since it was taken
+        or last saved (a failed save, changes never saved)."""
+        if self.kept is not None:
+            self.kept.keep(agent)
+
+    def _fast_forward(self, agent: Aggregate) -> Agent:
+        """A kept agent with the events stored after it applied (the cheap check that
+        nobody else wrote is this one read)."""
+        assert self.kept is not None
+        new = cast(list[Aggregate.Event], list(self.events.get(agent.id, gt=agent.version)))
+        moved: Agent = mutate_all(agent, new)
+        self.kept.stored(agent.id, new)
+        return moved
+
+    def recent_events(self, agent_id: UUID, after: int, upto: int) -> Iterable[Aggregate.Event]:
+        """The agent's events after version ``after`` up to ``upto``, as ``events_of``
+        reads them, but from memory when a worker's cache holds them all (the events
+        this process stored or read last: no read, no decoding)."""
+        found = None if self.kept is None else self.kept.between(agent_id, after, upto)
+        return self.events_of(agent_id, after=after, upto=upto) if found is None else found
+
+    def _load(self, agent_id: UUID, version: int | None) -> Agent:
+        """The agent from its snapshot and the events after it (or its events alone)."""
         try:
             agent: Agent = self.repository.get(agent_id, version=version, projector_func=mutate_all)
         except AggregateNotFoundError:
@@ -165,13 +218,13 @@ class AgentLog(Application[UUID]):
 
     def start_task(self, agent_id: UUID, goal: str, *, actor: str = "user") -> None:
         """Give an agent its goal."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.start_task(goal, actor=actor)
         self.save(agent)
 
     def send(self, agent_id: UUID, text: str, *, actor: str = "user") -> None:
         """Record a message from a person to the agent."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.receive_user_message(text, actor=actor)
         self.save(agent)
 
@@ -179,7 +232,7 @@ class AgentLog(Application[UUID]):
         self, agent_id: UUID, request: ToolCallRequest, effect: EffectClass, policy: Policy | None
     ) -> None:
         """Record a tool call before anything runs."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.call_tool(request, effect=effect, policy=policy)
         self.save(agent)
 
@@ -187,68 +240,86 @@ class AgentLog(Application[UUID]):
         self, agent_id: UUID, call_id: str, *, approver: str, args_hash: str | None = None
     ) -> None:
         """Allow a waiting call, bound to the arguments it was recorded with."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.grant(call_id, args_hash, approver=approver)
         self.save(agent)
 
     def deny(self, agent_id: UUID, call_id: str, *, approver: str, reason: str = "") -> None:
         """Refuse a call that has not started."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.deny(call_id, approver=approver, reason=reason)
         self.save(agent)
 
     def settle(self, agent_id: UUID, call_id: str, *, happened: bool, by: str) -> None:
         """A person decides a call whose outcome was unknown, having checked the world."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.settle(call_id, happened=happened, by=by)
         self.save(agent)
 
     def record_result(self, agent_id: UUID, call_id: str, result: JsonValue) -> None:
         """Record a tool call's result."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.succeed(call_id, result)
         self.save(agent)
 
     def complete(self, agent_id: UUID, result: str = "", *, actor: str | None = None) -> None:
         """Finish an agent's task."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.complete(result, actor=actor)
         self.save(agent)
 
     def cancel(self, agent_id: UUID, reason: str = "", *, actor: str = "user") -> None:
         """Stop an agent's task."""
-        agent = self.get(agent_id)
+        agent = require_agent(self.get(agent_id))
         agent.cancel(reason, actor=actor)
         self.save(agent)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Store pending events; snapshot agents whose version crossed the interval."""
-        recordings = super().save(*objs, **kwargs)
+        recordings = self._save(objs, kwargs)
         first_new: dict[UUID, int] = {}
         for recording in recordings:
             event = recording.domain_event
             first_new.setdefault(event.originator_id, event.originator_version)
+        if self.kept is not None:
+            self._keep_saved(objs, recordings)
         for obj in objs:
-            if isinstance(obj, Aggregate) and obj.id in first_new:
-                self._cache_saved(obj)
             if isinstance(obj, Agent) and obj.id in first_new:
                 self._snapshot_if_due(obj, first_new[obj.id])
         for callback in self.after_save:
             callback()
         return recordings
 
-    def _cache_saved(self, aggregate: Aggregate) -> None:
-        """With an aggregate cache (workers), keep a copy of what was just saved, so the
-        next load needs no fast-forward through the events this process wrote itself."""
-        cache = self.repository.cache
-        if cache is None:
-            return
-        try:
-            cached = cache.get(aggregate.id)
-        except KeyError:
-            cached = None
-        if cached is None or cached.version < aggregate.version:
-            cache.put(aggregate.id, deepcopy(aggregate))
+    def _keep_saved(self, objs: tuple[Any, ...], recordings: list[Recording[UUID]]) -> None:
+        """Note what was saved in the worker's cache: the aggregates (this thread holds
+        them) and their new events."""
+        assert self.kept is not None
+        saved: dict[UUID, list[Aggregate.Event]] = {}
+        for recording in recordings:
+            event = recording.domain_event
+            saved.setdefault(event.originator_id, []).append(cast(Aggregate.Event, event))
+        for agent_id, events in saved.items():
+            self.kept.stored(agent_id, events)
+        for obj in objs:
+            if isinstance(obj, Aggregate) and obj.id in saved:
+                self.kept.saved(obj)
+
+    def _save(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
+        """The library's ``save``, collecting agentlog aggregates' events directly: its
+        checks against runtime-checkable protocols cost more than the rest of collecting."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, as it calls it
+        return recordings
 
     def _snapshot_if_due(self, agent: Agent, first_new: int) -> None:
         k = self.snapshot_interval
@@ -284,18 +355,17 @@ class AgentLog(Application[UUID]):
         links, events = ChainLinks(), []
         head = None
         for stored in self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version):
-            event = mapper.to_domain_event(stored)
+            state = mapper.decode_state(stored)  # decoded once: checked, then made an event
+            broken = None
             try:
-                head = links.feed(
-                    stored.topic,
-                    str(agent.id),
-                    stored.originator_version,
-                    mapper.decode_state(stored),
-                )
+                head = links.feed(stored.topic, str(agent.id), stored.originator_version, state)
             except ValueError as e:
+                broken = str(e)
+            event = mapper.event_from_state(stored, state)  # an unfit row fails first, as before
+            if broken is not None:
                 raise BrokenChainError(
-                    agent.id, stored.originator_version, type(event).__name__, str(e)
-                ) from None
+                    agent.id, stored.originator_version, type(event).__name__, broken
+                )
             events.append(event)
         if head != agent.head_hash or links.prev_version != agent.version:
             reason = "the stored events do not end at the agent's head (edited or missing)"
@@ -331,4 +401,12 @@ class _StateDecoder(Protocol):
 
     def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
 
-    def to_domain_event(self, stored_event: StoredEvent) -> Any: ...
+    def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any: ...
+
+
+def require_agent(aggregate: Aggregate) -> Agent:
+    """The aggregate, if it is an agent (commands and the runtime work on agents only:
+    a LangGraph thread or a user's own aggregate is read, never advanced)."""
+    if not isinstance(aggregate, Agent):
+        raise NotAnAgentError(aggregate.id, type(aggregate).__name__)
+    return aggregate

@@ -11,11 +11,15 @@ GENESIS = "0" * 64
 """The predecessor hash of an aggregate's first event."""
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+"""What ``json.dumps`` with these options builds on every call, built once."""
+
+
 def canonical(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def args_hash(args: Mapping[str, Any]) -> str:

@@ -19,6 +19,17 @@ class UnknownAgentError(AgentError):
         self.version = version
 
 
+class NotAnAgentError(AgentError):
+    """The command works on agents, and the id names another kind of aggregate."""
+
+    def __init__(self, aggregate_id: UUID, kind: str) -> None:
+        super().__init__(
+            f"{aggregate_id} is a {kind}, not an agent: this command works on agents only"
+        )
+        self.aggregate_id = aggregate_id
+        self.kind = kind
+
+
 class AgentFinishedError(AgentError):
     """The agent's task is over; nothing more may happen to it."""
 

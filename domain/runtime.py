@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.application import AgentLog
+from agentlog.domain.application import AgentLog, require_agent
 from agentlog.domain.call_check import checked_args
 from agentlog.domain.claims import WorkerGone, claim_is_dead, never_gone
 from agentlog.domain.compaction import due, summarize
@@ -140,7 +140,7 @@ class LogTranscript:
             covered, cached = agent.compacted_through, self._cache.pop(agent.id, None)
         if cached is not None and cached[0] == covered and cached[1] <= agent.version:
             builder = cached[2].apply(
-                self.log.events_of(agent.id, after=cached[1], upto=agent.version)
+                self.log.recent_events(agent.id, after=cached[1], upto=agent.version)
             )
         else:
             builder = TranscriptBuilder().apply(self._events(agent))
@@ -183,7 +183,7 @@ class Runtime:
     def advance(self, agent_id: UUID) -> Step:
         """Load the agent, do the single next thing, save. Losing a race re-decides."""
         for _ in range(RACE_RETRIES):
-            agent = self.log.get(agent_id)
+            agent = require_agent(self.log.take(agent_id))
             if self.interrupt.is_set():
                 return self._step(agent, StepKind.INTERRUPTED, "stopped before the step")
             try:
@@ -311,13 +311,14 @@ class Runtime:
             return self._step(agent, StepKind.INTERRUPTED, f"{call_id} not started")
         agent.start_tool(call_id, worker_id=self.worker_id)
         self.log.save(agent)  # saved before the tool runs: this is the claim on the call
-        key = agent.calls[call_id].idempotency_key
+        agent_id, key = agent.id, agent.calls[call_id].idempotency_key
         timeout = agent.config.tool_timeout
         outcome = run_tool(tool, call.tool, args, key, timeout, interrupt=self.interrupt)
         if outcome.interrupted and call.effect is EffectClass.SIDE_EFFECTING:
             detail = f"{call_id} left started: the next worker settles its outcome"
             return self._step(agent, StepKind.INTERRUPTED, detail)
-        return self._record_outcome(agent.id, call_id, call.effect, outcome)
+        self.log.keep(agent)  # done with it: the outcome is recorded on a fresh take
+        return self._record_outcome(agent_id, call_id, call.effect, outcome)
 
     def _refuse(self, agent: Agent, error: CallTamperedError) -> Step:
         log.warning("%s", error)
@@ -343,7 +344,7 @@ class Runtime:
     ) -> Step:
         kind = StepKind.INTERRUPTED if outcome.interrupted else StepKind.TOOL
         for _ in range(RACE_RETRIES):  # re-record the result, never re-run the tool
-            agent = self.log.get(agent_id)
+            agent = require_agent(self.log.take(agent_id))
             try:
                 if outcome.timed_out and effect is EffectClass.SIDE_EFFECTING:
                     agent.mark_outcome_unknown(call_id, actor=self.actor)
@@ -451,4 +452,8 @@ class Runtime:
         return self._step(agent, StepKind.LIMIT, f"{hit[0]} = {hit[1]}")
 
     def _step(self, agent: Agent, kind: StepKind, detail: str = "") -> Step:
-        return Step(kind=kind, agent_id=agent.id, version=agent.version, detail=detail)
+        """The step's outcome; the agent is handed back to the log (the step is done
+        with it: nothing reads it after this)."""
+        step = Step(kind=kind, agent_id=agent.id, version=agent.version, detail=detail)
+        self.log.keep(agent)
+        return step

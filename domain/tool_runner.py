@@ -1,5 +1,7 @@
 """Running one tool call: validated arguments, in a thread, within its timeout.
 
+The threads are reused from call to call (:mod:`agentlog.domain.tool_threads`).
+
 A tool's failure is an outcome, not a crash. A call that outlives its timeout is
 remembered for as long as its thread lives, so this process never reconciles a call
 that may still act. A worker that is told to stop (``interrupt``) stops waiting for
@@ -13,7 +15,9 @@ import time
 
 from pydantic import JsonValue, ValidationError
 
+from agentlog.domain import tool_threads
 from agentlog.domain.ports import Tool, ToolSpec
+from agentlog.domain.tool_threads import ToolCall
 from agentlog.domain.values import Frozen
 
 
@@ -55,26 +59,22 @@ def run_tool(
         return Outcome(error=f"invalid arguments: {short_errors(e)}")
     box: list[Outcome] = []
 
-    finished = threading.Event()
-
-    def target() -> None:
+    def work() -> None:
         try:
             box.append(Outcome(result=tool.run(parsed, key)))
         except Exception as e:  # a tool's failure is an event, not a crash
             box.append(Outcome(error=f"{type(e).__name__}: {e}"))
-        finally:
-            finished.set()
 
-    thread = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
-    thread.start()
-    _wait(finished, timeout, interrupt)
-    if not box:
+    call = ToolCall(name, work)
+    tool_threads.start(call)
+    _wait(call.finished, timeout, interrupt)
+    if not box and call.abandon():
         with _OVERDUE_LOCK:
-            _OVERDUE[key] = thread  # it may still act: never reconcile it while it runs
+            _OVERDUE[key] = call.finished  # it may still act: never reconcile it while it runs
         if interrupt is not None and interrupt.is_set():
             return Outcome(error=INTERRUPTED, interrupted=True)
         return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
-    return box[0]
+    return box[0] if box else Outcome(error="the tool's thread ended without an outcome")
 
 
 def _wait(finished: threading.Event, timeout: float, interrupt: threading.Event | None) -> None:
@@ -88,18 +88,18 @@ def _wait(finished: threading.Event, timeout: float, interrupt: threading.Event 
             return
 
 
-_OVERDUE: dict[str, threading.Thread] = {}
+_OVERDUE: dict[str, threading.Event] = {}
 _OVERDUE_LOCK = threading.Lock()
 
 
 def still_running(idempotency_key: str) -> bool:
     """Whether a tool call that timed out in this process is still running."""
     with _OVERDUE_LOCK:
-        thread = _OVERDUE.get(idempotency_key)
-        if thread is not None and not thread.is_alive():
+        finished = _OVERDUE.get(idempotency_key)
+        if finished is not None and finished.is_set():
             del _OVERDUE[idempotency_key]
             return False
-        return thread is not None
+        return finished is not None
 
 
 def tool_spec(tool: Tool) -> ToolSpec:

@@ -56,3 +56,29 @@ def test_cli_reads_verifies_and_exports_a_langgraph_thread(tmp_path: Path) -> No
     with AgentLogSaver(other) as saver:
         imported = saver.get_tuple({"configurable": {"thread_id": "t-2"}})
     assert imported == copied
+
+
+def test_agent_commands_refuse_a_langgraph_thread_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    run(url, "t-1", tmp_path / "ran.txt")
+    before = _cli(url, "log", "thread:t-1")
+    commands = [
+        ["send", "thread:t-1", "hello"],
+        ["start", "thread:t-1", "a goal"],
+        ["cancel", "thread:t-1"],
+        ["fork", "thread:t-1"],
+        ["compact", "thread:t-1", "--summary", "s"],
+        ["step", "thread:t-1"],
+        ["run", "thread:t-1"],
+        ["approve", "thread:t-1", "call-1"],
+        ["deny", "thread:t-1", "call-1", "--reason", "no"],
+        ["settle", "thread:t-1", "call-1", "--happened"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(main, ["--db", url, *command])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.stderr.splitlines() == [
+            f"Error: {thread_uuid('t-1')} is a GraphThread, not an agent: "
+            "this command works on agents only"
+        ], command
+    assert _cli(url, "log", "thread:t-1") == before  # nothing was written

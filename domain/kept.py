@@ -1,0 +1,125 @@
+"""Agents a worker keeps in memory between steps, handed over instead of copied.
+
+A worker loads the same agents step after step. The library's aggregate cache copies an
+agent in on every save and out on every load, so that what a caller changes never
+reaches what the cache keeps. Here each kept agent has exactly one holder at a time,
+and a copy is made only when that cannot be told:
+
+* the cache holds it (``release``): the next ``borrow`` hands over that very object;
+* a thread holds it (``lend``, or a save): a ``borrow`` from the same thread gets a
+  copy (the holder may go on reading it), one from another thread gets nothing (it
+  loads from the store: an object another thread may be changing is never copied).
+
+An entry is valid only while its object is still at the version it was stored at,
+with no pending events: an agent changed and not saved, or whose save failed (its
+events were collected, its version moved on), is dropped, never handed out again.
+Whoever borrows brings the agent up to date with the events stored after it.
+
+The last events stored of each kept agent are kept too (those this process saved, and
+those a fast-forward read): the model's context is built from them without reading
+them back (``AgentLog.recent_events``). The log is append-only, so an event stored at
+a version stays the one at that version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from copy import deepcopy
+from uuid import UUID
+
+from agentlog.domain.aggregate import Aggregate
+
+_Entry = tuple[Aggregate, int, int | None]
+"""The agent, the version it was stored at, the id of the thread holding it (None: the
+cache holds it)."""
+RECENT = 16
+"""Stored events kept per agent, the latest (a model step needs those since the last one:
+its calls, their claims and outcomes; beyond this many, they are read)."""
+
+
+class KeptAggregates:
+    """A bounded, thread-safe store of agents as they were stored, by id (LRU)."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        """How many agents are kept (0: no limit)."""
+        self._entries: OrderedDict[UUID, _Entry] = OrderedDict()
+        self._recent: OrderedDict[UUID, list[Aggregate.Event]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def borrow(self, agent_id: UUID) -> Aggregate | None:
+        """The kept agent, now the caller's alone (the object itself, or a copy when this
+        thread still holds it); None if none is kept, or another thread holds it."""
+        with self._lock:
+            entry = self._entries.pop(agent_id, None)
+            if entry is not None and entry[2] not in (None, threading.get_ident()):
+                self._entries[agent_id] = entry  # another thread's: leave it alone
+                return None
+        if entry is None or not _as_stored(entry):
+            return None
+        return entry[0] if entry[2] is None else deepcopy(entry[0])
+
+    def lend(self, aggregate: Aggregate) -> None:
+        """Note that this thread holds the aggregate, as stored at its version."""
+        self._put(aggregate, threading.get_ident())
+
+    def saved(self, aggregate: Aggregate) -> None:
+        """Note that this thread stored the aggregate at its version (and still holds it)."""
+        self._put(aggregate, threading.get_ident())
+
+    def keep(self, aggregate: Aggregate) -> None:
+        """Hand an aggregate this thread holds back to the cache, if it is as stored.
+
+        An aggregate this thread neither borrowed nor saved, or one changed since, is
+        not kept (an entry it had is dropped)."""
+        me = threading.get_ident()
+        with self._lock:
+            entry = self._entries.get(aggregate.id)
+            if entry is None or entry[0] is not aggregate or entry[2] != me:
+                return
+            if _as_stored(entry):
+                self._entries[aggregate.id] = (aggregate, entry[1], None)
+            else:
+                del self._entries[aggregate.id]
+
+    def put(self, aggregate: Aggregate) -> None:
+        """Keep an aggregate nobody else holds (one just loaded or brought up to date)."""
+        self._put(aggregate, None)
+
+    def stored(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
+        """Note events stored for the agent, in version order (saved, or read back)."""
+        if not events:
+            return
+        with self._lock:
+            before = self._recent.pop(agent_id, [])
+            if before and before[-1].originator_version + 1 != events[0].originator_version:
+                before = []  # a gap: what others stored between was not seen here
+            self._recent[agent_id] = [*before, *events][-RECENT:]  # a new list: never changed
+            while self.maxsize and len(self._recent) > self.maxsize:
+                self._recent.popitem(last=False)
+
+    def between(self, agent_id: UUID, after: int, upto: int) -> list[Aggregate.Event] | None:
+        """The agent's stored events after version ``after`` up to ``upto``, if all of
+        them are kept; else None."""
+        with self._lock:
+            recent = self._recent.get(agent_id)
+        if not recent or recent[0].originator_version > after + 1:
+            return None
+        if recent[-1].originator_version < upto:
+            return None
+        return [e for e in recent if after < e.originator_version <= upto]
+
+    def _put(self, aggregate: Aggregate, holder: int | None) -> None:
+        with self._lock:
+            self._entries[aggregate.id] = (aggregate, aggregate.version, holder)
+            self._entries.move_to_end(aggregate.id)
+            while self.maxsize and len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+
+def _as_stored(entry: _Entry) -> bool:
+    """Whether the entry's aggregate is still as it was stored (not changed since)."""
+    aggregate, version, _ = entry
+    return aggregate.version == version and not aggregate.pending_events
