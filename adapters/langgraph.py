@@ -5,7 +5,10 @@
 id), every ``put`` and ``put_writes`` is an event in its hash chain, and reads fold the
 thread's events into a :class:`~agentlog.domain.graph_index.ThreadIndex`, kept per thread
 in memory and caught up with one query (the events after its version) per call, so other
-processes' writes are seen. Deletion, pruning and ``delete_for_runs`` append events that
+processes' writes are seen. Listing without a thread and ``delete_for_runs`` ask a
+:class:`~agentlog.domain.graph_index.StoreIndex` (folded from the graph events of the
+whole store, caught up the same way) which threads hold live checkpoints (of the runs
+named), and read only those. Deletion, pruning and ``delete_for_runs`` append events that
 make readers skip what they name; the events stay in the log, and with ``erasable=True``
 the thread's payloads are encrypted under keys that ``delete_thread`` destroys (see
 docs/integrations.md). The async methods run the sync ones in a worker thread
@@ -50,11 +53,21 @@ from agentlog.adapters.graph_values import (
 from agentlog.adapters.storage import DEFAULT_URL, open_log
 from agentlog.adapters.thread_keys import ThreadCipher, ThreadKeys
 from agentlog.domain.application import AgentLog
-from agentlog.domain.graph_index import ThreadIndex
+from agentlog.domain.graph_index import StoreIndex, ThreadIndex
 from agentlog.domain.graph_thread import CheckpointRef, GraphThread, StoredWrite, thread_uuid
 
 SAVE_ATTEMPTS = 3
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+INDEXED = tuple(
+    event.TOPIC
+    for event in (
+        GraphThread.Created,
+        GraphThread.CheckpointPut,
+        GraphThread.CheckpointsRemoved,
+        GraphThread.ThreadDeleted,
+    )
+)
+"""The events the store index folds (a copy's checkpoints are ``CheckpointPut`` too)."""
 
 
 @dataclass
@@ -93,6 +106,7 @@ class AgentLogSaver(AsyncFromSync):
         self._keys = ThreadKeys(url) if erasable else None
         self.actor = actor
         self._threads: OrderedDict[UUID, _Thread] = OrderedDict()
+        self._store_index = StoreIndex()
         self.cached_threads = cached_threads
         self._lock = threading.RLock()
 
@@ -158,16 +172,15 @@ class AgentLogSaver(AsyncFromSync):
         if isinstance(event, GraphThread.ThreadDeleted):
             thread.last.clear()
 
-    def _thread_ids(self) -> builtins.list[UUID]:
-        recorder = self.log.recorder
-        ids: builtins.list[UUID] = []
-        start = 1
-        while page := recorder.select_notifications(
-            start, 500, topics=(GraphThread.Created.TOPIC,)
-        ):
-            ids.extend(cast(UUID, n.originator_id) for n in page)
-            start = page[-1].id + 1
-        return ids
+    def _indexed(self) -> StoreIndex:
+        """The store index, caught up with the graph events written since the last call
+        (by any process); it reads those events, never whole threads."""
+        recorder, index = self.log.recorder, self._store_index
+        while page := recorder.select_notifications(index.position + 1, 500, topics=INDEXED):
+            for notification in page:
+                index.apply(cast(GraphThread.Event, self.log.mapper.to_domain_event(notification)))
+            index.position = page[-1].id
+        return index
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint the config names, or the thread's latest in its namespace."""
@@ -208,19 +221,16 @@ class AgentLogSaver(AsyncFromSync):
         limit: int | None,
     ) -> builtins.list[CheckpointTuple]:
         conf = config["configurable"] if config else {}
-        threads = (
-            [self._load(conf["thread_id"])]
-            if "thread_id" in conf
-            else [self._load_id(i) for i in self._thread_ids()]
-        )
         ns, checkpoint_id = conf.get("checkpoint_ns"), conf.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
         found: builtins.list[CheckpointTuple] = []
-        for thread in filter(None, threads):
+        if limit is not None and limit <= 0:
+            return found
+        for thread in self._listed_threads(conf, wanted):
             serde = self._serde(thread)
             for put in thread.index.live():
                 if limit is not None and len(found) >= limit:
-                    return found
+                    break
                 if (
                     (ns is not None and put.checkpoint_ns != ns)
                     or (checkpoint_id and put.checkpoint_id != checkpoint_id)
@@ -231,17 +241,44 @@ class AgentLogSaver(AsyncFromSync):
                 if all(metadata.get(k) == v for k, v in wanted.items()):
                     tid = thread.aggregate.thread_id
                     found.append(checkpoint_tuple(serde, tid, thread.index, put))
+            if limit is not None and len(found) >= limit:
+                break  # before the next thread is read
         return found
+
+    def _listed_threads(self, conf: dict[str, Any], wanted: dict[str, Any]) -> Iterator[_Thread]:
+        """The thread the config names, or, one at a time, every thread the store index
+        says has live checkpoints (of the run the filter names, if it names one)."""
+        if "thread_id" in conf:
+            ids = [thread_uuid(conf["thread_id"])]
+        else:
+            runs = {str(wanted["run_id"])} if wanted.get("run_id") is not None else None
+            ids = self._indexed().threads(runs)
+        for aggregate_id in ids:
+            if (thread := self._load_id(aggregate_id)) is not None:
+                yield thread
 
     # -- writing ---------------------------------------------------------------------
     def _append(self, thread_id: str, command: Command, *, create: bool = True) -> None:
+        def new() -> GraphThread | None:
+            return GraphThread(thread_id, actor=self.actor) if create else None
+
+        self._append_id(thread_uuid(thread_id), command, new)
+
+    def _append_id(
+        self,
+        aggregate_id: UUID,
+        command: Command,
+        new: Callable[[], GraphThread | None] = lambda: None,
+    ) -> None:
+        """Load the thread (or start it with ``new``), run the command, save; again from
+        the log if another process saved first."""
         with self._lock:
             for attempt in range(SAVE_ATTEMPTS):
-                thread = self._load(thread_id)
+                thread = self._load_id(aggregate_id)
                 if thread is None:
-                    if not create:
+                    if (aggregate := new()) is None:
                         return
-                    thread = _Thread(GraphThread(thread_id, actor=self.actor))
+                    thread = _Thread(aggregate)
                 try:
                     updates = command(thread)
                     recordings = self.log.save(thread.aggregate)
@@ -359,6 +396,11 @@ class AgentLogSaver(AsyncFromSync):
     def _remove(
         self, thread_id: str, pick: Callable[[_Thread], builtins.list[CheckpointRef]], why: str
     ) -> None:
+        self._remove_id(thread_uuid(thread_id), pick, why)
+
+    def _remove_id(
+        self, aggregate_id: UUID, pick: Callable[[_Thread], builtins.list[CheckpointRef]], why: str
+    ) -> None:
         def command(thread: _Thread) -> dict[tuple[str, str], tuple[int, list[Any]] | None]:
             if removed := pick(thread):
                 thread.aggregate.trigger_event(
@@ -369,7 +411,7 @@ class AgentLogSaver(AsyncFromSync):
                 )
             return {}
 
-        self._append(thread_id, command, create=False)
+        self._append_id(aggregate_id, command)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Remove, in every thread, the checkpoints (and writes) these runs made."""
@@ -379,10 +421,8 @@ class AgentLogSaver(AsyncFromSync):
             return [_ref(p) for p in thread.index.live() if p.run_id in runs]
 
         with self._lock:
-            for aggregate_id in self._thread_ids() if runs else []:
-                thread = self._load_id(aggregate_id)
-                if thread is not None:
-                    self._remove(thread.aggregate.thread_id, pick, "delete_for_runs")
+            for aggregate_id in self._indexed().threads(runs) if runs else []:
+                self._remove_id(aggregate_id, pick, "delete_for_runs")
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest``: remove all but each namespace's newest checkpoint;

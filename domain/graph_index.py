@@ -1,5 +1,6 @@
 """What a LangGraph thread holds now, folded from its events: the live checkpoints per
-namespace, their pending writes, and every channel blob (deltas need their bases).
+namespace, their pending writes, and every channel blob (deltas need their bases); and,
+for a whole store, which threads hold live checkpoints of which runs (:class:`StoreIndex`).
 
 A ``ThreadDeleted`` empties it, so whatever follows starts a new thread under the same
 id; ``CheckpointsRemoved`` drops checkpoints and their writes but keeps the blobs, which
@@ -9,6 +10,7 @@ later checkpoints may still read or build on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from agentlog.domain.graph_thread import ChannelBlob, GraphThread, StoredWrite, Version
 
@@ -72,4 +74,37 @@ class ThreadIndex:
             put
             for by_id in self.checkpoints.values()
             for _, put in sorted(by_id.items(), reverse=True)
+        ]
+
+
+@dataclass
+class StoreIndex:
+    """Which threads of a store hold live checkpoints, and of which runs: folded from the
+    graph events of every thread in log order, so that listing every thread and deleting
+    by run read only the threads they return or change, never the whole store."""
+
+    live: dict[UUID, dict[tuple[str, str], str | None]] = field(default_factory=dict)
+    """thread aggregate id -> (namespace, checkpoint id) -> run id, in order of creation"""
+    position: int = 0
+    """The last notification folded in."""
+
+    def apply(self, event: GraphThread.Event) -> None:
+        """Fold in one event of any thread."""
+        thread = event.originator_id
+        if isinstance(event, GraphThread.CheckpointPut):
+            key = (event.checkpoint_ns, event.checkpoint_id)
+            self.live.setdefault(thread, {})[key] = event.run_id
+        elif isinstance(event, GraphThread.CheckpointsRemoved):
+            checkpoints = self.live.get(thread, {})
+            for ref in event.removed:
+                checkpoints.pop((ref.checkpoint_ns, ref.checkpoint_id), None)
+        elif isinstance(event, GraphThread.ThreadDeleted | GraphThread.Created):
+            self.live[thread] = {}
+
+    def threads(self, runs: set[str] | None = None) -> list[UUID]:
+        """Threads with live checkpoints (of one of ``runs``, if given), oldest first."""
+        return [
+            thread
+            for thread, checkpoints in self.live.items()
+            if checkpoints and (runs is None or not runs.isdisjoint(checkpoints.values()))
         ]

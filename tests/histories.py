@@ -1,15 +1,21 @@
-"""Agent histories for property tests: talk, tool calls in flight, failures, compactions."""
+"""Agent histories for property tests: talk, tool calls in flight, failures, compactions;
+and a log whose views catch up after every save."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from hypothesis import strategies as st
 
+from agentlog.adapters.storage import open_log
+from agentlog.adapters.views import engine_for
 from agentlog.domain import AgentLog, EffectClass, Policy, ToolCallRequest
+from agentlog.projections import DEFAULT_VIEWS, Projections
 
 moves = st.lists(
     st.one_of(
@@ -61,3 +67,16 @@ def rows(path: Path) -> list[tuple[Any, ...]]:
             "SELECT originator_id, originator_version, topic, state FROM stored_events"
             " ORDER BY originator_id, originator_version"
         ).fetchall()
+
+
+@contextmanager
+def embedded_views(url: str, batch_size: int) -> Iterator[tuple[AgentLog, Projections]]:
+    """A log whose views catch up after every save, ``batch_size`` events at a time."""
+    app = open_log(url)
+    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=batch_size)
+    app.after_save.append(views.catch_up_quietly)
+    try:
+        yield app, views
+    finally:
+        app.close()
+        views.engine.dispose()

@@ -1,7 +1,9 @@
-"""Smoke test of bench/bench_langgraph.py, so that it does not rot between real runs."""
+"""Smoke test of bench/bench_langgraph.py at tiny sizes, so that it does not rot between
+real runs (LangGraph's own savers come from the ``bench`` extra: skipped without it)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +11,43 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_langgraph.py"
 
 
-def test_bench_prints_a_row_per_saver_and_mark() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--steps", "40"],
+def _bench(tmp_path: Path, *args: str) -> tuple[str, str]:
+    out = tmp_path / "benchmarks.md"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--resumes", "1", "--plots", "none", "--out", str(out), *args],
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
-    ).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| AgentLogSaver")]
-    assert [row.split("|")[2].strip() for row in rows] == ["20", "40"]
+        timeout=240,
+    )
+    return done.stdout, out.read_text()
+
+
+def _rows(text: str, label: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+    return [[cell.strip() for cell in line.split("|")[2:-1]] for line in lines]
+
+
+def test_bench_measures_each_saver_at_each_mark_and_writes_its_section(tmp_path: Path) -> None:
+    stdout, doc = _bench(tmp_path, "--kinds", "agentlog-sqlite,sqlite-saver", "--steps", "10,20")
+    rows = _rows(stdout, "AgentLogSaver (SQLite)")
+    assert [row[0] for row in rows] == ["10", "20"]
+    for row in rows:
+        assert float(row[2]) > 0  # time in the saver
+        assert float(row[6].replace(",", "")) > 0  # bytes per step
+        assert int(row[9]) == 1 + 2 * int(row[0])  # a fresh process loaded them all
+    assert doc.startswith("<!-- bench_langgraph:start -->")
+    assert doc.rstrip().endswith("<!-- bench_langgraph:end -->")
+    if importlib.util.find_spec("langgraph.checkpoint.sqlite") is None:
+        assert "**SqliteSaver**: `langgraph.checkpoint.sqlite` not installed" in doc
+    else:
+        assert [row[0] for row in _rows(stdout, "SqliteSaver")] == ["10", "20"]
+
+
+def test_a_saver_over_the_size_cap_is_stopped_and_the_table_says_so(tmp_path: Path) -> None:
+    stdout, _ = _bench(
+        tmp_path, "--kinds", "agentlog-sqlite", "--steps", "30,60", "--max-gb", "0.000001"
+    )
+    rows = _rows(stdout, "AgentLogSaver (SQLite)")
+    assert [row[0] for row in rows] == ["30", "60"]
+    assert all(row[1].startswith("capped at step 25: its store held") for row in rows)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from histories import embedded_views
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
@@ -426,18 +425,6 @@ class Histories:
             self.saver.copy_thread(thread, other)
 
 
-@contextmanager
-def embedded(url: str, batch_size: int) -> Iterator[tuple[AgentLog, Projections]]:
-    app = open_log(url)
-    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=batch_size)
-    app.after_save.append(views.catch_up_quietly)
-    try:
-        yield app, views
-    finally:
-        app.close()
-        views.engine.dispose()
-
-
 def all_rows(views: Projections) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every serving build (and the threads' marks), in key order."""
     found: dict[str, list[tuple[Any, ...]]] = {}
@@ -469,7 +456,7 @@ def assert_transcripts_are_the_threads_messages(app: AgentLog, views: Projection
 def test_rebuilt_thread_views_equal_incremental_ones_and_the_log(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory(dir=RAM_DISK) as tmp:
         url = f"sqlite:///{Path(tmp) / 'a.db'}"
-        with embedded(url, data.draw(st.integers(1, 5), "batch size")) as (app, views):
+        with embedded_views(url, data.draw(st.integers(1, 5), "batch size")) as (app, views):
             histories = Histories(app, data)
             for _ in range(data.draw(st.integers(1, 25), "steps")):
                 histories.step()

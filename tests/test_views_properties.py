@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
+from histories import embedded_views
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
@@ -233,19 +234,6 @@ class Lives:
         for _ in range(self.data.draw(st.integers(max_steps // 3, max_steps), "steps")):
             self.step()
         self.app.save(*self.agents)
-
-
-@contextmanager
-def embedded_views(url: str, batch_size: int) -> Iterator[tuple[AgentLog, Projections]]:
-    """A log whose views catch up after every save, ``batch_size`` events at a time."""
-    app = open_log(url)
-    views = Projections(app, engine_for(url), DEFAULT_VIEWS, batch_size=batch_size)
-    app.after_save.append(views.catch_up_quietly)
-    try:
-        yield app, views
-    finally:
-        app.close()
-        views.engine.dispose()
 
 
 @contextmanager
