@@ -18,6 +18,10 @@ What each save keeps, with or without group commit:
   outage (the database unreachable, or locked past its timeout): every member would meet
   it alone too, so each gets it at once instead of waiting for it once per member.
 
+On a sharded store (``init --shards S``) each shard has a queue of its own, so a batch
+takes one shard's table lock and saves in other shards commit beside it; a save whose
+events are in several shards is committed alone (one transaction over those shards).
+
 Everything but ``insert_events`` (reads, ``max_notification_id``, subscriptions, the
 PostgreSQL ``channel_name``, the datastore) goes straight to the inner recorder.
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
@@ -62,14 +66,25 @@ class _Member:
         return self.ids
 
 
+class _Lane:
+    """The saves waiting for one events table (a shard's), and whether one leads."""
+
+    __slots__ = ("leading", "lock", "queue")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.queue: list[_Member] = []
+        self.leading = False
+
+
 class GroupCommit(AggregateRecorder):
     """Batches concurrent ``insert_events`` calls into one transaction of ``inner``."""
 
     def __init__(self, inner: AggregateRecorder) -> None:
         self.inner = inner
-        self._lock = threading.Lock()
-        self._queue: list[_Member] = []
-        self._leading = False
+        self._lanes: dict[int, _Lane] = {}
+        self._lanes_lock = threading.Lock()
+        self._shard_of: Callable[[Any], int] | None = getattr(inner, "shard_of", None)
         self.saves = 0
         """Saves stored through this wrapper (for benchmarks and operators)."""
         self.commits = 0
@@ -83,21 +98,54 @@ class GroupCommit(AggregateRecorder):
             return self.inner.insert_events(stored_events, **kwargs)
         if any(value is not None for value in kwargs.values()):
             return self._alone(stored_events, **kwargs)  # tracking: not batched
+        lane = self._lane_of(stored_events)
+        if lane is None:  # one save in several shards: its own transaction, as without us
+            return self._alone(stored_events)
         member = _Member(stored_events)
-        with self._lock:
-            self._queue.append(member)
-            lead, self._leading = not self._leading, True
+        with lane.lock:
+            lane.queue.append(member)
+            lead, lane.leading = not lane.leading, True
         if not lead:
             member.turn.wait()
             if member.ids is not None or member.error is not None:
                 return member.outcome()  # done; else it was made the next leader
-        self._lead()
+        self._lead(lane)
         return member.outcome()
 
-    def _lead(self) -> None:
-        """Commit everything queued, then hand the lead to the next waiting save."""
-        with self._lock:
-            batch, self._queue = self._queue, []
+    @property
+    def waiting(self) -> int:
+        """Saves queued behind a commit under way (in every shard's queue)."""
+        with self._lanes_lock:
+            lanes = list(self._lanes.values())
+        return sum(len(lane.queue) for lane in lanes)
+
+    @property
+    def committing(self) -> bool:
+        """Whether a save leads a commit now (in any shard's queue)."""
+        with self._lanes_lock:
+            lanes = list(self._lanes.values())
+        return any(lane.leading for lane in lanes)
+
+    def _lane_of(self, stored_events: Sequence[StoredEvent]) -> _Lane | None:
+        """The queue of the shard the events are in (one lane for an unsharded store), so
+        that a batch takes one shard's lock and saves of other shards do not wait on it;
+        None for a save whose events are in several shards."""
+        key = 0
+        if self._shard_of is not None:
+            shards = {self._shard_of(event.originator_id) for event in stored_events}
+            if len(shards) > 1:
+                return None
+            (key,) = shards
+        with self._lanes_lock:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = _Lane()
+            return lane
+
+    def _lead(self, lane: _Lane) -> None:
+        """Commit everything queued in the lane, then hand its lead to the next waiting save."""
+        with lane.lock:
+            batch, lane.queue = lane.queue, []
         try:
             self._commit(batch)
         except BaseException as e:  # e.g. KeyboardInterrupt: nobody waits forever
@@ -108,11 +156,11 @@ class GroupCommit(AggregateRecorder):
         finally:
             for member in batch:
                 member.turn.set()
-            with self._lock:
-                if self._queue:
-                    self._queue[0].turn.set()  # it leads next (it is not done)
+            with lane.lock:
+                if lane.queue:
+                    lane.queue[0].turn.set()  # it leads next (it is not done)
                 else:
-                    self._leading = False
+                    lane.leading = False
 
     def _commit(self, batch: list[_Member]) -> None:
         if len(batch) > 1:

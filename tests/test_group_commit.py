@@ -212,8 +212,8 @@ def queued(log: AgentLog, n: int) -> None:
     recorder = log.recorder
     assert isinstance(recorder, GroupCommit)
     deadline = time.monotonic() + 20
-    while len(recorder._queue) < n:
-        assert time.monotonic() < deadline, f"{len(recorder._queue)} of {n} saves queued"
+    while recorder.waiting < n:
+        assert time.monotonic() < deadline, f"{recorder.waiting} of {n} saves queued"
         time.sleep(0.01)
 
 
@@ -222,7 +222,7 @@ def leading(log: AgentLog) -> None:
     recorder = log.recorder
     assert isinstance(recorder, GroupCommit)
     deadline = time.monotonic() + 20
-    while not recorder._leading:
+    while not recorder.committing:
         assert time.monotonic() < deadline, "no save leads"
         time.sleep(0.01)
 

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -299,6 +300,24 @@ def test_a_held_shard_lock_delays_saves_of_that_shard_only(
         holder.rollback()
     assert same.wait(10)
     assert log.get(agents[1].id).version == log.get(agents[2].id).version == 2
+
+
+def test_with_group_commit_a_held_shard_lock_delays_saves_of_that_shard_only(
+    postgres_url: str,
+) -> None:
+    app = open_log(postgres_url, shards=SHARDS, group_commit=True)
+    agents = agent_per_shard(app)
+    app.save(*agents.values())
+    with psycopg.connect(libpq(postgres_url)) as holder:
+        holder.execute(f"LOCK TABLE {events_table('agentlog', 1)} IN EXCLUSIVE MODE")
+        same = _in_thread(lambda: app.send(agents[1].id, "hi"))  # leads shard 1's batch
+        assert not same.wait(0.5), "a save in shard 1 did not wait on shard 1's lock"
+        others = [_in_thread(partial(app.send, agents[s].id, "hi")) for s in (0, 2, 3)]
+        assert all(done.wait(10) for done in others), "a save waited on another shard's batch"
+        holder.rollback()
+    assert same.wait(10)
+    assert {app.get(agent.id).version for agent in agents.values()} == {2}
+    app.close()
 
 
 def test_a_save_of_agents_in_several_shards_is_all_or_nothing(log: AgentLog) -> None:
