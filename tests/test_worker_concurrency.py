@@ -189,7 +189,7 @@ def test_ctrl_c_lets_every_threads_step_finish_and_gives_the_leases_back(
     script = [Decision(text="first"), Decision(text="done", done=True)]
     store = open_store(sqlite_url)
     try:
-        made = agents(store, write_script(tmp_path, script, latency=1.0), 4)
+        made = agents(store, write_script(tmp_path, script, latency=3.0), 4)
         worker = subprocess.Popen(
             [sys.executable, "-m", "agentlog.cli", "--db", sqlite_url, "worker", "-k", "4"],
             cwd=tmp_path,
@@ -199,9 +199,13 @@ def test_ctrl_c_lets_every_threads_step_finish_and_gives_the_leases_back(
         )
         try:
             deadline = time.monotonic() + 30
-            while len(held(store)) < 4:  # every agent's turn waits for its model
+            while len(held(store)) < 4:  # every agent's turn has started
                 assert time.monotonic() < deadline, "the turns never started"
                 time.sleep(0.02)
+            # A lease is taken just before its turn loads the agent and asks the model: a
+            # SIGINT in between rightly starts nothing. Give each turn time to be inside its
+            # model call (3 s long) before the signal.
+            time.sleep(1.0)
             worker.send_signal(signal.SIGINT)
             _, err = worker.communicate(timeout=10)
         finally:
