@@ -41,7 +41,8 @@ class LeaseKeeper:
         self.leases = leases
         self.every = leases.seconds / 3 if every is None else every
         self.sweep_every, self.sweep_grace = sweep_every, sweep_grace
-        self._swept_at: float | None = None  # time.monotonic() of the last sweep
+        self.swept_at: float | None = None
+        """When the last sweep ran (``time.monotonic()``); None before the first."""
         self._held: dict[int, Lease] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -75,14 +76,14 @@ class LeaseKeeper:
         outage: tried again next time)."""
         if self.sweep_every is None:
             return
-        if self._swept_at is not None and time.monotonic() - self._swept_at < self.sweep_every:
+        if self.swept_at is not None and time.monotonic() - self.swept_at < self.sweep_every:
             return
         try:
             swept = self.leases.sweep(self.sweep_grace)
         except SQLAlchemyError as e:
             log.debug("leases not swept: %s", e)
             return
-        self._swept_at = time.monotonic()
+        self.swept_at = time.monotonic()
         if swept:
             log.info("swept %d leases expired over %.0fs ago", swept, self.sweep_grace)
 

@@ -292,7 +292,8 @@ def test_a_worker_sweeps_when_it_starts_and_every_few_minutes(store: Store) -> N
     age(store, old, 400)
     Worker(store, ToolRegistry()).work(poll=0.05, exit_when_idle=True, on_step=lambda s: None)
     assert set(holders(store)) == {live}
-    with LeaseKeeper(Leases(engine), every=0.05, sweep_every=0.2, sweep_grace=60):
+    with LeaseKeeper(Leases(engine), every=0.05, sweep_every=0.2, sweep_grace=60) as keeper:
+        wait_for("the first sweep", lambda: keeper.swept_at is not None)
         assert others.take(old, 0) is not None
         age(store, old, 61)
         wait_for("the next sweep", lambda: set(holders(store)) == {live}, timeout=5)
