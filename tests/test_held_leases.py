@@ -25,7 +25,7 @@ from uuid import UUID
 import pytest
 from cli_checks import checked, invoke
 from click.testing import CliRunner
-from sqlalchemy import event, select, update
+from sqlalchemy import event, inspect, select, update
 
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.leases import LEASES, Leases
@@ -80,11 +80,12 @@ def calculations(n: int) -> list[dict[str, Any]]:
 
 def holders(store: Store) -> dict[UUID, str]:
     """Every lease row: agent -> owner (none if there is no table yet)."""
-    with store.views.engine.connect() as conn:
-        with contextlib.suppress(Exception):
-            rows = conn.execute(select(LEASES.c.agent_id, LEASES.c.owner)).all()
-            return {UUID(r.agent_id): r.owner for r in rows}
-    return {}
+    engine = store.views.engine
+    if not inspect(engine).has_table(LEASES.name):
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(LEASES.c.agent_id, LEASES.c.owner)).all()
+    return {UUID(r.agent_id): r.owner for r in rows}
 
 
 def age(store: Store, agent_id: UUID, seconds: float) -> None:
@@ -268,7 +269,7 @@ def test_a_sweep_deletes_only_leases_expired_longer_than_the_grace(store: Store)
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split()[0].upper())
+        statements.append(statement.split(maxsplit=1)[0].upper())
 
     event.listen(engine, "before_cursor_execute", record)
     try:
