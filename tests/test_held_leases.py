@@ -235,11 +235,10 @@ def test_a_run_that_loses_its_lease_stops_after_the_step_under_way(
     other = Leases(store.views.engine)
     steps: list[Step] = []
 
-    def take_it_over() -> None:  # as if the run's renewals never reached the database
-        wait_for("two steps", lambda: len(steps) >= 2)
+    def take_it_over() -> None:  # as if its renewals never reached the database, and then
+        wait_for("two steps", lambda: len(steps) >= 2)  # another worker took the agent over
         with store.views.engine.begin() as conn:
-            conn.execute(update(LEASES).values(expires_at=0))
-        assert other.take(agent_id, 0) is not None
+            conn.execute(update(LEASES).values(owner=other.owner, slot=0))
 
     thief = threading.Thread(target=take_it_over)
     thief.start()
