@@ -44,6 +44,9 @@ def workers(settings: Settings, as_json: bool, sweep: bool, grace: float) -> Non
     --sweep does it now (saying on stderr how many it deleted). A live lease is never
     deleted.
     """
+    source = click.get_current_context().get_parameter_source("grace")
+    if not sweep and source is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--grace goes with --sweep")
     with settings.store(catch_up=False) as store:
         engine = store.views.engine
         has_table = inspect(engine).has_table(LEASES.name)

@@ -320,3 +320,4 @@ def test_workers_sweep_says_how_many_it_deleted(store: Store, cli: CliRunner) ->
     checked(swept, 0, "swept 1 lease(s) expired more than 10s ago")
     assert [row["agent_id"] for row in json.loads(swept.stdout)] == [str(live)]
     assert set(holders(store)) == {live}
+    checked(invoke(cli, "workers", "--grace", "10"), 2, "Usage:")  # --grace goes with --sweep
