@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from sqlalchemy import event, inspect, select, update
 
 from agentlog.adapters.lease_keeper import LeaseKeeper
-from agentlog.adapters.leases import LEASES, Leases
+from agentlog.adapters.leases import LEASES, VIEWS_LEASE, Leases
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import Worker
@@ -79,13 +79,14 @@ def calculations(n: int) -> list[dict[str, Any]]:
 
 
 def holders(store: Store) -> dict[UUID, str]:
-    """Every lease row: agent -> owner (none if there is no table yet)."""
+    """Every agent's lease row: agent -> owner (not the views' lease; none if there is
+    no table yet)."""
     engine = store.views.engine
     if not inspect(engine).has_table(LEASES.name):
         return {}
     with engine.connect() as conn:
         rows = conn.execute(select(LEASES.c.agent_id, LEASES.c.owner)).all()
-    return {UUID(r.agent_id): r.owner for r in rows}
+    return {UUID(r.agent_id): r.owner for r in rows if UUID(r.agent_id) != VIEWS_LEASE}
 
 
 def age(store: Store, agent_id: UUID, seconds: float) -> None:
