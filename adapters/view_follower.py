@@ -9,7 +9,8 @@ workers x 32 threads on PostgreSQL: four fifths of each worker's CPU went to thi
 So the worker that holds the *views' lease* (a row of ``agentlog_leases`` under the
 fixed id :data:`VIEWS_LEASE`, renewed by the worker's :class:`LeaseKeeper` like its
 agents' leases) catches the views up, in a thread of its own: every ``every`` seconds,
-and at once when the work loop says its turns made progress (:meth:`ViewFollower.nudge`).
+and soon when the work loop says its turns made progress (:meth:`ViewFollower.nudge`),
+but never more often than every :data:`GAP` seconds.
 Its views keep their memory between catch-ups, since no other follower moves them.
 The other workers read the views as they stand and try to take the lease now and then;
 one takes over when the holder stops (it gives the lease back) or dies (at once on its
@@ -32,14 +33,19 @@ from agentlog.projections import Projections
 
 VIEWS_SLOT = -1
 """The views' lease is held by no turn thread of its worker."""
+GAP = 0.25
+"""Seconds between catch-ups at least, however often nudged: a view writes each agent
+its batch touched, so bigger batches write a busy agent's row once for several steps."""
 log = logging.getLogger(__name__)
 
 
 class ViewFollower:
     """While entered, keeps the views caught up whenever this worker holds their lease."""
 
-    def __init__(self, views: Projections, keeper: LeaseKeeper, every: float) -> None:
-        self.views, self.keeper, self.every = views, keeper, every
+    def __init__(
+        self, views: Projections, keeper: LeaseKeeper, every: float, gap: float = GAP
+    ) -> None:
+        self.views, self.keeper, self.every, self.gap = views, keeper, every, min(gap, every)
         self.retry = max(every, 1.0)
         """Seconds between tries to take the lease while another worker holds it."""
         self._lease: Lease | None = None
@@ -109,13 +115,17 @@ class ViewFollower:
             with self._rounds:
                 asked = self._asked
             try:
-                if self._hold():
+                held = self._hold()
+                if held:
                     self.catch_up_now()
             except Exception:  # a bug here must not end the views for good: log, go on
                 log.exception("the views could not catch up")
+                held = False
             with self._rounds:
                 self._served = asked
                 self._rounds.notify_all()
+            if held:
+                self._done.wait(self.gap)
             self._wake.wait(self.every)
             self._wake.clear()
 

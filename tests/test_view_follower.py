@@ -117,6 +117,11 @@ def test_one_worker_follows_the_views_and_another_takes_over_when_it_is_killed(
         assert holder is not None
         killed, survivor = (first, second) if pid_of(holder) == first.pid else (second, first)
         assert pid_of(holder) == killed.pid  # the holder is one of the two workers
+        shown = subprocess.run(
+            [AGENTLOG, "--db", url, "workers", "--json"], check=True, capture_output=True, text=True
+        )
+        (row,) = [r for r in json.loads(shown.stdout) if r["agent_id"] == "views"]
+        assert row["holder"] == f"{holder}/-1"
         wait_for("the views to move", lambda: min(positions(store.views).values()) > 0)
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(10)
