@@ -17,7 +17,8 @@ from agentlog.cli import render
 from agentlog.cli.completion import agent_ids
 from agentlog.cli.settings import Settings, pass_settings
 from agentlog.domain import AgentError, AgentLog
-from agentlog.domain.compaction import compact_with_model
+from agentlog.domain.application import require_agent
+from agentlog.domain.compaction import compact_with_model, safe_cut
 from agentlog.domain.lineage import ancestry, divergence, history
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(chars|tokens)\s*$")
@@ -131,7 +132,9 @@ def compact(
     """Replace AGENT's model context up to a version with a summary (ContextCompacted).
 
     Give the summary (--summary) or a model to write it (--model). Only what the model
-    sees changes: every stored event stays as it was.
+    sees changes: every stored event stays as it was. A cut never separates the model's
+    tool calls from their results: such a --through is refused, naming the nearest safe
+    versions, and the default stops before calls that have no result yet.
     """
     if (summary is None) == (model is None):
         raise click.UsageError("give --summary TEXT or --model SPEC (one of them)")
@@ -140,14 +143,20 @@ def compact(
     spec = checked_model(model)
     with settings.store() as store:
         agent_id = resolve(store.log, store.views, agent)
+        cut = safe_cut(store.log, require_agent(store.log.get(agent_id)), through)
         if spec is not None:
             summarizer = model_for(spec)
-            covered = compact_with_model(store.log, agent_id, summarizer, through)
+            covered = compact_with_model(store.log, agent_id, summarizer, cut.through)
             who = f"model:{summarizer.name}"
         else:
             who = actor or f"person:{getpass.getuser()}"
-            covered = store.log.compact(agent_id, summary or "", through=through, summarizer=who)
-    click.echo(f"compacted {agent_id} through v{covered} (by {who})")
+            covered = store.log.compact(
+                agent_id, summary or "", through=cut.through, summarizer=who
+            )
+    why = ""
+    if (held := cut.held_back_by) is not None:
+        why = f"; stopped before v{covered + 1}: tool call {held.call_id!r} has no result yet"
+    click.echo(f"compacted {agent_id} through v{covered} (by {who}){why}")
 
 
 def echo_history(log: AgentLog, agent_id: UUID, as_json: bool) -> None:

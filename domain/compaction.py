@@ -4,6 +4,9 @@
 (a person, or ``model:<name>``). Only the model's context changes: the stored events are
 never touched, and every view but the transcript still shows them.
 
+A compaction never splits a model's tool calls from their results (see
+``compaction_cuts``): :func:`safe_cut` checks a cut, or finds the latest safe one.
+
 A worker compacts by itself before a model call when the agent's config says so
 (``compact_at_chars`` / ``compact_at_tokens``) and the context has passed that size.
 Tokens are estimated as characters / 4 (no tokenizer is needed or assumed).
@@ -16,8 +19,10 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from agentlog.domain.agent import Agent
-from agentlog.domain.application import AgentLog
+from agentlog.domain.application import AgentLog, require_agent
+from agentlog.domain.compaction_cuts import Cut, check_cut, latest_cut, spans
 from agentlog.domain.errors import SummaryFailedError
+from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Context, Message, Model, ModelCallError
 from agentlog.domain.values import AgentConfig
 
@@ -83,10 +88,22 @@ def compact_with_model(
     log: AgentLog, agent_id: UUID, model: Model, through: int | None = None
 ) -> int:
     """Ask ``model`` to summarise the agent's context up to ``through`` (default: its
-    latest version) and record it; returns the version covered."""
-    at = log.get(agent_id, version=through)
+    latest safe version, see :func:`safe_cut`) and record it; returns the version covered."""
+    cut = safe_cut(log, require_agent(log.get(agent_id)), through)
+    at = log.get(agent_id, version=cut.through)
     summary = summarize(model, agent_id, at.goal or "", log.context(at))
     return log.compact(agent_id, summary, through=at.version, summarizer=f"model:{model.name}")
+
+
+def safe_cut(log: AgentLog, agent: Agent, through: int | None = None) -> Cut:
+    """Where a compaction of ``agent`` (as loaded) may cut: ``through`` if it splits no
+    tool call from its result, else :class:`CompactionSplitsCallError` naming the nearest
+    safe versions; by default the latest version that splits none. Reads the context."""
+    found = spans(TranscriptBuilder().apply(log.context_events(agent)).entries())
+    low = agent.compacted_through
+    if through is None:
+        return latest_cut(agent.id, found, agent.version, low)
+    return Cut(check_cut(agent.id, found, through, low))
 
 
 def transcript_text(messages: Sequence[Message]) -> str:

@@ -155,6 +155,28 @@ class CompactionRangeError(AgentError):
         self.through = through
 
 
+class CompactionSplitsCallError(AgentError):
+    """A compaction would summarise a model's tool call away and keep its result (or the
+    other way round): the context would hold a tool message without its call."""
+
+    def __init__(
+        self, agent_id: UUID, through: int, call_id: str, before: int | None, after: int | None
+    ) -> None:
+        safe = " or ".join(f"v{v}" for v in (before, after) if v is not None)
+        hint = f"compact through {safe}" if safe else "nothing before it is left to compact"
+        if after is None:
+            hint += f"; call {call_id!r} has no result yet"
+        super().__init__(
+            f"agent {agent_id}: cannot compact through version {through}: it would split "
+            f"tool call {call_id!r} from its result; {hint}"
+        )
+        self.agent_id = agent_id
+        self.through = through
+        self.call_id = call_id
+        self.before = before
+        self.after = after
+
+
 class ForkPointError(AgentError):
     """An agent cannot be forked at that version (a tool call there has no outcome yet)."""
 

@@ -117,6 +117,10 @@ class TranscriptBuilder:
         """The messages so far, in order."""
         return [self._messages[v] for v in sorted(self._messages)]
 
+    def entries(self) -> list[tuple[int, Message]]:
+        """The messages so far, in order, each with its place (``seq_of``)."""
+        return sorted(self._messages.items(), key=lambda entry: entry[0])
+
 
 def replay_transcript(events: Iterable[Aggregate.Event]) -> list[Message]:
     """The model's messages from an agent's events (the log is the fallback source)."""
