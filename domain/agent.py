@@ -257,17 +257,29 @@ class Agent(Aggregate, ToolCallRules):
             agent.tool_failures = 0
 
     class ToolFailed(Event):
-        """The call ran and raised an error."""
+        """The call ran and raised an error (or its worker was stopped while it ran)."""
 
         TOPIC: ClassVar[str] = "agentlog:Agent.ToolFailed@1"
         call_id: str
         error: str
+        interrupted: bool = False
+        """The worker was told to stop while the call ran (the error is ``interrupted``):
+        no tool failed, so it is no failure toward ``max_tool_failures``. Stored only
+        when true, so other failures are stored, and hashed, as before it existed."""
 
         def apply(self, agent: Agent) -> None:
             agent.close_call(self.call_id)
             agent.messages += 1
-            agent.tool_failures += 1
-            agent.last_error = self.error
+            if not self.interrupted:
+                agent.tool_failures += 1
+                agent.last_error = self.error
+
+        def stored_state(self) -> dict[str, JsonValue]:
+            """The JSON state the mapper stores, without ``interrupted`` when false."""
+            state = super().stored_state()
+            if not self.interrupted:
+                del state["interrupted"]
+            return state
 
     class ToolCallRefused(Event):
         """The runtime would not run a call: its arguments or the events it rests on do

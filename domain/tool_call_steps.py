@@ -12,8 +12,9 @@ decides.
 A claim (``ToolStarted``) ends when the call outlives its timeout, or at once when its
 worker is known to be gone (``domain/claims.py``). A worker told to stop (``interrupt``)
 starts nothing more: a pure or idempotent call it is running is recorded as failed with
-the error ``interrupted`` (the model may ask for it again); a side-effecting one is left
-as it is, started, for the next worker to settle as an unknown outcome.
+the error ``interrupted`` (the model may ask for it again; no tool failed, so it does not
+count toward ``max_tool_failures``); a side-effecting one is left as it is, started, for
+the next worker to settle as an unknown outcome.
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ class ToolCallSteps(RuntimeBase):
                 if outcome.timed_out and effect is EffectClass.SIDE_EFFECTING:
                     agent.mark_outcome_unknown(call_id, actor=self.actor)
                 elif outcome.error is not None:
-                    agent.fail_tool(call_id, outcome.error, actor=self.actor)
+                    agent.fail_tool(
+                        call_id, outcome.error, actor=self.actor, interrupted=outcome.interrupted
+                    )
                 else:
                     agent.succeed(call_id, outcome.result, actor=self.actor)
                 self.log.save(agent)

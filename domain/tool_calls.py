@@ -136,11 +136,19 @@ class ToolCallRules:
             extra=extra or {},
         )
 
-    def fail_tool(self, call_id: str, error: str, *, actor: str = "worker") -> None:
-        """Record the call's error."""
+    def fail_tool(
+        self, call_id: str, error: str, *, actor: str = "worker", interrupted: bool = False
+    ) -> None:
+        """Record the call's error (``interrupted``: its worker was stopped while it ran,
+        which does not count toward ``max_tool_failures``)."""
         call = self._call_in(call_id, "record an error for", *_FINISHABLE)
         self.trigger_event(
-            self.ToolFailed, call_id=call_id, error=error, actor=actor, caused_by=call.last_version
+            self.ToolFailed,
+            call_id=call_id,
+            error=error,
+            interrupted=interrupted,
+            actor=actor,
+            caused_by=call.last_version,
         )
 
     def settle(self, call_id: str, *, happened: bool, by: str) -> None:
