@@ -155,11 +155,21 @@ class Agent(Aggregate, ToolCallRules):
         call_id: str
         tool: str
         reason: str
+        args: dict[str, JsonValue] | None = None
+        """The arguments the model gave (None in events recorded before they were kept;
+        stored only when given, so those are stored, and hashed, as before)."""
 
         def apply(self, agent: Agent) -> None:
             agent.tool_failures += 1
             agent.messages += 1
             agent.last_error = self.reason
+
+        def stored_state(self) -> dict[str, JsonValue]:
+            """The JSON state the mapper stores, without ``args`` when there are none."""
+            state = super().stored_state()
+            if self.args is None:
+                del state["args"]
+            return state
 
     class LimitReached(Event):
         """A limit stopped the run (max steps per run) or the task (failures, budget)."""
@@ -489,6 +499,7 @@ class Agent(Aggregate, ToolCallRules):
             call_id=request.call_id,
             tool=request.tool,
             reason=reason,
+            args=request.args,
             actor="runtime",
             caused_by=caused_by,
         )

@@ -75,11 +75,13 @@ def called_row(agent_id: str, position: int, event: Agent.ToolCalled, seal: Seal
 
 
 def rejected_row(agent_id: str, position: int, event: Agent.ToolCallRejected, seal: Seal) -> Row:
-    """The row of a call the runtime would not record (unknown tool, invalid arguments)."""
+    """The row of a call the runtime would not record (unknown tool, invalid arguments):
+    the arguments the model gave, but no hash (the call was never recorded)."""
     actor, when = clean(event.actor), event.timestamp
+    args = None if event.args is None else seal.close(clean(_json(event.args)))
     return [
         *(agent_id, event.originator_version, position, clean(event.call_id), clean(event.tool)),
-        *(None, None, None, None, actor, when, "refused", actor, when),
+        *(args, None, None, None, actor, when, "refused", actor, when),
         *("refused", 0, None, when, actor, None, seal.close(clean(event.reason))),
         event.originator_version,
     ]

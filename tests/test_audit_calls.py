@@ -9,16 +9,22 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from click.testing import CliRunner, Result
 
+from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.views import Store, open_store
 from agentlog.cli import main
 from agentlog.domain import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.ports import Decision
+from agentlog.domain.runtime import Runtime
 from agentlog.projections.audit_rows import COLUMNS
+
+from counting_tools import CountingTool, Ledger
 
 ASK = AgentConfig(model="m1", default_policy=Policy.ASK)
 ALLOW = AgentConfig(model="m1", default_policy=Policy.ALLOW)
@@ -130,7 +136,7 @@ def test_audit_json_has_whole_arguments_hashes_decisions_outcomes_and_times(
     assert (mail["effect"], mail["policy"], mail["result_size"]) == ("side_effecting", "allow", 13)
     assert mail["agent_id"] == str(audited["mailer"])
     assert rows[2]["detail"] == "not that folder"
-    assert (rows[3]["args"], rows[3]["args_hash"]) == (None, None)
+    assert (rows[3]["args"], rows[3]["args_hash"]) == ({}, None)  # asked with none; no hash
     for row in rows:
         assert datetime.fromisoformat(row["called_at"]).tzinfo is not None
     assert rows[0]["called_at"] <= rows[0]["decided_at"] <= rows[0]["started_at"]
@@ -225,3 +231,22 @@ def test_the_table_and_show_escape_control_characters_of_tools_and_arguments(
         assert not [c for c in ("\x1b", "\x07", "\u202e") if c in output]
         assert r"\x1b[2J" in output
     assert calls(cli)[0]["args"] == {"q": hostile}  # JSON keeps what was recorded
+
+
+def test_a_rejected_call_shows_the_arguments_the_model_asked_for(
+    cli: CliRunner, store: Store, tmp_path: Path
+) -> None:
+    unknown = ToolCallRequest(call_id="u1", tool="rm_rf", args={"path": "/", "force": True})
+    invalid = ToolCallRequest(call_id="i1", tool="count", args={"label": 42})
+    script = [Decision(text="go", tool_calls=(unknown, invalid))]
+    model = FunctionModel(lambda _: script.pop(0), "m1")
+    agent_id = store.log.create_agent("a", ALLOW)
+    store.log.start_task(agent_id, "clean up")
+    count = CountingTool("count", EffectClass.PURE, Ledger(tmp_path / "ledger"))
+    Runtime(store.log, model, {"count": count}, worker_id="w").advance(agent_id)
+    rows = {r["call_id"]: r for r in calls(cli, "--agent", str(agent_id))}
+    assert rows["u1"]["args"] == {"path": "/", "force": True}
+    assert rows["i1"]["args"] == {"label": 42}
+    assert [rows[c]["args_hash"] for c in rows] == [None, None]  # never recorded as calls
+    assert [(r["decision"], r["outcome"]) for r in rows.values()] == [("refused", "refused")] * 2
+    assert '{"path":"/","force":true}' in ok(cli, "audit", "--agent", str(agent_id))

@@ -358,7 +358,7 @@ def test_a_reused_call_id_gets_a_row_of_its_own(store: Store) -> None:
 def test_a_rejected_call_is_audited_under_the_tool_it_asked_for(store: Store) -> None:
     agent_id = running(store, ALLOW)
     call(store, agent_id, ToolCallRequest(call_id="c1", tool="search"))
-    rejected = ToolCallRequest(call_id="c1", tool="rm_rf")
+    rejected = ToolCallRequest(call_id="c1", tool="rm_rf", args={"path": "/"})
     act(store, agent_id, lambda a: a.reject_tool_call(rejected, "unknown tool"))
     start(store, agent_id, "c1")  # the recorded c1, not the rejected one
     rows = [(r["tool"], r["decision"], r["outcome"], r["detail"]) for r in audit_rows(store)]
@@ -366,7 +366,8 @@ def test_a_rejected_call_is_audited_under_the_tool_it_asked_for(store: Store) ->
         ("search", "auto", "running", None),
         ("rm_rf", "refused", "refused", "unknown tool"),
     ]
-    assert audit_rows(store, tool="rm_rf")[0]["args"] is None
+    refused = audit_rows(store, tool="rm_rf")[0]
+    assert (refused["args"], refused["args_hash"]) == ('{"path":"/"}', None)  # as asked
 
 
 def test_a_call_made_before_the_views_process_started_is_found_in_the_table(
