@@ -22,7 +22,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
 from agentlog.domain.graph_thread import GraphThread
-from agentlog.domain.messages import message_for, summary_message
+from agentlog.domain.messages import message_for, summary_message, tool_content
 
 Message = dict[str, Any]
 
@@ -121,8 +121,7 @@ def _(event: Agent.ModelResponded) -> Message | None:
 
 @message_of.register
 def _(event: Agent.ToolSucceeded) -> Message | None:
-    result = event.result
-    content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    content = tool_content(event.result)
     return with_extra(
         {"role": "tool", "tool_call_id": event.call_id, "content": content}, event.extra
     )

@@ -15,7 +15,7 @@ import json
 from pydantic import JsonValue
 
 from agentlog.domain.item_session import ItemSession
-from agentlog.domain.messages import message_for
+from agentlog.domain.messages import message_for, tool_content
 from agentlog.domain.ports import Message
 from agentlog.domain.values import ToolCallRequest
 
@@ -39,9 +39,7 @@ def item_message(item: dict[str, JsonValue]) -> Message | None:
         call = ToolCallRequest(call_id=call_id, tool=str(item.get("name") or "?"), args=_args(item))
         return Message(role="assistant", content="", tool_calls=(call,))
     if kind == "function_call_output" and isinstance(call_id, str):
-        output = item.get("output")
-        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-        return Message(role="tool", content=text, call_id=call_id)
+        return Message(role="tool", content=tool_content(item.get("output")), call_id=call_id)
     role = {"developer": "system"}.get(str(item.get("role")), item.get("role"))
     if kind == "message" and role in ("system", "user", "assistant"):
         return Message(role=role, content=_text(item.get("content")))

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable, Iterator
 from functools import singledispatch
 
+from pydantic import JsonValue
+
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.ports import Message
@@ -43,7 +45,14 @@ def _(event: Agent.ModelResponded) -> Message | None:
 
 @message_for.register
 def _(event: Agent.ToolSucceeded) -> Message | None:
-    return _tool(event.call_id, json.dumps(event.result, ensure_ascii=False))
+    return _tool(event.call_id, tool_content(event.result))
+
+
+def tool_content(result: JsonValue) -> str:
+    """A tool's result as the text of its ``tool`` message (OpenAI-compatible APIs take
+    a string): a string as it is, any other JSON as JSON text. The one place a result
+    becomes text: the model's context, the transcript view and chat exports use it."""
+    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
 
 
 @message_for.register

@@ -40,8 +40,9 @@ class Transcripts(View):
     """Chat messages per agent: system, user, assistant (with tool calls), tool."""
 
     name: ClassVar[str] = "transcript"
-    version: ClassVar[int] = 4  # 2: the system prompt at seq 0; unbounded text
+    version: ClassVar[int] = 5  # 2: the system prompt at seq 0; unbounded text
     # 3: content and tool calls sealed with the cipher key; 4: LangGraph threads' messages
+    # 5: a string tool result as it is, not JSON-quoted (domain.messages.tool_content)
     staged: ClassVar[bool] = True
     flush_rows: ClassVar[int] = 50_000
     """Events kept in memory before their messages are written (about 0.5 KB each):

@@ -348,7 +348,7 @@ def test_runtime_with_the_adapter_completes_a_task_with_real_tools(
         "tool",
     ]
     assert server.requests[-1].messages[3:6:2] == [
-        {"role": "tool", "content": '"the answer is 6*7"', "tool_call_id": "call_r"},
+        {"role": "tool", "content": "the answer is 6*7", "tool_call_id": "call_r"},  # as is
         {"role": "tool", "content": "42", "tool_call_id": "call_c"},
     ]
     assert {t["function"]["name"] for t in server.requests[0].body["tools"]} == set(tools)
