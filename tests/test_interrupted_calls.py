@@ -30,13 +30,22 @@ class NoArgs(BaseModel):
     """No arguments."""
 
 
-class StopsItsWorker:
-    """A pure tool that tells its worker to stop, then runs on until released."""
+class PureTool:
+    """A pure tool without arguments, allowed by its policy."""
 
-    description = "Stop the worker running this call (a test tool)."
+    name = "pure"
+    description = "A test tool."
     args_model: ClassVar[type[BaseModel]] = NoArgs
     effect = EffectClass.PURE
     policy = Policy.ALLOW
+
+    def reconcile(self, idempotency_key: str) -> bool | None:
+        """Pure: never asked."""
+        return None
+
+
+class StopsItsWorker(PureTool):
+    """A pure tool that tells its worker to stop, then runs on until released."""
 
     def __init__(self, name: str, interrupt: threading.Event) -> None:
         self.name, self.interrupt = name, interrupt
@@ -49,14 +58,10 @@ class StopsItsWorker:
         return "finished too late"
 
 
-class Breaks:
+class Breaks(PureTool):
     """A pure tool that always fails."""
 
     name = "breaks"
-    description = "Fail (a test tool)."
-    args_model: ClassVar[type[BaseModel]] = NoArgs
-    effect = EffectClass.PURE
-    policy = Policy.ALLOW
 
     def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
         """Fail."""
