@@ -7,13 +7,17 @@ marker comments, and leaves the rest of the file alone. Scripts import this modu
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -79,6 +83,42 @@ def db_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in names if p.exists())
 
 
+def settled_bytes(path: Path) -> int:
+    """The file's size once its WAL is checkpointed into it (so the WAL counts once)."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return db_bytes(path)
+
+
+# --- resuming in a fresh process ----------------------------------------------------
+
+
+RESUME_CHILD = "--resume-child"  # first argument of a script run as a resume child
+
+
+def resume_in_child(script: Path, key: str, *args: str) -> tuple[float, int]:
+    """Run ``script`` as a resume child of system ``key`` in a fresh Python process (it
+    calls ``report_resume``): (ms it took to open and load, items it loaded)."""
+    command = [sys.executable, str(script), RESUME_CHILD, key, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"resuming {key} failed:\n{done.stderr[-2000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(found["ms"]), int(found["items"])
+
+
+def report_resume(load: Callable[[], int]) -> int:
+    """In the resume child (imports done, untimed): time ``load`` (open and load, giving
+    the items loaded) and print both as JSON for ``resume_in_child``; exit status 0."""
+    started = time.perf_counter()
+    items = load()
+    print(json.dumps({"ms": (time.perf_counter() - started) * 1e3, "items": items}))
+    return 0
+
+
 # --- markdown -----------------------------------------------------------------------
 
 
@@ -102,6 +142,67 @@ def flat_verdict(values: Sequence[float], what: str = "length") -> str:
     if growth < FLAT_RATIO:
         return f"flat (value at the largest N / lowest value: {growth:.2f}x)"
     return f"**NOT flat**: the value at the largest N is {growth:.1f}x the lowest"
+
+
+# --- command line of a benchmark that sweeps N --------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What every benchmark run over growing N with a fresh-process resume is told."""
+
+    steps: list[int]  # the Ns, sorted
+    systems: list[str]  # in the order of the known ones
+    resumes: int
+    cap_s: float
+    out: Path
+    plots: Path | None
+
+
+def sweep_parser(
+    doc: str | None,
+    steps: Sequence[int],
+    what: str,
+    known: Sequence[str],
+    *,
+    resumes: int,
+    cap_s: float,
+) -> argparse.ArgumentParser:
+    """A parser with the options every sweep takes (``--steps``, ``--{what}``,
+    ``--resumes``, ``--cap``, ``--out``, ``--plots``); the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    add = parser.add_argument
+    add("--steps", default=",".join(map(str, steps)), help="history lengths (marks) in steps")
+    add(f"--{what}", default=",".join(known), help=f"{what}, comma-separated (default: all)")
+    add("--resumes", type=int, default=resumes, help="fresh processes per point")
+    add("--cap", type=float, default=cap_s, help="time cap in seconds (see Method)")
+    add("--out", type=Path, default=DEFAULT_OUT, help="report whose section is replaced")
+    add("--plots", default=str(DOCS / "img"), help="folder for the PNG plots, or 'none'")
+    return parser
+
+
+def parse_sweep(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, what: str, known: Sequence[str]
+) -> tuple[argparse.Namespace, Sweep]:
+    """The parsed command line, and its shared part validated (a usage error if not)."""
+    args = parser.parse_args(argv)
+    try:
+        steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
+    except ValueError:
+        parser.error("--steps: give whole numbers, e.g. 100,1000")
+    chosen = [s.strip() for s in getattr(args, what).split(",") if s.strip()]
+    if unknown := set(chosen) - set(known):
+        parser.error(f"--{what}: unknown {', '.join(sorted(unknown))}; use {', '.join(known)}")
+    if not steps or steps[0] < 1 or args.resumes < 1:
+        parser.error("--steps and --resumes must be positive")
+    plots = None if args.plots == "none" else Path(args.plots)
+    order = [k for k in known if k in chosen]
+    return args, Sweep(steps, order, args.resumes, args.cap, args.out, plots)
+
+
+def plots_option(plots: Path | None) -> str:
+    """``--plots`` as the command that reproduces a run gives it."""
+    return f"--plots {'none' if plots is None else 'docs/img'}"
 
 
 # --- where it ran -------------------------------------------------------------------
