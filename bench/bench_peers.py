@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from common import (
     db_bytes,
     flat_verdict,
     fmt,
+    git_version,
     log,
     machine_info,
     markdown_table,
@@ -311,22 +311,6 @@ def reading(points: list[Point], opts: Options) -> str:
             f"bytes per step {fmt(sizes[0])} → {fmt(sizes[-1])}, {flat_verdict(sizes, 'N')}."
         )
     return "\n".join(lines)
-
-
-def git_version() -> str:
-    """The commit checked out, and whether agentlog's source differs from it."""
-    root = THIS.parent.parent
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(root), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changed = git("status", "--porcelain", "--", "adapters", "domain", "projections")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} + uncommitted changes" if changed.strip() else commit
 
 
 PACKAGES = (

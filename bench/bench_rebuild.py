@@ -28,7 +28,6 @@ import inspect
 import itertools
 import json
 import os
-import platform
 import resource
 import sqlite3
 import statistics
@@ -38,12 +37,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 from uuid import UUID
 
+import common
+from common import DEFAULT_OUT, fmt, git_version, log, markdown_table, write_section
 from sqlalchemy import func, select
 
 from agentlog.adapters.mapper import inflate
@@ -79,9 +79,7 @@ ONE_PASS_GOAL = 20_000  # ... and all four in one pass
 TOP_FUNCTIONS = 6
 FRAMEWORK_FILES = ("projections.py", "follower.py", "collector.py")  # rebuild, batches
 FRAMEWORK_NAMES = ("process", "<listcomp>", "<genexpr>", "<dictcomp>", "<lambda>")
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-MARK_START = "<!-- bench_rebuild:start -->"
-MARK_END = "<!-- bench_rebuild:end -->"
+DB_NAME = "rebuild.db"
 PACKAGE_ROOT = Path(inspect.getfile(Projections)).resolve().parent.parent
 AGENTLOG_PARTS = ("adapters", "cli", "domain", "projections")  # (.venv lives in the root too)
 
@@ -770,7 +768,7 @@ def top(entries: Entries) -> list[tuple[str, int, float]]:
 
 def run(opts: Options, workdir: Path) -> tuple[WriteResult, list[Baseline], list[Measured]]:
     """Write the store, read it raw, then rebuild each view in its own process."""
-    path = workdir / "rebuild.db"
+    path = workdir / DB_NAME
     log(f"writing {opts.events:,} events of {opts.agents:,} agents ...")
     write = write_store(path, opts)
     log(f"  done in {write.seconds:,.0f} s; baselines ...")
@@ -788,29 +786,12 @@ def run(opts: Options, workdir: Path) -> tuple[WriteResult, list[Baseline], list
     return write, baselines, measured
 
 
-def log(message: str) -> None:
-    """Progress, on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- reporting ----------------------------------------------------------------------
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    """A number with thousands separators."""
-    return f"{value:,.{digits}f}"
 
 
 def pct(part: float, whole: float) -> str:
     """A share as a whole percentage."""
     return f"{100 * part / whole:.0f}%" if whole else "-"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table, numbers right-aligned."""
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = [header, align, *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
 def rebuild_table(measured: list[Measured], baselines: list[Baseline]) -> str:
@@ -1062,76 +1043,13 @@ def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
 
 
-def git_version() -> str:
-    """The commit checked out, and whether agentlog's source differs from it."""
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(PACKAGE_ROOT), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changed = git("status", "--porcelain", "--", "adapters", "domain", "projections")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} + uncommitted changes" if changed.strip() else commit
-
-
 def machine_info(info: RunInfo) -> str:
     """Where the numbers were measured, and on which code."""
-    workdir, load_start = info.workdir, info.load_start
-    return "\n".join(
-        [
-            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            f"- cpus (nproc): {os.cpu_count()}; cpu: {cpu_model()}",
-            f"- os: {platform.platform()}",
-            f"- python: {platform.python_version()} ({platform.python_implementation()})",
-            f"- sqlite: {sqlite3.sqlite_version}",
-            f"- eventsourcing: {package_version('eventsourcing')}; "
-            f"SQLAlchemy: {package_version('sqlalchemy')}; pydantic: {package_version('pydantic')}",
-            f"- database file in: {workdir} (filesystem: {filesystem(workdir)})",
-            f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
-            f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
-            f"- agentlog: git {info.git}; source digest {combined(info.code)} (adapters, "
-            "domain, projections, at the start of the run)",
-        ]
+    return (
+        common.machine_info(info.workdir / DB_NAME, info.load_start)
+        + f"\n- agentlog: git {info.git}; source digest {combined(info.code)} (adapters, "
+        "domain, projections, at the start of the run)"
     )
-
-
-def package_version(name: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding ``path`` (Linux /proc/mounts), else 'unknown'."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return "unknown"
-    resolved = str(path.resolve())
-    best = ("", "unknown")
-    for fields in mounts:
-        point, kind = fields[1], fields[2]
-        if resolved.startswith(point.rstrip("/") + "/") and len(point) > len(best[0]):
-            best = (point, kind)
-    return best[1]
 
 
 def command_line(opts: Options) -> str:
@@ -1276,22 +1194,6 @@ Wall time of this run: {info.wall_s:,.0f} s. {writing(write)}
 """
 
 
-def splice(document: str, section: str) -> str:
-    """``document`` with this benchmark's section replaced, or appended if missing."""
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    start, end = document.find(MARK_START), document.find(MARK_END)
-    if start != -1 and end > start:
-        return document[:start] + block + document[end + len(MARK_END) :]
-    return (document.rstrip("\n") + "\n\n" if document.strip() else "") + block + "\n"
-
-
-def write_report(out: Path, section: str) -> None:
-    """Put the section into ``out``, leaving everything outside its markers alone."""
-    document = out.read_text(encoding="utf-8") if out.exists() else ""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(splice(document, section), encoding="utf-8")
-
-
 # --- command line -------------------------------------------------------------------
 
 
@@ -1348,18 +1250,18 @@ def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
 def benchmark(opts: Options) -> int:
     """Run the benchmark, print the tables and write the report section."""
     started, load_start = time.perf_counter(), os.getloadavg()[0]
-    code, git = source_digests(), git_version()
+    code, git = source_digests(), git_version(PACKAGE_ROOT)
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-rebuild-") as tmp:
         workdir = opts.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("rebuild.db", "rebuild.db-wal", "rebuild.db-shm"):
-            (workdir / name).unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (workdir / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
         write, baselines, measured = run(opts, workdir)
         info = RunInfo(workdir, time.perf_counter() - started, load_start, code, git)
         section = render(write, baselines, measured, opts, info)
     print(rebuild_table(measured, baselines), baseline_table(baselines), sep="\n\n")
     print(f"\nwall time {info.wall_s:,.0f} s; section written to {opts.out}")
-    write_report(opts.out, section)
+    write_section(opts.out, "bench_rebuild", section)
     return 0
 
 

@@ -23,7 +23,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 FLAT_RATIO = 2.0  # value at the largest N over the lowest: below this reads as flat
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+DOCS = ROOT / "docs"
 DEFAULT_OUT = DOCS / "benchmarks.md"
 CORE_PACKAGES = ("eventsourcing", "sqlalchemy", "pydantic")
 
@@ -224,6 +225,21 @@ def machine_info(workdir: Path, load_start: float, packages: Sequence[str] = COR
             f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
         ]
     )
+
+
+def git_version(root: Path = ROOT) -> str:
+    """The commit checked out at ``root``, and whether agentlog's source differs from it."""
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(root), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changed = git("status", "--porcelain", "--", "adapters", "domain", "projections")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} + uncommitted changes" if changed.strip() else commit
 
 
 def package_version(name: str) -> str:
