@@ -34,14 +34,12 @@ from pathlib import Path
 from uuid import UUID
 
 from bench_step import (
-    GOAL,
     MODEL,
     MODEL_TEXT,
     NOOP,
-    SYSTEM_PROMPT,
+    NOOP_TOOL,
     WORKER,
     InstantModel,
-    NoopTool,
     new_agent,
 )
 from common import (
@@ -65,7 +63,6 @@ from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import WORKER_CACHE, Worker
 from agentlog.domain.agent import Agent
 from agentlog.domain.runtime import Runtime, Step
-from agentlog.domain.values import AgentConfig, Policy
 
 FLOOR_RATIO = 1.5  # the issue's bar: group commit at K = 32 over raw sqlite3
 PROFILE_STEPS = 400
@@ -125,22 +122,14 @@ def worker_store(path: Path, *, group_commit: bool) -> Store:
 
 def runtime_for(store: Store, prefix: str) -> Runtime:
     """A worker's runtime with the instant model and the no-op tool (one per thread)."""
-    worker = Worker(store, tools=ToolRegistry.of([NoopTool()]), name=WORKER)
+    worker = Worker(store, tools=ToolRegistry.of([NOOP_TOOL]), name=WORKER)
     model = FunctionModel(InstantModel(prefix).decide, name=MODEL)
     return Runtime(store.log, model, worker.tools, worker_id=WORKER, transcripts=worker.transcripts)
 
 
 def scripted_agent(script: Path) -> Agent:
     """An agent whose model (named in its config, as a worker builds it) is the script."""
-    config = AgentConfig(
-        model=f"scripted:{script}",
-        system_prompt=SYSTEM_PROMPT,
-        tool_policies={NOOP: Policy.ALLOW},
-        max_steps=10**9,  # the benchmark decides when to stop
-    )
-    agent = Agent.create("bench", config)
-    agent.start_task(GOAL)
-    return agent
+    return new_agent(model=f"scripted:{script}")
 
 
 def write_script(path: Path) -> Path:
@@ -203,7 +192,7 @@ def worker_run(
             agent = scripted_agent(script)
             store.log.save(agent)
             versions[agent.id] = agent.version
-        worker = Worker(store, ToolRegistry.of([NoopTool()]), WORKER, concurrency=k)
+        worker = Worker(store, ToolRegistry.of([NOOP_TOOL]), WORKER, concurrency=k)
         worker.runnable()  # the views catch up with the new agents (untimed)
         spans: list[StepSpan] = []
 

@@ -25,13 +25,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import plots
 from common import (
     RESUME_CHILD,
+    Sweep,
     flat_verdict,
     fmt,
     log,
@@ -89,17 +90,11 @@ class Runner:
 
 
 @dataclass(frozen=True)
-class Options:
-    """The parsed command line."""
+class Options(Sweep):
+    """The parsed command line (``systems``: the savers' keys)."""
 
-    marks: list[int]
-    kinds: list[str]
     window: int
-    resumes: int
-    cap_s: float
     max_gb: float
-    out: Path
-    plots: Path | None
 
 
 PLOTS: tuple[plots.Plot[Point], ...] = (
@@ -215,27 +210,27 @@ def measure_mark(runners: dict[str, Runner], mark: int, opts: Options) -> list[P
 
 def run(opts: Options, folder: Path) -> list[Point]:
     """Every saver, stepped in lockstep to the last mark (or its cap)."""
-    runners = {key: start(key, folder) for key in opts.kinds}
+    runners = {key: start(key, folder) for key in opts.systems}
     points: list[Point] = []
-    for done in range(1, opts.marks[-1] + 1):
+    for done in range(1, opts.steps[-1] + 1):
         if not runners:
             break
         keys = list(runners)
         shift = done % max(len(keys), 1)
         for key in keys[shift:] + keys[:shift]:
             step(runners[key])
-        mark = next(m for m in opts.marks if m >= done)
+        mark = next(m for m in opts.steps if m >= done)
         if done == mark - window(mark, opts):
             for runner in runners.values():
                 runner.window_start_bytes = runner.store.size()
-        if done in opts.marks and runners:
+        if done in opts.steps and runners:
             points += measure_mark(runners, done, opts)
             log(f"step {done:>6,}: " + ", ".join(_last(points, k) for k in runners))
         elif done % CHECK_EVERY == 0:
             for key in keys:
                 if note := over_budget(runners[key], done, mark, opts):
                     log(f"{key}: {note}")
-                    points += [Point(key, m, note=note) for m in opts.marks if m >= mark]
+                    points += [Point(key, m, note=note) for m in opts.steps if m >= mark]
                     runners.pop(key).store.close()
     for runner in runners.values():
         runner.store.close()
@@ -274,7 +269,7 @@ def table(points: list[Point], opts: Options) -> str:
         "messages loaded",
     ]
     rows = []
-    for key in opts.kinds:
+    for key in opts.systems:
         for p in (p for p in points if p.key == key):
             label = kind_of(key).label
             if p.note:
@@ -301,7 +296,7 @@ def table(points: list[Point], opts: Options) -> str:
 def reading(points: list[Point], opts: Options) -> str:
     """Per saver, whether its step cost, bytes per step and resume stay flat."""
     lines = []
-    for key in opts.kinds:
+    for key in opts.systems:
         ps = [p for p in points if p.key == key and not p.note]
         if not ps:
             continue
@@ -414,7 +409,7 @@ def render(points: list[Point], opts: Options, info: tuple[Path, float, float]) 
 def command_line(opts: Options) -> str:
     """The command that reproduces this run."""
     return (
-        f".venv/bin/python bench/bench_langgraph.py --steps {','.join(map(str, opts.marks))} "
+        f".venv/bin/python bench/bench_langgraph.py --steps {','.join(map(str, opts.steps))} "
         f"--window {opts.window} --resumes {opts.resumes} --cap {opts.cap_s:g} "
         f"--max-gb {opts.max_gb:g} {plots_option(opts.plots)} --out docs/benchmarks.md"
     )
@@ -435,16 +430,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     args, sweep = parse_sweep(parser, argv, "kinds", keys)
     if args.window < 1:
         parser.error("--window must be positive")
-    return Options(
-        sweep.steps,
-        sweep.systems,
-        args.window,
-        sweep.resumes,
-        sweep.cap_s,
-        args.max_gb,
-        sweep.out,
-        sweep.plots,
-    )
+    return Options(**vars(sweep), window=args.window, max_gb=args.max_gb)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -455,12 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     runnable = []
-    for key in opts.kinds:
+    for key in opts.systems:
         if (why := kind_of(key).missing()) is None:
             runnable.append(key)
         else:
             log(f"{key}: {why}; skipped")
-    running = Options(**{**opts.__dict__, "kinds": runnable})
+    running = replace(opts, systems=runnable)
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-langgraph-") as tmp:
         points = run(running, Path(tmp))
         wall_s = time.perf_counter() - started

@@ -33,6 +33,7 @@ import peers
 import plots
 from common import (
     RESUME_CHILD,
+    Sweep,
     db_bytes,
     flat_verdict,
     fmt,
@@ -87,18 +88,12 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(Sweep):
     """Parsed command line."""
 
-    steps: list[int]
-    systems: list[str]
-    out: Path
     timed: int
     budget_s: float
-    resumes: int
-    cap_s: float
     max_file_gb: float
-    plots: Path | None
 
 
 PLOTS: tuple[plots.Plot[Point], ...] = (
@@ -475,15 +470,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     if args.timed < MIN_STEPS:
         parser.error(f"--timed must be at least {MIN_STEPS}")
     return Options(
-        sweep.steps,
-        sweep.systems,
-        sweep.out,
-        args.timed,
-        args.budget,
-        sweep.resumes,
-        sweep.cap_s,
-        args.max_file_gb,
-        sweep.plots,
+        **vars(sweep), timed=args.timed, budget_s=args.budget, max_file_gb=args.max_file_gb
     )
 
 

@@ -43,7 +43,19 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 from uuid import UUID
 
 import common
-from common import DEFAULT_OUT, fmt, git_version, log, markdown_table, write_section
+from common import (
+    DEFAULT_OUT,
+    GOAL,
+    MODEL,
+    MODEL_TEXT,
+    TOOL_OUTPUT,
+    fmt,
+    git_version,
+    log,
+    markdown_table,
+    names,
+    write_section,
+)
 from sqlalchemy import func, select
 
 from agentlog.adapters.mapper import inflate
@@ -85,18 +97,8 @@ AGENTLOG_PARTS = ("adapters", "cli", "domain", "projections")  # (.venv lives in
 
 # The workload: one round of an agent is a model response with one tool call, then the
 # call's protocol; some rounds ask a person, a few fail, and the context is compacted.
-MODEL = "claude-sonnet-bench"
 SYSTEM_PROMPT = "You are a careful refactoring agent. Change code only when tests pass."
-GOAL = "Find every module that still imports the old config loader and migrate it."
 USER_TEXT = "Please also check the scripts/ folder, and do not touch vendored code."
-MODEL_TEXT = (
-    "I'll look at the next module to see whether it still uses the old config loader. "
-    "If it does, I will rewrite the import and the two call sites, then run its tests. "
-) * 2
-TOOL_OUTPUT = (
-    "import os\nfrom app.legacy import load_config  # old loader\n\n"
-    "def settings():\n    cfg = load_config(os.environ['APP_ENV'])\n    return cfg['db']\n"
-) * 4
 SUMMARY = "Migrated the config loader in the modules read so far; tests pass. " * 6
 RESULT = "All modules migrated; 3 call sites needed manual review."
 ASK_EVERY = 8  # every 8th round writes a file: policy 'ask', a person decides
@@ -1227,11 +1229,7 @@ def parser() -> argparse.ArgumentParser:
 
 def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
     """The parsed command line, validated."""
-    views = [v.strip() for v in args.views.split(",") if v.strip()]
-    if unknown := set(views) - set(VIEWS):
-        p.error(f"--views: unknown {', '.join(sorted(unknown))}; use {', '.join(VIEWS)}")
-    if not views:
-        p.error("--views: name at least one view")
+    views = names(p, "--views", args.views, VIEWS)
     if args.agents < 1 or args.events < 4 * args.agents:
         p.error("--agents must be at least 1, and --events at least 4 per agent")
     if args.profile_events < 0 or args.time_limit <= 0:

@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import ClassVar, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 from uuid import UUID
 
 from common import (
@@ -68,10 +68,12 @@ from common import (
     percentile,
     preamble,
     raw_connect,
+    whole_numbers,
     write_section,
 )
 from eventsourcing.persistence import StoredEvent
-from pydantic import BaseModel, JsonValue
+from instant import InstantTool
+from pydantic import BaseModel
 from sqlalchemy import Engine, event
 
 from agentlog.adapters.scripted import FunctionModel
@@ -134,22 +136,7 @@ class NoArgs(BaseModel):
     """No arguments."""
 
 
-class NoopTool:
-    """A pure tool, allowed by policy, that does nothing at all."""
-
-    name = NOOP
-    description = "Does nothing and returns nothing (a benchmark's tool)."
-    args_model: ClassVar[type[BaseModel]] = NoArgs
-    effect = EffectClass.PURE
-    policy = Policy.ALLOW
-
-    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
-        """Nothing."""
-        return None
-
-    def reconcile(self, idempotency_key: str) -> bool | None:
-        """Nothing to reconcile."""
-        return None
+NOOP_TOOL = InstantTool(NOOP, "Does nothing and returns nothing (a benchmark's tool).", NoArgs)
 
 
 class InstantModel:
@@ -167,10 +154,10 @@ class InstantModel:
         return Decision(text=MODEL_TEXT, tool_calls=(call,))
 
 
-def new_agent() -> Agent:
+def new_agent(model: str = MODEL) -> Agent:
     """A fresh agent with a running task, configured as the timed steps expect."""
     config = AgentConfig(
-        model=MODEL,
+        model=model,
         system_prompt=SYSTEM_PROMPT,
         tool_policies={NOOP: Policy.ALLOW},
         max_steps=10**9,  # the benchmark decides when to stop
@@ -577,7 +564,7 @@ def rig_for(config: Config, history: History) -> Iterator[Rig]:
     """The runtime of a configuration on a history, closed afterwards."""
     instant = InstantModel(config.key)
     model = FunctionModel(instant.decide, name=MODEL)
-    tools = ToolRegistry.of([NoopTool()])
+    tools = ToolRegistry.of([NOOP_TOOL])
     if config.views:
         store = open_store(history.url, embedded=False, aggregate_cache=WORKER_CACHE)
         worker = Worker(store, tools=tools, name=WORKER)
@@ -1424,11 +1411,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="steps profiled at the smallest and largest length; 0: none (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    try:
-        lengths = sorted({int(s) for s in args.lengths.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--lengths: give whole numbers, e.g. 100,1000")
-    if not lengths or min(lengths) < 10:
+    lengths = sorted(whole_numbers(parser, "--lengths", args.lengths))
+    if min(lengths) < 10:
         parser.error("--lengths: each history needs at least 10 events")
     if args.steps < MIN_STEPS or args.budget < 0 or args.profile_steps < 0:
         parser.error(f"--steps must be at least {MIN_STEPS}; --budget and --profile-steps >= 0")

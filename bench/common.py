@@ -36,6 +36,18 @@ RAW_TABLE = (
 )
 RAW_INSERT = "INSERT INTO stored_events VALUES (?,?,?,?)"
 
+# The refactoring agent whose histories bench_storage.py and bench_rebuild.py write.
+MODEL = "claude-sonnet-bench"
+GOAL = "Find every module that still imports the old config loader and migrate it."
+MODEL_TEXT = (
+    "I'll look at the next module to see whether it still uses the old config loader. "
+    "If it does, I will rewrite the import and the two call sites, then run its tests. "
+) * 2
+TOOL_OUTPUT = (
+    "import os\nfrom app.legacy import load_config  # old loader\n\n"
+    "def settings():\n    cfg = load_config(os.environ['APP_ENV'])\n    return cfg['db']\n"
+) * 4
+
 
 # --- timing -------------------------------------------------------------------------
 
@@ -145,6 +157,34 @@ def flat_verdict(values: Sequence[float], what: str = "length") -> str:
     return f"**NOT flat**: the value at the largest N is {growth:.1f}x the lowest"
 
 
+# --- command line -------------------------------------------------------------------
+
+
+def whole_numbers(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """``option``'s comma-separated positive whole numbers, unique, in the order given
+    (a usage error if there are none, or any other)."""
+    try:
+        values = list(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        parser.error(f"{option}: give whole numbers separated by commas, e.g. 100,1000")
+    if not values or min(values) < 1:
+        parser.error(f"{option}: every value must be at least 1")
+    return values
+
+
+def names(
+    parser: argparse.ArgumentParser, option: str, text: str, known: Sequence[str]
+) -> list[str]:
+    """``option``'s comma-separated names, each one of ``known``, unique, in the order
+    given (a usage error if there are none, or any other)."""
+    chosen = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if unknown := set(chosen) - set(known):
+        parser.error(f"{option}: unknown {', '.join(sorted(unknown))}; use {', '.join(known)}")
+    if not chosen:
+        parser.error(f"{option}: name at least one of {', '.join(known)}")
+    return chosen
+
+
 # --- command line of a benchmark that sweeps N --------------------------------------
 
 
@@ -187,15 +227,10 @@ def parse_sweep(
 ) -> tuple[argparse.Namespace, Sweep]:
     """The parsed command line, and its shared part validated (a usage error if not)."""
     args = parser.parse_args(argv)
-    try:
-        steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--steps: give whole numbers, e.g. 100,1000")
-    chosen = [s.strip() for s in getattr(args, what).split(",") if s.strip()]
-    if unknown := set(chosen) - set(known):
-        parser.error(f"--{what}: unknown {', '.join(sorted(unknown))}; use {', '.join(known)}")
-    if not steps or steps[0] < 1 or args.resumes < 1:
-        parser.error("--steps and --resumes must be positive")
+    steps = sorted(whole_numbers(parser, "--steps", args.steps))
+    chosen = names(parser, f"--{what}", getattr(args, what), known)
+    if args.resumes < 1:
+        parser.error("--resumes must be at least 1")
     plots = None if args.plots == "none" else Path(args.plots)
     order = [k for k in known if k in chosen]
     return args, Sweep(steps, order, args.resumes, args.cap, args.out, plots)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import ClassVar
 from uuid import UUID
 
+from instant import InstantTool
 from peers import ARGS, RESULT, SUMMARY, TEXT, TOOL, call_id
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel
 
 from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.storage import open_log
@@ -42,22 +42,9 @@ class GrepArgs(BaseModel):
     reason: str
 
 
-class GrepTool:
-    """A pure tool, allowed by policy, that answers at once with the workload's result."""
-
-    name = TOOL
-    description = "Search a file (a benchmark's tool: returns a fixed result)."
-    args_model: ClassVar[type[BaseModel]] = GrepArgs
-    effect = EffectClass.PURE
-    policy = Policy.ALLOW
-
-    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
-        """The fixed result."""
-        return RESULT
-
-    def reconcile(self, idempotency_key: str) -> bool | None:
-        """Nothing to reconcile."""
-        return None
+GREP_TOOL = InstantTool(
+    TOOL, "Search a file (a benchmark's tool: returns a fixed result).", GrepArgs, RESULT
+)
 
 
 class Steps:
@@ -118,7 +105,7 @@ class LogOnly:
         self.path = workdir / f"agentlog-{self.label}.db"
         self.url = f"sqlite:///{self.path}"
         self.steps = Steps()
-        self.tools = ToolRegistry.of([GrepTool()])
+        self.tools = ToolRegistry.of([GREP_TOOL])
         self.model = FunctionModel(self.steps.decide, name=MODEL)
         self.agent_id: UUID | None = None
         self.log: AgentLog | None = None
@@ -222,7 +209,7 @@ def resume_worker(path: Path, key: str) -> int:
     """Open the store as a worker does (views caught up), load the agent and its context."""
     store = open_store(f"sqlite:///{path}", embedded=False)
     try:
-        worker = Worker(store, tools=ToolRegistry.of([GrepTool()]), name=WORKER)
+        worker = Worker(store, tools=ToolRegistry.of([GREP_TOOL]), name=WORKER)
         agent = store.log.get(UUID(key))
         source = transcripts_of(worker) or LogTranscript(store.log)
         return len(source.messages(agent))
