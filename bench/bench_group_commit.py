@@ -19,7 +19,6 @@ The results replace this benchmark's own section of ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import itertools
 import json
@@ -46,6 +45,7 @@ from common import (
     DEFAULT_OUT,
     RAW_INSERT,
     RAW_TABLE,
+    argument_parser,
     fmt,
     log,
     machine_info,
@@ -53,6 +53,7 @@ from common import (
     median,
     preamble,
     raw_connect,
+    whole_numbers,
     write_section,
 )
 
@@ -581,14 +582,14 @@ a store opened as above. Raw sqlite3 as measured beside the runtime threads.
 
 def main() -> None:
     """Parse, measure, write the section."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--ks", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-steps", type=int, default=PROFILE_STEPS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = parser.parse_args()
-    ks = [int(k) for k in opts.ks.split(",")]
+    ks = whole_numbers(parser, "--ks", opts.ks)
     load_start, started = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         runs = measure(Path(folder), ks, opts.seconds, opts.repeats)

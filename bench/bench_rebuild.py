@@ -49,6 +49,7 @@ from common import (
     MODEL,
     MODEL_TEXT,
     TOOL_OUTPUT,
+    argument_parser,
     fmt,
     git_version,
     log,
@@ -1201,7 +1202,7 @@ Wall time of this run: {info.wall_s:,.0f} s. {writing(write)}
 
 def parser() -> argparse.ArgumentParser:
     """The command line's parser (the --child options are internal)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = argument_parser(__doc__)
     p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="(default: %(default)s)")
     p.add_argument("--agents", type=int, default=DEFAULT_AGENTS, help="(default: %(default)s)")
     p.add_argument("--views", default=",".join(VIEWS), help="comma-separated (default: all)")

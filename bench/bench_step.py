@@ -34,7 +34,6 @@ marker comments, appended if missing); the rest of the file is left as it is::
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import inspect
@@ -58,6 +57,7 @@ from common import (
     FLAT_RATIO,
     RAW_INSERT,
     RAW_TABLE,
+    argument_parser,
     db_bytes,
     flat_verdict,
     fmt,
@@ -72,7 +72,7 @@ from common import (
     write_section,
 )
 from eventsourcing.persistence import StoredEvent
-from instant import InstantTool
+from instant import InstantTool, record_step
 from pydantic import BaseModel
 from sqlalchemy import Engine, event
 
@@ -85,7 +85,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import Runtime, Step, StepKind
-from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.values import AgentConfig, Policy, ToolCallRequest
 from agentlog.projections import Projections
 
 P = ParamSpec("P")
@@ -170,17 +170,7 @@ def new_agent(model: str = MODEL) -> Agent:
 def record_round(agent: Agent, call_id: str) -> None:
     """One model step and one tool step, as the runtime records them (same events)."""
     call = ToolCallRequest(call_id=call_id, tool=NOOP, args={})
-    agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
-    response = agent.version
-    agent.call_tool(
-        call,
-        effect=EffectClass.PURE,
-        policy=Policy.ALLOW,
-        actor=f"model:{MODEL}",
-        caused_by=response,
-    )
-    agent.start_tool(call_id, worker_id=WORKER)
-    agent.succeed(call_id, None, actor=f"worker:{WORKER}")
+    record_step(agent, call, MODEL_TEXT, None, model=MODEL, worker=WORKER)
 
 
 def compact(agent: Agent) -> None:
@@ -1379,7 +1369,7 @@ Mean µs per step; "views" is the catch-up of all views before each turn, in its
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--lengths",
         default=",".join(map(str, DEFAULT_LENGTHS)),

@@ -18,7 +18,6 @@ The tables and a short reading of them go to ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import sqlite3
@@ -43,6 +42,7 @@ from common import (
     RAW_INSERT,
     RAW_TABLE,
     TOOL_OUTPUT,
+    argument_parser,
     db_bytes,
     flat_verdict,
     fmt,
@@ -620,7 +620,7 @@ def render(
 
 def parse_args(argv: list[str] | None) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--sizes",
         default=",".join(map(str, DEFAULT_SIZES)),

@@ -160,6 +160,11 @@ def flat_verdict(values: Sequence[float], what: str = "length") -> str:
 # --- command line -------------------------------------------------------------------
 
 
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by the first paragraph of its docstring."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+
+
 def whole_numbers(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
     """``option``'s comma-separated positive whole numbers, unique, in the order given
     (a usage error if there are none, or any other)."""
@@ -211,7 +216,7 @@ def sweep_parser(
 ) -> argparse.ArgumentParser:
     """A parser with the options every sweep takes (``--steps``, ``--{what}``,
     ``--resumes``, ``--cap``, ``--out``, ``--plots``); the script adds its own."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser = argument_parser(doc)
     add = parser.add_argument
     add("--steps", default=",".join(map(str, steps)), help="history lengths (marks) in steps")
     add(f"--{what}", default=",".join(known), help=f"{what}, comma-separated (default: all)")

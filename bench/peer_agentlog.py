@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 from uuid import UUID
 
-from instant import InstantTool
+from instant import InstantTool, record_step
 from peers import ARGS, RESULT, SUMMARY, TEXT, TOOL, call_id
 from pydantic import BaseModel
 
@@ -22,7 +22,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import LogTranscript, Runtime, StepKind, TranscriptSource
-from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.values import AgentConfig, Policy, ToolCallRequest
 
 MODEL = "bench"
 WORKER = "bench-worker"
@@ -59,20 +59,10 @@ class Steps:
         return Decision(text=TEXT, tool_calls=(call,))
 
 
-def record_step(agent: Agent, step: int) -> None:
+def record(agent: Agent, step: int) -> None:
     """One step with the Agent's commands: the same events the runtime records."""
     call = ToolCallRequest(call_id=call_id(step), tool=TOOL, args=ARGS)
-    agent.record_model_response(TEXT, model=MODEL, tool_calls=(call,))
-    response = agent.version
-    agent.call_tool(
-        call,
-        effect=EffectClass.PURE,
-        policy=Policy.ALLOW,
-        actor=f"model:{MODEL}",
-        caused_by=response,
-    )
-    agent.start_tool(call.call_id, worker_id=WORKER)
-    agent.succeed(call.call_id, RESULT, actor=f"worker:{WORKER}")
+    record_step(agent, call, TEXT, RESULT, model=MODEL, worker=WORKER)
 
 
 def build_log(path: Path, steps: int) -> UUID:
@@ -84,7 +74,7 @@ def build_log(path: Path, steps: int) -> UUID:
         agent.start_task("Migrate every module off the old config loader.")
         saved = 0
         for step in range(steps):
-            record_step(agent, step)
+            record(agent, step)
             if (step + 1) % COMPACT_EVERY == 0:
                 agent.compact(agent.version, SUMMARY, summarizer="bench-summarizer")
             if agent.version - saved >= BUILD_EVENTS:
