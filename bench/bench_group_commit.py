@@ -42,7 +42,6 @@ from bench_step import (
     new_agent,
 )
 from common import (
-    DEFAULT_OUT,
     RAW_INSERT,
     RAW_TABLE,
     argument_parser,
@@ -587,7 +586,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-steps", type=int, default=PROFILE_STEPS)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = parser.parse_args()
     ks = whole_numbers(parser, "--ks", opts.ks)
     load_start, started = os.getloadavg()[0], time.monotonic()

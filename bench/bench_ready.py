@@ -24,7 +24,6 @@ from pathlib import Path
 from uuid import UUID
 
 from common import (
-    DEFAULT_OUT,
     argument_parser,
     db_bytes,
     flat_verdict,
@@ -159,7 +158,6 @@ def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = parser.parse_args()
     sizes = whole_numbers(parser, "--sizes", opts.sizes)
     load_start, started = os.getloadavg()[0], time.monotonic()

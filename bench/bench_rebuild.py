@@ -44,7 +44,6 @@ from uuid import UUID
 
 import common
 from common import (
-    DEFAULT_OUT,
     GOAL,
     MODEL,
     MODEL_TEXT,
@@ -1206,7 +1205,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="(default: %(default)s)")
     p.add_argument("--agents", type=int, default=DEFAULT_AGENTS, help="(default: %(default)s)")
     p.add_argument("--views", default=",".join(VIEWS), help="comma-separated (default: all)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="(default: docs/benchmarks.md)")
     p.add_argument(
         "--profile-events",
         type=int,

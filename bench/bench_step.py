@@ -53,7 +53,6 @@ from typing import ParamSpec, TypeVar
 from uuid import UUID
 
 from common import (
-    DEFAULT_OUT,
     FLAT_RATIO,
     RAW_INSERT,
     RAW_TABLE,
@@ -1374,12 +1373,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--lengths",
         default=",".join(map(str, DEFAULT_LENGTHS)),
         help="history lengths in events, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="markdown report whose bench_step section is replaced (default: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--steps",

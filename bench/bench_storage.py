@@ -34,7 +34,6 @@ from uuid import UUID
 
 from common import (
     CORE_PACKAGES,
-    DEFAULT_OUT,
     FLAT_RATIO,
     GOAL,
     MODEL,
@@ -630,12 +629,6 @@ def parse_args(argv: list[str] | None) -> Options:
         "--engines",
         default=",".join(ENGINES),
         help="storage engines, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="markdown report to write (default: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--runs",

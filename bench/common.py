@@ -160,9 +160,14 @@ def flat_verdict(values: Sequence[float], what: str = "length") -> str:
 # --- command line -------------------------------------------------------------------
 
 
-def argument_parser(doc: str | None) -> argparse.ArgumentParser:
-    """A benchmark's parser, described by the first paragraph of its docstring."""
-    return argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+def argument_parser(doc: str | None, out: Path = DEFAULT_OUT) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by the first paragraph of its docstring, with the
+    ``--out`` every benchmark takes: the page whose section it replaces."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    described = f"markdown page whose section is replaced (default: {shown})"
+    parser.add_argument("--out", type=Path, default=out, help=described)
+    return parser
 
 
 def whole_numbers(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
@@ -222,7 +227,6 @@ def sweep_parser(
     add(f"--{what}", default=",".join(known), help=f"{what}, comma-separated (default: all)")
     add("--resumes", type=int, default=resumes, help="fresh processes per point")
     add("--cap", type=float, default=cap_s, help="time cap in seconds (see Method)")
-    add("--out", type=Path, default=DEFAULT_OUT, help="report whose section is replaced")
     add("--plots", default=str(DOCS / "img"), help="folder for the PNG plots, or 'none'")
     return parser
 
