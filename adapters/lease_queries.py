@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, Table, case, select
@@ -19,6 +19,8 @@ class Candidates:
     """Unleased, expired, this process's own, or held by a process known to be gone."""
     held: list[UUID]
     """Held by a live lease of another worker: busy elsewhere."""
+    versions: dict[UUID, int] = field(default_factory=dict)
+    """Each agent's version as the runnable view has it."""
 
 
 @dataclass(frozen=True)
@@ -39,19 +41,26 @@ def candidates(
     live = LEASES.c.expires_at >= now(engine)
     leased = case((live, 1), else_=0)
     query = (
-        select(runnable.c.agent_id, LEASES.c.owner, LEASES.c.taken_at, live.label("live"))
+        select(
+            runnable.c.agent_id,
+            runnable.c.version,
+            LEASES.c.owner,
+            LEASES.c.taken_at,
+            live.label("live"),
+        )
         .outerjoin(LEASES, LEASES.c.agent_id == runnable.c.agent_id)
         .where(runnable.c.runnable.is_(True))
         .order_by(leased, runnable.c.since)
         .limit(limit)
     )
-    free: list[UUID] = []
-    held: list[UUID] = []
+    found = Candidates([], [])
     for row in conn.execute(query):
         elsewhere = row.live and row.owner != owner
         busy = elsewhere and not owner_gone(row.owner, row.taken_at, gone)
-        (held if busy else free).append(UUID(row.agent_id))
-    return Candidates(free, held)
+        agent_id = UUID(row.agent_id)
+        (found.held if busy else found.free).append(agent_id)
+        found.versions[agent_id] = row.version
+    return found
 
 
 def holdings(conn: Connection, engine: Engine, gone: WorkerGone) -> list[Holding]:

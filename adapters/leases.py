@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from sqlalchemy import (
     Column,
@@ -57,6 +57,8 @@ from agentlog.adapters.lease_writes import EngineWrites, LeaseWrites
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.domain.claims import WorkerGone
 
+VIEWS_LEASE = uuid5(NAMESPACE_URL, "agentlog:views")
+"""Not an agent's lease: the store's view follower's (``adapters/view_follower.py``)."""
 LEASE_SECONDS = 30.0
 """How long a lease lasts unless renewed (renewed every third of it while a turn runs)."""
 
@@ -72,7 +74,7 @@ LEASES = Table(
 )
 _instances = itertools.count(1)
 
-__all__ = ["LEASES", "LEASE_SECONDS", "Lease", "Leases", "new_owner", "owner_gone"]
+__all__ = ["LEASES", "LEASE_SECONDS", "VIEWS_LEASE", "Lease", "Leases", "new_owner", "owner_gone"]
 
 
 def new_owner() -> str:

@@ -3,8 +3,8 @@ runnable view. Stateless between steps: kill one anywhere and another carries on
 
 A step commits what the protocol needs and nothing else: the model's context comes
 from the log (``LogTranscript``: the latest compaction and what followed), and the
-views catch up once per pass of the work loop, for all views together, never inside
-or between one agent's steps (docs/projections.md).
+views catch up for all views together, never inside or between one agent's steps
+(docs/projections.md).
 
 Told to stop (``stop``, set by the worker command on SIGINT/SIGTERM), a worker finishes
 or abandons its current step (``Runtime``'s ``interrupt``) and starts nothing more. The
@@ -13,7 +13,9 @@ this host whose process is gone ends at once (``adapters/liveness.py``).
 
 With ``concurrency`` K, up to K agents' turns run at once, in threads
 (``adapters/turn_pool.py``); each agent is advanced by one worker at a time, the one
-holding its lease (``adapters/leases.py``). The views still catch up once per pass."""
+holding its lease (``adapters/leases.py``). One worker of a store at a time catches the
+views up, in a thread of its own (``adapters/view_follower.py``); or none, with
+``follow_views=False``, when ``agentlog projections run`` follows the log."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from uuid import UUID
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.group_commit import unwrapped
+from agentlog.adapters.idle_agents import IdleAgents
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.lease_queries import candidates
 from agentlog.adapters.lease_writes import writes_for
@@ -39,6 +42,7 @@ from agentlog.adapters.models import UnbuiltModel, model_for
 from agentlog.adapters.outages import Outage, is_outage
 from agentlog.adapters.tools import ToolRegistry, builtin_tools
 from agentlog.adapters.turn_pool import TurnPool
+from agentlog.adapters.view_follower import ViewFollower
 from agentlog.adapters.views import Store
 from agentlog.adapters.worker_pools import fit_pools
 from agentlog.domain.application import require_agent
@@ -82,6 +86,7 @@ class Worker:
         self.stop = threading.Event()
         self.outage: Outage | None = None  # while working: outcomes wait out outages
         self._leases: Leases | None = None
+        self._idle = IdleAgents()  # agents just found with nothing to do
 
     def runtime_for(self, agent_id: UUID, *, on_unbuilt: Warn | None = None) -> Runtime:
         """A runtime with the models the agent's config names (its model, its summarizer).
@@ -135,6 +140,7 @@ class Worker:
         stop: threading.Event | None = None,
         turn: int = 50,
         say: Callable[[str], None] = log.warning,
+        follow_views: bool = True,
     ) -> None:
         """Take runnable agents from the view, in random order, until stopped (or idle).
 
@@ -148,6 +154,12 @@ class Worker:
         the steps under way finish (or are abandoned, see ``Runtime``) and nothing more
         starts. While the database is unavailable, the loop waits with backoff (``say``
         tells when an outage starts and ends) and carries on after.
+
+        The views (the runnable view among them) are caught up by one worker of the store
+        at a time, the holder of the views' lease, in a thread of its own
+        (:class:`ViewFollower`); with ``follow_views=False`` never by this worker (run
+        ``agentlog projections run`` beside the workers). Exiting when idle, a worker
+        first catches the views up itself, and exits only if they still show no work.
         """
         if stop is not None:
             self.stop = stop
@@ -161,9 +173,10 @@ class Worker:
         record = partial(_record_serially, serial, on_step)
         runtime_for = partial(self.runtime_for, on_unbuilt=_Once(on_unbuilt or _log_unbuilt))
         run_turn = LeasedTurn(keeper, runtime_for, record, turn)
-        with keeper:
+        views = ViewFollower(self.store.views, keeper, every=poll) if follow_views else None
+        with keeper, views or contextlib.nullcontext():
             try:
-                self._loop(pool, run_turn, poll, exit_when_idle)
+                self._loop(pool, run_turn, poll, exit_when_idle, views)
             except BaseException:
                 stop.set()  # the turns under way end soon, then this error goes on
                 raise
@@ -185,9 +198,11 @@ class Worker:
         run_turn: Callable[[UUID, int], list[Step]],
         poll: float,
         exit_when_idle: bool,
+        views: ViewFollower | None,
     ) -> None:
         stop, outage = self.stop, self.outage
         assert outage is not None
+        looked = views is None  # whether the views were caught up since the last progress
         while not stop.is_set():
             try:
                 steps = self._pass(pool, run_turn)
@@ -198,38 +213,55 @@ class Worker:
                 continue
             outage.over()
             if any(step.progressed for step in steps):
+                if views is not None:
+                    views.nudge()
+                    looked = False
                 continue
             _flush(self.leases())  # before waiting: leave the agents it is done with to others
             if pool.busy:  # turns under way: look again when one ends
                 pool.wait_any(poll)
                 continue
+            if views is not None and views.behind():  # its own steps are not in them yet
+                views.settle(poll)
+                continue
             busy = any(step.kind is StepKind.BUSY for step in steps)
             if exit_when_idle and not busy:
-                return  # nothing runnable, and no call running elsewhere to wait for
+                if looked or views is None:
+                    return  # nothing runnable, and no call running elsewhere to wait for
+                views.catch_up_now()  # the views may be behind this worker's own steps
+                looked = True
+                continue
             stop.wait(poll)
 
     def _pass(self, pool: TurnPool, run_turn: Callable[[UUID, int], list[Step]]) -> list[Step]:
-        """One pass: the views catch up once, then each runnable agent not leased elsewhere
-        gets a turn as a slot frees; the steps of the turns that ended meanwhile."""
+        """One pass: each runnable agent (as the views stand) not leased elsewhere gets a
+        turn as a slot frees; the steps of the turns that ended meanwhile."""
         if not pool.wait_for_slot():
-            return pool.harvest()
+            return self._harvest(pool)
+        ended = self._harvest(pool)  # first: an agent whose turn just ended may look runnable
         free, held = self._candidates(pool.agents)
         random.shuffle(free)  # several workers: fewer collisions
         for agent_id in free:
             if not pool.start(agent_id, run_turn):
                 break
-        return [leased_elsewhere(agent_id) for agent_id in held] + pool.harvest()
+        return ended + [leased_elsewhere(agent_id) for agent_id in held] + self._harvest(pool)
+
+    def _harvest(self, pool: TurnPool) -> list[Step]:
+        """The steps of the turns that ended; those with nothing more to do are noted."""
+        steps = pool.harvest()
+        self._idle.note(steps)
+        return steps
 
     def _candidates(self, running: set[UUID]) -> tuple[list[UUID], list[UUID]]:
         views, leases = self.store.views, self.leases()
-        views.catch_up_quietly()
         limit = max(PASS_SIZE, 4 * self.concurrency)
         with views.engine.connect() as conn:
             table = views.table(conn, "runnable")
             found = candidates(
                 conn, table, views.engine, owner=leases.owner, limit=limit, gone=self.gone
             )
-        return [a for a in found.free if a not in running], found.held
+        free = [a for a in found.free if a not in running]
+        return self._idle.worth_a_look(free, found.versions), found.held
 
     def runnable(self) -> list[UUID]:
         """Agents a worker may advance now (the views caught up first, in one pass)."""

@@ -540,7 +540,7 @@ raw run measured right after it (the machine is shared: its load moves between r
 ## The worker loop: `Worker(concurrency=K)`
 
 The same model and tool driven by the real work loop (`Worker.work`: leases, the views
-caught up once per pass, turns of 50 steps), with twice as many runnable agents as K, on
+caught up beside the turns, turns of 50 steps), with twice as many runnable agents as K, on
 a store opened as above. Raw sqlite3 as measured beside the runtime threads.
 
 {worker_table(runs, ks)}

@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import Engine, inspect
 
 from agentlog.adapters.lease_queries import Holding, holdings
-from agentlog.adapters.leases import LEASES
+from agentlog.adapters.leases import LEASES, VIEWS_LEASE
 from agentlog.adapters.liveness import worker_gone
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
@@ -25,7 +25,8 @@ def workers(settings: Settings, as_json: bool) -> None:
     One line per agent a worker is advancing now: the holder (host:pid#n/slot), when it
     took the agent, and the seconds left on its lease, by the database's clock. A lease
     is "expired" once its time is up and "gone" when its worker ran on this host and its
-    process is gone: either way, the next worker takes the agent over.
+    process is gone: either way, the next worker takes the agent over. The line whose
+    agent is "views" is the worker that keeps the views caught up.
     """
     with settings.store(catch_up=False) as store:
         engine = store.views.engine
@@ -48,7 +49,7 @@ def holdings_in(engine: Engine) -> list[Holding]:
 def _json(holding: Holding) -> dict[str, Any]:
     state = "gone" if holding.gone else "expired" if holding.expires_in < 0 else "held"
     return {
-        "agent_id": holding.agent_id,
+        "agent_id": "views" if holding.agent_id == VIEWS_LEASE else holding.agent_id,
         "holder": holding.holder,
         "since": render.iso(datetime.fromtimestamp(holding.taken_at, UTC)),
         "expires_in": round(holding.expires_in, 1),

@@ -179,6 +179,14 @@ def settle(settings: Settings, agent: str, call_id: str, happened: bool, person:
     show_default=True,
     help="With --concurrency above 1: saves made at once share one transaction.",
 )
+@click.option(
+    "--views",
+    type=click.Choice(["follow", "leave"]),
+    default="follow",
+    show_default=True,
+    help="follow: one worker of the store at a time keeps the views caught up; "
+    "leave: none does (run `agentlog projections run` beside the workers).",
+)
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no agent is runnable.")
 @click.option("--quiet", is_flag=True, help="No warnings about models that cannot be built.")
 @pass_settings
@@ -190,6 +198,11 @@ def worker(settings: Settings, /, processes: int, **options: Any) -> None:
     --no-group-commit. An agent is advanced by one worker at a time: its turn holds a
     lease in the store's database, renewed while it runs. A worker that dies leaves its
     leases to expire (--lease), or to be taken over at once by a worker on its host.
+
+    Workers find their work in the runnable view. One worker of the store at a time
+    keeps the views caught up, in a thread of its own (it holds the views' lease,
+    shown by `agentlog workers`); with --views leave none does, and `agentlog
+    projections run` must follow the log instead.
 
     An agent whose model cannot be built (unknown spec, missing API key, no script
     file) is not skipped: each attempt is recorded as ModelFailed, so its limit
@@ -238,6 +251,7 @@ class WorkOptions:
     group_commit: bool
     exit_when_idle: bool
     quiet: bool
+    views: str = "follow"
 
 
 def _forwarder(children: Sequence[BaseProcess]) -> Callable[[int], None]:
@@ -268,7 +282,7 @@ def _child(settings: Settings, work: WorkOptions) -> None:
 
 def _work(settings: Settings, work: WorkOptions, *signals: signal.Signals) -> int | None:
     """Work until idle or stopped by one of ``signals``; the exit code if one did."""
-    # Not embedded: a step commits its events only; the loop catches views up between turns.
+    # Not embedded: a step commits its events only; the views are caught up beside the turns.
     group_commit = work.group_commit and work.concurrency > 1  # one thread: nothing to share
     with settings.store(
         embedded=False, catch_up=False, create=True, group_commit=group_commit
@@ -285,6 +299,7 @@ def _work(settings: Settings, work: WorkOptions, *signals: signal.Signals) -> in
                 on_unbuilt=None if work.quiet else _warn_unbuilt,
                 stop=stop,
                 say=_say,
+                follow_views=work.views == "follow",
             )
     return stopping.exit_code
 
