@@ -157,7 +157,12 @@ def test_with_views_left_to_a_follower_no_worker_moves_them(
     subprocess.run(follower, check=True, capture_output=True)  # the runnable view has them
     before = positions(store.views)
     leaving = worker(url, tmp_path, "-k", "2", "--views", "leave", "--exit-when-idle")
-    assert leaving.wait(timeout=120) == 0
+    try:
+        assert leaving.wait(timeout=120) == 0
+    finally:
+        if leaving.poll() is None:  # it never went idle: do not leave it running
+            leaving.kill()
+            leaving.wait()
     assert all_done(store, made)
     assert positions(store.views) == before  # the worker caught nothing up
     assert max(before.values()) < head(store)
