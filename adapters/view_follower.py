@@ -20,6 +20,7 @@ off one agent: a view a moment behind costs a look at an agent with nothing to d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -43,9 +44,17 @@ class ViewFollower:
     """While entered, keeps the views caught up whenever this worker holds their lease."""
 
     def __init__(
-        self, views: Projections, keeper: LeaseKeeper, every: float, gap: float = GAP
+        self,
+        views: Projections,
+        keeper: LeaseKeeper,
+        every: float,
+        gap: float = GAP,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         self.views, self.keeper, self.every, self.gap = views, keeper, every, min(gap, every)
+        self.stop = stop or threading.Event()
+        """The worker's: once set, a catch-up under way ends after its batch."""
         self.retry = max(every, 1.0)
         """Seconds between tries to take the lease while another worker holds it."""
         self._lease: Lease | None = None
@@ -82,8 +91,14 @@ class ViewFollower:
     def catch_up_now(self) -> None:
         """Catch the views up in this thread, whoever holds the lease (a worker about to
         exit once idle looks at views that include everything saved so far)."""
-        with self._catching_up:
-            self.views.catch_up_quietly()
+        # Stopped, the positions stand where the last batch left them.
+        with self._catching_up, contextlib.suppress(_StoppedError):
+            self.views.catch_up_quietly(self._go_on)
+
+    def _go_on(self, done: int, head: int) -> None:
+        """After each batch: a worker told to stop does not wait for the views' tail."""
+        if self.stop.is_set() or self._done.is_set():
+            raise _StoppedError
 
     def __enter__(self) -> ViewFollower:
         self._done.clear()
@@ -149,6 +164,10 @@ class ViewFollower:
             self.keeper.hold(lease)
             self._lease = lease
         return lease is not None
+
+
+class _StoppedError(Exception):
+    """The worker stops: the catch-up under way ends after its batch."""
 
 
 __all__ = ["VIEWS_LEASE", "VIEWS_SLOT", "ViewFollower"]

@@ -191,7 +191,8 @@ class Worker:
         record = partial(_record_serially, serial, on_step)
         runtime_for = partial(self.runtime_for, on_unbuilt=_Once(on_unbuilt or _log_unbuilt))
         run_turn = LeasedTurn(keeper, runtime_for, record, turn)
-        views = ViewFollower(self.store.views, keeper, every=poll) if follow_views else None
+        follower = ViewFollower(self.store.views, keeper, every=poll, stop=stop)
+        views = follower if follow_views else None
         with keeper, views or contextlib.nullcontext():
             try:
                 self._loop(pool, run_turn, poll, exit_when_idle, views)
