@@ -98,9 +98,12 @@ def compact_with_model(
 def safe_cut(log: AgentLog, agent: Agent, through: int | None = None) -> Cut:
     """Where a compaction of ``agent`` (as loaded) may cut: ``through`` if it splits no
     tool call from its result, else :class:`CompactionSplitsCallError` naming the nearest
-    safe versions; by default the latest version that splits none. Reads the context."""
-    found = spans(TranscriptBuilder().apply(log.context_events(agent)).entries())
+    safe versions; by default the latest version that splits none. Reads the context.
+    A version out of range is left to the compaction's own check."""
     low = agent.compacted_through
+    if through is not None and not low < through <= agent.version:
+        return Cut(through)
+    found = spans(TranscriptBuilder().apply(log.context_events(agent)).entries())
     if through is None:
         return latest_cut(agent.id, found, agent.version, low)
     return Cut(check_cut(agent.id, found, through, low))

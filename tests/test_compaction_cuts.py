@@ -147,6 +147,17 @@ def test_compact_by_default_stops_before_a_call_that_has_no_result_and_says_so(
     assert [m.role for m in context] == ["user", "assistant", "tool"]
 
 
+@pytest.mark.parametrize("how", [("--summary", "s"), ("--model", "scripted:sum.json")])
+def test_compact_out_of_range_with_a_call_open_says_so(
+    cli: CliRunner, sqlite_url: str, how: tuple[str, str]
+) -> None:
+    agent_id = agent_with_a_call(cli, sqlite_url, done=False)
+    result = run(cli, "compact", agent_id, "--through", "99", *how)
+    assert result.exit_code == 1
+    assert "version 99" in result.output  # the range is what is wrong, not a split call
+    assert "split" not in result.output
+
+
 def test_compact_by_default_with_nothing_safe_to_cover_is_refused(
     cli: CliRunner, sqlite_url: str
 ) -> None:
