@@ -1304,7 +1304,8 @@ def method(opts: Options) -> str:
   `FunctionModel` that answers at once with {len(MODEL_TEXT)} characters of text and one
   call of a no-op tool (pure, policy allow); it records ModelResponded + ToolCalled in one
   save. A **tool step** saves ToolStarted (the claim, before the tool runs), runs the
-  no-op tool in the runtime's thread, reloads, and saves ToolSucceeded: two saves.
+  no-op tool in the runtime's thread, and saves ToolSucceeded (on the agent as it
+  claimed the call, without reloading it): two saves.
 - Histories: for each N, a fresh SQLite file (native engine) holding one agent of about
   N events, recorded with the Agent's commands (the same events the runtime records),
   saved {BATCH_EVENTS:,} events per save with snapshots at the default interval

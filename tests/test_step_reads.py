@@ -18,7 +18,15 @@ from pydantic import BaseModel, JsonValue
 from agentlog.adapters.mapper import inflate
 from agentlog.adapters.scripted import ScriptedModel
 from agentlog.adapters.storage import open_log, sqlite_path
-from agentlog.domain import Agent, AgentConfig, AgentLog, EffectClass, Policy, ToolCallRequest
+from agentlog.domain import (
+    Agent,
+    AgentConfig,
+    AgentLog,
+    Aggregate,
+    EffectClass,
+    Policy,
+    ToolCallRequest,
+)
 from agentlog.domain.chain import args_hash, event_digest
 from agentlog.domain.log_transcript import LogTranscript
 from agentlog.domain.ports import Decision
@@ -107,7 +115,7 @@ class Worker:
         kind = self.runtime.advance(self.agent_id).kind
         return kind, self.reads - before
 
-    def events(self) -> list[Agent.Event]:
+    def events(self) -> list[Aggregate.Event]:
         """The agent's stored events (read by the other log)."""
         return list(self.other.events_of(self.agent_id))
 
@@ -183,6 +191,8 @@ def test_a_message_stored_while_the_tool_runs_is_read_before_its_outcome_is_reco
     worker.tool.meanwhile = lambda: None
     assert worker.step()[0] is StepKind.MODEL  # what is kept is the agent as stored
     assert len(worker.tool.runs) == 1
+    kept = worker.log.take(worker.agent_id)
+    assert kept.state() == worker.other.get(worker.agent_id).state()
 
 
 def test_a_cancel_while_the_tool_runs_is_read_before_its_outcome_is_recorded(
