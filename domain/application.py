@@ -175,9 +175,7 @@ class AgentLog(Application[UUID]):
         if self.kept is None:
             return self.get(agent_id)
         kept = self.kept.borrow(agent_id)
-        since = None
-        if kept is not None and check_from is not None and isinstance(kept, Agent):
-            since = check_from(kept)
+        since = check_from(kept) if check_from is not None and isinstance(kept, Agent) else None
         if kept is None:
             agent, tail = self._load(agent_id, None), None
         elif since is None:

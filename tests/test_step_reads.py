@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +28,9 @@ from agentlog.domain import (
     Policy,
     ToolCallRequest,
 )
+from agentlog.domain.call_check import check_from
 from agentlog.domain.chain import args_hash, event_digest
+from agentlog.domain.errors import BrokenChainError
 from agentlog.domain.log_transcript import LogTranscript
 from agentlog.domain.ports import Decision
 from agentlog.domain.runtime import Runtime, StepKind
@@ -321,3 +324,52 @@ def test_an_edit_of_what_the_worker_stored_itself_is_refused(
         assert len(worker.tool.runs) == 1  # the first call's run, never the edited one
     finally:
         worker.close()
+
+
+# --- the rows read with a kept agent serve its call check once, while it is unchanged --
+
+
+def kept_with_a_call(worker: Worker) -> Agent:
+    """The agent as the worker keeps it after a model step (one open call), taken with
+    the call check's rows."""
+    assert worker.step()[0] is StepKind.MODEL
+    return worker.log.take(worker.agent_id, check_from=check_from)
+
+
+def test_the_rows_read_with_a_kept_agent_are_its_chained_events_once(worker: Worker) -> None:
+    agent = kept_with_a_call(worker)
+    (call,) = agent.calls.values()
+    since = check_from(agent)
+    assert since == call.asked_version
+    fresh = worker.other.chained_events(worker.other.get(worker.agent_id), since)
+    before = worker.reads
+    assert worker.log.chained_events(agent, since) == fresh
+    assert worker.reads == before  # from the take's read
+    assert worker.log.chained_events(agent, since) == fresh
+    assert worker.reads == before + 1  # once only: then the store is read again
+
+
+def test_the_rows_read_with_a_kept_agent_do_not_serve_it_once_changed(worker: Worker) -> None:
+    agent = kept_with_a_call(worker)
+    since = check_from(agent)
+    assert since is not None
+    agent.receive_user_message("not saved")
+    before = worker.reads
+    with pytest.raises(BrokenChainError, match="do not end at the agent's head"):
+        worker.log.chained_events(agent, since)
+    assert worker.reads == before + 1
+
+
+def test_the_rows_read_with_a_kept_agent_serve_only_the_thread_holding_it(
+    worker: Worker,
+) -> None:
+    agent = kept_with_a_call(worker)
+    since = check_from(agent)
+    assert since is not None
+    before = worker.reads
+    thread = threading.Thread(target=worker.log.chained_events, args=(agent, since))
+    thread.start()
+    thread.join()
+    assert worker.reads == before + 1  # another thread reads for itself
+    worker.log.chained_events(agent, since)
+    assert worker.reads == before + 1  # the holder still gets the rows read with it
