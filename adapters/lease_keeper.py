@@ -5,27 +5,44 @@ renewal cannot wait for the turn's next step: a thread renews every held lease e
 third of the lease's life. A lease another worker took meanwhile is marked lost (its
 turn ends after the step under way); a renewal the database refuses (an outage) is
 tried again next time, and the lease counts as held only until its known expiry.
+
+The same thread sweeps: when it starts and then every ``sweep_every`` seconds, it
+deletes the rows of leases expired for longer than ``sweep_grace`` (``Leases.sweep``),
+left by workers that were killed. Any worker may do it (one statement, only long-expired
+rows), so nothing depends on the killed worker's host.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import TracebackType
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from agentlog.adapters.leases import Lease, Leases
+from agentlog.adapters.leases import SWEEP_EVERY, SWEEP_GRACE, Lease, Leases
 
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """While entered, renews the leases it was given to hold, every ``every`` seconds."""
+    """While entered, renews the leases it was given to hold, every ``every`` seconds,
+    and sweeps long-expired leases every ``sweep_every`` seconds (None: never)."""
 
-    def __init__(self, leases: Leases, every: float | None = None) -> None:
+    def __init__(
+        self,
+        leases: Leases,
+        every: float | None = None,
+        *,
+        sweep_every: float | None = SWEEP_EVERY,
+        sweep_grace: float = SWEEP_GRACE,
+    ) -> None:
         self.leases = leases
         self.every = leases.seconds / 3 if every is None else every
+        self.sweep_every, self.sweep_grace = sweep_every, sweep_grace
+        self.swept_at: float | None = None
+        """When the last sweep ran (``time.monotonic()``); None before the first."""
         self._held: dict[int, Lease] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -54,6 +71,22 @@ class LeaseKeeper:
         for lease in lost:
             log.warning("agent %s: lease taken by another worker", lease.agent_id)
 
+    def sweep_if_due(self) -> None:
+        """Sweep if none ran yet, or the last one is ``sweep_every`` seconds old (an
+        outage: tried again next time)."""
+        if self.sweep_every is None:
+            return
+        if self.swept_at is not None and time.monotonic() - self.swept_at < self.sweep_every:
+            return
+        try:
+            swept = self.leases.sweep(self.sweep_grace)
+        except SQLAlchemyError as e:
+            log.debug("leases not swept: %s", e)
+            return
+        self.swept_at = time.monotonic()
+        if swept:
+            log.info("swept %d leases expired over %.0fs ago", swept, self.sweep_grace)
+
     def __enter__(self) -> LeaseKeeper:
         self._done.clear()
         self._thread = threading.Thread(target=self._run, name="agentlog-leases", daemon=True)
@@ -71,8 +104,10 @@ class LeaseKeeper:
             self._thread.join()
 
     def _run(self) -> None:
+        self.sweep_if_due()  # when the worker starts: before it waits, so it always runs
         while not self._done.wait(self.every):
             self.renew_all()
+            self.sweep_if_due()
 
 
 __all__ = ["LeaseKeeper"]

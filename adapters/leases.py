@@ -8,7 +8,10 @@ statement (an upsert that only overwrites a lease that expired or is this proces
 own), renewed while the turn runs, and deleted when it ends (with the worker's next take,
 in the same transaction). A lease whose expiry passed
 is taken over; so is one whose holder ran on this host and whose process is gone
-(``adapters/liveness.py``), at once.
+(``adapters/liveness.py``), at once. The row of a lease nobody gave back (its worker was
+killed) is deleted by a sweep once it has been expired for a grace period: workers sweep
+when they start and every few minutes (``LeaseKeeper``), operators with ``agentlog
+workers --sweep``.
 
 Leases are operational, not facts about an agent: they are not in the event log, and
 nothing that must be true depends on them. Two workers that both think they hold an
@@ -61,6 +64,11 @@ VIEWS_LEASE = uuid5(NAMESPACE_URL, "agentlog:views")
 """Not an agent's lease: the store's view follower's (``adapters/view_follower.py``)."""
 LEASE_SECONDS = 30.0
 """How long a lease lasts unless renewed (renewed every third of it while a turn runs)."""
+SWEEP_GRACE = 300.0
+"""How long an expired lease's row stays (``agentlog workers`` shows it) before a sweep
+deletes it."""
+SWEEP_EVERY = 300.0
+"""Seconds between a worker's sweeps (it also sweeps when it starts)."""
 
 metadata = MetaData()
 LEASES = Table(
@@ -74,7 +82,17 @@ LEASES = Table(
 )
 _instances = itertools.count(1)
 
-__all__ = ["LEASES", "LEASE_SECONDS", "VIEWS_LEASE", "Lease", "Leases", "new_owner", "owner_gone"]
+__all__ = [
+    "LEASES",
+    "LEASE_SECONDS",
+    "SWEEP_EVERY",
+    "SWEEP_GRACE",
+    "VIEWS_LEASE",
+    "Lease",
+    "Leases",
+    "new_owner",
+    "owner_gone",
+]
 
 
 def new_owner() -> str:
@@ -190,6 +208,17 @@ class Leases:
             if releases is not None:
                 with self.writes.transaction() as execute:
                     execute(releases)
+
+    def sweep(self, older_than: float = SWEEP_GRACE) -> int:
+        """Delete, in one statement, the leases that expired more than ``older_than``
+        seconds ago by the database's clock (rows of workers that died); how many. A live
+        lease is never deleted, nor one taken over meanwhile: the condition is checked on
+        the row as it is when deleted."""
+        if not older_than >= 0:  # also refuses NaN
+            raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than}")
+        stale = LEASES.c.expires_at < now(self.engine) - older_than
+        with self.writes.transaction() as execute:
+            return len(execute(delete(LEASES).where(stale).returning(LEASES.c.agent_id)))
 
     @contextmanager
     def _releasing(self) -> Iterator[Executable | None]:

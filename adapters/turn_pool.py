@@ -15,9 +15,10 @@ to be shared.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from uuid import UUID
 
 from agentlog.domain.runtime import Step
@@ -38,6 +39,9 @@ class TurnPool:
         self._free = list(range(size - 1, -1, -1))
         self._running: dict[Future[list[Step]], tuple[UUID, int]] = {}
         self._ended: list[Future[list[Step]]] = []
+        # Each turn puts its future here as it ends: waiting for one is one queue read,
+        # not a waiter installed on every running future (concurrent.futures.wait).
+        self._done: queue.SimpleQueue[Future[list[Step]]] = queue.SimpleQueue()
 
     @property
     def agents(self) -> set[UUID]:
@@ -60,17 +64,25 @@ class TurnPool:
         if not self.wait_for_slot():
             return False
         slot = self._free.pop()
-        self._running[self._executor.submit(turn, agent_id, slot)] = (agent_id, slot)
+        future = self._executor.submit(turn, agent_id, slot)
+        self._running[future] = (agent_id, slot)
+        future.add_done_callback(self._done.put)  # at once if it already ended
         return True
 
     def wait_any(self, timeout: float) -> None:
-        """Wait until a turn ends, or ``timeout`` seconds."""
+        """Wait until a turn ends, or ``timeout`` seconds; collect every turn that ended."""
         if not self._running:
             return
-        ended, _ = wait(self._running, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in ended:
-            self._free.append(self._running.pop(future)[1])
-            self._ended.append(future)
+        try:
+            self._end(self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait())
+            while True:
+                self._end(self._done.get_nowait())
+        except queue.Empty:
+            return
+
+    def _end(self, future: Future[list[Step]]) -> None:
+        self._free.append(self._running.pop(future)[1])
+        self._ended.append(future)
 
     def harvest(self) -> list[Step]:
         """The steps of the turns that ended since the last harvest; raises the first

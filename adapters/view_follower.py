@@ -9,7 +9,8 @@ workers x 32 threads on PostgreSQL: four fifths of each worker's CPU went to thi
 So the worker that holds the *views' lease* (a row of ``agentlog_leases`` under the
 fixed id :data:`VIEWS_LEASE`, renewed by the worker's :class:`LeaseKeeper` like its
 agents' leases) catches the views up, in a thread of its own: every ``every`` seconds,
-and at once when the work loop says its turns made progress (:meth:`ViewFollower.nudge`).
+and soon when the work loop says its turns made progress (:meth:`ViewFollower.nudge`),
+but never more often than every :data:`GAP` seconds.
 Its views keep their memory between catch-ups, since no other follower moves them.
 The other workers read the views as they stand and try to take the lease now and then;
 one takes over when the holder stops (it gives the lease back) or dies (at once on its
@@ -19,6 +20,7 @@ off one agent: a view a moment behind costs a look at an agent with nothing to d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,14 +34,27 @@ from agentlog.projections import Projections
 
 VIEWS_SLOT = -1
 """The views' lease is held by no turn thread of its worker."""
+GAP = 0.25
+"""Seconds between catch-ups at least, however often nudged: a view writes each agent
+its batch touched, so bigger batches write a busy agent's row once for several steps."""
 log = logging.getLogger(__name__)
 
 
 class ViewFollower:
     """While entered, keeps the views caught up whenever this worker holds their lease."""
 
-    def __init__(self, views: Projections, keeper: LeaseKeeper, every: float) -> None:
-        self.views, self.keeper, self.every = views, keeper, every
+    def __init__(
+        self,
+        views: Projections,
+        keeper: LeaseKeeper,
+        every: float,
+        gap: float = GAP,
+        *,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.views, self.keeper, self.every, self.gap = views, keeper, every, min(gap, every)
+        self.stop = stop or threading.Event()
+        """The worker's: once set, a catch-up under way ends after its batch."""
         self.retry = max(every, 1.0)
         """Seconds between tries to take the lease while another worker holds it."""
         self._lease: Lease | None = None
@@ -76,8 +91,14 @@ class ViewFollower:
     def catch_up_now(self) -> None:
         """Catch the views up in this thread, whoever holds the lease (a worker about to
         exit once idle looks at views that include everything saved so far)."""
-        with self._catching_up:
-            self.views.catch_up_quietly()
+        # Stopped, the positions stand where the last batch left them.
+        with self._catching_up, contextlib.suppress(_StoppedError):
+            self.views.catch_up_quietly(self._go_on)
+
+    def _go_on(self, done: int, head: int) -> None:
+        """After each batch: a worker told to stop does not wait for the views' tail."""
+        if self.stop.is_set() or self._done.is_set():
+            raise _StoppedError
 
     def __enter__(self) -> ViewFollower:
         self._done.clear()
@@ -109,13 +130,17 @@ class ViewFollower:
             with self._rounds:
                 asked = self._asked
             try:
-                if self._hold():
+                held = self._hold()
+                if held:
                     self.catch_up_now()
             except Exception:  # a bug here must not end the views for good: log, go on
                 log.exception("the views could not catch up")
+                held = False
             with self._rounds:
                 self._served = asked
                 self._rounds.notify_all()
+            if held:
+                self._done.wait(self.gap)
             self._wake.wait(self.every)
             self._wake.clear()
 
@@ -139,6 +164,10 @@ class ViewFollower:
             self.keeper.hold(lease)
             self._lease = lease
         return lease is not None
+
+
+class _StoppedError(Exception):
+    """The worker stops: the catch-up under way ends after its batch."""
 
 
 __all__ = ["VIEWS_LEASE", "VIEWS_SLOT", "ViewFollower"]

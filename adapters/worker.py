@@ -24,6 +24,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 from uuid import UUID
@@ -32,11 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.group_commit import unwrapped
 from agentlog.adapters.idle_agents import IdleAgents
+from agentlog.adapters.lease_holding import holding, while_held
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.lease_queries import candidates
 from agentlog.adapters.lease_writes import writes_for
 from agentlog.adapters.leased_turn import LeasedTurn, leased_elsewhere
-from agentlog.adapters.leases import LEASE_SECONDS, Leases
+from agentlog.adapters.leases import LEASE_SECONDS, Lease, Leases
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.adapters.models import UnbuiltModel, model_for
 from agentlog.adapters.outages import Outage, is_outage
@@ -113,9 +115,11 @@ class Worker:
         """While working: wait out an outage (an outcome must not be lost); else give up."""
         return self.outage is not None and is_outage(error) and self.outage.wait(error)
 
-    def step(self, agent_id: UUID) -> Step:
-        """Advance one step."""
-        return self.runtime_for(agent_id).advance(agent_id)
+    def step(self, agent_id: UUID, *, lease: bool = False) -> Step:
+        """Advance one step; with ``lease``, holding the agent's lease while it runs
+        (``AgentLeasedError`` if a live worker holds it; ``adapters/lease_holding.py``)."""
+        with self._holding(agent_id, lease):
+            return self.runtime_for(agent_id).advance(agent_id)
 
     def run(
         self,
@@ -124,11 +128,25 @@ class Worker:
         on_step: Callable[[Step], None],
         *,
         record_limit: bool = True,
+        lease: bool = False,
     ) -> Step:
-        """Advance until the agent waits, is blocked, finishes, or max_steps were taken."""
-        return self.runtime_for(agent_id).run(
-            agent_id, max_steps, on_step, record_limit=record_limit
-        )
+        """Advance until the agent waits, is blocked, finishes, or max_steps were taken.
+
+        With ``lease``, the agent's lease is held (renewed) for the whole run and given
+        back when it ends, however it ends: ``AgentLeasedError`` if a live worker holds
+        it, ``LeaseLostError`` after the step under way if it is lost meanwhile.
+        """
+        with self._holding(agent_id, lease) as held:
+            checked = on_step if held is None else while_held(held, on_step)
+            return self.runtime_for(agent_id).run(
+                agent_id, max_steps, checked, record_limit=record_limit
+            )
+
+    def _holding(self, agent_id: UUID, lease: bool) -> AbstractContextManager[Lease | None]:
+        """The agent's lease in a slot no turn thread uses, or nothing without ``lease``."""
+        if not lease:
+            return contextlib.nullcontext()
+        return holding(self.leases(), agent_id, slot=self.concurrency)
 
     def work(
         self,
@@ -173,7 +191,8 @@ class Worker:
         record = partial(_record_serially, serial, on_step)
         runtime_for = partial(self.runtime_for, on_unbuilt=_Once(on_unbuilt or _log_unbuilt))
         run_turn = LeasedTurn(keeper, runtime_for, record, turn)
-        views = ViewFollower(self.store.views, keeper, every=poll) if follow_views else None
+        follower = ViewFollower(self.store.views, keeper, every=poll, stop=stop)
+        views = follower if follow_views else None
         with keeper, views or contextlib.nullcontext():
             try:
                 self._loop(pool, run_turn, poll, exit_when_idle, views)

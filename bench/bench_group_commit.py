@@ -19,7 +19,6 @@ The results replace this benchmark's own section of ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import itertools
 import json
@@ -34,20 +33,18 @@ from pathlib import Path
 from uuid import UUID
 
 from bench_step import (
-    GOAL,
     MODEL,
     MODEL_TEXT,
     NOOP,
-    SYSTEM_PROMPT,
+    NOOP_TOOL,
     WORKER,
     InstantModel,
-    NoopTool,
     new_agent,
 )
 from common import (
-    DEFAULT_OUT,
     RAW_INSERT,
     RAW_TABLE,
+    argument_parser,
     fmt,
     log,
     machine_info,
@@ -55,6 +52,7 @@ from common import (
     median,
     preamble,
     raw_connect,
+    whole_numbers,
     write_section,
 )
 
@@ -65,7 +63,6 @@ from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import WORKER_CACHE, Worker
 from agentlog.domain.agent import Agent
 from agentlog.domain.runtime import Runtime, Step
-from agentlog.domain.values import AgentConfig, Policy
 
 FLOOR_RATIO = 1.5  # the issue's bar: group commit at K = 32 over raw sqlite3
 PROFILE_STEPS = 400
@@ -125,22 +122,14 @@ def worker_store(path: Path, *, group_commit: bool) -> Store:
 
 def runtime_for(store: Store, prefix: str) -> Runtime:
     """A worker's runtime with the instant model and the no-op tool (one per thread)."""
-    worker = Worker(store, tools=ToolRegistry.of([NoopTool()]), name=WORKER)
+    worker = Worker(store, tools=ToolRegistry.of([NOOP_TOOL]), name=WORKER)
     model = FunctionModel(InstantModel(prefix).decide, name=MODEL)
     return Runtime(store.log, model, worker.tools, worker_id=WORKER, transcripts=worker.transcripts)
 
 
 def scripted_agent(script: Path) -> Agent:
     """An agent whose model (named in its config, as a worker builds it) is the script."""
-    config = AgentConfig(
-        model=f"scripted:{script}",
-        system_prompt=SYSTEM_PROMPT,
-        tool_policies={NOOP: Policy.ALLOW},
-        max_steps=10**9,  # the benchmark decides when to stop
-    )
-    agent = Agent.create("bench", config)
-    agent.start_task(GOAL)
-    return agent
+    return new_agent(model=f"scripted:{script}")
 
 
 def write_script(path: Path) -> Path:
@@ -203,7 +192,7 @@ def worker_run(
             agent = scripted_agent(script)
             store.log.save(agent)
             versions[agent.id] = agent.version
-        worker = Worker(store, ToolRegistry.of([NoopTool()]), WORKER, concurrency=k)
+        worker = Worker(store, ToolRegistry.of([NOOP_TOOL]), WORKER, concurrency=k)
         worker.runnable()  # the views catch up with the new agents (untimed)
         spans: list[StepSpan] = []
 
@@ -592,14 +581,13 @@ a store opened as above. Raw sqlite3 as measured beside the runtime threads.
 
 def main() -> None:
     """Parse, measure, write the section."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--ks", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-steps", type=int, default=PROFILE_STEPS)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = parser.parse_args()
-    ks = [int(k) for k in opts.ks.split(",")]
+    ks = whole_numbers(parser, "--ks", opts.ks)
     load_start, started = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         runs = measure(Path(folder), ks, opts.seconds, opts.repeats)

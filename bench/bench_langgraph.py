@@ -1,7 +1,7 @@
 """LangGraph checkpointers side by side: ``AgentLogSaver`` (SQLite, PostgreSQL) against
 LangGraph's ``SqliteSaver`` and ``PostgresSaver``, on one tool-calling agent's loop.
 
-Every saver runs the same graph (``lg_savers.graph``: model -> tool -> model ..., each
+Every saver runs the same graph (``lg_graph.graph``: model -> tool -> model ..., each
 step appends an assistant message with a tool call and the tool's result to the message
 list) in one long run, and the runs advance in lockstep: one step of each saver per
 round, in an order that rotates, so the machine's load falls on all alike. At each mark
@@ -19,31 +19,33 @@ Without the ``bench`` extra, LangGraph's own savers are skipped (and named as su
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import lg_plots
+import plots
 from common import (
-    DEFAULT_OUT,
-    DOCS,
+    RESUME_CHILD,
+    Sweep,
     flat_verdict,
     fmt,
     log,
     machine_info,
     markdown_table,
     median,
+    parse_sweep,
     percentile,
+    plots_option,
     preamble,
+    report_resume,
+    resume_in_child,
+    sweep_parser,
     write_section,
 )
 from lg_savers import KINDS, TEXT, Store, kind_of, resume, steps
@@ -54,7 +56,6 @@ DEFAULT_RESUMES = 3
 DEFAULT_CAP_S = 900.0  # seconds of stepping a saver may spend
 DEFAULT_MAX_GB = 3.0  # a saver's store may not grow (or be predicted to grow) past this
 CHECK_EVERY = 25  # steps between checks of a saver's store size and budget
-CHILD = "--resume-child"
 THIS = Path(__file__).resolve()
 SAVER_METHODS = ("get_tuple", "put", "put_writes", "list")
 
@@ -89,17 +90,18 @@ class Runner:
 
 
 @dataclass(frozen=True)
-class Options:
-    """The parsed command line."""
+class Options(Sweep):
+    """The parsed command line (``systems``: the savers' keys)."""
 
-    marks: list[int]
-    kinds: list[str]
     window: int
-    resumes: int
-    cap_s: float
     max_gb: float
-    out: Path
-    plots: Path | None
+
+
+PLOTS: tuple[plots.Plot[Point], ...] = (
+    ("langgraph-step", "time in the saver per step (median), ms", lambda p: median(p.saver_ms)),
+    ("langgraph-bytes", "bytes on disk per step", lambda p: p.bytes_per_step),
+    ("langgraph-resume", "resume (open + latest checkpoint), ms", lambda p: median(p.resume_ms)),
+)
 
 
 # --- stepping -----------------------------------------------------------------------
@@ -201,34 +203,34 @@ def measure_mark(runners: dict[str, Runner], mark: int, opts: Options) -> list[P
     log(f"step {mark:>6,}: resuming {', '.join(runners)} in fresh processes ...")
     for _ in range(opts.resumes):
         for key, runner in runners.items():
-            ms, points[key].messages = resume_child(key, runner.store.where)
+            ms, points[key].messages = resume_in_child(THIS, key, runner.store.where)
             points[key].resume_ms.append(ms)
     return list(points.values())
 
 
 def run(opts: Options, folder: Path) -> list[Point]:
     """Every saver, stepped in lockstep to the last mark (or its cap)."""
-    runners = {key: start(key, folder) for key in opts.kinds}
+    runners = {key: start(key, folder) for key in opts.systems}
     points: list[Point] = []
-    for done in range(1, opts.marks[-1] + 1):
+    for done in range(1, opts.steps[-1] + 1):
         if not runners:
             break
         keys = list(runners)
         shift = done % max(len(keys), 1)
         for key in keys[shift:] + keys[:shift]:
             step(runners[key])
-        mark = next(m for m in opts.marks if m >= done)
+        mark = next(m for m in opts.steps if m >= done)
         if done == mark - window(mark, opts):
             for runner in runners.values():
                 runner.window_start_bytes = runner.store.size()
-        if done in opts.marks and runners:
+        if done in opts.steps and runners:
             points += measure_mark(runners, done, opts)
             log(f"step {done:>6,}: " + ", ".join(_last(points, k) for k in runners))
         elif done % CHECK_EVERY == 0:
             for key in keys:
                 if note := over_budget(runners[key], done, mark, opts):
                     log(f"{key}: {note}")
-                    points += [Point(key, m, note=note) for m in opts.marks if m >= mark]
+                    points += [Point(key, m, note=note) for m in opts.steps if m >= mark]
                     runners.pop(key).store.close()
     for runner in runners.values():
         runner.store.close()
@@ -243,22 +245,9 @@ def _last(points: list[Point], key: str) -> str:
 # --- resume in a fresh process --------------------------------------------------------
 
 
-def resume_child(key: str, where: str) -> tuple[float, int]:
-    """(ms to open the store and load the latest checkpoint, messages loaded)."""
-    command = [sys.executable, str(THIS), CHILD, key, where]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"resuming {key} failed:\n{done.stderr[-2000:]}")
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(found["ms"]), int(found["messages"])
-
-
 def child(key: str, where: str) -> int:
     """In the fresh process: imports are untimed; opening and loading are."""
-    started = time.perf_counter()
-    messages = resume(key, where)
-    print(json.dumps({"ms": (time.perf_counter() - started) * 1e3, "messages": messages}))
-    return 0
+    return report_resume(lambda: resume(key, where))
 
 
 # --- reporting ----------------------------------------------------------------------
@@ -280,7 +269,7 @@ def table(points: list[Point], opts: Options) -> str:
         "messages loaded",
     ]
     rows = []
-    for key in opts.kinds:
+    for key in opts.systems:
         for p in (p for p in points if p.key == key):
             label = kind_of(key).label
             if p.note:
@@ -307,7 +296,7 @@ def table(points: list[Point], opts: Options) -> str:
 def reading(points: list[Point], opts: Options) -> str:
     """Per saver, whether its step cost, bytes per step and resume stay flat."""
     lines = []
-    for key in opts.kinds:
+    for key in opts.systems:
         ps = [p for p in points if p.key == key and not p.note]
         if not ps:
             continue
@@ -382,10 +371,9 @@ def render(points: list[Point], opts: Options, info: tuple[Path, float, float]) 
     opening = preamble(
         "bench_langgraph.py", "LangGraph checkpointers", question, command_line(opts), wall_s
     )
-    plots = lg_plots.draw(points, opts.plots, {k.key: k.label for k in KINDS}) if opts.plots else []
-    figures = "\n\n".join(f"![{p.stem}]({os.path.relpath(p, opts.out.parent)})" for p in plots) or (
-        "No plots in this run (matplotlib not installed, or `--plots none`)."
-    )
+    labels = {k.key: k.label for k in KINDS}
+    measured = [p for p in points if p.saver_ms]
+    drawn = plots.draw(measured, opts.plots, labels, PLOTS) if opts.plots else []
     missing = [
         f"- **{k.label}**: {why}; skipped." for k in KINDS if (why := k.missing()) is not None
     ]
@@ -402,7 +390,7 @@ def render(points: list[Point], opts: Options, info: tuple[Path, float, float]) 
 
 ## Plots
 
-{figures}
+{plots.figures(drawn, opts.out)}
 
 ## Not measured
 
@@ -420,11 +408,10 @@ def render(points: list[Point], opts: Options, info: tuple[Path, float, float]) 
 
 def command_line(opts: Options) -> str:
     """The command that reproduces this run."""
-    plots = "none" if opts.plots is None else "docs/img"
     return (
-        f".venv/bin/python bench/bench_langgraph.py --steps {','.join(map(str, opts.marks))} "
+        f".venv/bin/python bench/bench_langgraph.py --steps {','.join(map(str, opts.steps))} "
         f"--window {opts.window} --resumes {opts.resumes} --cap {opts.cap_s:g} "
-        f"--max-gb {opts.max_gb:g} --plots {plots} --out docs/benchmarks.md"
+        f"--max-gb {opts.max_gb:g} {plots_option(opts.plots)} --out docs/benchmarks.md"
     )
 
 
@@ -433,45 +420,33 @@ def command_line(opts: Options) -> str:
 
 def parse_args(argv: Sequence[str]) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    keys = [k.key for k in KINDS]
+    parser = sweep_parser(
+        __doc__, DEFAULT_STEPS, "kinds", keys, resumes=DEFAULT_RESUMES, cap_s=DEFAULT_CAP_S
+    )
     add = parser.add_argument
-    add("--steps", default=",".join(map(str, DEFAULT_STEPS)), help="marks, in steps")
-    add("--kinds", default=",".join(k.key for k in KINDS), help="savers, comma-separated")
     add("--window", type=int, default=DEFAULT_WINDOW, help="steps measured before a mark")
-    add("--resumes", type=int, default=DEFAULT_RESUMES, help="fresh processes per mark")
-    add("--cap", type=float, default=DEFAULT_CAP_S, help="seconds of steps per saver")
     add("--max-gb", type=float, default=DEFAULT_MAX_GB, help="largest store per saver")
-    add("--out", type=Path, default=DEFAULT_OUT, help="report whose section is replaced")
-    add("--plots", default=str(DOCS / "img"), help="folder for PNG plots, or 'none'")
-    args = parser.parse_args(argv)
-    try:
-        marks = sorted({int(s) for s in args.steps.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--steps: give whole numbers, e.g. 100,1000")
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if unknown := set(kinds) - {k.key for k in KINDS}:
-        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}")
-    if not marks or marks[0] < 1 or args.window < 1 or args.resumes < 1:
-        parser.error("--steps, --window and --resumes must be positive")
-    plots = None if args.plots == "none" else Path(args.plots)
-    order = [k.key for k in KINDS if k.key in kinds]
-    return Options(marks, order, args.window, args.resumes, args.cap, args.max_gb, args.out, plots)
+    args, sweep = parse_sweep(parser, argv, "kinds", keys)
+    if args.window < 1:
+        parser.error("--window must be positive")
+    return Options(**vars(sweep), window=args.window, max_gb=args.max_gb)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its table and write its section (or be a resume child)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [CHILD]:
+    if argv[:1] == [RESUME_CHILD]:
         return child(argv[1], argv[2])
     opts = parse_args(argv)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     runnable = []
-    for key in opts.kinds:
+    for key in opts.systems:
         if (why := kind_of(key).missing()) is None:
             runnable.append(key)
         else:
             log(f"{key}: {why}; skipped")
-    running = Options(**{**opts.__dict__, "kinds": runnable})
+    running = replace(opts, systems=runnable)
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-langgraph-") as tmp:
         points = run(running, Path(tmp))
         wall_s = time.perf_counter() - started

@@ -18,12 +18,8 @@ The results replace this benchmark's own section of ``docs/benchmarks.md``; plot
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,20 +29,27 @@ from pathlib import Path
 
 import common
 import peer_agentlog
-import peer_plots
 import peers
+import plots
 from common import (
-    DEFAULT_OUT,
-    DOCS,
+    RESUME_CHILD,
+    Sweep,
     db_bytes,
     flat_verdict,
     fmt,
+    git_version,
     log,
     machine_info,
     markdown_table,
     median,
+    parse_sweep,
     percentile,
+    plots_option,
     preamble,
+    report_resume,
+    resume_in_child,
+    settled_bytes,
+    sweep_parser,
     timed_us,
     write_section,
 )
@@ -60,7 +63,6 @@ DEFAULT_CAP_S = 900.0  # a point predicted to take longer than this is not run
 DEFAULT_MAX_FILE_GB = 4.0  # a system stops stepping once its file is this large
 MIN_STEPS = 5  # timed steps even past the budget
 WARM_UP = 2  # untimed steps per system before timing
-CHILD = "--resume-child"
 THIS = Path(__file__).resolve()
 
 
@@ -86,31 +88,21 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(Sweep):
     """Parsed command line."""
 
-    steps: list[int]
-    systems: list[str]
-    out: Path
     timed: int
     budget_s: float
-    resumes: int
-    cap_s: float
     max_file_gb: float
-    plots: Path | None
+
+
+PLOTS: tuple[plots.Plot[Point], ...] = (
+    ("peers-step", "median step, µs", lambda p: median(p.step_us)),
+    ("peers-resume", "resume (open + load), ms", lambda p: median(p.resume_ms)),
+)
 
 
 # --- one history length -------------------------------------------------------------
-
-
-def settled_bytes(path: Path) -> int:
-    """The file's size once its WAL is checkpointed into it."""
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return db_bytes(path)
 
 
 def build(specs: list[Spec], steps: int, workdir: Path) -> dict[str, tuple[System, Point]]:
@@ -156,24 +148,10 @@ def lockstep(built: dict[str, tuple[System, Point]], opts: Options) -> None:
                 active.remove(key)
 
 
-def resume_child(key: str, path: Path, resume_key: str) -> tuple[float, int]:
-    """Resume in a fresh process: (ms to open and load, items loaded)."""
-    command = [sys.executable, str(THIS), CHILD, key, str(path), resume_key]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        msg = f"resuming {key} failed:\n{done.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(data["ms"]), int(data["items"])
-
-
 def child(key: str, path: Path, resume_key: str) -> int:
-    """In the fresh process: import (untimed), then time opening and loading; print JSON."""
+    """In the fresh process: import (untimed), then time opening and loading."""
     resume = spec_of(key).resumer()
-    started = time.perf_counter()
-    items = resume(path, resume_key)
-    print(json.dumps({"ms": (time.perf_counter() - started) * 1e3, "items": items}))
-    return 0
+    return report_resume(lambda: resume(path, resume_key))
 
 
 def measure(specs: list[Spec], steps: int, opts: Options, workdir: Path) -> list[Point]:
@@ -189,7 +167,7 @@ def measure(specs: list[Spec], steps: int, opts: Options, workdir: Path) -> list
     log(f"N={steps:>7,}: resuming in fresh processes ...")
     for _ in range(opts.resumes):
         for system, point in built.values():
-            ms, point.items = resume_child(point.key, system.path, point.resume_key)
+            ms, point.items = resume_in_child(THIS, point.key, str(system.path), point.resume_key)
             point.resume_ms.append(ms)
     for system, _ in built.values():
         for suffix in ("", "-wal", "-shm"):
@@ -330,22 +308,6 @@ def reading(points: list[Point], opts: Options) -> str:
     return "\n".join(lines)
 
 
-def git_version() -> str:
-    """The commit checked out, and whether agentlog's source differs from it."""
-    root = THIS.parent.parent
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(root), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changed = git("status", "--porcelain", "--", "adapters", "domain", "projections")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} + uncommitted changes" if changed.strip() else commit
-
-
 PACKAGES = (
     "eventsourcing",
     "sqlalchemy",
@@ -428,7 +390,7 @@ def method(opts: Options) -> str:
 
 
 def render(
-    points: list[Point], opts: Options, info: tuple[Path, float, float], plots: list[Path]
+    points: list[Point], opts: Options, info: tuple[Path, float, float], drawn: list[Path]
 ) -> str:
     """This benchmark's section of docs/benchmarks.md (without the markers)."""
     workdir, wall_s, load_start = info
@@ -441,12 +403,6 @@ def render(
     opening = preamble(
         "bench_peers.py", "Peers, side by side", question, command_line(opts), wall_s
     )
-    if plots:
-        figures = "\n\n".join(
-            f"![{plot.stem}]({os.path.relpath(plot, opts.out.parent)})" for plot in plots
-        )
-    else:
-        figures = "No plots in this run (matplotlib not installed, or `--plots none`)."
     return f"""\
 {opening}
 
@@ -465,7 +421,7 @@ def render(
 
 ## Plots
 
-{figures}
+{plots.figures(drawn, opts.out)}
 
 ## Not measured
 
@@ -483,7 +439,6 @@ def render(
 
 def command_line(opts: Options) -> str:
     """The command that reproduces this run."""
-    plots = "none" if opts.plots is None else "docs/img"
     return " ".join(
         [
             ".venv/bin/python bench/bench_peers.py",
@@ -493,7 +448,7 @@ def command_line(opts: Options) -> str:
             f"--resumes {opts.resumes}",
             f"--cap {opts.cap_s:g}",
             f"--max-file-gb {opts.max_file_gb:g}",
-            f"--plots {plots}",
+            plots_option(opts.plots),
             "--out docs/benchmarks.md",
         ]
     )
@@ -504,46 +459,25 @@ def command_line(opts: Options) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = sweep_parser(
+        __doc__, DEFAULT_STEPS, "systems", KEYS, resumes=DEFAULT_RESUMES, cap_s=DEFAULT_CAP_S
+    )
     add = parser.add_argument
-    add("--steps", default=",".join(map(str, DEFAULT_STEPS)), help="history lengths in steps")
-    add("--systems", default=",".join(KEYS), help="systems, comma-separated (default: all)")
-    add("--out", type=Path, default=DEFAULT_OUT, help="report whose section is replaced")
     add("--timed", type=int, default=DEFAULT_TIMED, help="most timed steps per system and N")
     add("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds of steps per point")
-    add("--resumes", type=int, default=DEFAULT_RESUMES, help="fresh processes per point")
-    add("--cap", type=float, default=DEFAULT_CAP_S, help="seconds a point may be predicted")
     add("--max-file-gb", type=float, default=DEFAULT_MAX_FILE_GB, help="file size cap")
-    add("--plots", default=str(DOCS / "img"), help="folder for the PNG plots, or 'none'")
-    args = parser.parse_args(argv)
-    try:
-        steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--steps: give whole numbers, e.g. 100,1000")
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if unknown := set(systems) - set(KEYS):
-        parser.error(f"--systems: unknown {', '.join(sorted(unknown))}; use {', '.join(KEYS)}")
-    if not steps or min(steps) < 1 or args.timed < MIN_STEPS or args.resumes < 1:
-        parser.error(f"--steps must be positive, --timed at least {MIN_STEPS}, --resumes >= 1")
-    plots = None if args.plots == "none" else Path(args.plots)
-    order = [k for k in KEYS if k in systems]
+    args, sweep = parse_sweep(parser, argv, "systems", KEYS)
+    if args.timed < MIN_STEPS:
+        parser.error(f"--timed must be at least {MIN_STEPS}")
     return Options(
-        steps,
-        order,
-        args.out,
-        args.timed,
-        args.budget,
-        args.resumes,
-        args.cap,
-        args.max_file_gb,
-        plots,
+        **vars(sweep), timed=args.timed, budget_s=args.budget, max_file_gb=args.max_file_gb
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the tables and write the report (or be a resume child)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [CHILD]:
+    if argv[:1] == [RESUME_CHILD]:
         return child(argv[1], Path(argv[2]), argv[3])
     opts = parse_args(argv)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
@@ -554,12 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         points = run(replace(opts, systems=installed), workdir)
         wall_s = time.perf_counter() - started
-    plots = (
-        peer_plots.draw(points, opts.plots, {s.key: s.label for s in peers.SPECS})
-        if opts.plots is not None
-        else []
-    )
-    section = render(points, opts, (workdir, wall_s, load_start), plots)
+    labels = {s.key: s.label for s in peers.SPECS}
+    measured = [p for p in points if p.step_us]
+    drawn = plots.draw(measured, opts.plots, labels, PLOTS) if opts.plots is not None else []
+    section = render(points, opts, (workdir, wall_s, load_start), drawn)
     print(step_table(points, opts), resume_table(points, opts), sep="\n\n")
     print(f"\nwall time {wall_s:,.0f} s; section written to {opts.out}")
     write_section(opts.out, "bench_peers", section)

@@ -14,7 +14,6 @@ open + load + context.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 from uuid import UUID
 
 from common import (
-    DEFAULT_OUT,
+    argument_parser,
     db_bytes,
     flat_verdict,
     fmt,
@@ -34,6 +33,7 @@ from common import (
     markdown_table,
     median,
     preamble,
+    whole_numbers,
     write_section,
 )
 from pydantic import JsonValue
@@ -155,12 +155,11 @@ stated for compacted agents; the log's other history is never read either way).
 
 def main() -> None:
     """Parse, measure, write the section."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     opts = parser.parse_args()
-    sizes = [int(s) for s in opts.sizes.split(",")]
+    sizes = whole_numbers(parser, "--sizes", opts.sizes)
     load_start, started = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         rows = measure(sizes, opts.runs, Path(folder))

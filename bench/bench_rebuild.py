@@ -28,7 +28,6 @@ import inspect
 import itertools
 import json
 import os
-import platform
 import resource
 import sqlite3
 import statistics
@@ -38,12 +37,25 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 from uuid import UUID
 
+import common
+from common import (
+    GOAL,
+    MODEL,
+    MODEL_TEXT,
+    TOOL_OUTPUT,
+    argument_parser,
+    fmt,
+    git_version,
+    log,
+    markdown_table,
+    names,
+    write_section,
+)
 from sqlalchemy import func, select
 
 from agentlog.adapters.mapper import inflate
@@ -79,26 +91,14 @@ ONE_PASS_GOAL = 20_000  # ... and all four in one pass
 TOP_FUNCTIONS = 6
 FRAMEWORK_FILES = ("projections.py", "follower.py", "collector.py")  # rebuild, batches
 FRAMEWORK_NAMES = ("process", "<listcomp>", "<genexpr>", "<dictcomp>", "<lambda>")
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-MARK_START = "<!-- bench_rebuild:start -->"
-MARK_END = "<!-- bench_rebuild:end -->"
+DB_NAME = "rebuild.db"
 PACKAGE_ROOT = Path(inspect.getfile(Projections)).resolve().parent.parent
 AGENTLOG_PARTS = ("adapters", "cli", "domain", "projections")  # (.venv lives in the root too)
 
 # The workload: one round of an agent is a model response with one tool call, then the
 # call's protocol; some rounds ask a person, a few fail, and the context is compacted.
-MODEL = "claude-sonnet-bench"
 SYSTEM_PROMPT = "You are a careful refactoring agent. Change code only when tests pass."
-GOAL = "Find every module that still imports the old config loader and migrate it."
 USER_TEXT = "Please also check the scripts/ folder, and do not touch vendored code."
-MODEL_TEXT = (
-    "I'll look at the next module to see whether it still uses the old config loader. "
-    "If it does, I will rewrite the import and the two call sites, then run its tests. "
-) * 2
-TOOL_OUTPUT = (
-    "import os\nfrom app.legacy import load_config  # old loader\n\n"
-    "def settings():\n    cfg = load_config(os.environ['APP_ENV'])\n    return cfg['db']\n"
-) * 4
 SUMMARY = "Migrated the config loader in the modules read so far; tests pass. " * 6
 RESULT = "All modules migrated; 3 call sites needed manual review."
 ASK_EVERY = 8  # every 8th round writes a file: policy 'ask', a person decides
@@ -770,7 +770,7 @@ def top(entries: Entries) -> list[tuple[str, int, float]]:
 
 def run(opts: Options, workdir: Path) -> tuple[WriteResult, list[Baseline], list[Measured]]:
     """Write the store, read it raw, then rebuild each view in its own process."""
-    path = workdir / "rebuild.db"
+    path = workdir / DB_NAME
     log(f"writing {opts.events:,} events of {opts.agents:,} agents ...")
     write = write_store(path, opts)
     log(f"  done in {write.seconds:,.0f} s; baselines ...")
@@ -788,29 +788,12 @@ def run(opts: Options, workdir: Path) -> tuple[WriteResult, list[Baseline], list
     return write, baselines, measured
 
 
-def log(message: str) -> None:
-    """Progress, on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- reporting ----------------------------------------------------------------------
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    """A number with thousands separators."""
-    return f"{value:,.{digits}f}"
 
 
 def pct(part: float, whole: float) -> str:
     """A share as a whole percentage."""
     return f"{100 * part / whole:.0f}%" if whole else "-"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table, numbers right-aligned."""
-    align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = [header, align, *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
 def rebuild_table(measured: list[Measured], baselines: list[Baseline]) -> str:
@@ -1062,76 +1045,13 @@ def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
 
 
-def git_version() -> str:
-    """The commit checked out, and whether agentlog's source differs from it."""
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(PACKAGE_ROOT), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changed = git("status", "--porcelain", "--", "adapters", "domain", "projections")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} + uncommitted changes" if changed.strip() else commit
-
-
 def machine_info(info: RunInfo) -> str:
     """Where the numbers were measured, and on which code."""
-    workdir, load_start = info.workdir, info.load_start
-    return "\n".join(
-        [
-            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-            f"- cpus (nproc): {os.cpu_count()}; cpu: {cpu_model()}",
-            f"- os: {platform.platform()}",
-            f"- python: {platform.python_version()} ({platform.python_implementation()})",
-            f"- sqlite: {sqlite3.sqlite_version}",
-            f"- eventsourcing: {package_version('eventsourcing')}; "
-            f"SQLAlchemy: {package_version('sqlalchemy')}; pydantic: {package_version('pydantic')}",
-            f"- database file in: {workdir} (filesystem: {filesystem(workdir)})",
-            f"- load average (1 min) at start and end of the run: {load_start:.2f}, "
-            f"{os.getloadavg()[0]:.2f} (other work on the machine shows here)",
-            f"- agentlog: git {info.git}; source digest {combined(info.code)} (adapters, "
-            "domain, projections, at the start of the run)",
-        ]
+    return (
+        common.machine_info(info.workdir / DB_NAME, info.load_start)
+        + f"\n- agentlog: git {info.git}; source digest {combined(info.code)} (adapters, "
+        "domain, projections, at the start of the run)"
     )
-
-
-def package_version(name: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding ``path`` (Linux /proc/mounts), else 'unknown'."""
-    try:
-        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return "unknown"
-    resolved = str(path.resolve())
-    best = ("", "unknown")
-    for fields in mounts:
-        point, kind = fields[1], fields[2]
-        if resolved.startswith(point.rstrip("/") + "/") and len(point) > len(best[0]):
-            best = (point, kind)
-    return best[1]
 
 
 def command_line(opts: Options) -> str:
@@ -1276,32 +1196,15 @@ Wall time of this run: {info.wall_s:,.0f} s. {writing(write)}
 """
 
 
-def splice(document: str, section: str) -> str:
-    """``document`` with this benchmark's section replaced, or appended if missing."""
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    start, end = document.find(MARK_START), document.find(MARK_END)
-    if start != -1 and end > start:
-        return document[:start] + block + document[end + len(MARK_END) :]
-    return (document.rstrip("\n") + "\n\n" if document.strip() else "") + block + "\n"
-
-
-def write_report(out: Path, section: str) -> None:
-    """Put the section into ``out``, leaving everything outside its markers alone."""
-    document = out.read_text(encoding="utf-8") if out.exists() else ""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(splice(document, section), encoding="utf-8")
-
-
 # --- command line -------------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line's parser (the --child options are internal)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = argument_parser(__doc__)
     p.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="(default: %(default)s)")
     p.add_argument("--agents", type=int, default=DEFAULT_AGENTS, help="(default: %(default)s)")
     p.add_argument("--views", default=",".join(VIEWS), help="comma-separated (default: all)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="(default: docs/benchmarks.md)")
     p.add_argument(
         "--profile-events",
         type=int,
@@ -1325,11 +1228,7 @@ def parser() -> argparse.ArgumentParser:
 
 def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
     """The parsed command line, validated."""
-    views = [v.strip() for v in args.views.split(",") if v.strip()]
-    if unknown := set(views) - set(VIEWS):
-        p.error(f"--views: unknown {', '.join(sorted(unknown))}; use {', '.join(VIEWS)}")
-    if not views:
-        p.error("--views: name at least one view")
+    views = names(p, "--views", args.views, VIEWS)
     if args.agents < 1 or args.events < 4 * args.agents:
         p.error("--agents must be at least 1, and --events at least 4 per agent")
     if args.profile_events < 0 or args.time_limit <= 0:
@@ -1348,18 +1247,18 @@ def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
 def benchmark(opts: Options) -> int:
     """Run the benchmark, print the tables and write the report section."""
     started, load_start = time.perf_counter(), os.getloadavg()[0]
-    code, git = source_digests(), git_version()
+    code, git = source_digests(), git_version(PACKAGE_ROOT)
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-rebuild-") as tmp:
         workdir = opts.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("rebuild.db", "rebuild.db-wal", "rebuild.db-shm"):
-            (workdir / name).unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (workdir / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
         write, baselines, measured = run(opts, workdir)
         info = RunInfo(workdir, time.perf_counter() - started, load_start, code, git)
         section = render(write, baselines, measured, opts, info)
     print(rebuild_table(measured, baselines), baseline_table(baselines), sep="\n\n")
     print(f"\nwall time {info.wall_s:,.0f} s; section written to {opts.out}")
-    write_report(opts.out, section)
+    write_section(opts.out, "bench_rebuild", section)
     return 0
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import scale_report
-from common import DOCS, fmt, log, machine_info, preamble, write_section
+from common import DOCS, fmt, log, machine_info, names, preamble, whole_numbers, write_section
 from scale_run import AGENTLOG, Config, Environment, Result, Workload, cores, model_spec, run
 from scale_server import Server, find_bindir
 
@@ -62,17 +62,6 @@ class Options:
     plot: Path | None
     max_connections: int
     command: str
-
-
-def ints(text: str, name: str, parser: argparse.ArgumentParser) -> list[int]:
-    """A comma-separated list of positive whole numbers, in the order given, unique."""
-    try:
-        values = list(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
-    except ValueError:
-        parser.error(f"{name}: give whole numbers separated by commas, e.g. 1,2,4")
-    if not values or min(values) < 1:
-        parser.error(f"{name}: every value must be at least 1")
-    return values
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -133,12 +122,10 @@ def parse_args(argv: Sequence[str]) -> Options:
         "e.g. for a run with other --worker-arg)",
     )
     args = parser.parse_args(argv)
-    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    if unknown := set(stores) - set(STORES):
-        parser.error(f"--stores: unknown {', '.join(sorted(unknown))}; use postgres, sqlite")
-    workers = ints(args.workers, "--workers", parser)
-    threads = ints(args.concurrency, "--concurrency", parser)
-    shards = ints(args.shards, "--shards", parser)
+    stores = names(parser, "--stores", args.stores, STORES)
+    workers = whole_numbers(parser, "--workers", args.workers)
+    threads = whole_numbers(parser, "--concurrency", args.concurrency)
+    shards = whole_numbers(parser, "--shards", args.shards)
     if args.agents < 1 or args.latency < 0 or args.window <= 0 or args.warmup < 0:
         parser.error("--agents >= 1, --latency >= 0, --window > 0 and --warmup >= 0")
     configs = [

@@ -34,7 +34,6 @@ marker comments, appended if missing); the rest of the file is left as it is::
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import inspect
@@ -50,14 +49,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import ClassVar, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 from uuid import UUID
 
 from common import (
-    DEFAULT_OUT,
     FLAT_RATIO,
     RAW_INSERT,
     RAW_TABLE,
+    argument_parser,
     db_bytes,
     flat_verdict,
     fmt,
@@ -68,10 +67,12 @@ from common import (
     percentile,
     preamble,
     raw_connect,
+    whole_numbers,
     write_section,
 )
 from eventsourcing.persistence import StoredEvent
-from pydantic import BaseModel, JsonValue
+from instant import InstantTool, record_step
+from pydantic import BaseModel
 from sqlalchemy import Engine, event
 
 from agentlog.adapters.scripted import FunctionModel
@@ -83,7 +84,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import Runtime, Step, StepKind
-from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.values import AgentConfig, Policy, ToolCallRequest
 from agentlog.projections import Projections
 
 P = ParamSpec("P")
@@ -134,22 +135,7 @@ class NoArgs(BaseModel):
     """No arguments."""
 
 
-class NoopTool:
-    """A pure tool, allowed by policy, that does nothing at all."""
-
-    name = NOOP
-    description = "Does nothing and returns nothing (a benchmark's tool)."
-    args_model: ClassVar[type[BaseModel]] = NoArgs
-    effect = EffectClass.PURE
-    policy = Policy.ALLOW
-
-    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
-        """Nothing."""
-        return None
-
-    def reconcile(self, idempotency_key: str) -> bool | None:
-        """Nothing to reconcile."""
-        return None
+NOOP_TOOL = InstantTool(NOOP, "Does nothing and returns nothing (a benchmark's tool).", NoArgs)
 
 
 class InstantModel:
@@ -167,10 +153,10 @@ class InstantModel:
         return Decision(text=MODEL_TEXT, tool_calls=(call,))
 
 
-def new_agent() -> Agent:
+def new_agent(model: str = MODEL) -> Agent:
     """A fresh agent with a running task, configured as the timed steps expect."""
     config = AgentConfig(
-        model=MODEL,
+        model=model,
         system_prompt=SYSTEM_PROMPT,
         tool_policies={NOOP: Policy.ALLOW},
         max_steps=10**9,  # the benchmark decides when to stop
@@ -183,17 +169,7 @@ def new_agent() -> Agent:
 def record_round(agent: Agent, call_id: str) -> None:
     """One model step and one tool step, as the runtime records them (same events)."""
     call = ToolCallRequest(call_id=call_id, tool=NOOP, args={})
-    agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
-    response = agent.version
-    agent.call_tool(
-        call,
-        effect=EffectClass.PURE,
-        policy=Policy.ALLOW,
-        actor=f"model:{MODEL}",
-        caused_by=response,
-    )
-    agent.start_tool(call_id, worker_id=WORKER)
-    agent.succeed(call_id, None, actor=f"worker:{WORKER}")
+    record_step(agent, call, MODEL_TEXT, None, model=MODEL, worker=WORKER)
 
 
 def compact(agent: Agent) -> None:
@@ -599,7 +575,7 @@ def rig_for(config: Config, history: History) -> Iterator[Rig]:
     """The runtime of a configuration on a history, closed afterwards."""
     instant = InstantModel(config.key)
     model = FunctionModel(instant.decide, name=MODEL)
-    tools = ToolRegistry.of([NoopTool()])
+    tools = ToolRegistry.of([NOOP_TOOL])
     if config.views:
         store = open_store(history.url, embedded=False, aggregate_cache=WORKER_CACHE)
         worker = Worker(store, tools=tools, name=WORKER)
@@ -1425,17 +1401,11 @@ Mean µs per step; "views" is the catch-up of all views before each turn, in its
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--lengths",
         default=",".join(map(str, DEFAULT_LENGTHS)),
         help="history lengths in events, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="markdown report whose bench_step section is replaced (default: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--steps",
@@ -1457,11 +1427,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="steps profiled at the smallest and largest length; 0: none (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    try:
-        lengths = sorted({int(s) for s in args.lengths.split(",") if s.strip()})
-    except ValueError:
-        parser.error("--lengths: give whole numbers, e.g. 100,1000")
-    if not lengths or min(lengths) < 10:
+    lengths = sorted(whole_numbers(parser, "--lengths", args.lengths))
+    if min(lengths) < 10:
         parser.error("--lengths: each history needs at least 10 events")
     if args.steps < MIN_STEPS or args.budget < 0 or args.profile_steps < 0:
         parser.error(f"--steps must be at least {MIN_STEPS}; --budget and --profile-steps >= 0")

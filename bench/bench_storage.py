@@ -18,7 +18,6 @@ The tables and a short reading of them go to ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import sqlite3
@@ -35,20 +34,26 @@ from uuid import UUID
 
 from common import (
     CORE_PACKAGES,
-    DEFAULT_OUT,
     FLAT_RATIO,
+    GOAL,
+    MODEL,
+    MODEL_TEXT,
     RAW_INSERT,
     RAW_TABLE,
+    TOOL_OUTPUT,
+    argument_parser,
     db_bytes,
     flat_verdict,
     fmt,
     log,
     machine_info,
     markdown_table,
+    names,
     percentile,
     preamble,
     raw_connect,
     timed_us,
+    whole_numbers,
     write_section,
 )
 
@@ -71,16 +76,6 @@ BATCH_FROM = 10_000  # histories this long build their untimed prefix in batches
 OFF_RUNS_LARGE = 3  # full replays of huge histories are slow: fewer runs from BATCH_FROM up
 WARM_UP_SIZE = 200
 ON_RUNS_FACTOR = 4  # loads from a snapshot take a millisecond or so: run them more often
-MODEL = "claude-sonnet-bench"
-GOAL = "Find every module that still imports the old config loader and migrate it."
-MODEL_TEXT = (
-    "I'll look at the next module to see whether it still uses the old config loader. "
-    "If it does, I will rewrite the import and the two call sites, then run its tests. "
-) * 2
-TOOL_OUTPUT = (
-    "import os\nfrom app.legacy import load_config  # old loader\n\n"
-    "def settings():\n    cfg = load_config(os.environ['APP_ENV'])\n    return cfg['db']\n"
-) * 4
 
 # eventsourcing.sqlite's events table (SQLiteApplicationRecorder), reproduced for the baseline.
 RAW_SELECT = "SELECT * FROM stored_events WHERE originator_id=? ORDER BY originator_version ASC"
@@ -624,7 +619,7 @@ def render(
 
 def parse_args(argv: list[str] | None) -> Options:
     """The command line, validated."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--sizes",
         default=",".join(map(str, DEFAULT_SIZES)),
@@ -634,12 +629,6 @@ def parse_args(argv: list[str] | None) -> Options:
         "--engines",
         default=",".join(ENGINES),
         help="storage engines, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="markdown report to write (default: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--runs",
@@ -655,14 +644,10 @@ def parse_args(argv: list[str] | None) -> Options:
         "(default: %(default)s; 1 = every step its own save)",
     )
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not sizes or min(sizes) < 10:
+    sizes = whole_numbers(parser, "--sizes", args.sizes)
+    engines = names(parser, "--engines", args.engines, ENGINES)
+    if min(sizes) < 10:
         parser.error("--sizes: each history needs at least 10 events")
-    if not engines:
-        parser.error("--engines: name at least one engine")
-    if unknown := set(engines) - set(ENGINES):
-        parser.error(f"--engines: unknown {', '.join(sorted(unknown))}; use {', '.join(ENGINES)}")
     if args.runs < 1 or args.batch_steps < 1:
         parser.error("--runs and --batch-steps must be at least 1")
     return Options(sorted(set(sizes)), engines, args.out, args.runs, args.batch_steps)

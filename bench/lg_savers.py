@@ -9,59 +9,29 @@ the thread's latest checkpoint. ``SqliteSaver`` and ``PostgresSaver`` come from 
 from __future__ import annotations
 
 import importlib.util
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import db_bytes
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from common import settled_bytes
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import START, MessagesState, StateGraph
+from lg_graph import THREAD, graph, open_sqlite_saver, tool_step
 
 from agentlog.adapters.langgraph import AgentLogSaver
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
 from pg_server import fresh_database, postgres_url
 
-THREAD_ID = "bench"
-THREAD: RunnableConfig = {"configurable": {"thread_id": THREAD_ID}}
 TEXT = "x" * 100  # the assistant's words and the tool's result, each step
 
 
 def step_messages(step: int) -> list[BaseMessage]:
     """A step's messages: the assistant's reply with one tool call, then the result."""
-    cid = f"call_{step:08d}"
-    call = {"name": "lookup", "args": {"step": step}, "id": cid, "type": "tool_call"}
-    return [
-        AIMessage(content=TEXT, tool_calls=[call], id=f"ai_{step:08d}"),
-        ToolMessage(content=TEXT, tool_call_id=cid, id=f"tool_{step:08d}"),
-    ]
-
-
-def graph(saver: BaseCheckpointSaver[Any]) -> Any:
-    """START -> model -> tool -> model -> ... over ``MessagesState``, without end: the
-    loop of a tool-calling agent, one model call and one tool result per step."""
-    counter = [0]
-
-    def model(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [step_messages(counter[0])[0]]}
-
-    def tool(state: MessagesState) -> dict[str, Any]:
-        message = step_messages(counter[0])[1]
-        counter[0] += 1
-        return {"messages": [message]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("model", model)
-    builder.add_node("tool", tool)
-    builder.add_edge(START, "model")
-    builder.add_edge("model", "tool")
-    builder.add_edge("tool", "model")
-    return builder.compile(checkpointer=saver)
+    return tool_step(step, "lookup", {"step": step}, TEXT, TEXT)
 
 
 def steps(saver: BaseCheckpointSaver[Any]) -> Iterator[None]:
@@ -69,22 +39,13 @@ def steps(saver: BaseCheckpointSaver[Any]) -> Iterator[None]:
     each step; every checkpoint is written before the run goes on (``durability="sync"``)."""
     config: RunnableConfig = {**THREAD, "recursion_limit": 10**9}
     start = {"messages": [HumanMessage("go")]}
-    for update in graph(saver).stream(start, config, durability="sync", stream_mode="updates"):
+    loop = graph(saver, step_messages, [0], loop=True)
+    for update in loop.stream(start, config, durability="sync", stream_mode="updates"):
         if "tool" in update:
             yield
 
 
 # --- where the savers keep their data -------------------------------------------------
-
-
-def sqlite_bytes(path: Path) -> int:
-    """The file's size with its write-ahead log checkpointed into it."""
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return db_bytes(path)
 
 
 def libpq(url: str) -> str:
@@ -122,15 +83,6 @@ class Store:
 def open_agentlog(where: str) -> AgentLogSaver:
     """agentlog's saver on a store URL."""
     return AgentLogSaver(where)
-
-
-def open_sqlite_saver(where: str) -> Any:
-    """LangGraph's ``SqliteSaver`` on a file, tables set up."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    saver = SqliteSaver(sqlite3.connect(where, check_same_thread=False))
-    saver.setup()
-    return saver
 
 
 def open_postgres_saver(where: str) -> Any:
@@ -177,7 +129,7 @@ class Kind:
             path = folder / f"{self.key}.db"
             where = f"sqlite:///{path}" if self.opener is open_agentlog else str(path)
             saver = self.opener(where)
-            return Store(saver, where, lambda: sqlite_bytes(path), lambda: close_saver(saver))
+            return Store(saver, where, lambda: settled_bytes(path), lambda: close_saver(saver))
         base = postgres_url()
         assert base is not None
         url = fresh_database(base, "lg")

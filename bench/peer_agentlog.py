@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import ClassVar
 from uuid import UUID
 
+from instant import InstantTool, record_step
 from peers import ARGS, RESULT, SUMMARY, TEXT, TOOL, call_id
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel
 
 from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.storage import open_log
@@ -22,7 +22,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import LogTranscript, Runtime, StepKind, TranscriptSource
-from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.values import AgentConfig, Policy, ToolCallRequest
 
 MODEL = "bench"
 WORKER = "bench-worker"
@@ -42,22 +42,9 @@ class GrepArgs(BaseModel):
     reason: str
 
 
-class GrepTool:
-    """A pure tool, allowed by policy, that answers at once with the workload's result."""
-
-    name = TOOL
-    description = "Search a file (a benchmark's tool: returns a fixed result)."
-    args_model: ClassVar[type[BaseModel]] = GrepArgs
-    effect = EffectClass.PURE
-    policy = Policy.ALLOW
-
-    def run(self, args: BaseModel, idempotency_key: str) -> JsonValue:
-        """The fixed result."""
-        return RESULT
-
-    def reconcile(self, idempotency_key: str) -> bool | None:
-        """Nothing to reconcile."""
-        return None
+GREP_TOOL = InstantTool(
+    TOOL, "Search a file (a benchmark's tool: returns a fixed result).", GrepArgs, RESULT
+)
 
 
 class Steps:
@@ -72,20 +59,10 @@ class Steps:
         return Decision(text=TEXT, tool_calls=(call,))
 
 
-def record_step(agent: Agent, step: int) -> None:
+def record(agent: Agent, step: int) -> None:
     """One step with the Agent's commands: the same events the runtime records."""
     call = ToolCallRequest(call_id=call_id(step), tool=TOOL, args=ARGS)
-    agent.record_model_response(TEXT, model=MODEL, tool_calls=(call,))
-    response = agent.version
-    agent.call_tool(
-        call,
-        effect=EffectClass.PURE,
-        policy=Policy.ALLOW,
-        actor=f"model:{MODEL}",
-        caused_by=response,
-    )
-    agent.start_tool(call.call_id, worker_id=WORKER)
-    agent.succeed(call.call_id, RESULT, actor=f"worker:{WORKER}")
+    record_step(agent, call, TEXT, RESULT, model=MODEL, worker=WORKER)
 
 
 def build_log(path: Path, steps: int) -> UUID:
@@ -97,7 +74,7 @@ def build_log(path: Path, steps: int) -> UUID:
         agent.start_task("Migrate every module off the old config loader.")
         saved = 0
         for step in range(steps):
-            record_step(agent, step)
+            record(agent, step)
             if (step + 1) % COMPACT_EVERY == 0:
                 agent.compact(agent.version, SUMMARY, summarizer="bench-summarizer")
             if agent.version - saved >= BUILD_EVENTS:
@@ -118,7 +95,7 @@ class LogOnly:
         self.path = workdir / f"agentlog-{self.label}.db"
         self.url = f"sqlite:///{self.path}"
         self.steps = Steps()
-        self.tools = ToolRegistry.of([GrepTool()])
+        self.tools = ToolRegistry.of([GREP_TOOL])
         self.model = FunctionModel(self.steps.decide, name=MODEL)
         self.agent_id: UUID | None = None
         self.log: AgentLog | None = None
@@ -222,7 +199,7 @@ def resume_worker(path: Path, key: str) -> int:
     """Open the store as a worker does (views caught up), load the agent and its context."""
     store = open_store(f"sqlite:///{path}", embedded=False)
     try:
-        worker = Worker(store, tools=ToolRegistry.of([GrepTool()]), name=WORKER)
+        worker = Worker(store, tools=ToolRegistry.of([GREP_TOOL]), name=WORKER)
         agent = store.log.get(UUID(key))
         source = transcripts_of(worker) or LogTranscript(store.log)
         return len(source.messages(agent))

@@ -4,56 +4,18 @@ bench_peers.py imports this module only when it is installed."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from peers import ARGS, RESULT, TEXT, TOOL, call_id
-
-THREAD_ID = "bench"
-THREAD: RunnableConfig = {"configurable": {"thread_id": THREAD_ID}}
+from lg_graph import THREAD, THREAD_ID, graph, open_sqlite_saver, tool_step
+from peers import ARGS, RESULT, TEXT, TOOL
 
 
 def graph_messages(step: int) -> list[BaseMessage]:
     """The step's messages in LangChain's types: the response with its call, the result."""
-    cid = call_id(step)
-    call = {"name": TOOL, "args": ARGS, "id": cid, "type": "tool_call"}
-    return [
-        AIMessage(content=TEXT, tool_calls=[call], id=f"ai_{step:08d}"),
-        ToolMessage(content=RESULT, tool_call_id=cid, id=f"tool_{step:08d}"),
-    ]
-
-
-def graph(saver: SqliteSaver, counter: list[int]) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """START -> model -> tool -> END over ``MessagesState``, checkpointed by ``saver``."""
-
-    def model(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [graph_messages(counter[0])[0]]}
-
-    def tool(state: MessagesState) -> dict[str, Any]:
-        message = graph_messages(counter[0])[1]
-        counter[0] += 1
-        return {"messages": [message]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("model", model)
-    builder.add_node("tool", tool)
-    builder.add_edge(START, "model")
-    builder.add_edge("model", "tool")
-    builder.add_edge("tool", END)
-    return builder.compile(checkpointer=saver)
-
-
-def open_saver(path: Path) -> SqliteSaver:
-    """A ``SqliteSaver`` on a file, its tables set up."""
-    saver = SqliteSaver(sqlite3.connect(path, check_same_thread=False))
-    saver.setup()
-    return saver
+    return tool_step(step, TOOL, ARGS, TEXT, RESULT)
 
 
 class GraphCheckpoints:
@@ -62,9 +24,9 @@ class GraphCheckpoints:
 
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / "langgraph.db"
-        self.saver = open_saver(self.path)
+        self.saver: SqliteSaver = open_sqlite_saver(self.path)
         self.counter = [0]
-        self.graph = graph(self.saver, self.counter)
+        self.graph = graph(self.saver, graph_messages, self.counter, loop=False)
 
     def build(self, steps: int) -> None:
         """One checkpoint holding ``steps`` steps' messages, as if the graph had run."""
@@ -90,10 +52,10 @@ class GraphCheckpoints:
 
 def resume_graph(path: Path, key: str) -> int:
     """Open the saver and get the thread's state (its latest checkpoint)."""
-    saver = open_saver(path)
+    saver = open_sqlite_saver(path)
     try:
         config: RunnableConfig = {"configurable": {"thread_id": key}}
-        state = graph(saver, [0]).get_state(config)
+        state = graph(saver, graph_messages, [0], loop=False).get_state(config)
         return len(state.values["messages"])
     finally:
         saver.conn.close()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+import plots
 from common import fmt, markdown_table
 from scale_run import Config, Result
 
@@ -248,14 +248,10 @@ def cpu_note(result: Result, latency: float) -> str:
 
 def draw(results: Sequence[Result], latency: float, path: Path) -> Path | None:
     """The PNG: model steps/s against W x K, a line per store; None without matplotlib."""
-    if importlib.util.find_spec("matplotlib") is None:
+    loaded = plots.pyplot()
+    if loaded is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(8, 5), dpi=110)
+    figure, axes = loaded.subplots(figsize=(8, 5), dpi=110)
     ok = [r for r in results if not r.errors and r.model_steps]
     for label in dict.fromkeys(r.config.label for r in ok):
         mine = sorted(
@@ -275,7 +271,4 @@ def draw(results: Sequence[Result], latency: float, path: Path) -> Path | None:
     if axes.get_lines():
         axes.legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path)
-    pyplot.close(figure)
-    return path
+    return plots.save(loaded, figure, path)

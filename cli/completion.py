@@ -19,7 +19,7 @@ from sqlalchemy import Connection, inspect, select
 from agentlog.adapters.key_check import checks
 from agentlog.adapters.storage import DEFAULT_URL, engine_for
 from agentlog.domain import AgentError, CallStage
-from agentlog.projections import DEFAULT_VIEWS, AgentStates, catalog
+from agentlog.projections import DEFAULT_VIEWS, AgentStates, catalog, queries
 from agentlog.projections.seal import PLAIN, Seal
 
 MAX_ITEMS = 200
@@ -95,14 +95,12 @@ def _read_state(url: str, prefix: str, key: str | None) -> list[_StateRow]:
             build = catalog.find(conn, AgentStates.name, catalog.ACTIVE)
             if build is None:
                 return []
-            c = AgentStates(build.build).rows.c
-            query = select(c.agent_id, c.name, c.state)
-            query = query.where(c.agent_id.startswith(prefix)).order_by(c.agent_id)
-            rows = list(conn.execute(query.limit(MAX_ITEMS)))
+            table = AgentStates(build.build).rows
+            rows = queries.stored_states(conn, table, prefix, MAX_ITEMS)
             seal = _seal(conn, key)
     finally:
         engine.dispose()
-    return [_StateRow(r.agent_id, _opened(seal, r.name), _opened(seal, r.state)) for r in rows]
+    return [_StateRow(i, _opened(seal, name), _opened(seal, state)) for i, name, state in rows]
 
 
 def _seal(conn: Connection, key: str | None) -> Seal | None:

@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import Engine, inspect
 
 from agentlog.adapters.lease_queries import Holding, holdings
-from agentlog.adapters.leases import LEASES, VIEWS_LEASE
+from agentlog.adapters.leases import LEASES, SWEEP_GRACE, VIEWS_LEASE, Leases
 from agentlog.adapters.liveness import worker_gone
 from agentlog.cli import render
 from agentlog.cli.settings import Settings, pass_settings
@@ -18,8 +18,20 @@ from agentlog.cli.settings import Settings, pass_settings
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="First delete the leases expired for longer than --grace (rows of killed workers).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=SWEEP_GRACE,
+    show_default=True,
+    help="With --sweep: seconds a lease must have been expired to be deleted.",
+)
 @pass_settings
-def workers(settings: Settings, as_json: bool) -> None:
+def workers(settings: Settings, as_json: bool, sweep: bool, grace: float) -> None:
     """Which worker holds which agent (its lease), since when and for how much longer.
 
     One line per agent a worker is advancing now: the holder (host:pid#n/slot), when it
@@ -27,10 +39,22 @@ def workers(settings: Settings, as_json: bool) -> None:
     is "expired" once its time is up and "gone" when its worker ran on this host and its
     process is gone: either way, the next worker takes the agent over. The line whose
     agent is "views" is the worker that keeps the views caught up.
+
+    A killed worker's leases stay listed until a sweep deletes them, once expired for
+    longer than a grace period: workers sweep when they start and every few minutes;
+    --sweep does it now (saying on stderr how many it deleted). A live lease is never
+    deleted.
     """
+    source = click.get_current_context().get_parameter_source("grace")
+    if not sweep and source is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--grace goes with --sweep")
     with settings.store(catch_up=False) as store:
         engine = store.views.engine
-        found = holdings_in(engine) if inspect(engine).has_table(LEASES.name) else []
+        has_table = inspect(engine).has_table(LEASES.name)
+        if sweep:
+            swept = Leases(engine).sweep(grace) if has_table else 0
+            click.echo(f"swept {swept} lease(s) expired more than {grace:g}s ago", err=True)
+        found = holdings_in(engine) if has_table else []
     rows = [_json(h) for h in found]
     if as_json:
         click.echo(render.dumps(rows))

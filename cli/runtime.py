@@ -42,10 +42,13 @@ EXIT_CODES = {
 @click.argument("agent", shell_complete=agent_ids)
 @pass_settings
 def step(settings: Settings, agent: str) -> None:
-    """Advance AGENT by one step (ask the model, run a call, ...)."""
+    """Advance AGENT by one step (ask the model, run a call, ...).
+
+    It holds the agent's lease while it runs, as a worker's turn does: an agent a
+    worker is advancing now is refused (exit 1, naming the worker)."""
     with settings.store(embedded=False) as store:
         agent_id = resolve(store.log, store.views, agent)
-        done = Worker(store, builtin_tools(settings.sandbox)).step(agent_id)
+        done = Worker(store, builtin_tools(settings.sandbox)).step(agent_id, lease=True)
     click.echo(render.step_line(done))
 
 
@@ -69,10 +72,16 @@ def run(settings: Settings, agent: str, max_steps: int) -> None:
       2  the command was used wrongly
       3  waiting for a person: a call to approve or deny, or an outcome to settle
       4  the task is still running (--max-steps reached, or a call runs elsewhere)
+
+    It holds the agent's lease while it runs, renewed, and gives it back when it ends
+    (also on an error or Ctrl-C), as a worker's turn does: an agent a worker is
+    advancing now is refused (exit 1, naming the worker), and if a worker takes the
+    lease over meanwhile (it expired unrenewed), the run stops after the step under way.
     """
     with settings.store(embedded=False) as store:
         agent_id = resolve(store.log, store.views, agent)
-        last = Worker(store, builtin_tools(settings.sandbox)).run(agent_id, max_steps, _echo)
+        worker = Worker(store, builtin_tools(settings.sandbox))
+        last = worker.run(agent_id, max_steps, _echo, lease=True)
         agent_now = store.log.get(agent_id)
     if not last.progressed:
         detail = f": {last.detail}" if last.detail else ""

@@ -43,6 +43,16 @@ def states(
     return [_opened(row._mapping, AgentStates.sealed, seal) for row in conn.execute(query)]
 
 
+def stored_states(
+    conn: Connection, table: Table, prefix: str, limit: int
+) -> list[tuple[str, str | None, str | None]]:
+    """(agent id, name, state) of the agents whose ids start with ``prefix``, in id
+    order, at most ``limit``; name and state as stored (sealed, if the store is)."""
+    query = select(table.c.agent_id, table.c.name, table.c.state)
+    query = query.where(table.c.agent_id.startswith(prefix)).order_by(table.c.agent_id)
+    return [(r.agent_id, r.name, r.state) for r in conn.execute(query.limit(limit))]
+
+
 def aggregate_from_state(
     conn: Connection, table: Table, agent_id: UUID, seal: Seal = PLAIN
 ) -> Aggregate:

@@ -4,23 +4,15 @@ real runs (LangGraph's own savers come from the ``bench`` extra: skipped without
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_langgraph.py"
+from bench_runs import run_bench
 
 
 def _bench(tmp_path: Path, *args: str) -> tuple[str, str]:
     out = tmp_path / "benchmarks.md"
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--resumes", "1", "--plots", "none", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=240,
-    )
-    return done.stdout, out.read_text()
+    run = run_bench("bench_langgraph", out, "--resumes", "1", "--plots", "none", *args)
+    return run.stdout, run.report
 
 
 def _rows(text: str, label: str) -> list[list[str]]:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
-import pytest
+from bench_runs import bench_usage_error, load_bench, run_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_rebuild.py"
-START, END = "<!-- bench_rebuild:start -->", "<!-- bench_rebuild:end -->"
 EXISTING = "# Storage benchmarks\n\nSomeone else's section: left exactly as it is.\n"
 SECTIONS = (
     "# Rebuild benchmarks",
@@ -26,36 +22,13 @@ SECTIONS = (
 )
 
 
-def load_bench() -> ModuleType:
-    """bench/bench_rebuild.py as a module (bench/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_rebuild", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def test_tiny_run_writes_its_section_only(tmp_path: Path) -> None:
+    argv = ["--events", "300", "--agents", "10", "--profile-events", "200"]
 
+    run = run_bench("bench_rebuild", tmp_path / "benchmarks.md", *argv, existing=EXISTING)
 
-def section_of(report: str) -> str:
-    """The text between the markers (asserting there is exactly one pair)."""
-    assert report.count(START) == 1
-    assert report.count(END) == 1
-    return report.split(START, 1)[1].split(END, 1)[0]
-
-
-def test_tiny_run_writes_its_section_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "benchmarks.md"
-    out.write_text(EXISTING, encoding="utf-8")
-    argv = ["--events", "300", "--agents", "10", "--profile-events", "200", "--out", str(out)]
-
-    assert load_bench().main(argv) == 0
-
-    report = out.read_text(encoding="utf-8")
-    assert report.startswith(EXISTING)
-    section = section_of(report)
+    assert run.report.startswith(EXISTING)
+    section = run.section("bench_rebuild")
     for heading in SECTIONS:
         assert f"\n{heading}\n" in section
     assert "--events 300 --agents 10" in section
@@ -66,42 +39,29 @@ def test_tiny_run_writes_its_section_only(
     assert "| raw sqlite3 read | 300 |" in section
     assert "source digest" in section
     assert "The code changed during the run" not in section
-    assert "| state | 300 |" in capsys.readouterr().out
+    assert "| state | 300 |" in run.stdout
 
 
 def test_a_second_run_replaces_the_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
-    out.write_text(EXISTING, encoding="utf-8")
-    bench = load_bench()
-    common = ["--agents", "5", "--profile-events", "0", "--out", str(out)]
+    tiny = ["--agents", "5", "--profile-events", "0"]
 
-    assert bench.main(["--events", "40", "--views", "audit", *common]) == 0
-    assert bench.main(["--events", "60", "--views", "state", *common]) == 0
+    run_bench("bench_rebuild", out, "--events", "40", "--views", "audit", *tiny, existing=EXISTING)
+    run = run_bench("bench_rebuild", out, "--events", "60", "--views", "state", *tiny)
 
-    report = out.read_text(encoding="utf-8")
-    assert report.startswith(EXISTING)
-    section = section_of(report)
+    assert run.report.startswith(EXISTING)
+    section = run.section("bench_rebuild")
     assert "| state | 60 |" in section
     assert "| audit |" not in section
     assert "Not profiled in this run" in section
 
 
-def test_splice_keeps_text_around_the_markers() -> None:
-    splice = load_bench().splice
-    document = f"before\n\n{START}\nold\n{END}\n\nafter\n"
-
-    assert splice(document, "new") == f"before\n\n{START}\nnew\n{END}\n\nafter\n"
-    assert splice("", "new") == f"{START}\nnew\n{END}\n"
-
-
-def test_rejects_unknown_view(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        load_bench().main(["--views", "billing"])
-    assert "unknown billing" in capsys.readouterr().err
+def test_rejects_unknown_view() -> None:
+    assert "unknown billing" in bench_usage_error("bench_rebuild", "--views", "billing")
 
 
 def test_names_the_files_that_changed_under_a_view() -> None:
-    bench = load_bench()
+    bench = load_bench("bench_rebuild")
     start = {"projections/audit.py": "a1", "domain/agent.py": "d1"}
     later = {"projections/audit.py": "a2", "domain/agent.py": "d1", "domain/new.py": "n1"}
 

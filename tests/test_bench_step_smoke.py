@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-import pytest
+from bench_runs import bench_usage_error, load_bench, run_bench, section_of
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_step.py"
 START, END = "<!-- bench_step:start -->", "<!-- bench_step:end -->"
 OTHER = "<!-- bench_rebuild:start -->\nA colleague's section.\n<!-- bench_rebuild:end -->\n"
 EXISTING = f"# Storage benchmarks\n\nSomeone else's text: left exactly as it is.\n\n{OTHER}"
@@ -27,44 +23,13 @@ SECTIONS = (
 CONFIGS = ("worker + compaction", "worker, no compaction", "bare runtime (LogTranscript)")
 
 
-def load_bench() -> ModuleType:
-    """bench/bench_step.py as a module (bench/ is a folder of scripts, not a package)."""
-    if str(BENCH.parent) not in sys.path:
-        sys.path.insert(0, str(BENCH.parent))  # its shared module, common.py
-    spec = importlib.util.spec_from_file_location("bench_step", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_common() -> ModuleType:
-    """bench/common.py, the benchmarks' shared module."""
-    load_bench()
-    return sys.modules["common"]
-
-
-def section_of(report: str) -> str:
-    """The text between the markers (asserting there is exactly one pair)."""
-    assert report.count(START) == 1
-    assert report.count(END) == 1
-    return report.split(START, 1)[1].split(END, 1)[0]
-
-
-def test_tiny_run_writes_its_section_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "benchmarks.md"
-    out.write_text(EXISTING, encoding="utf-8")
+def test_tiny_run_writes_its_section_only(tmp_path: Path) -> None:
     argv = ["--lengths", "20,40", "--steps", "4", "--budget", "0", "--profile-steps", "2"]
 
-    assert load_bench().main([*argv, "--out", str(out)]) == 0
+    run = run_bench("bench_step", tmp_path / "benchmarks.md", *argv, existing=EXISTING)
 
-    report = out.read_text(encoding="utf-8")
-    assert report.startswith(EXISTING)
-    section = section_of(report)
+    assert run.report.startswith(EXISTING)
+    section = run.section("bench_step")
     for heading in SECTIONS:
         assert f"\n{heading}\n" in section
     assert "--lengths 20,40 --steps 4 --budget 0 --profile-steps 2" in section
@@ -76,13 +41,13 @@ def test_tiny_run_writes_its_section_only(
     assert "| 20 | compacting |" in section
     assert "| 40 | never compacting |" in section
     assert "Is per-step overhead flat as history grows?" in section
-    assert "| worker + compaction |" in capsys.readouterr().out
+    assert "| worker + compaction |" in run.stdout
 
 
 def test_a_second_report_replaces_the_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     out.write_text(EXISTING, encoding="utf-8")
-    write_section = load_common().write_section
+    write_section = load_bench("common").write_section
 
     write_section(out, "bench_step", "# Step benchmarks\n\nfirst run")
     out.write_text(out.read_text(encoding="utf-8") + "\nAdded meanwhile.\n", encoding="utf-8")
@@ -90,12 +55,12 @@ def test_a_second_report_replaces_the_section(tmp_path: Path) -> None:
 
     report = out.read_text(encoding="utf-8")
     assert report.startswith(EXISTING)
-    assert section_of(report) == "\n# Step benchmarks\n\nsecond run\n"
+    assert section_of(report, "bench_step") == "\n# Step benchmarks\n\nsecond run\n"
     assert report.endswith("\nAdded meanwhile.\n")
 
 
 def test_splice_keeps_text_around_the_markers() -> None:
-    splice = load_common().splice
+    splice = load_bench("common").splice
     document = f"before\n\n{START}\nold\n{END}\n\nafter\n"
 
     assert splice(document, "bench_step", "new") == f"before\n\n{START}\nnew\n{END}\n\nafter\n"
@@ -104,12 +69,10 @@ def test_splice_keeps_text_around_the_markers() -> None:
 
 
 def test_a_section_put_first_goes_before_the_others() -> None:
-    splice = load_common().splice
+    splice = load_bench("common").splice
 
     assert splice(OTHER, "bench_step", "new", first=True) == f"{START}\nnew\n{END}\n\n{OTHER}"
 
 
-def test_rejects_bad_lengths(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        load_bench().main(["--lengths", "5"])
-    assert "at least 10 events" in capsys.readouterr().err
+def test_rejects_bad_lengths() -> None:
+    assert "at least 10 events" in bench_usage_error("bench_step", "--lengths", "5")

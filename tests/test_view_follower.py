@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ from sqlalchemy import select
 from test_view_process_kill import assert_equal_to_a_rebuild, positions
 
 from agentlog.adapters.leases import LEASES, VIEWS_LEASE, create_table
+from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
+from agentlog.adapters.worker import Worker
 from agentlog.domain import AgentConfig, Status
 
 from conftest import store_url
@@ -117,6 +120,11 @@ def test_one_worker_follows_the_views_and_another_takes_over_when_it_is_killed(
         assert holder is not None
         killed, survivor = (first, second) if pid_of(holder) == first.pid else (second, first)
         assert pid_of(holder) == killed.pid  # the holder is one of the two workers
+        shown = subprocess.run(
+            [AGENTLOG, "--db", url, "workers", "--json"], check=True, capture_output=True, text=True
+        )
+        (row,) = [r for r in json.loads(shown.stdout) if r["agent_id"] == "views"]
+        assert row["holder"] == f"{holder}/-1"
         wait_for("the views to move", lambda: min(positions(store.views).values()) > 0)
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(10)
@@ -149,10 +157,39 @@ def test_with_views_left_to_a_follower_no_worker_moves_them(
     subprocess.run(follower, check=True, capture_output=True)  # the runnable view has them
     before = positions(store.views)
     leaving = worker(url, tmp_path, "-k", "2", "--views", "leave", "--exit-when-idle")
-    assert leaving.wait(timeout=120) == 0
+    try:
+        assert leaving.wait(timeout=120) == 0
+    finally:
+        if leaving.poll() is None:  # it never went idle: do not leave it running
+            leaving.kill()
+            leaving.wait()
     assert all_done(store, made)
     assert positions(store.views) == before  # the worker caught nothing up
     assert max(before.values()) < head(store)
     assert views_holder(store) is None
     subprocess.run(follower, check=True, capture_output=True)
     assert_equal_to_a_rebuild(store.views, url)
+
+
+def test_a_worker_told_to_stop_ends_the_views_catch_up_after_its_batch(
+    tmp_path: Path,
+) -> None:
+    store = open_store(store_url("sqlite", tmp_path), embedded=False, catch_up=False)
+    try:
+        config = AgentConfig(model="scripted:none.json")
+        for i in range(600):  # not started: never runnable, nothing for a turn to do
+            store.log.create_agent(f"idle{i}", config)
+        store.views.batch_size = 2  # a catch-up of hundreds of transactions
+        stop = threading.Event()
+        working = threading.Thread(
+            target=Worker(store, ToolRegistry()).work,
+            kwargs={"poll": 0.05, "exit_when_idle": False, "on_step": print, "stop": stop},
+        )
+        working.start()
+        wait_for("the views to move", lambda: min(positions(store.views).values()) > 0)
+        stop.set()
+        working.join(5)
+        assert not working.is_alive()  # it did not wait for the views' tail
+        assert min(positions(store.views).values()) < head(store)
+    finally:
+        store.close()
