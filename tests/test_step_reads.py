@@ -340,6 +340,7 @@ def test_the_rows_read_with_a_kept_agent_are_its_chained_events_once(worker: Wor
     agent = kept_with_a_call(worker)
     (call,) = agent.calls.values()
     since = check_from(agent)
+    assert since is not None
     assert since == call.asked_version
     fresh = worker.other.chained_events(worker.other.get(worker.agent_id), since)
     before = worker.reads
