@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from eventsourcing.persistence import OperationalError
 from pydantic import BaseModel, JsonValue
 
 from agentlog.adapters.mapper import inflate
@@ -385,3 +386,44 @@ def test_the_rows_read_with_a_kept_agent_serve_only_the_thread_holding_it(
     assert worker.reads == before + 1  # another thread reads for itself
     worker.log.chained_events(agent, since)
     assert worker.reads == before + 1  # the holder still gets the rows read with it
+
+
+# --- the store out of reach when the outcome is saved --------------------------------
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_an_outcome_whose_save_met_an_outage_is_recorded_once_on_the_agent_as_stored(
+    worker: Worker, committed: bool
+) -> None:
+    """Whether the save that met the outage went through is unknown: the retry reads the
+    agent as stored (never the one the failed save was made on) and records the outcome
+    if it is not there yet."""
+    waited: list[Exception] = []
+
+    def patience(error: Exception) -> bool:
+        waited.append(error)
+        return True
+
+    worker.runtime.patience = patience
+    assert worker.step()[0] is StepKind.MODEL
+    insert = worker.log.recorder.insert_events
+    outages = [OperationalError("the store is out of reach")]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        is_outcome = outages and worker.tool.runs  # the claim goes through, the outcome not
+        if is_outcome and not committed:
+            raise outages.pop()
+        result = insert(*args, **kwargs)
+        if is_outcome:
+            raise outages.pop()
+        return result
+
+    worker.log.recorder.insert_events = flaky  # type: ignore[method-assign]
+    kind, _ = worker.step()
+    assert len(waited) == 1
+    assert kind is (StepKind.BUSY if committed else StepKind.TOOL)
+    events = worker.events()
+    assert assert_linear_history(events) == len(events)
+    assert [type(e).__name__ for e in events[-2:]] == ["ToolStarted", "ToolSucceeded"]
+    assert len(worker.tool.runs) == 1
+    assert worker.step()[0] is StepKind.MODEL
