@@ -10,10 +10,11 @@ the tool: the outcome says so, and the runtime decides what to record.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
-from pydantic import JsonValue, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from agentlog.domain import tool_threads
 from agentlog.domain.ports import Tool, ToolSpec
@@ -103,10 +104,14 @@ def still_running(idempotency_key: str) -> bool:
 
 
 def tool_spec(tool: Tool) -> ToolSpec:
-    """What the model is told about a tool."""
-    return ToolSpec(
-        name=tool.name, description=tool.description, parameters=tool.args_model.model_json_schema()
-    )
+    """What the model is told about a tool (built once per name, description and
+    arguments model: a worker builds a runtime, and asks for its tools' specs, every turn)."""
+    return _spec(tool.name, tool.description, tool.args_model)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(name: str, description: str, args_model: type[BaseModel]) -> ToolSpec:
+    return ToolSpec(name=name, description=description, parameters=args_model.model_json_schema())
 
 
 def short_errors(error: ValidationError) -> str:
