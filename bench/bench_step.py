@@ -278,6 +278,8 @@ class Sample:
     last_version: int  # the last
     context: int | None  # messages in the model's context (model steps only)
     commits: tuple[Commit, ...] = ()  # the event store's transactions, in order
+    cpu_us: float = 0.0  # the process's CPU time during the step (all its threads)
+    reads: int = 0  # reads of the stored events and snapshots (``select_events`` calls)
 
     @property
     def rows(self) -> list[Row]:
@@ -388,6 +390,15 @@ class Run:
         """Total µs of the steps of one kind."""
         return [s.total_us for s in self.samples if s.kind is kind]
 
+    def cpu_of_kind(self, kind: StepKind) -> list[float]:
+        """CPU µs of the steps of one kind."""
+        return [s.cpu_us for s in self.samples if s.kind is kind]
+
+    def reads_per_step(self, kind: StepKind) -> float:
+        """Reads of the store per step of one kind (mean)."""
+        reads = [s.reads for s in self.samples if s.kind is kind]
+        return statistics.mean(reads) if reads else float("nan")
+
     @property
     def totals(self) -> list[float]:
         """Total µs of every timed step."""
@@ -464,6 +475,7 @@ class Rig:
         self.profiler: cProfile.Profile | None = None  # set: steps are profiled
         self.sql: SqlTimer | None = None  # set: the views' SQL is timed
         self.commits: list[Commit] = []
+        self.reads = 0
         self._capture(log.recorder, "stored_events")
         if log.snapshots is not None:
             self._capture(log.snapshots.recorder, "stored_snapshots")
@@ -489,16 +501,23 @@ class Rig:
             return result
 
         recorder.insert_events = captured  # type: ignore[attr-defined]
+        select = recorder.select_events  # type: ignore[attr-defined]
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.reads += 1
+            return select(*args, **kwargs)
+
+        recorder.select_events = counted  # type: ignore[attr-defined]
 
     def step(self) -> Sample:
         """One timed ``advance``, split into parts by the probe."""
         self.probe.reset()
-        self.commits = []
+        self.commits, self.reads = [], 0
         if self.sql is not None:
             self.sql.active = True
         if self.profiler is not None:
             self.profiler.enable()
-        start = time.perf_counter_ns()
+        start, cpu_start = time.perf_counter_ns(), time.process_time_ns()
         if self.views is not None and self.turn_left <= 0:  # the work loop's pass
             self.probe.wrap("views", self.views.catch_up)()
             self.turn_left = TURN
@@ -507,6 +526,7 @@ class Rig:
             step = self.runtime.advance(self.agent_id)
         finally:
             total_us = (time.perf_counter_ns() - start) / 1_000
+            cpu_us = (time.process_time_ns() - cpu_start) / 1_000
             if self.profiler is not None:
                 self.profiler.disable()
             if self.sql is not None:
@@ -521,6 +541,8 @@ class Rig:
             step.version,
             context,
             tuple(self.commits),
+            cpu_us,
+            self.reads,
         )
         self.version = step.version
         self.since_compaction += 1
@@ -861,6 +883,8 @@ def step_table(results: Results) -> str:
         "model step median µs",
         "tool step median µs",
         "commits per step (model, tool)",
+        "reads per step (model, tool)",
+        "CPU median µs (model, tool)",
         "floor, same commits, median µs",
         "floor, same commits, p95 µs",
         "step / floor (median)",
@@ -884,6 +908,10 @@ def step_table(results: Results) -> str:
                     fmt(median(r.of_kind(StepKind.TOOL))),
                     f"{r.commits_per_step():.2f} ({r.commits_per_step(StepKind.MODEL):.2f}, "
                     f"{r.commits_per_step(StepKind.TOOL):.2f})",
+                    f"{r.reads_per_step(StepKind.MODEL):.2f}, "
+                    f"{r.reads_per_step(StepKind.TOOL):.2f}",
+                    f"{fmt(median(r.cpu_of_kind(StepKind.MODEL)))}, "
+                    f"{fmt(median(r.cpu_of_kind(StepKind.TOOL)))}",
                     fmt(median(floor)),
                     fmt(percentile(floor, 95)),
                     f"{median(r.totals) / median(floor):.1f}x",
@@ -1252,7 +1280,8 @@ def method(opts: Options) -> str:
   `FunctionModel` that answers at once with {len(MODEL_TEXT)} characters of text and one
   call of a no-op tool (pure, policy allow); it records ModelResponded + ToolCalled in one
   save. A **tool step** saves ToolStarted (the claim, before the tool runs), runs the
-  no-op tool in the runtime's thread, reloads, and saves ToolSucceeded: two saves.
+  no-op tool in the runtime's thread, and saves ToolSucceeded (on the agent as it
+  claimed the call, without reloading it): two saves.
 - Histories: for each N, a fresh SQLite file (native engine) holding one agent of about
   N events, recorded with the Agent's commands (the same events the runtime records),
   saved {BATCH_EVENTS:,} events per save with snapshots at the default interval
@@ -1279,6 +1308,10 @@ def method(opts: Options) -> str:
   each turn (views); "other" is the rest of the step: deciding,
   the Agent's commands, building the Context (including the tools' JSON schemas) and
   running the tool in a thread. The breakdown table shows means, the step table medians.
+  **CPU** is the process's CPU time during the step (`process_time_ns`, all threads:
+  it moves less than wall time with the machine's load); **reads** counts the event
+  and snapshot recorders' `select_events` calls during the step (each a transaction
+  and a round trip on PostgreSQL).
 - Profile: cProfile of up to {opts.profile_steps} further steps (fewer past
   {opts.budget_s / 2:g} s) at the smallest and the largest N, per configuration; a
   function's time per step at both, sorted by how much it grew. In the reading, a part

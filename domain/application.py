@@ -8,20 +8,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from copy import deepcopy
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import Environment
 from pydantic import JsonValue
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
-from agentlog.domain.chain import ChainLinks
 from agentlog.domain.errors import (
     AmbiguousAgentError,
-    BrokenChainError,
     DamagedHistoryError,
     NotAnAgentError,
     StaleSnapshotError,
@@ -32,10 +30,13 @@ from agentlog.domain.history import MISSING, in_sequence, mutate_all
 from agentlog.domain.kept import KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
+from agentlog.domain.stored_tail import StateDecoder, StoredTail, chained, read_row
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
 DEFAULT_SNAPSHOT_INTERVAL = 50
 OPEN_ATTEMPTS = 8
+CheckFrom = Callable[[Agent], int | None]
+"""Given a kept agent, the version its step's call check would read from, or None."""
 
 
 class AgentLog(Application[UUID]):
@@ -160,16 +161,28 @@ class AgentLog(Application[UUID]):
         self.kept.put(agent)
         return deepcopy(agent)
 
-    def take(self, agent_id: UUID) -> Agent:
+    def take(self, agent_id: UUID, *, check_from: CheckFrom | None = None) -> Agent:
         """The agent as it is now, to change and save, then hand back with :meth:`keep`
         (a worker's load). With an aggregate cache, the agent kept since the last step is
         handed over as it is, brought up to date with the events stored after it: no
-        copy, no decoding of what this process stored itself."""
+        copy, no decoding of what this process stored itself.
+
+        ``check_from`` gives, for the kept agent, the version a call check of this step
+        would read from (``agentlog.domain.call_check.check_from``), or None: the same
+        read then fetches the stored events from there on, and :meth:`chained_events` of
+        the agent handed out uses them instead of reading again (once, while unchanged).
+        """
         if self.kept is None:
             return self.get(agent_id)
         kept = self.kept.borrow(agent_id)
-        agent = self._load(agent_id, None) if kept is None else self._fast_forward(kept)
-        self.kept.lend(agent)
+        since = check_from(kept) if check_from is not None and isinstance(kept, Agent) else None
+        if kept is None:
+            agent, tail = self._load(agent_id, None), None
+        elif since is None:
+            agent, tail = self._fast_forward(kept), None
+        else:
+            agent, tail = self._read_tail(kept, since)
+        self.kept.lend(agent, tail)
         return agent
 
     def keep(self, agent: Aggregate) -> None:
@@ -187,6 +200,19 @@ class AgentLog(Application[UUID]):
         moved: Agent = mutate_all(agent, new)
         self.kept.stored(agent.id, new)
         return moved
+
+    def _read_tail(self, agent: Aggregate, since: int) -> tuple[Agent, StoredTail]:
+        """A kept agent with the events stored after it applied, and the stored events
+        from version ``since`` (at or before its version) to its head: one read."""
+        assert self.kept is not None
+        since = min(since, agent.version + 1)
+        mapper = cast(StateDecoder, self.mapper)
+        stored = self.recorder.select_events(agent.id, gt=since - 1)
+        rows = tuple(read_row(mapper, row) for row in stored)
+        new = [row.decoded() for row in rows if row.version > agent.version]
+        moved: Agent = mutate_all(agent, new)
+        self.kept.stored(agent.id, new)
+        return moved, StoredTail(since, rows)
 
     def recent_events(self, agent_id: UUID, after: int, upto: int) -> Iterable[Aggregate.Event]:
         """The agent's events after version ``after`` up to ``upto``, as ``events_of``
@@ -348,29 +374,18 @@ class AgentLog(Application[UUID]):
     def chained_events(self, agent: Aggregate, since: int) -> list[Aggregate.Event]:
         """The agent's events from version ``since`` to its loaded version, each checked
         against its stored bytes, linked in order, the last one being the agent's head.
+        The rows are read from the store; or, if :meth:`take` read them with this very
+        agent in this step (``check_from``) and it has not changed since, those rows.
 
         Raises :class:`BrokenChainError` naming the first event that fails.
         """
-        mapper = cast(_StateDecoder, self.mapper)
-        links, events = ChainLinks(), []
-        head = None
-        for stored in self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version):
-            state = mapper.decode_state(stored)  # decoded once: checked, then made an event
-            broken = None
-            try:
-                head = links.feed(stored.topic, str(agent.id), stored.originator_version, state)
-            except ValueError as e:
-                broken = str(e)
-            event = mapper.event_from_state(stored, state)  # an unfit row fails first, as before
-            if broken is not None:
-                raise BrokenChainError(
-                    agent.id, stored.originator_version, type(event).__name__, broken
-                )
-            events.append(event)
-        if head != agent.head_hash or links.prev_version != agent.version:
-            reason = "the stored events do not end at the agent's head (edited or missing)"
-            raise BrokenChainError(agent.id, agent.version, type(agent).__name__, reason)
-        return events
+        tail = None if self.kept is None else self.kept.tail_of(agent)
+        rows = None if tail is None else tail.rows_for(since, agent.version)
+        if rows is None:
+            mapper = cast(StateDecoder, self.mapper)
+            stored = self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version)
+            rows = [read_row(mapper, row) for row in stored]
+        return chained(agent, rows)
 
     def resolve(self, ref: str) -> UUID:
         """The id of the one agent whose id is ``ref`` or starts with it."""
@@ -394,14 +409,6 @@ class AgentLog(Application[UUID]):
                 if n.originator_version == 1:
                     yield UUID(str(n.originator_id))
             start = notifications[-1].id + 1
-
-
-class _StateDecoder(Protocol):
-    """What ``chained_events`` needs of the mapper (agentlog's PydanticMapper has it)."""
-
-    def decode_state(self, stored_event: StoredEvent) -> dict[str, Any]: ...
-
-    def event_from_state(self, stored_event: StoredEvent, state: dict[str, Any]) -> Any: ...
 
 
 def require_agent(aggregate: Aggregate) -> Agent:

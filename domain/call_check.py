@@ -8,6 +8,9 @@ what the ``ToolCalled`` event and the agent's state recorded; they are the argum
 the model's response asked for; and a grant, where the call needed one, names that same
 hash. Only the newest events can be rewritten so that their own chain still verifies;
 those are the ones the other checks cover.
+
+A worker reads those events in the same go as it brings the agent it keeps up to date
+(``AgentLog.take(agent_id, check_from=check_from)``): one read of the store per step.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ def checked_args(
     log: AgentLog, agent: Agent, call_id: str, call: CallState
 ) -> dict[str, JsonValue]:
     """The arguments to run the call with; raises :class:`CallTamperedError` if any check fails."""
-    asked = call.asked_version
-    since = asked if asked is not None and asked < call.called_version else call.called_version
-    events = _chained(log, agent, call_id, since)  # one read, from the response on
+    asked, since = call.asked_version, _since(call)
+    events = _chained(log, agent, call_id, since)  # from the response on
     called = next((e for e in events if e.originator_version == call.called_version), None)
     if not isinstance(called, Agent.ToolCalled) or called.call_id != call_id:
         reason = f"version {call.called_version} is not this call's ToolCalled event"
@@ -49,6 +51,19 @@ def checked_args(
         reason = "its arguments are not the ones the grant was given for"
         raise CallTamperedError(agent.id, call_id, reason)
     return called.args
+
+
+def check_from(agent: Agent) -> int | None:
+    """The version the call check of any of the agent's open calls reads from (the
+    earliest), or None if it has none: where a worker's read starts when it takes it."""
+    return min((_since(call) for call in agent.calls.values()), default=None)
+
+
+def _since(call: CallState) -> int:
+    """The version this call's check reads from: the model's response that asked for it
+    (or its ``ToolCalled`` event, for a call recorded without one)."""
+    asked = call.asked_version
+    return asked if asked is not None and asked < call.called_version else call.called_version
 
 
 def _asked(response: Aggregate.Event, called: Agent.ToolCalled, digest: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = "0" * 64
 """The predecessor hash of an aggregate's first event."""
@@ -39,6 +39,26 @@ def event_digest(topic: str, originator_id: str, version: int, payload: Mapping[
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+ABSENT = object()
+"""A link's ``prev_hash`` when the stored state has none."""
+
+
+class Link(NamedTuple):
+    """What the chain checks of one stored event: its version, the hashes it stores, and
+    its digest recomputed from its state as stored (before upcasting)."""
+
+    version: int
+    prev_hash: Any  # ABSENT if the state has none
+    stored_digest: Any
+    digest: str
+
+    @classmethod
+    def of(cls, topic: str, originator_id: str, version: int, state: Mapping[str, Any]) -> Link:
+        """The link of a stored event, from its decoded (not upcast) state."""
+        digest = event_digest(topic, originator_id, version, state)
+        return cls(version, state.get("prev_hash", ABSENT), state.get("digest"), digest)
+
+
 class ChainLinks:
     """Checks stored events of one aggregate, fed in version order, against their hashes.
 
@@ -52,14 +72,18 @@ class ChainLinks:
 
     def feed(self, topic: str, originator_id: str, version: int, state: Mapping[str, Any]) -> str:
         """This event's digest, once checked; raises ``ValueError`` naming the break."""
+        return self.follow(Link.of(topic, originator_id, version, state))
+
+    def follow(self, link: Link) -> str:
+        """The digest of the event ``link`` was taken of, once checked (as ``feed``)."""
+        version = link.version
         if self.prev_version is not None and version != self.prev_version + 1:
             raise ValueError(f"version {version} follows {self.prev_version}: events are missing")
-        if version == 1 and state.get("prev_hash", GENESIS) != GENESIS:
+        if version == 1 and link.prev_hash not in (ABSENT, GENESIS):
             raise ValueError("the first event does not start the chain")
-        if self.prev_hash is not None and state.get("prev_hash") != self.prev_hash:
+        if self.prev_hash is not None and link.prev_hash != self.prev_hash:
             raise ValueError("prev_hash is not its predecessor's digest (edited or reordered)")
-        digest = event_digest(topic, originator_id, version, state)
-        if state.get("digest") != digest:
+        if link.stored_digest != link.digest:
             raise ValueError("its stored digest does not match its content (edited)")
-        self.prev_hash, self.prev_version = digest, version
-        return digest
+        self.prev_hash, self.prev_version = link.digest, version
+        return link.digest

@@ -15,6 +15,11 @@ with no pending events: an agent changed and not saved, or whose save failed (it
 events were collected, its version moved on), is dropped, never handed out again.
 Whoever borrows brings the agent up to date with the events stored after it.
 
+A thread may lend itself an agent together with the stored events it read for it in
+the same go (a :class:`~agentlog.domain.stored_tail.StoredTail`, for the call check of
+this step): they are handed out once, and only while that thread still holds that very
+agent, unchanged since it was stored.
+
 The last events stored of each kept agent are kept too (those this process saved, and
 those a fast-forward read): the model's context is built from them without reading
 them back (``AgentLog.recent_events``). The log is append-only, so an event stored at
@@ -30,10 +35,11 @@ from copy import deepcopy
 from uuid import UUID
 
 from agentlog.domain.aggregate import Aggregate
+from agentlog.domain.stored_tail import StoredTail
 
-_Entry = tuple[Aggregate, int, int | None]
+_Entry = tuple[Aggregate, int, int | None, StoredTail | None]
 """The agent, the version it was stored at, the id of the thread holding it (None: the
-cache holds it)."""
+cache holds it), and the stored events read with it for that thread's step."""
 RECENT = 16
 """Stored events kept per agent, the latest (a model step needs those since the last one:
 its calls, their claims and outcomes; beyond this many, they are read)."""
@@ -61,13 +67,24 @@ class KeptAggregates:
             return None
         return entry[0] if entry[2] is None else deepcopy(entry[0])
 
-    def lend(self, aggregate: Aggregate) -> None:
-        """Note that this thread holds the aggregate, as stored at its version."""
-        self._put(aggregate, threading.get_ident())
+    def lend(self, aggregate: Aggregate, tail: StoredTail | None = None) -> None:
+        """Note that this thread holds the aggregate, as stored at its version (with the
+        stored events read with it, for :meth:`tail_of`)."""
+        self._put(aggregate, threading.get_ident(), tail)
+
+    def tail_of(self, aggregate: Aggregate) -> StoredTail | None:
+        """The stored events read with the aggregate when it was lent to this thread, once;
+        None if there are none, or it changed since, or it is not this thread's."""
+        with self._lock:
+            entry = self._entries.get(aggregate.id)
+            if entry is None or entry[0] is not aggregate or entry[2] != threading.get_ident():
+                return None
+            self._entries[aggregate.id] = (entry[0], entry[1], entry[2], None)
+        return entry[3] if _as_stored(entry) else None
 
     def saved(self, aggregate: Aggregate) -> None:
         """Note that this thread stored the aggregate at its version (and still holds it)."""
-        self._put(aggregate, threading.get_ident())
+        self._put(aggregate, threading.get_ident(), None)
 
     def keep(self, aggregate: Aggregate) -> None:
         """Hand an aggregate this thread holds back to the cache, if it is as stored.
@@ -80,13 +97,13 @@ class KeptAggregates:
             if entry is None or entry[0] is not aggregate or entry[2] != me:
                 return
             if _as_stored(entry):
-                self._entries[aggregate.id] = (aggregate, entry[1], None)
+                self._entries[aggregate.id] = (aggregate, entry[1], None, None)
             else:
                 del self._entries[aggregate.id]
 
     def put(self, aggregate: Aggregate) -> None:
         """Keep an aggregate nobody else holds (one just loaded or brought up to date)."""
-        self._put(aggregate, None)
+        self._put(aggregate, None, None)
 
     def stored(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
         """Note events stored for the agent, in version order (saved, or read back)."""
@@ -111,9 +128,9 @@ class KeptAggregates:
             return None
         return [e for e in recent if after < e.originator_version <= upto]
 
-    def _put(self, aggregate: Aggregate, holder: int | None) -> None:
+    def _put(self, aggregate: Aggregate, holder: int | None, tail: StoredTail | None) -> None:
         with self._lock:
-            self._entries[aggregate.id] = (aggregate, aggregate.version, holder)
+            self._entries[aggregate.id] = (aggregate, aggregate.version, holder, tail)
             self._entries.move_to_end(aggregate.id)
             while self.maxsize and len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)
@@ -121,5 +138,5 @@ class KeptAggregates:
 
 def _as_stored(entry: _Entry) -> bool:
     """Whether the entry's aggregate is still as it was stored (not changed since)."""
-    aggregate, version, _ = entry
+    aggregate, version = entry[0], entry[1]
     return aggregate.version == version and not aggregate.pending_events

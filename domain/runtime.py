@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.application import AgentLog, require_agent
+from agentlog.domain.call_check import check_from
 from agentlog.domain.claims import WorkerGone, never_gone
 from agentlog.domain.log_transcript import LogTranscript, TranscriptSource
 from agentlog.domain.model_steps import ModelSteps
@@ -67,7 +68,8 @@ class Runtime(ToolCallSteps, ModelSteps):
     def advance(self, agent_id: UUID) -> Step:
         """Load the agent, do the single next thing, save. Losing a race re-decides."""
         for _ in range(RACE_RETRIES):
-            agent = require_agent(self.log.take(agent_id))
+            # The call check's events come with the fast-forward: one read for both.
+            agent = require_agent(self.log.take(agent_id, check_from=check_from))
             if self.interrupt.is_set():
                 return self._step(agent, StepKind.INTERRUPTED, "stopped before the step")
             try:

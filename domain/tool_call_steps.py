@@ -100,14 +100,12 @@ class ToolCallSteps(RuntimeBase):
             return self._step(agent, StepKind.INTERRUPTED, f"{call_id} not started")
         agent.start_tool(call_id, worker_id=self.worker_id)
         self.log.save(agent)  # saved before the tool runs: this is the claim on the call
-        agent_id, key = agent.id, agent.calls[call_id].idempotency_key
-        timeout = agent.config.tool_timeout
+        key, timeout = agent.calls[call_id].idempotency_key, agent.config.tool_timeout
         outcome = run_tool(tool, call.tool, args, key, timeout, interrupt=self.interrupt)
         if outcome.interrupted and call.effect is EffectClass.SIDE_EFFECTING:
             detail = f"{call_id} left started: the next worker settles its outcome"
             return self._step(agent, StepKind.INTERRUPTED, detail)
-        self.log.keep(agent)  # done with it: the outcome is recorded on a fresh take
-        return self._record_outcome(agent_id, call_id, call.effect, outcome)
+        return self._record_outcome(agent, call_id, call.effect, outcome)
 
     def _refuse(self, agent: Agent, error: CallTamperedError) -> Step:
         log.warning("%s", error)
@@ -117,23 +115,34 @@ class ToolCallSteps(RuntimeBase):
         return self._limit(agent) or self._step(agent, StepKind.REFUSED, detail)
 
     def _record_outcome(
-        self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
+        self, claimed: Agent, call_id: str, effect: EffectClass, outcome: Outcome
     ) -> Step:
-        """Record what the tool gave; while the store is out of reach, wait for it
-        (``patience``): the tool ran, and its outcome must not be lost."""
+        """Record what the tool gave, first on the agent as this worker claimed the call,
+        without reading the store: nobody else wrote meanwhile, as a rule. If someone did
+        (a message, a cancel, a worker that took the call over), that save loses the race
+        and the outcome is recorded on the agent as stored. While the store is out of
+        reach, wait for it (``patience``): the tool ran, and its outcome must not be lost."""
+        held: Agent | None = claimed
         while True:
             try:
-                return self._try_record_outcome(agent_id, call_id, effect, outcome)
+                return self._try_record_outcome(claimed.id, call_id, effect, outcome, held)
             except (OperationalError, InterfaceError) as e:
+                held = None  # whether its save went through is unknown: read the store
                 if not self.patience(e):
                     raise
 
     def _try_record_outcome(
-        self, agent_id: UUID, call_id: str, effect: EffectClass, outcome: Outcome
+        self,
+        agent_id: UUID,
+        call_id: str,
+        effect: EffectClass,
+        outcome: Outcome,
+        held: Agent | None,
     ) -> Step:
         kind = StepKind.INTERRUPTED if outcome.interrupted else StepKind.TOOL
         for _ in range(RACE_RETRIES):  # re-record the result, never re-run the tool
-            agent = require_agent(self.log.take(agent_id))
+            agent = held if held is not None else require_agent(self.log.take(agent_id))
+            held = None  # a save that lost a race leaves it as nobody stored it
             try:
                 if outcome.timed_out and effect is EffectClass.SIDE_EFFECTING:
                     agent.mark_outcome_unknown(call_id, actor=self.actor)
