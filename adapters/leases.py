@@ -23,6 +23,7 @@ agents.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from sqlalchemy import (
+    ClauseElement,
     Column,
     ColumnElement,
     Double,
@@ -43,6 +45,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     cast,
     delete,
     extract,
@@ -56,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from agentlog.adapters.lease_writes import EngineWrites, LeaseWrites
+from agentlog.adapters.lease_writes import EngineWrites, Execute, LeaseWrites, Prepared
 from agentlog.adapters.liveness import worker_gone, worker_id
 from agentlog.domain.claims import WorkerGone
 
@@ -152,12 +155,11 @@ class Leases:
         """The agent's lease for this slot, or None while another live worker holds it.
         Leases given back since the last take are released in the same transaction."""
         started = time.monotonic()
-        with self._releasing() as releases, self.writes.transaction() as execute:
-            if releases is not None:
-                execute(releases)
-            if execute(self._upsert(agent_id, slot)):
+        with self._releasing() as given, self.writes.transaction() as execute:
+            self._release(execute, given)
+            if execute(self._statements.take, agent_id=str(agent_id), slot=slot):
                 return Lease(agent_id, slot, started + self.seconds)
-            rows = execute(select(LEASES).where(LEASES.c.agent_id == str(agent_id)))
+            rows = execute(self._statements.holder, agent_id=str(agent_id))
             if not rows or not owner_gone(rows[0]["owner"], rows[0]["taken_at"], self.gone):
                 return None
             taken = execute(self._take_over(agent_id, slot, rows[0]["owner"], rows[0]["taken_at"]))
@@ -204,10 +206,10 @@ class Leases:
 
     def flush(self) -> None:
         """Release the leases given back (before a worker waits, and when it stops)."""
-        with self._releasing() as releases:
-            if releases is not None:
+        with self._releasing() as given:
+            if given:
                 with self.writes.transaction() as execute:
-                    execute(releases)
+                    self._release(execute, given)
 
     def sweep(self, older_than: float = SWEEP_GRACE) -> int:
         """Delete, in one statement, the leases that expired more than ``older_than``
@@ -221,20 +223,25 @@ class Leases:
             return len(execute(delete(LEASES).where(stale).returning(LEASES.c.agent_id)))
 
     @contextmanager
-    def _releasing(self) -> Iterator[Executable | None]:
-        """The statement that releases the leases given back; if the transaction it runs
-        in fails, they stay to be given back."""
+    def _releasing(self) -> Iterator[list[Lease]]:
+        """The leases given back, to release; if the transaction they are released in
+        fails, they stay to be given back."""
         with self._lock:
             given, self._given_back = self._given_back, []
-        if not given:
-            yield None
-            return
         try:
-            yield delete(LEASES).where(or_(*(self._mine(lease) for lease in given)))
+            yield given
         except BaseException:
             with self._lock:
                 self._given_back[:0] = given
             raise
+
+    def _release(self, execute: Execute, given: list[Lease]) -> None:
+        for lease in given:  # mostly one: the last turn's
+            execute(self._statements.release, agent_id=str(lease.agent_id), slot=lease.slot)
+
+    @functools.cached_property
+    def _statements(self) -> _Statements:
+        return _Statements(self)
 
     def _mine(self, lease: Lease) -> ColumnElement[bool]:
         return and_(
@@ -243,19 +250,20 @@ class Leases:
             LEASES.c.slot == lease.slot,
         )
 
-    def _upsert(self, agent_id: UUID, slot: int) -> Executable:
-        """Insert the lease, or overwrite one that expired or is this process's own."""
+    def _upsert(self) -> ClauseElement:
+        """Insert the lease (``agent_id``, ``slot``), or overwrite one that expired or is
+        this process's own."""
         clock = now(self.engine)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(LEASES).values(
-            agent_id=str(agent_id),
+            agent_id=bindparam("agent_id", type_=String),
             owner=self.owner,
-            slot=slot,
+            slot=bindparam("slot", type_=Integer),
             taken_at=clock,
             expires_at=clock + self.seconds,
         )
         fresh = insert.excluded
-        upsert: Executable = insert.on_conflict_do_update(
+        upsert: ClauseElement = insert.on_conflict_do_update(
             index_elements=[LEASES.c.agent_id],
             set_={c: fresh[c] for c in ("owner", "slot", "taken_at", "expires_at")},
             where=or_(LEASES.c.expires_at < clock, LEASES.c.owner == literal(self.owner)),
@@ -274,6 +282,18 @@ class Leases:
             )
             .values(owner=self.owner, slot=slot, taken_at=clock, expires_at=clock + self.seconds)
             .returning(LEASES.c.agent_id)
+        )
+
+
+class _Statements:
+    """A worker's lease statements, compiled once (see :class:`Prepared`)."""
+
+    def __init__(self, leases: Leases) -> None:
+        self.take = Prepared(leases._upsert())
+        self.holder = Prepared(select(LEASES).where(LEASES.c.agent_id == bindparam("agent_id")))
+        mine = (LEASES.c.owner == leases.owner) & (LEASES.c.slot == bindparam("slot"))
+        self.release = Prepared(
+            delete(LEASES).where(LEASES.c.agent_id == bindparam("agent_id"), mine)
         )
 
 

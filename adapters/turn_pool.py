@@ -49,6 +49,11 @@ class TurnPool:
         return {agent_id for agent_id, _ in self._running.values()}
 
     @property
+    def free(self) -> int:
+        """Slots free now."""
+        return len(self._free)
+
+    @property
     def busy(self) -> bool:
         """Whether any turn runs."""
         return bool(self._running)

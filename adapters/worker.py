@@ -253,16 +253,17 @@ class Worker:
             stop.wait(poll)
 
     def _pass(self, pool: TurnPool, run_turn: Callable[[UUID, int], list[Step]]) -> list[Step]:
-        """One pass: each runnable agent (as the views stand) not leased elsewhere gets a
-        turn as a slot frees; the steps of the turns that ended meanwhile."""
+        """One pass: once a slot is free, runnable agents (as the views stand) not leased
+        elsewhere get a turn in the free slots; the steps of the turns that ended."""
         if not pool.wait_for_slot():
             return self._harvest(pool)
         ended = self._harvest(pool)  # first: an agent whose turn just ended may look runnable
         free, held = self._candidates(pool.agents)
         random.shuffle(free)  # several workers: fewer collisions
-        for agent_id in free:
-            if not pool.start(agent_id, run_turn):
-                break
+        # As many as slots are free now: the next slot to free gets a fresh look (a list
+        # read seconds ago names agents other workers took meanwhile).
+        for agent_id in free[: pool.free]:
+            pool.start(agent_id, run_turn)
         return ended + [leased_elsewhere(agent_id) for agent_id in held] + self._harvest(pool)
 
     def _harvest(self, pool: TurnPool) -> list[Step]:

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -24,6 +26,8 @@ from cli_checks import invoke, ok
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+from agentlog.adapters.group_commit import unwrapped
+from agentlog.adapters.lease_writes import writes_for
 from agentlog.adapters.leases import LEASES, VIEWS_LEASE, Leases
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
@@ -295,3 +299,31 @@ def _dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           check=True, capture_output=True, text=True)  # fmt: skip
     return int(done.stdout)
+
+
+def test_a_workers_lease_statements_are_compiled_once(store: Store) -> None:
+    """Taking, failing to take and releasing leases compiles nothing after the first time
+    (SQLAlchemy caches no dialect's INSERT ... ON CONFLICT)."""
+    engine = store.views.engine
+    writes = writes_for(engine, unwrapped(store.log.recorder))
+    mine, theirs = Leases(engine, writes=writes), Leases(engine, writes=writes)
+    compiled: list[str] = []
+    for worker_leases in (mine, theirs):
+        for name in ("take", "holder", "release"):
+            prepared = getattr(worker_leases._statements, name)
+            original = prepared.statement.compile
+            prepared.statement.compile = partial(_counted, compiled, name, original)
+    agents = [UUID(int=n) for n in range(1, 6)]
+    for agent_id in agents:
+        lease = mine.take(agent_id, 0)
+        assert lease is not None
+        assert theirs.take(agent_id, 1) is None  # held: the holder is read
+        mine.give_back(lease)
+    mine.flush()
+    assert leases(store) == {}
+    assert sorted(compiled) == ["holder", "release", "take", "take"]  # once per owner
+
+
+def _counted(compiled: list[str], name: str, original: Any, *args: Any, **kwargs: Any) -> Any:
+    compiled.append(name)
+    return original(*args, **kwargs)
