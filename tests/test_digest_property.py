@@ -85,6 +85,7 @@ NON_TEXT: dict[str, st.SearchStrategy[Any]] = {
     "result": json_values,
     "through_version": counts,
     "extra": json_objects,
+    "interrupted": st.booleans(),
 }
 """Values of the events' fields that are not plain text (any text will do for those)."""
 PER_TYPE = settings(max_examples=max(10, settings().max_examples // 3))
