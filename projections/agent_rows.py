@@ -32,13 +32,13 @@ from sqlalchemy import (
     Text,
     bindparam,
     select,
-    update,
 )
 
 from agentlog.domain import Aggregate, UnknownTopicError
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.replay import Replay
 from agentlog.projections.seal import PLAIN, Seal
+from agentlog.projections.snapshot_text import TEXTS
 from agentlog.projections.view import Positioned, View
 
 _LOAD_CHUNK = 500  # agent ids per query (databases cap the parameters of a statement)
@@ -69,11 +69,7 @@ class AgentRowsView(View):
         c = self.rows.c
         self._keys = [col.key for col in c]
         self._insert = BulkWrite.insert(self.rows)
-        values: dict[Any, Any] = {col: bindparam(col.key) for col in c if col.key != "agent_id"}
-        set_values = update(self.rows).values(values)
-        self._update = BulkWrite(  # the same row as an insert: agent_id, then the rest
-            set_values.where(c.agent_id == bindparam("agent_id")), list(c), self._keys
-        )
+        self._update = BulkWrite.update(self.rows, ["agent_id"])  # the same row as an insert
         self._select = select(c.agent_id, c.topic, c.version, c.state).where(
             c.agent_id.in_(bindparam("ids", expanding=True))
         )
@@ -163,7 +159,7 @@ class AgentRowsView(View):
             "agent_id": str(agent.id),
             "topic": get_topic(type(agent)),
             "version": agent.version,
-            "state": self.seal.close(json.dumps(agent.snapshot_state(), separators=(",", ":"))),
+            "state": self.seal.close(TEXTS.text(agent)),
             **self.columns_for(agent),
         }
         return tuple(values[key] for key in self._keys)

@@ -24,7 +24,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     select,
-    update,
 )
 
 from agentlog.domain import GraphThread
@@ -103,15 +102,8 @@ class AuditTrail(View):
         )
         c = self.rows.c
         self._call_index = Index(f"{self.table_name()}_call", c.agent_id, c.call_id)
-        keys = [col.key for col in c]
-        values: dict[Any, Any] = {col: bindparam(col.key) for col in c if col.key not in _KEY}
-        where = (
-            (c.agent_id == bindparam("agent_id"))
-            & (c.called_version == bindparam("called_version"))
-            & (c.call_id == bindparam("call_id"))
-        )
         self._insert = BulkWrite.insert(self.rows)
-        self._update = BulkWrite(update(self.rows).values(values).where(where), list(c), keys)
+        self._update = BulkWrite.update(self.rows, _KEY)
         self._newest_call = (
             select(self.rows)
             .where(

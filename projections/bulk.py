@@ -5,6 +5,11 @@ works out every row's parameters in Python, which costs more than the database's
 work when a view writes tens of thousands of rows. A :class:`BulkWrite` compiles its
 statement once per database, applies the columns' own bind processing (the functions
 SQLAlchemy would apply) and hands the rows straight to the driver's executemany.
+
+On PostgreSQL (psycopg), the inserts and updates made with :meth:`BulkWrite.insert`
+and :meth:`BulkWrite.update` go through ``COPY`` instead (:mod:`agentlog.projections.pg_copy`):
+one statement per write, its rows formatted by psycopg's C code. SQLite keeps its
+executemany, which runs in C already.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Column, Connection, Dialect, Table, insert
+from sqlalchemy import Column, Connection, Dialect, Table, bindparam, insert, update
 from sqlalchemy.sql.dml import UpdateBase
+
+from agentlog.projections.pg_copy import CopyWrite
 
 Processor = Callable[[Any], Any]
 Row = tuple[Any, ...]
@@ -36,6 +43,29 @@ class _Compiled:
             for index, name in enumerate(binds)
             if (process := _processor(write.columns[name], dialect)) is not None
         ]
+        self.copy = (
+            None
+            if write.table is None
+            else CopyWrite.plan(write.table, write.names, write.keys, dialect)
+        )
+        self.copy_processors = [
+            (index, process)
+            for index, name in enumerate(write.names)
+            if (process := _processor(write.columns[name], dialect)) is not None
+        ]
+
+    def rows(self, rows: Sequence[Row]) -> Sequence[Row]:
+        """The rows with the columns' bind processing applied (for COPY)."""
+        processors = self.copy_processors
+        if not processors:
+            return rows
+        done: list[Row] = []
+        for row in rows:
+            values = list(row)
+            for index, process in processors:
+                values[index] = process(values[index])
+            done.append(tuple(values))
+        return done
 
     def params(self, rows: Sequence[Row]) -> list[Any]:
         """The driver's parameters for these rows."""
@@ -57,22 +87,45 @@ class BulkWrite:
     """An INSERT or UPDATE run for many rows at once; a row is a tuple of values for
     the binds named ``names``, in that order."""
 
-    def __init__(self, statement: UpdateBase, columns: Sequence[Column[Any]], names: Sequence[str]):
+    def __init__(
+        self,
+        statement: UpdateBase,
+        columns: Sequence[Column[Any]],
+        names: Sequence[str],
+        *,
+        table: Table | None = None,
+        keys: Sequence[str] | None = None,
+    ):
         self.statement = statement
         self.names = list(names)
         self.columns = dict(zip(names, columns, strict=True))  # bind -> column it is for
+        self.table = table  # with it, PostgreSQL writes by COPY: inserts, or updates by keys
+        self.keys = None if keys is None else list(keys)
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
     @classmethod
     def insert(cls, table: Table) -> BulkWrite:
         """Insert rows holding every column of the table, in the table's order."""
         columns = list(table.columns)
-        return cls(insert(table), columns, [column.key for column in columns])
+        return cls(insert(table), columns, [column.key for column in columns], table=table)
+
+    @classmethod
+    def update(cls, table: Table, keys: Sequence[str]) -> BulkWrite:
+        """Update, by the ``keys`` columns, rows holding every column of the table, in
+        the table's order (a row whose key the table lacks changes nothing)."""
+        columns = list(table.columns)
+        values = {c: bindparam(c.key) for c in columns if c.key not in keys}
+        match = [table.c[key] == bindparam(key) for key in keys]
+        statement = update(table).values(values).where(*match)
+        return cls(statement, columns, [c.key for c in columns], table=table, keys=keys)
 
     def __call__(self, conn: Connection, rows: Sequence[Row]) -> None:
-        """Run the statement once for each row, in one executemany."""
+        """Write the rows: one COPY on PostgreSQL, else the statement once for each
+        row, in one executemany."""
         if rows:
             compiled = self._for(conn.dialect)
+            if compiled.copy is not None and compiled.copy(conn, compiled.rows(rows)):
+                return
             conn.exec_driver_sql(compiled.sql, compiled.params(rows))
 
     def _for(self, dialect: Dialect) -> _Compiled:
