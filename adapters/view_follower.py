@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.leases import VIEWS_LEASE, Lease
-from agentlog.projections import Projections
+from agentlog.projections import CatchUpStoppedError, Projections
 
 VIEWS_SLOT = -1
 """The views' lease is held by no turn thread of its worker."""
@@ -96,13 +96,12 @@ class ViewFollower:
         """Catch the views up in this thread, whoever holds the lease (a worker about to
         exit once idle looks at views that include everything saved so far)."""
         # Stopped, the positions stand where the last batch left them.
-        with self._catching_up, contextlib.suppress(_StoppedError):
-            self.views.catch_up_quietly(self._go_on)
+        with self._catching_up, contextlib.suppress(CatchUpStoppedError):
+            self.views.catch_up_quietly(stop=self._stopping)
 
-    def _go_on(self, done: int, head: int) -> None:
+    def _stopping(self) -> bool:
         """After each batch: a worker told to stop does not wait for the views' tail."""
-        if self.stop.is_set() or self._done.is_set():
-            raise _StoppedError
+        return self.stop.is_set() or self._done.is_set()
 
     def __enter__(self) -> ViewFollower:
         self._done.clear()
@@ -168,10 +167,6 @@ class ViewFollower:
             self.keeper.hold(lease)
             self._lease = lease
         return lease is not None
-
-
-class _StoppedError(Exception):
-    """The worker stops: the catch-up under way ends after its batch."""
 
 
 __all__ = ["VIEWS_LEASE", "VIEWS_SLOT", "ViewFollower"]

@@ -151,6 +151,7 @@ def measure(name: str, url: str, opts: Options, server: Server | None) -> Result
             path = opts.profile.with_suffix(f".{name}.txt")
             with path.open("w") as out:
                 pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
             log(f"{name}: profile in {path}")
         log(f"{name}: {len(rounds)} rounds of ~{statistics.median(r.events for r in rounds)} events")
         return Result(name, rounds)

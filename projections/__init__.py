@@ -3,6 +3,7 @@
 from agentlog.projections.audit import AuditTrail
 from agentlog.projections.catalog import Build
 from agentlog.projections.errors import (
+    CatchUpStoppedError,
     UnknownViewError,
     ViewFailedError,
     ViewStoppedError,
@@ -22,6 +23,7 @@ __all__ = [
     "AgentStates",
     "AuditTrail",
     "Build",
+    "CatchUpStoppedError",
     "Positioned",
     "Projections",
     "RunnableAgents",

@@ -67,7 +67,11 @@ class AgentRowsView(View):
     def __init__(self, build: int, seal: Seal = PLAIN) -> None:
         super().__init__(build, seal)
         c = self.rows.c
-        self._keys = [col.key for col in c]
+        keys = [col.key for col in c]
+        first = [col.key for col in state_columns()]
+        self._keys = None if keys[: len(first)] == first else keys  # None: the usual order
+        self._own = keys[len(first) :]  # then the columns of columns_for, in order
+        self._topics: dict[type[Any], str] = {}
         self._insert = BulkWrite.insert(self.rows)
         self._update = BulkWrite.update(self.rows, ["agent_id"])  # the same row as an insert
         self._select = select(c.agent_id, c.topic, c.version, c.state).where(
@@ -155,14 +159,17 @@ class AgentRowsView(View):
 
     def _values(self, agent: Aggregate) -> tuple[Any, ...]:
         """The agent's row: its columns, in the table's order."""
-        values = {
-            "agent_id": str(agent.id),
-            "topic": get_topic(type(agent)),
-            "version": agent.version,
-            "state": self.seal.close(TEXTS.text(agent)),
-            **self.columns_for(agent),
-        }
-        return tuple(values[key] for key in self._keys)
+        cls = type(agent)
+        topic = self._topics.get(cls)
+        if topic is None:
+            topic = self._topics[cls] = get_topic(cls)
+        own = self.columns_for(agent)
+        state = self.seal.close(TEXTS.text(agent))
+        if self._keys is not None:  # a table of its own order
+            values = {"agent_id": str(agent.id), "topic": topic, "version": agent.version}
+            values = {**values, "state": state, **own}
+            return tuple(values[key] for key in self._keys)
+        return (str(agent.id), topic, agent.version, state, *[own[key] for key in self._own])
 
     def _load(self, conn: Connection, agent_ids: set[UUID]) -> None:
         """Read the rows of the agents not kept, in one query per chunk of ids."""

@@ -16,6 +16,7 @@ rows of ``agentlog_view_positions`` (made only for a store with shards).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     inspect,
     select,
@@ -108,10 +110,24 @@ def agentlog_version() -> str:
         return "agentlog"
 
 
+_LIVE = (
+    select(builds)
+    .where(
+        builds.c.view.in_(bindparam("views", expanding=True)),
+        builds.c.status.in_([ACTIVE, BUILDING]),
+    )
+    .order_by(builds.c.build)
+)
+
+
 def builds_of(conn: Connection, view: str) -> list[Build]:
     """The view's builds that are active or building, oldest first."""
-    query = select(builds).where(builds.c.view == view, builds.c.status.in_([ACTIVE, BUILDING]))
-    return [Build(**row._mapping) for row in conn.execute(query.order_by(builds.c.build))]
+    return builds_of_views(conn, [view])
+
+
+def builds_of_views(conn: Connection, views: Sequence[str]) -> list[Build]:
+    """The builds of these views that are active or building, oldest first (one query)."""
+    return [Build(**row._mapping) for row in conn.execute(_LIVE, {"views": list(views)})]
 
 
 def retired(conn: Connection, view: str) -> list[Build]:
@@ -194,20 +210,36 @@ def new_build(
     return Build(build=int(build_id), error=None, **values)  # type: ignore[arg-type]
 
 
+_ADVANCE = (  # made once: a follower moves positions several times a second
+    update(builds)
+    .where(builds.c.build == bindparam("b"), builds.c.position == bindparam("old"))
+    .values(position=bindparam("new"), error=None)
+)
+_ADVANCE_SHARD = (
+    update(shard_positions)
+    .where(
+        shard_positions.c.build == bindparam("b"),
+        shard_positions.c.shard == bindparam("s"),
+        shard_positions.c.position == bindparam("old"),
+    )
+    .values(position=bindparam("new"))
+)
+_CLEAR_ERROR = (
+    update(builds)
+    .where(builds.c.build == bindparam("b"), builds.c.error.is_not(None))
+    .values(error=None)
+)
+
+
 def advance(conn: Connection, build: int, old: int, new: int, shard: int = 0) -> bool:
     """Move a build's position in a shard from ``old`` to ``new``; False if someone
     else moved it (or, past shard 0, it has no row: see :func:`add_shards`)."""
     if shard == 0:
-        query = update(builds).where(builds.c.build == build, builds.c.position == old)
-        return conn.execute(query.values(position=new, error=None)).rowcount == 1
-    table = shard_positions
-    moved = update(table).where(
-        table.c.build == build, table.c.shard == shard, table.c.position == old
-    )
-    if conn.execute(moved.values(position=new)).rowcount != 1:
+        return conn.execute(_ADVANCE, {"b": build, "old": old, "new": new}).rowcount == 1
+    moved = conn.execute(_ADVANCE_SHARD, {"b": build, "s": shard, "old": old, "new": new})
+    if moved.rowcount != 1:
         return False
-    failed = builds.c.error.is_not(None)
-    conn.execute(update(builds).where(builds.c.build == build, failed).values(error=None))
+    conn.execute(_CLEAR_ERROR, {"b": build})
     return True
 
 

@@ -20,6 +20,14 @@ class ViewFailedError(AgentError):
         self.cause = cause
 
 
+class CatchUpStoppedError(Exception):
+    """A catch-up ended before the head because its caller asked it to stop; the views
+    stand where their last batch left them (nothing half-written)."""
+
+    def __init__(self) -> None:
+        super().__init__("the catch-up was asked to stop")
+
+
 class UnknownViewError(AgentError):
     """No view has that name."""
 

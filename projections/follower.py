@@ -49,13 +49,14 @@ from agentlog.domain.shards import global_position, log_shards
 from agentlog.projections import catalog
 from agentlog.projections.catalog import BUILDING, Build
 from agentlog.projections.collector import fewer_collections
-from agentlog.projections.errors import ViewFailedError
+from agentlog.projections.errors import CatchUpStoppedError, ViewFailedError
 from agentlog.projections.outages import is_outage
 from agentlog.projections.seal import Seal
 from agentlog.projections.view import Positioned, View
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+Stop = Callable[[], bool]
 REBUILD_BATCHES = 100
 """A build being built (nobody reads it yet) keeps up to this many batches in memory;
 a serving build writes every batch."""
@@ -131,12 +132,17 @@ class Follower:
         builds: Sequence[tuple[type[View], Build]],
         batch_size: int,
         progress: Progress | None = None,
+        stop: Stop | None = None,
     ) -> list[ViewFailedError]:
-        """Bring these builds to the head of the log; the failures of those that stopped."""
+        """Bring these builds to the head of the log; the failures of those that stopped.
+
+        ``stop`` is asked after each batch: once it says yes, what the views keep is
+        written and :class:`CatchUpStoppedError` raised (the positions stand there).
+        """
         if not self._busy.acquire(blocking=False):
             # Another thread's pass (or this thread's, from a progress callback) is using
             # the views kept: follow with views of its own, that keep nothing after.
-            return Follower(self.app, self.engine).follow(builds, batch_size, progress)
+            return Follower(self.app, self.engine).follow(builds, batch_size, progress, stop)
         try:
             shards = log_shards(self.app.recorder)
             new = [b.build for _, b in builds if b.build not in self._sharded]
@@ -150,7 +156,10 @@ class Follower:
                 tracks = self._start(todo, batch_size, shard)
                 try:
                     with fewer_collections():
-                        self._pass(tracks, recorder, batch_size, _part(progress, heads, shard))
+                        part = _part(progress, heads, shard)
+                        self._pass(tracks, recorder, batch_size, part, stop)
+                except CatchUpStoppedError:
+                    raise  # written up to where it stopped: the memory matches the tables
                 except BaseException:
                     for track in tracks:  # its memory may not match its tables: start afresh
                         self._tracks.pop((track.view.build, shard), None)
@@ -202,6 +211,7 @@ class Follower:
         recorder: ApplicationRecorder,
         batch_size: int,
         progress: Progress | None,
+        stop: Stop | None = None,
     ) -> None:
         while live := [t for t in tracks if t.error is None]:
             low = min(t.applied for t in live)
@@ -218,6 +228,15 @@ class Follower:
             if progress and (live := [t for t in tracks if t.error is None]):
                 head = recorder.max_notification_id() or 0
                 progress(min(t.applied for t in live), head)
+            # A short batch was the head (ids are handed out in commit order): no read
+            # is needed to find that nothing follows it.
+            at_head = len(notifications) < batch_size and bad is None
+            if not (at_head or (stop is not None and stop())):
+                continue
+            if self._flush([t for t in tracks if t.error is None]):
+                if at_head:
+                    return
+                raise CatchUpStoppedError
 
     def _decode(
         self, notifications: Sequence[Notification], live: list[_Track]
@@ -422,4 +441,4 @@ def _part(progress: Progress | None, heads: list[int], shard: int) -> Progress |
     return lambda done, head: progress(before + done, before + head + after)
 
 
-__all__ = ["Follower", "Progress"]
+__all__ = ["Follower", "Progress", "Stop"]

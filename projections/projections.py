@@ -20,7 +20,7 @@ from agentlog.projections.errors import (
     ViewStoppedError,
     ViewTooNewError,
 )
-from agentlog.projections.follower import Follower, Progress
+from agentlog.projections.follower import Follower, Progress, Stop
 from agentlog.projections.view import View
 
 log = logging.getLogger(__name__)
@@ -100,30 +100,42 @@ class Projections:
                     new = catalog.new_build(conn, cls.name, cls.version, BUILDING)
                     create_tables(conn, cls(new.build))  # indexed when swapped in
 
-    def catch_up(self, names: Sequence[str] = (), *, progress: Progress | None = None) -> None:
+    def catch_up(
+        self,
+        names: Sequence[str] = (),
+        *,
+        progress: Progress | None = None,
+        stop: Stop | None = None,
+    ) -> None:
         """Bring the named views (default: all) up to the head of the log, in one pass.
 
         A view whose handler fails stops with :class:`ViewFailedError`; the others still
-        catch up, and the first failure is raised at the end.
+        catch up, and the first failure is raised at the end. ``stop`` is asked after
+        each batch: once it says yes, the catch-up ends there with
+        :class:`CatchUpStoppedError` (nothing half-written).
         """
+        chosen = [self.view_class(name).name for name in dict.fromkeys(names or self.views)]
         with self.engine.connect() as conn:
-            builds = [
-                build
-                for name in dict.fromkeys(names or self.views)
-                for build in catalog.builds_of(conn, self.view_class(name).name)
-                # Only builds of this code's version are followed: an older serving
-                # build keeps serving as it is (its handler is gone) until the new
-                # build swaps in.
-                if build.version == self.views[name].version
-            ]
-        self._follow(builds, progress)
+            found = catalog.builds_of_views(conn, chosen)
+        builds = [
+            build
+            for name in chosen
+            for build in found
+            # Only builds of this code's version are followed: an older serving build
+            # keeps serving as it is (its handler is gone) until the new build swaps in.
+            if build.view == name and build.version == self.views[name].version
+        ]
+        self._follow(builds, progress, stop)
 
-    def catch_up_quietly(self, progress: Progress | None = None) -> None:
+    def catch_up_quietly(
+        self, progress: Progress | None = None, *, stop: Stop | None = None
+    ) -> None:
         """Embedded mode, after each save: never let a view block the agents' saves.
 
-        A view that fails is reported when it is read (:meth:`table`), not here."""
+        A view that fails is reported when it is read (:meth:`table`), not here; a
+        catch-up told to ``stop`` raises :class:`CatchUpStoppedError`."""
         try:
-            self.catch_up(progress=progress)
+            self.catch_up(progress=progress, stop=stop)
         except ViewFailedError as e:
             log.warning("%s", e)
         except SQLAlchemyError as e:  # the events are saved; the views retry next time
@@ -256,11 +268,13 @@ class Projections:
             drop_build(self.engine, name, stale.build)
         return new
 
-    def _follow(self, builds: list[Build], progress: Progress | None) -> None:
+    def _follow(
+        self, builds: list[Build], progress: Progress | None, stop: Stop | None = None
+    ) -> None:
         """Follow the builds in one pass, swap in those being built that caught up, and
         raise the first failure."""
         followed = [(self.views[b.view], b) for b in builds]
-        failures = self._follower.follow(followed, self.batch_size, progress)
+        failures = self._follower.follow(followed, self.batch_size, progress, stop)
         failed = {e.build for e in failures}
         for build in builds:
             if build.status == BUILDING and build.build not in failed:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
 
 from agentlog.domain import Aggregate
 
@@ -32,15 +31,14 @@ def snapshot_text(agent: Aggregate) -> str:
     if cls.snapshot_state is not _DEFAULT:
         return json.dumps(agent.snapshot_state(), separators=(",", ":"))
     body = cls.State.model_validate(agent.state()).model_dump_json()
-    extra: dict[str, Any] = {
-        "_created_on": agent.created_on.isoformat(),
-        "_modified_on": agent.modified_on.isoformat(),
-        "_schema": cls.SNAPSHOT_SCHEMA,
-    }
-    if getattr(cls, "class_version", 1) > 1:
-        extra["class_version"] = cls.class_version  # type: ignore[attr-defined]
-    tail = json.dumps(extra, separators=(",", ":"))[1:]
-    return "{" + tail if body == "{}" else body[:-1] + "," + tail
+    # ISO times and whole numbers are JSON as they are: nothing to escape.
+    tail = (
+        f'"_created_on":"{agent.created_on.isoformat()}",'
+        f'"_modified_on":"{agent.modified_on.isoformat()}","_schema":{int(cls.SNAPSHOT_SCHEMA)}'
+    )
+    if (version := getattr(cls, "class_version", 1)) > 1:
+        tail += f',"class_version":{int(version)}'
+    return "{" + tail + "}" if body == "{}" else body[:-1] + "," + tail + "}"
 
 
 class SnapshotTexts:
