@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Dialect, Table
+from sqlalchemy.exc import DBAPIError
 
 Row = tuple[Any, ...]
 TIMESTAMPTZ = 1184  # the oid of timestamp with time zone
@@ -87,16 +88,45 @@ class CopyWrite:
         if not conn.in_transaction():
             conn.begin()  # as executing a statement would (committed by the caller)
         raw = cast(Any, conn.connection.dbapi_connection)
+        import psycopg  # only ever reached on PostgreSQL with psycopg
+
         with raw.cursor() as cursor:
-            if self.prepare is not None:
-                cursor.execute(self.prepare)
-            with cursor.copy(self.copy) as copy:
-                copy.set_types(self.oids)
-                for row in rows:
-                    copy.write_row(row)
-            if self.then is not None:
-                cursor.execute(self.then)
+            try:
+                self._write(cursor, rows)
+            except psycopg.Error as e:  # what SQLAlchemy would raise for the same statement
+                raise _wrapped(conn, e, self.copy, raw, cursor) from e
         return True
+
+    def _write(self, cursor: Any, rows: Sequence[Row]) -> None:
+        if self.prepare is not None:
+            cursor.execute(self.prepare)
+        with cursor.copy(self.copy) as copy:
+            copy.set_types(self.oids)
+            for row in rows:
+                copy.write_row(row)
+        if self.then is not None:
+            cursor.execute(self.then)
+
+
+def _wrapped(conn: Connection, error: Exception, sql: bytes, raw: Any, cursor: Any) -> DBAPIError:
+    """The error as SQLAlchemy raises a driver's (an ``IntegrityError`` for a duplicate
+    key ...); a lost connection is invalidated, and the error says so (an outage)."""
+    import psycopg
+
+    lost = conn.dialect.is_disconnect(error, raw, cursor)
+    if lost:
+        conn.invalidate(error)
+    return cast(
+        DBAPIError,
+        DBAPIError.instance(
+            sql.decode(),
+            None,
+            error,
+            psycopg.Error,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
+        ),
+    )
 
 
 def _oid(column: Column[Any], dialect: Dialect) -> int:
