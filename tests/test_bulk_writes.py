@@ -187,10 +187,11 @@ def test_two_updates_in_one_transaction_and_after_a_rollback_apply_their_own_row
         update(conn, [row(i, text="rolled back") for i in range(COPY_FROM)])
         conn.rollback()
         update(conn, [row(i, text="one") for i in range(COPY_FROM)])
+        conn.execute(table.update().where(table.c.key == "agent-0000").values(text="own"))
         update(conn, [row(i, text="two") for i in range(COPY_FROM, 2 * COPY_FROM)])
         conn.commit()
     texts = [v[2] for v in stored(engine, table).values()]
-    assert texts == ["one"] * COPY_FROM + ["two"] * COPY_FROM
+    assert texts == ["own"] + ["one"] * (COPY_FROM - 1) + ["two"] * COPY_FROM
     assert copies == expected_copies(engine, 2 * COPY_FROM, *[COPY_FROM] * 3)
 
 
