@@ -224,23 +224,34 @@ _ADVANCE_SHARD = (
     )
     .values(position=bindparam("new"))
 )
-_CLEAR_ERROR = (
+_CLEAR_ERRORS = (
     update(builds)
-    .where(builds.c.build == bindparam("b"), builds.c.error.is_not(None))
+    .where(builds.c.build.in_(bindparam("ids", expanding=True)), builds.c.error.is_not(None))
     .values(error=None)
 )
 
 
-def advance(conn: Connection, build: int, old: int, new: int, shard: int = 0) -> bool:
-    """Move a build's position in a shard from ``old`` to ``new``; False if someone
-    else moved it (or, past shard 0, it has no row: see :func:`add_shards`)."""
+def advance(
+    conn: Connection, build: int, old: int, new: int, shard: int = 0, *, clear: bool = True
+) -> bool:
+    """Move a build's position in a shard from ``old`` to ``new``, and clear its error;
+    False if someone else moved it (or, past shard 0, it has no row: see
+    :func:`add_shards`). ``clear=False``: past shard 0, the caller clears the error
+    itself in the same transaction (:func:`clear_errors`, once for several builds)."""
     if shard == 0:
         return conn.execute(_ADVANCE, {"b": build, "old": old, "new": new}).rowcount == 1
     moved = conn.execute(_ADVANCE_SHARD, {"b": build, "s": shard, "old": old, "new": new})
     if moved.rowcount != 1:
         return False
-    conn.execute(_CLEAR_ERROR, {"b": build})
+    if clear:
+        clear_errors(conn, [build])
     return True
+
+
+def clear_errors(conn: Connection, ids: Sequence[int]) -> None:
+    """Clear the errors of builds that moved (one statement for all of them)."""
+    if ids:
+        conn.execute(_CLEAR_ERRORS, {"ids": sorted(set(ids))})
 
 
 def activate(conn: Connection, build: int) -> bool:

@@ -86,7 +86,8 @@ class _Track:
 
     def advance(self, conn: Connection, new: int) -> bool:
         """Move the build's position in its shard from ``committed`` (compare-and-set)."""
-        return catalog.advance(conn, self.view.build, self.committed, new, self.shard)
+        build, old = self.view.build, self.committed
+        return catalog.advance(conn, build, old, new, self.shard, clear=False)
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,7 @@ class Follower:
                 done, moved = self._process(conn, live, batch)
                 flushing = [t for t in live if t.view.staged and self._wants_flush(t)]
                 self._write(conn, flushing, done, moved)
+                _clear_errors(conn, done)
                 conn.commit()
             except _HandlerError as e:
                 conn.rollback()
@@ -372,6 +374,7 @@ class Follower:
         with self.engine.connect() as conn:
             try:
                 self._write(conn, flushing, done, moved)
+                _clear_errors(conn, done)
                 conn.commit()
             except _HandlerError as e:
                 conn.rollback()
@@ -431,6 +434,11 @@ class Follower:
             return False
         agent_id = UUID(str(gap.agent_id))
         return bool(self.app.recorder.select_events(agent_id, gt=gap.version - 1, lte=gap.version))
+
+
+def _clear_errors(conn: Connection, done: list[_Track]) -> None:
+    """The builds that moved past shard 0 lose their errors (shard 0's move clears it)."""
+    catalog.clear_errors(conn, [t.view.build for t in done if t.shard > 0])
 
 
 def _part(progress: Progress | None, heads: list[int], shard: int) -> Progress | None:

@@ -113,7 +113,7 @@ def _wrapped(conn: Connection, error: Exception, sql: bytes, raw: Any, cursor: A
     key ...); a lost connection is invalidated, and the error says so (an outage)."""
     import psycopg
 
-    lost = conn.dialect.is_disconnect(error, raw, cursor)
+    lost = conn.dialect.is_disconnect(cast(Any, error), raw, cursor)
     if lost:
         conn.invalidate(error)
     return cast(

@@ -14,14 +14,14 @@ from test_views_properties import assert_views_agree_with_the_log, rows_of
 
 from agentlog.adapters.views import Store, open_store
 from agentlog.domain import Agent, EffectClass, Policy, ToolCallRequest
-from agentlog.projections import DEFAULT_VIEWS, CatchUpStoppedError, Projections
+from agentlog.projections import DEFAULT_VIEWS, CatchUpStoppedError, Projections, catalog
 from agentlog.projections.pg_copy import CopyWrite
 
 from conftest import store_url
 
 AGENTS = 40  # more than COPY_FROM: each batch writes that many rows per view
 NAMES = [cls.name for cls in DEFAULT_VIEWS]
-ODD = "Zoë 🤖 \"q\" \\ \t\n\u2028 end"  # no NUL: the views store U+FFFD for it
+ODD = 'Zoë 🤖 "q" \\ \t\n\u2028 end'  # no NUL: the views store U+FFFD for it
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -152,3 +152,19 @@ def test_a_catch_up_told_to_stop_ends_after_a_batch_and_reads_no_head(
     for name in NAMES:
         views.rebuild(name)
     assert {name: rows_of(views, name) for name in NAMES} == incremental
+
+
+@pytest.mark.postgres
+def test_a_move_in_a_later_shard_clears_the_builds_error(tmp_path: Path) -> None:
+    opened = open_store(store_url("postgres", tmp_path), embedded=False, shards=4)
+    try:
+        agent = next(a for a in iter(lambda: Agent.create("late"), None) if a.id.int % 4 == 2)
+        opened.log.save(agent)
+        with opened.views.engine.begin() as conn:
+            for status in opened.views.status():
+                assert status.active is not None
+                catalog.record_error(conn, status.active.build, "failed once, elsewhere")
+        opened.views.catch_up()
+        assert [s.active.error for s in opened.views.status() if s.active] == [None] * len(NAMES)
+    finally:
+        opened.close()
