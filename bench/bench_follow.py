@@ -80,7 +80,7 @@ class Result:
 
     def per_event_us(self, field: str, low: bool = False) -> float:
         """Median (or lowest) over the rounds of a field per event, in microseconds."""
-        values = [getattr(r, field) / r.events * 1e6 for r in self.rounds]
+        values = [float(getattr(r, field)) / r.events * 1e6 for r in self.rounds]
         return min(values) if low else statistics.median(values)
 
     @property
@@ -153,7 +153,9 @@ def measure(name: str, url: str, opts: Options, server: Server | None) -> Result
                 pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
                 pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
             log(f"{name}: profile in {path}")
-        log(f"{name}: {len(rounds)} rounds of ~{statistics.median(r.events for r in rounds)} events")
+        log(
+            f"{name}: {len(rounds)} rounds of ~{statistics.median(r.events for r in rounds)} events"
+        )
         return Result(name, rounds)
     finally:
         store.close()
@@ -194,7 +196,14 @@ def table(results: list[Result]) -> str:
         ]
         for r in results
     ]
-    header = ["store", "events / catch-up", "CPU us / event", "lowest", "server CPU us / event", "wall us / event"]
+    header = [
+        "store",
+        "events / catch-up",
+        "CPU us / event",
+        "lowest",
+        "server CPU us / event",
+        "wall us / event",
+    ]
     return markdown_table(header, rows)
 
 
@@ -203,18 +212,34 @@ def parse(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--stores", default=",".join(STORES), help="comma-separated (default: both)")
     p.add_argument("--agents", type=int, default=1_000, help="(default: %(default)s)")
-    p.add_argument("--touched", type=int, default=600, help="agents a round advances (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=2, help="new events each of them makes, at least (default: %(default)s)")
+    p.add_argument(
+        "--touched", type=int, default=600, help="agents a round advances (default: %(default)s)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=2,
+        help="new events each of them makes, at least (default: %(default)s)",
+    )
     p.add_argument("--rounds", type=int, default=20, help="catch-ups timed (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=3, help="catch-ups not timed (default: %(default)s)")
+    p.add_argument(
+        "--warmup", type=int, default=3, help="catch-ups not timed (default: %(default)s)"
+    )
     p.add_argument("--shards", type=int, default=1, help="(default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="markdown page whose section is replaced")
-    p.add_argument("--profile", type=Path, default=None, help="cProfile the timed catch-ups into FILE.STORE.txt (slower)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="cProfile the timed catch-ups into FILE.STORE.txt (slower)",
+    )
     a = p.parse_args(argv)
     stores = [s for s in a.stores.split(",") if s]
     if not stores or any(s not in STORES for s in stores):
         p.error(f"--stores: choose from {', '.join(STORES)}")
-    return Options(stores, a.agents, a.touched, a.steps, a.rounds, a.warmup, a.shards, a.out, a.profile)
+    return Options(
+        stores, a.agents, a.touched, a.steps, a.rounds, a.warmup, a.shards, a.out, a.profile
+    )
 
 
 def main(argv: list[str]) -> int:
