@@ -250,7 +250,7 @@ def main(argv: list[str]) -> int:
     print(text)
     if opts.out is not None:
         command = "    .venv/bin/python bench/bench_follow.py " + " ".join(argv)
-        write_section(opts.out, "follow", f"# Follow benchmark\n\n```\n{command}\n```\n\n{text}\n")
+        write_section(opts.out, "bench_follow", f"# Follow benchmark\n\n```\n{command}\n```\n\n{text}\n")
     return 0
 
 
