@@ -413,15 +413,15 @@ def test_a_database_error_in_the_views_never_fails_a_save_that_succeeded(
 ) -> None:
     app, views = log_and_views
     agent_id = app.create_agent("scout")
-    builds_of = catalog.builds_of
+    builds_of_views = catalog.builds_of_views  # what a catch-up reads first
     hiccups = [OperationalError("SELECT ...", {}, Exception("database is locked"))]
 
-    def flaky(conn: Connection, view: str) -> list[Build]:
+    def flaky(conn: Connection, names: Sequence[str]) -> list[Build]:
         if hiccups:
             raise hiccups.pop()
-        return builds_of(conn, view)
+        return builds_of_views(conn, names)
 
-    monkeypatch.setattr(catalog, "builds_of", flaky)
+    monkeypatch.setattr(catalog, "builds_of_views", flaky)
     app.start_task(agent_id, "find owls")  # saved; then the views hit the hiccup
     assert app.get(agent_id).version == 2
     views.catch_up()  # and the next catch-up goes on as if nothing happened
