@@ -17,7 +17,8 @@ thirds of the server's).
 
 A write that this cannot express as it stands (a column of a type psycopg has no
 binary dumper for, a naive datetime for a ``timestamptz`` column, whose meaning depends
-on the session's time zone) returns False, and the caller runs its executemany.
+on the session's time zone, an update by a role that may not make temporary tables)
+returns False, and the caller runs its executemany.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class CopyWrite:
             rows = _last_per_key(rows, self.keys)
         if not conn.in_transaction():
             conn.begin()  # as executing a statement would (committed by the caller)
+        if self.prepare is not None and not _may_make_temp_tables(conn):
+            return False
         raw = cast(Any, conn.connection.dbapi_connection)
         import psycopg  # only ever reached on PostgreSQL with psycopg
 
@@ -127,6 +130,21 @@ def _wrapped(conn: Connection, error: Exception, sql: bytes, raw: Any, cursor: A
             dialect=conn.dialect,
         ),
     )
+
+
+def _may_make_temp_tables(conn: Connection) -> bool:
+    """Whether this session may make temporary tables (a role without the database's
+    TEMPORARY privilege may not: its updates go by executemany). Asked once per
+    connection."""
+    info = conn.connection.info
+    allowed = info.get(_TEMP_OK)
+    if allowed is None:
+        query = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+        allowed = info[_TEMP_OK] = bool(conn.exec_driver_sql(query).scalar())
+    return bool(allowed)
+
+
+_TEMP_OK = "agentlog_may_make_temp_tables"
 
 
 def _oid(column: Column[Any], dialect: Dialect) -> int:

@@ -236,3 +236,40 @@ def test_a_copy_cut_off_by_the_server_stopping_is_an_outage(copies: list[int]) -
         assert is_outage(raised.value)
     finally:
         engine.dispose()  # the server is stopped; its folder goes at exit
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_make_temporary_tables_updates_by_executemany(
+    copies: list[int],
+) -> None:
+    from pg_server import fresh_database, postgres_url
+
+    base = postgres_url()
+    if base is None:
+        pytest.skip("no PostgreSQL")
+    url = fresh_database(base)
+    owner = create_engine(url)
+    database = url.rsplit("/", 1)[1]
+    with owner.begin() as conn:
+        conn.exec_driver_sql("DROP ROLE IF EXISTS agentlog_no_temp")
+        conn.exec_driver_sql("CREATE ROLE agentlog_no_temp LOGIN")
+        conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+        conn.exec_driver_sql("GRANT ALL ON SCHEMA public TO agentlog_no_temp")
+    limited = create_engine(url.replace("//agentlog:agentlog@", "//agentlog_no_temp@"))
+    try:
+        table = Table(
+            "rows_b1",
+            MetaData(),
+            Column("key", String(36), primary_key=True),
+            Column("n", BigInteger, nullable=False),
+        )
+        table.metadata.create_all(limited)
+        with limited.begin() as conn:
+            BulkWrite.insert(table)(conn, [(f"k{i}", 0) for i in range(COPY_FROM)])
+            BulkWrite.update(table, ["key"])(conn, [(f"k{i}", 1) for i in range(COPY_FROM)])
+        with limited.connect() as conn:
+            assert set(conn.execute(select(table.c.n)).scalars()) == {1}
+        assert copies == [COPY_FROM]  # the insert; the update went by executemany
+    finally:
+        limited.dispose()
+        owner.dispose()
