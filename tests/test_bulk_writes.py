@@ -250,12 +250,12 @@ def test_a_role_that_may_not_make_temporary_tables_updates_by_executemany(
     url = fresh_database(base)
     owner = create_engine(url)
     database = url.rsplit("/", 1)[1]
+    role = f"no_temp_{database}"  # roles are the server's: one of this database's own
     with owner.begin() as conn:
-        conn.exec_driver_sql("DROP ROLE IF EXISTS agentlog_no_temp")
-        conn.exec_driver_sql("CREATE ROLE agentlog_no_temp LOGIN")
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
         conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
-        conn.exec_driver_sql("GRANT ALL ON SCHEMA public TO agentlog_no_temp")
-    limited = create_engine(url.replace("//agentlog:agentlog@", "//agentlog_no_temp@"))
+        conn.exec_driver_sql(f'GRANT ALL ON SCHEMA public TO "{role}"')
+    limited = create_engine(url.replace("//agentlog:agentlog@", f"//{role}@"))
     try:
         table = Table(
             "rows_b1",
