@@ -37,6 +37,7 @@ ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+_POSTGRES_RECORDER = "agentlog.adapters.postgres_saves:PostgresSaves"  # one statement a save
 MAX_SHARDS = 256
 
 
@@ -307,6 +308,7 @@ def _engine_env(
             "POSTGRES_PORT": str(pg.port or 5432),
             "POSTGRES_USER": pg.username or "postgres",
             "POSTGRES_PASSWORD": pg.password or "",
+            "APPLICATION_RECORDER_TOPIC": _POSTGRES_RECORDER,
         }
     raise StorageURLError(
         displayed(url), "use memory://, sqlite:///PATH or postgresql+psycopg://..."
