@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, Table, case, select
 
+from agentlog.adapters.lease_writes import Prepared
 from agentlog.adapters.leases import LEASES, now, owner_gone
 from agentlog.domain.claims import WorkerGone
 
@@ -38,9 +40,23 @@ def candidates(
     conn: Connection, runnable: Table, engine: Engine, *, owner: str, limit: int, gone: WorkerGone
 ) -> Candidates:
     """Up to ``limit`` runnable agents, those without a live lease first, oldest first."""
+    sql, params = _query(runnable, engine, limit).sql(conn.dialect)
+    found = Candidates([], [])
+    for agent, version, holder, taken_at, live in conn.exec_driver_sql(sql, params):
+        busy = live and holder != owner and not owner_gone(holder, taken_at, gone)
+        agent_id = UUID(agent)
+        (found.held if busy else found.free).append(agent_id)
+        found.versions[agent_id] = version
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _query(runnable: Table, engine: Engine, limit: int) -> Prepared:
+    """The candidates query on one build's table, compiled once (a worker runs it at
+    every pass; SQLAlchemy would build its cache key each time)."""
     live = LEASES.c.expires_at >= now(engine)
     leased = case((live, 1), else_=0)
-    query = (
+    return Prepared(
         select(
             runnable.c.agent_id,
             runnable.c.version,
@@ -53,14 +69,6 @@ def candidates(
         .order_by(leased, runnable.c.since)
         .limit(limit)
     )
-    found = Candidates([], [])
-    for row in conn.execute(query):
-        elsewhere = row.live and row.owner != owner
-        busy = elsewhere and not owner_gone(row.owner, row.taken_at, gone)
-        agent_id = UUID(row.agent_id)
-        (found.held if busy else found.free).append(agent_id)
-        found.versions[agent_id] = row.version
-    return found
 
 
 def holdings(conn: Connection, engine: Engine, gone: WorkerGone) -> list[Holding]:
