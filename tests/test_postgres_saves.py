@@ -80,9 +80,11 @@ def test_a_version_conflict_stores_nothing_of_the_save(log: AgentLog, postgres_u
 
 
 def test_a_save_waits_for_the_events_tables_lock(log: AgentLog, postgres_url: str) -> None:
-    """Taken before any notification id is given out, so ids commit in their order."""
+    """Taken before any notification id is given out, so ids commit in their order: a
+    save waits for a transaction that writes the table (its ROW EXCLUSIVE lock, which
+    a plain insert would not wait for) to end."""
     with psycopg.connect(libpq(postgres_url)) as holder:
-        holder.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")
+        holder.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
         done: list[object] = []
         saving = threading.Thread(
             target=lambda: done.append(saves(log).insert_events(events(uuid.uuid4(), range(1, 2))))

@@ -1,7 +1,8 @@
-"""Renewing all of a worker's leases in one statement: those another worker (or another
-slot) took are reported lost and left as they are, the others' expiry moves on, and a
-worker compiles a handful of renewal statements in all, not one per renewal. Real
-SQLite files and a real PostgreSQL server."""
+"""A worker's lease statements: renewing all its leases in one statement reports lost
+exactly those another worker (or another slot) took, leaves them as they are and moves
+the others' expiry on; renewals and the candidates query are compiled once (a handful
+of renewal statements in all), not once per call. Real SQLite files and a real
+PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import ClauseElement, select, update
 from sqlalchemy.sql import cache_key, compiler
+from sqlalchemy.sql.util import find_tables
 
 from agentlog.adapters.group_commit import unwrapped
+from agentlog.adapters.lease_queries import candidates
 from agentlog.adapters.lease_writes import writes_for
 from agentlog.adapters.leases import LEASES, Lease, Leases
 from agentlog.adapters.views import Store, open_store
+from agentlog.domain.claims import never_gone
 
 from conftest import store_url
 
@@ -100,6 +104,31 @@ def test_renewals_compile_once_per_size_and_build_no_cache_key(
     assert keyed == []
 
 
+def test_the_candidates_query_is_compiled_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker reads it at every pass."""
+    mine, theirs = worker_leases(store), worker_leases(store)
+    agents = [store.log.create_agent(f"a{n}", goal="g") for n in range(4)]  # running
+    store.views.catch_up_quietly()
+    assert theirs.take(agents[0], slot=0) is not None
+
+    def look() -> tuple[list[UUID], list[UUID]]:
+        with store.views.engine.connect() as conn:
+            table = store.views.table(conn, "runnable")
+            found = candidates(
+                conn, table, store.views.engine, owner=mine.owner, limit=10, gone=never_gone
+            )
+        return sorted(found.free), found.held
+
+    first = look()
+    assert first == (sorted(agents[1:]), [agents[0]])
+    compiled, keyed = _count(monkeypatch)
+    assert look() == first
+    assert compiled == []
+    assert not [k for k in keyed if _on_leases(k)]
+
+
 def _count(monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], list[object]]:
     """Statements on the leases table compiled, and cache keys built, from now on."""
     compiled: list[object] = []
@@ -116,9 +145,17 @@ def _count(monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], list[object]]
         init(self, dialect, statement, *args, **kwargs)
 
     def counting_key(self: Any) -> Any:
-        keyed.append(self)
+        if isinstance(self, ClauseElement):
+            keyed.append(self)
         return generate(self)
 
     monkeypatch.setattr(compiler.SQLCompiler, "__init__", counting_init)
     monkeypatch.setattr(cache_key.HasCacheKey, "_generate_cache_key", counting_key)
     return compiled, keyed
+
+
+def _on_leases(statement: object) -> bool:
+    """Whether a statement reads or writes the leases table."""
+    if not isinstance(statement, ClauseElement):
+        return False
+    return LEASES in find_tables(statement, include_joins=True, include_crud=True)
