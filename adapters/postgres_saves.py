@@ -25,6 +25,7 @@ rendered once and rows as tuples.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -36,7 +37,11 @@ from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
+from agentlog.projections.outages import is_outage
+
 __all__ = ["TOPIC", "PostgresSaves", "insert_function"]
+ATTEMPTS, RETRY_WAIT = 10, 0.2
+"""As the library's recorder retries its connection and lock errors."""
 TOPIC = "agentlog.adapters.postgres_saves:PostgresSaves"
 """What ``APPLICATION_RECORDER_TOPIC`` names to make eventsourcing's factory use it."""
 log = logging.getLogger(__name__)
@@ -95,14 +100,28 @@ class PostgresSaves(PostgresApplicationRecorder):
         super().create_table()
         self._one_statement = True
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Store the events in one statement (the library's way if the store has no
-        function for it, or when called with more than the events)."""
+        function for it, or when called with more than the events).
+
+        A failure the library would retry (a lock timeout, say) is tried again, as it
+        would; the database out of reach is not: the caller hears of it at once (a
+        worker says so and waits it out, ``adapters/outages.py``), as it did when the
+        library's pipelined save failed on a lost connection."""
         if not stored_events or kwargs or not self._has_function():
             return super().insert_events(stored_events, **kwargs)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._insert(stored_events)
+            except (InterfaceError, OperationalError) as e:
+                if attempt == ATTEMPTS or is_outage(e):
+                    raise
+                time.sleep(RETRY_WAIT)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
