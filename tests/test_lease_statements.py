@@ -113,16 +113,17 @@ def test_the_candidates_query_is_compiled_once(
     store.views.catch_up_quietly()
     assert theirs.take(agents[0], slot=0) is not None
 
-    def look() -> tuple[list[UUID], list[UUID]]:
+    def look(limit: int = 10) -> tuple[list[UUID], list[UUID]]:
         with store.views.engine.connect() as conn:
             table = store.views.table(conn, "runnable")
             found = candidates(
-                conn, table, store.views.engine, owner=mine.owner, limit=10, gone=never_gone
+                conn, table, store.views.engine, owner=mine.owner, limit=limit, gone=never_gone
             )
-        return sorted(found.free), found.held
+        return found.free, found.held
 
     first = look()
-    assert first == (sorted(agents[1:]), [agents[0]])
+    assert first == (agents[1:], [agents[0]])  # oldest first, those held elsewhere last
+    assert look(limit=2) == (agents[1:3], [])
     compiled, keyed = _count(monkeypatch)
     assert look() == first
     assert compiled == []
