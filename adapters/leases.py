@@ -178,7 +178,7 @@ class Leases:
         statement, size = self._statements.renewal(len(leases))
         pairs = [(str(lease.agent_id), lease.slot) for lease in leases]
         pairs += [pairs[-1]] * (size - len(pairs))  # padded: one statement per size
-        values = {f"a{n}": agent for n, (agent, _) in enumerate(pairs)}
+        values: dict[str, str | int] = {f"a{n}": agent for n, (agent, _) in enumerate(pairs)}
         values.update({f"s{n}": slot for n, (_, slot) in enumerate(pairs)})
         with self.writes.transaction() as execute:
             renewed = {(row["agent_id"], row["slot"]) for row in execute(statement, **values)}

@@ -111,7 +111,8 @@ class PostgresSaves(PostgresApplicationRecorder):
         worker says so and waits it out, ``adapters/outages.py``), as it did when the
         library's pipelined save failed on a lost connection."""
         if not stored_events or kwargs or not self._has_function():
-            return super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._insert(stored_events)
