@@ -6,6 +6,7 @@ library's way. A real PostgreSQL server."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -17,12 +18,13 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from agentlog.adapters.postgres_saves import PostgresSaves, insert_function
 from agentlog.adapters.storage import open_log
 from agentlog.domain import AgentLog
+from agentlog.projections.outages import is_outage
 
 pytestmark = pytest.mark.postgres
 TABLE = "agentlog_events"
@@ -160,3 +162,24 @@ def test_a_store_without_the_function_saves_the_librarys_way(
         assert [e.originator_version for e in saves(log).select_events(a)] == [1, 2]
     finally:
         log.close()
+
+
+def test_a_save_on_a_lost_connection_says_so_at_once(log: AgentLog, postgres_url: str) -> None:
+    """The database out of reach reaches the caller (a worker says so and waits it out),
+    not retried in silence; the next save, on a fresh connection, goes through."""
+    recorder = saves(log)
+    recorder.insert_events(events(uuid.uuid4(), range(1, 2)))  # a pooled connection
+    with psycopg.connect(libpq(postgres_url), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    agent = uuid.uuid4()
+    with pytest.raises(OperationalError) as raised:
+        recorder.insert_events(events(agent, range(1, 2)))
+    assert is_outage(raised.value)
+    for _ in range(recorder.datastore.pool.max_size + 1):  # dead pooled connections go
+        with contextlib.suppress(OperationalError):
+            recorder.insert_events(events(agent, range(1, 2)))
+            break
+    assert [e.originator_version for e in recorder.select_events(agent)] == [1]
