@@ -17,9 +17,10 @@ from eventsourcing.persistence import Compressor, Mapper, StoredEvent, Transcode
 from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
-from agentlog.domain.aggregate import DomainEvent
+from agentlog.domain.aggregate import Aggregate, DomainEvent
 from agentlog.domain.chain import json_encoder
 from agentlog.domain.errors import StoredEventError, UnknownTopicError
+from agentlog.domain.stored_tail import remember_row, sealed_link
 
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -110,11 +111,16 @@ class PydanticMapper(Mapper[UUID]):
         if not isinstance(domain_event, DomainEvent):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
+        sealed = domain_event.sealed() if isinstance(domain_event, Aggregate.Event) else None
+        topic = get_topic(type(domain_event))
+        data = self.encode_state(domain_event.stored_state() if sealed is None else sealed)
+        if sealed is not None:  # a read of these very bytes gives back this very event
+            remember_row(domain_event, topic, data, sealed_link(domain_event))
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(type(domain_event)),
-            state=self.encode_state(domain_event.sealed_state()),
+            topic=topic,
+            state=data,
         )
 
     def encode_state(self, state: dict[str, Any]) -> bytes:

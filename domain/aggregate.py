@@ -66,11 +66,6 @@ class DomainEvent(BaseModel):
             state["class_version"] = self.class_version
         return state
 
-    def sealed_state(self) -> dict[str, JsonValue]:
-        """``stored_state()``, or the very dict it gave when this event was sealed (the
-        mapper encodes it once more): read it, never change it."""
-        return self.stored_state()
-
 
 class Aggregate(es.Aggregate):
     """Base aggregate: subclass it to model your own agent domain.
@@ -115,17 +110,17 @@ class Aggregate(es.Aggregate):
         def _digest_of(self, state: dict[str, JsonValue]) -> str:
             return event_digest(self.TOPIC, str(self.originator_id), self.originator_version, state)
 
-        def sealed_state(self) -> dict[str, JsonValue]:
-            """The state this event was sealed from, with its digest, if it is this very
-            event's and still carries that digest (a copy made with ``model_copy`` or
-            ``deepcopy`` is another object, with a state of its own); else
-            ``stored_state()``."""
+        def sealed(self) -> dict[str, JsonValue] | None:
+            """The state this event was sealed from, with its digest: what ``stored_state()``
+            gives, already built (the mapper stores it); read it, never change it. None if
+            this event was not sealed here (it was read from the store), or is a copy of
+            one that was (``model_copy``, ``deepcopy``: another object), or its digest is
+            no longer the one it was sealed with."""
             sealed = self.__dict__.get(_SEALED)
-            if sealed is not None and sealed[0] == id(self):
-                state: dict[str, JsonValue] = sealed[1]
-                if state["digest"] == self.digest:
-                    return state
-            return self.stored_state()
+            if sealed is None or sealed[0] != id(self):
+                return None
+            state: dict[str, JsonValue] = sealed[1]
+            return state if state["digest"] == self.digest else None
 
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
