@@ -55,8 +55,8 @@ COMPRESS_AT = 512
 SMALL = 2048
 """States shorter than this are deflated with a smaller hash table (``memLevel`` 5, not
 zlib's default 8): zeroing the default's 64 KB table costs more than deflating a state
-of a few hundred bytes. The stream is the same zlib format (window and header alike,
-any inflate reads it), and for such sizes the same bytes, as ``zlib.compress`` gives."""
+of a few hundred bytes. The stream is the same zlib format as ``zlib.compress`` gives
+(window, level and header alike: any inflate reads it), and mostly the same bytes."""
 SMALL_MEM_LEVEL = 5
 
 
@@ -111,11 +111,13 @@ class PydanticMapper(Mapper[UUID]):
         if not isinstance(domain_event, DomainEvent):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
-        sealed = domain_event.sealed() if isinstance(domain_event, Aggregate.Event) else None
         topic = get_topic(type(domain_event))
-        data = self.encode_state(domain_event.stored_state() if sealed is None else sealed)
-        if sealed is not None:  # a read of these very bytes gives back this very event
+        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.sealed()):
+            data = self.encode_state(sealed)
+            # A read of these very bytes gives back this very event (stored_tail.read_row).
             remember_row(domain_event, topic, data, sealed_link(domain_event))
+        else:
+            data = self.encode_state(domain_event.stored_state())
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,

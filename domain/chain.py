@@ -24,7 +24,7 @@ def json_encoder(encoder: json.JSONEncoder) -> Any:
     threads may share it; it does not look for cycles (what it encodes comes from
     pydantic models and parsed JSON, which have none), and runs into the recursion
     limit instead. None if the C accelerator is missing (``encoder.encode`` then)."""
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed: C-only
     if make is None:  # pragma: no cover - CPython always has it
         return None
     return make(
