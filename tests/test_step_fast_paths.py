@@ -37,6 +37,8 @@ from agentlog.adapters.mapper import (
 )
 from agentlog.domain import Agent, AgentConfig, Aggregate
 from agentlog.domain.chain import ChainLinks, Link, canonical
+from agentlog.domain.messages import TranscriptBuilder, entries_for, summary_message
+from agentlog.domain.ports import Message
 from agentlog.domain.stored_tail import read_row
 from agentlog.domain.values import TokenUsage
 
@@ -240,3 +242,49 @@ def test_triggering_the_base_event_or_an_unregistered_topic_is_refused() -> None
     with pytest.raises(ProgrammingError, match="is not registered"):
         agent.trigger_event(Stray, actor="user")
     assert agent.version == 1
+
+
+# --- the model's messages come out in order without sorting them every step ------------
+
+
+class SortingBuilder:
+    """The transcript as it was built before: every message by its place, sorted on read."""
+
+    def __init__(self) -> None:
+        self.messages: dict[int, Message] = {}
+
+    def apply(self, event: Aggregate.Event) -> None:
+        if isinstance(event, Agent.ContextCompacted):
+            for v in [v for v, m in self.messages.items() if v <= event.through_version]:
+                if self.messages[v].role != "system":
+                    del self.messages[v]
+            self.messages[event.through_version] = summary_message(event)
+        else:
+            self.messages.update(entries_for(event))
+
+    def read(self) -> list[Message]:
+        return [self.messages[v] for v in sorted(self.messages)]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6), st.booleans()), max_size=25))
+def test_the_messages_come_out_in_the_order_of_their_places(
+    steps: list[tuple[bool, int, bool]],
+) -> None:
+    agent = Agent.create("a", AgentConfig(system_prompt="be brief"))
+    agent.trigger_event(Agent.TaskStarted, goal="goal", actor="user")
+    builder, oracle = TranscriptBuilder(), SortingBuilder()
+    for event in agent.collect_events():
+        builder.apply([event])
+        oracle.apply(event)
+    for compact, back, read in steps:
+        if compact and agent.version - back > agent.compacted_through:
+            agent.compact(agent.version - back, f"summary {agent.version}", summarizer="s")
+        else:
+            agent.receive_user_message(f"message {agent.version}")
+        (event,) = agent.collect_events()
+        builder.apply([event])
+        oracle.apply(event)
+        if read:
+            assert builder.messages() == oracle.read()
+            assert [m for _, m in builder.entries()] == oracle.read()
+    assert builder.messages() == oracle.read()
