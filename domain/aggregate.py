@@ -59,9 +59,11 @@ class DomainEvent(BaseModel):
 
     def stored_state(self) -> dict[str, JsonValue]:
         """The JSON state the mapper stores (id and version live in the row)."""
-        state: dict[str, JsonValue] = self.model_dump(
-            mode="json", exclude={"originator_id", "originator_version"}
+        # ``model_dump(mode="json")`` without its per-call Python overhead (same options).
+        state: dict[str, JsonValue] = type(self).__pydantic_serializer__.to_python(
+            self, mode="json"
         )
+        del state["originator_id"], state["originator_version"]
         if self.class_version > 1:
             state["class_version"] = self.class_version
         return state
