@@ -112,7 +112,7 @@ class PydanticMapper(Mapper[UUID]):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
         topic = get_topic(type(domain_event))
-        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.sealed()):
+        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.pop_sealed()):
             data = self.encode_state(sealed)
             # A read of these very bytes gives back this very event (stored_tail.read_row).
             remember_row(domain_event, topic, data, sealed_link(domain_event))

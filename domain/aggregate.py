@@ -124,6 +124,13 @@ class Aggregate(es.Aggregate):
             state: dict[str, JsonValue] = sealed[1]
             return state if state["digest"] == self.digest else None
 
+        def pop_sealed(self) -> dict[str, JsonValue] | None:
+            """``sealed()``, forgotten: the mapper stores it once, and events kept in
+            memory (a worker keeps the last ones of each agent) do not carry it on."""
+            state = self.sealed()
+            self.__dict__.pop(_SEALED, None)
+            return state
+
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
             result = super().mutate(aggregate)

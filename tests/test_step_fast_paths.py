@@ -87,6 +87,8 @@ def test_an_event_sealed_here_is_stored_as_its_stored_state_byte_for_byte(
     assert decoded.model_dump() == event.model_dump()
     assert decoded.sealed() is None  # read from a row: nothing sealed here
     assert m.to_stored_event(decoded).state == stored.state  # and stored alike once more
+    assert event.sealed() is None  # stored: the sealed state is not carried on
+    assert m.to_stored_event(event).state == stored.state  # the long way, the same bytes
     assert link_of(stored, m).digest == event.digest == event.compute_digest()
 
 
