@@ -63,7 +63,8 @@ class DomainEvent(BaseModel):
         state: dict[str, JsonValue] = type(self).__pydantic_serializer__.to_python(
             self, mode="json"
         )
-        del state["originator_id"], state["originator_version"]
+        state.pop("originator_id", None)  # in the row (a custom serializer may drop them)
+        state.pop("originator_version", None)
         if self.class_version > 1:
             state["class_version"] = self.class_version
         return state
