@@ -34,7 +34,7 @@ def insert_batches(recorder: Recorder, batches: Batches) -> int:
     kind = f"{type(recorder).__module__}:{type(recorder).__name__}"
     if kind.startswith("eventsourcing.sqlite:"):
         return _sqlite(recorder, batches)
-    if kind.startswith("eventsourcing.postgres:"):
+    if kind.startswith(("eventsourcing.postgres:", "agentlog.adapters.postgres_saves:")):
         return _postgres(recorder, batches)
     if kind.startswith("eventsourcing_sqlalchemy."):
         return _sqlalchemy(recorder, batches)

@@ -58,7 +58,10 @@ class _Member:
         self.events = events
         self.ids: Sequence[int] | None = None
         self.error: BaseException | None = None
-        self.turn = threading.Event()  # set when done, or when made the next leader
+        # Released when done, or when made the next leader: a bare lock, held from the
+        # start (an Event is a Condition and two locks more to make and to notify).
+        self.turn = threading.Lock()
+        self.turn.acquire()
 
     def outcome(self) -> Sequence[int] | None:
         if self.error is not None:
@@ -106,7 +109,7 @@ class GroupCommit(AggregateRecorder):
             lane.queue.append(member)
             lead, lane.leading = not lane.leading, True
         if not lead:
-            member.turn.wait()
+            member.turn.acquire()  # until the leader releases it
             if member.ids is not None or member.error is not None:
                 return member.outcome()  # done; else it was made the next leader
         self._lead(lane)
@@ -155,10 +158,10 @@ class GroupCommit(AggregateRecorder):
             raise
         finally:
             for member in batch:
-                member.turn.set()
+                member.turn.release()  # once each: the leader's own was held since made
             with lane.lock:
                 if lane.queue:
-                    lane.queue[0].turn.set()  # it leads next (it is not done)
+                    lane.queue[0].turn.release()  # it leads next (it is not done)
                 else:
                     lane.leading = False
 

@@ -175,15 +175,13 @@ class Leases:
         if not leases:
             return []
         started = time.monotonic()
-        values = {"expires_at": now(self.engine) + self.seconds}
-        statement = (
-            update(LEASES)
-            .where(or_(*(self._mine(lease) for lease in leases)))
-            .values(values)
-            .returning(LEASES.c.agent_id, LEASES.c.slot)
-        )
+        statement, size = self._statements.renewal(len(leases))
+        pairs = [(str(lease.agent_id), lease.slot) for lease in leases]
+        pairs += [pairs[-1]] * (size - len(pairs))  # padded: one statement per size
+        values: dict[str, str | int] = {f"a{n}": agent for n, (agent, _) in enumerate(pairs)}
+        values.update({f"s{n}": slot for n, (_, slot) in enumerate(pairs)})
         with self.writes.transaction() as execute:
-            renewed = {(row["agent_id"], row["slot"]) for row in execute(statement)}
+            renewed = {(row["agent_id"], row["slot"]) for row in execute(statement, **values)}
         lost = []
         for lease in leases:
             if (str(lease.agent_id), lease.slot) in renewed:
@@ -289,12 +287,34 @@ class _Statements:
     """A worker's lease statements, compiled once (see :class:`Prepared`)."""
 
     def __init__(self, leases: Leases) -> None:
+        self.leases = leases
+        self.renewals: dict[int, Prepared] = {}
         self.take = Prepared(leases._upsert())
         self.holder = Prepared(select(LEASES).where(LEASES.c.agent_id == bindparam("agent_id")))
         mine = (LEASES.c.owner == leases.owner) & (LEASES.c.slot == bindparam("slot"))
         self.release = Prepared(
             delete(LEASES).where(LEASES.c.agent_id == bindparam("agent_id"), mine)
         )
+
+    def renewal(self, count: int) -> tuple[Prepared, int]:
+        """The renewal of ``count`` leases, and how many (agent, slot) pairs it takes: the
+        next power of two (pad with a repeated pair), so a worker compiles a handful of
+        renewals in all, not one per call (a statement with an ``OR`` of one condition
+        per lease had SQLAlchemy build its cache key anew every time)."""
+        size = 1 << max(0, count - 1).bit_length()
+        if size not in self.renewals:
+            pairs = [
+                (LEASES.c.agent_id == bindparam(f"a{n}", type_=String))
+                & (LEASES.c.slot == bindparam(f"s{n}", type_=Integer))
+                for n in range(size)
+            ]
+            self.renewals[size] = Prepared(
+                update(LEASES)
+                .where(LEASES.c.owner == self.leases.owner, or_(*pairs))
+                .values(expires_at=now(self.leases.engine) + self.leases.seconds)
+                .returning(LEASES.c.agent_id, LEASES.c.slot)
+            )
+        return self.renewals[size], size
 
 
 def create_table(engine: Engine) -> None:

@@ -17,10 +17,15 @@ from eventsourcing.persistence import Compressor, Mapper, StoredEvent, Transcode
 from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
-from agentlog.domain.aggregate import DomainEvent
+from agentlog.domain.aggregate import Aggregate, DomainEvent
+from agentlog.domain.chain import json_encoder
 from agentlog.domain.errors import StoredEventError, UnknownTopicError
+from agentlog.domain.stored_tail import remember_row, sealed_link
 
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""What ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` builds per call."""
+_ENCODE_COMPACT = json_encoder(_COMPACT)
 
 
 class JSONTranscoder(Transcoder):
@@ -28,7 +33,9 @@ class JSONTranscoder(Transcoder):
 
     def encode(self, obj: Any) -> bytes:
         """Compact UTF-8 JSON."""
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        if _ENCODE_COMPACT is None:  # pragma: no cover - CPython always has it
+            return _COMPACT.encode(obj).encode()
+        return "".join(_ENCODE_COMPACT(obj, 0)).encode()
 
     def decode(self, data: bytes) -> Any:
         """Parse JSON bytes."""
@@ -45,6 +52,12 @@ class JSONTranscoder(Transcoder):
 
 COMPRESS_AT = 512
 """States of at least this many bytes of JSON are stored compressed (when that is smaller)."""
+SMALL = 2048
+"""States shorter than this are deflated with a smaller hash table (``memLevel`` 5, not
+zlib's default 8): zeroing the default's 64 KB table costs more than deflating a state
+of a few hundred bytes. The stream is the same zlib format as ``zlib.compress`` gives
+(window, level and header alike: any inflate reads it), and mostly the same bytes."""
+SMALL_MEM_LEVEL = 5
 
 
 class LargeStateCompressor(Compressor):
@@ -62,12 +75,23 @@ class LargeStateCompressor(Compressor):
         """``data`` deflated when it is large and that saves bytes, else as it is."""
         if len(data) < self.threshold:
             return data
-        packed = zlib.compress(data)
+        packed = deflate(data)
         return packed if len(packed) < len(data) else data
 
     def decompress(self, data: bytes) -> bytes:
         """Stored bytes back to JSON bytes, whichever way they were written."""
         return inflate(data)
+
+
+def deflate(data: bytes) -> bytes:
+    """``zlib.compress(data)``: a zlib stream at the default level and window, with a
+    smaller hash table for small data (see ``SMALL``)."""
+    if len(data) >= SMALL:
+        return zlib.compress(data)
+    packer = zlib.compressobj(
+        zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS, SMALL_MEM_LEVEL
+    )
+    return packer.compress(data) + packer.flush()
 
 
 def inflate(data: bytes) -> bytes:
@@ -87,11 +111,18 @@ class PydanticMapper(Mapper[UUID]):
         if not isinstance(domain_event, DomainEvent):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
+        topic = get_topic(type(domain_event))
+        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.pop_sealed()):
+            data = self.encode_state(sealed)
+            # A read of these very bytes gives back this very event (stored_tail.read_row).
+            remember_row(domain_event, topic, data, sealed_link(domain_event))
+        else:
+            data = self.encode_state(domain_event.stored_state())
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(type(domain_event)),
-            state=self.encode_state(domain_event.stored_state()),
+            topic=topic,
+            state=data,
         )
 
     def encode_state(self, state: dict[str, Any]) -> bytes:

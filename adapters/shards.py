@@ -182,7 +182,7 @@ class ShardedPostgresFactory(PostgresFactory):
         shards = [first]
         for shard in range(1, count):
             table = events_table(self.env.name or "stored", shard)
-            recorder = PostgresApplicationRecorder(self.datastore, events_table_name=table)
+            recorder = type(first)(self.datastore, events_table_name=table)
             if self.env_create_table():
                 recorder.create_table()
             shards.append(recorder)

@@ -37,7 +37,10 @@ ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+_POSTGRES_RECORDER = "agentlog.adapters.postgres_saves:PostgresSaves"  # one statement a save
 MAX_SHARDS = 256
+VIEWS_POOL = 15
+"""Connections a PostgreSQL engine for the views and leases may hold (kept once opened)."""
 
 
 def open_log(
@@ -185,7 +188,13 @@ def engine_for(url: str, *, read_only: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        return create_engine(postgres_url(url), pool_pre_ping=True)
+        # Up to 15 connections, as SQLAlchemy's default (5 + 10 overflow), but every one
+        # opened stays open: with overflow, a worker whose turn threads took leases at
+        # once closed the extra connections as they came back and opened new ones at the
+        # next burst (a PostgreSQL backend started each time).
+        return create_engine(
+            postgres_url(url), pool_pre_ping=True, pool_size=VIEWS_POOL, max_overflow=0
+        )
     except ImportError as e:
         raise (missing_extra(e) or e) from None
 
@@ -307,6 +316,7 @@ def _engine_env(
             "POSTGRES_PORT": str(pg.port or 5432),
             "POSTGRES_USER": pg.username or "postgres",
             "POSTGRES_PASSWORD": pg.password or "",
+            "APPLICATION_RECORDER_TOPIC": _POSTGRES_RECORDER,
         }
     raise StorageURLError(
         displayed(url), "use memory://, sqlite:///PATH or postgresql+psycopg://..."

@@ -11,6 +11,7 @@ from uuid import UUID
 from weakref import WeakSet
 
 import eventsourcing.domain as es
+from eventsourcing.domain import ProgrammingError
 from eventsourcing.utils import TopicError, get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
@@ -20,6 +21,11 @@ from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError, Un
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
 _UNPINNED: WeakSet[type[DomainEvent]] = WeakSet()
 """Event classes that declared no topic and have not been given their aggregate's."""
+_TRIGGERABLE: WeakSet[type[Any]] = WeakSet()
+"""Event classes found fit to trigger (their topic resolves to them: it stays so)."""
+_SEALED = "_agentlog_sealed"
+"""Where an event keeps the state it was sealed from (in its ``__dict__``, which is no
+field: pydantic's equality, iteration and dumps ignore it)."""
 
 
 class DomainEvent(BaseModel):
@@ -53,9 +59,12 @@ class DomainEvent(BaseModel):
 
     def stored_state(self) -> dict[str, JsonValue]:
         """The JSON state the mapper stores (id and version live in the row)."""
-        state: dict[str, JsonValue] = self.model_dump(
-            mode="json", exclude={"originator_id", "originator_version"}
+        # ``model_dump(mode="json")`` without its per-call Python overhead (same options).
+        state: dict[str, JsonValue] = type(self).__pydantic_serializer__.to_python(
+            self, mode="json"
         )
+        state.pop("originator_id", None)  # in the row (a custom serializer may drop them)
+        state.pop("originator_version", None)
         if self.class_version > 1:
             state["class_version"] = self.class_version
         return state
@@ -87,14 +96,41 @@ class Aggregate(es.Aggregate):
         @model_validator(mode="after")
         def _seal(self) -> Self:
             if not self.digest:
-                object.__setattr__(self, "digest", self.compute_digest())
+                state = self.stored_state()
+                digest = self._digest_of(state)
+                object.__setattr__(self, "digest", digest)
+                if "digest" in state:
+                    # What the mapper stores: the state hashed, now with its digest (in
+                    # its place: the dict keeps its order, so the bytes are as before).
+                    state["digest"] = digest
+                    self.__dict__[_SEALED] = (id(self), state)
             return self
 
         def compute_digest(self) -> str:
             """SHA-256 of this event as stored, chaining it to its predecessor."""
-            return event_digest(
-                self.TOPIC, str(self.originator_id), self.originator_version, self.stored_state()
-            )
+            return self._digest_of(self.stored_state())
+
+        def _digest_of(self, state: dict[str, JsonValue]) -> str:
+            return event_digest(self.TOPIC, str(self.originator_id), self.originator_version, state)
+
+        def sealed(self) -> dict[str, JsonValue] | None:
+            """The state this event was sealed from, with its digest: what ``stored_state()``
+            gives, already built (the mapper stores it); read it, never change it. None if
+            this event was not sealed here (it was read from the store), or is a copy of
+            one that was (``model_copy``, ``deepcopy``: another object), or its digest is
+            no longer the one it was sealed with."""
+            sealed = self.__dict__.get(_SEALED)
+            if sealed is None or sealed[0] != id(self):
+                return None
+            state: dict[str, JsonValue] = sealed[1]
+            return state if state["digest"] == self.digest else None
+
+        def pop_sealed(self) -> dict[str, JsonValue] | None:
+            """``sealed()``, forgotten: the mapper stores it once, and events kept in
+            memory (a worker keeps the last ones of each agent) do not carry it on."""
+            state = self.sealed()
+            self.__dict__.pop(_SEALED, None)
+            return state
 
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
@@ -151,12 +187,30 @@ class Aggregate(es.Aggregate):
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Trigger an event chained to the current head; data no event can hold (a lone
-        surrogate, NaN, a wrong type) is refused with :class:`InvalidEventDataError`."""
+        surrogate, NaN, a wrong type) is refused with :class:`InvalidEventDataError`.
+
+        What the library's ``trigger_event`` does (its checks of the class, once per
+        class), without copying the arguments on the way."""
+        if event_class not in _TRIGGERABLE:
+            _check_triggerable(event_class)
+        if kwargs.get("timestamp") is None:
+            kwargs["timestamp"] = event_class.create_timestamp()
         try:
-            super().trigger_event(event_class, prev_hash=self.head_hash, **kwargs)
+            try:
+                event = event_class(
+                    originator_id=self.id,
+                    originator_version=self._version + 1,
+                    prev_hash=self.head_hash,
+                    **kwargs,
+                )
+            except TypeError as e:
+                msg = f"Can't construct event {event_class}: {e}"
+                raise TypeError(msg) from None
+            event.mutate(self)
         except (ValidationError, ValueError) as e:
             name = getattr(event_class, "__name__", str(event_class))
             raise InvalidEventDataError(self.id, name, str(e).splitlines()[0]) from e
+        self._pending_events.append(event)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """A copy that shares immutable attribute values and deep-copies the rest.
@@ -215,6 +269,16 @@ class Aggregate(es.Aggregate):
         aggregate.__dict__.update(public, _id=agg_id, _version=version, _pending_events=[])
         aggregate.__dict__.update(times)
         return aggregate
+
+
+def _check_triggerable(event_class: type[Any]) -> None:
+    """The library's checks of a class before it triggers an event of it (raising
+    ``ProgrammingError``); a class that passes them is remembered."""
+    if event_class.__name__ == "Event":
+        msg = "Triggering base 'Event' class is prohibited."
+        raise ProgrammingError(msg)
+    es._check_explicit_topic_is_registered(event_class)  # the library's own check
+    _TRIGGERABLE.add(event_class)
 
 
 def _pin_event_topics(aggregate: type[Aggregate]) -> None:

@@ -27,7 +27,7 @@ from agentlog.domain.errors import (
 )
 from agentlog.domain.fork import fork_of
 from agentlog.domain.history import MISSING, in_sequence, mutate_all
-from agentlog.domain.kept import KeptAggregates
+from agentlog.domain.kept import NOTHING_KEPT, KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
 from agentlog.domain.stored_tail import StateDecoder, StoredTail, chained, read_row
@@ -208,7 +208,8 @@ class AgentLog(Application[UUID]):
         since = min(since, agent.version + 1)
         mapper = cast(StateDecoder, self.mapper)
         stored = self.recorder.select_events(agent.id, gt=since - 1)
-        rows = tuple(read_row(mapper, row) for row in stored)
+        known = self.kept.recent(agent.id)
+        rows = tuple(read_row(mapper, row, known.at(row.originator_version)) for row in stored)
         new = [row.decoded() for row in rows if row.version > agent.version]
         moved: Agent = mutate_all(agent, new)
         self.kept.stored(agent.id, new)
@@ -301,34 +302,26 @@ class AgentLog(Application[UUID]):
         self.save(agent)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """Store pending events; snapshot agents whose version crossed the interval."""
+        """Store pending events; snapshot agents whose version crossed the interval.
+
+        With a worker's cache, what was saved is noted in it: the aggregates (this thread
+        holds them) and their new events."""
         recordings = self._save(objs, kwargs)
-        first_new: dict[UUID, int] = {}
-        for recording in recordings:
-            event = recording.domain_event
-            first_new.setdefault(event.originator_id, event.originator_version)
-        if self.kept is not None:
-            self._keep_saved(objs, recordings)
+        saved = _by_originator(recordings)
         for obj in objs:
-            if isinstance(obj, Agent) and obj.id in first_new:
-                self._snapshot_if_due(obj, first_new[obj.id])
+            events = saved.pop(obj.id, None) if isinstance(obj, Aggregate) else None
+            if events is None:
+                continue
+            if self.kept is not None:
+                self.kept.saved(obj, events)
+            if isinstance(obj, Agent):
+                self._snapshot_if_due(obj, events[0].originator_version)
+        if self.kept is not None:
+            for agent_id, events in saved.items():  # saved as events, not as aggregates
+                self.kept.stored(agent_id, events)
         for callback in self.after_save:
             callback()
         return recordings
-
-    def _keep_saved(self, objs: tuple[Any, ...], recordings: list[Recording[UUID]]) -> None:
-        """Note what was saved in the worker's cache: the aggregates (this thread holds
-        them) and their new events."""
-        assert self.kept is not None
-        saved: dict[UUID, list[Aggregate.Event]] = {}
-        for recording in recordings:
-            event = recording.domain_event
-            saved.setdefault(event.originator_id, []).append(cast(Aggregate.Event, event))
-        for agent_id, events in saved.items():
-            self.kept.stored(agent_id, events)
-        for obj in objs:
-            if isinstance(obj, Aggregate) and obj.id in saved:
-                self.kept.saved(obj)
 
     def _save(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
         """The library's ``save``, collecting agentlog aggregates' events directly: its
@@ -384,7 +377,8 @@ class AgentLog(Application[UUID]):
         if rows is None:
             mapper = cast(StateDecoder, self.mapper)
             stored = self.recorder.select_events(agent.id, gt=since - 1, lte=agent.version)
-            rows = [read_row(mapper, row) for row in stored]
+            known = NOTHING_KEPT if self.kept is None else self.kept.recent(agent.id)
+            rows = [read_row(mapper, row, known.at(row.originator_version)) for row in stored]
         return chained(agent, rows)
 
     def resolve(self, ref: str) -> UUID:
@@ -409,6 +403,19 @@ class AgentLog(Application[UUID]):
                 if n.originator_version == 1:
                     yield UUID(str(n.originator_id))
             start = notifications[-1].id + 1
+
+
+def _by_originator(recordings: list[Recording[UUID]]) -> dict[UUID, list[Aggregate.Event]]:
+    """The saved events of each aggregate, in order."""
+    saved: dict[UUID, list[Aggregate.Event]] = {}
+    for recording in recordings:
+        event = cast(Aggregate.Event, recording.domain_event)
+        events = saved.get(event.originator_id)
+        if events is None:
+            saved[event.originator_id] = [event]
+        else:
+            events.append(event)
+    return saved
 
 
 def require_agent(aggregate: Aggregate) -> Agent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -17,9 +18,38 @@ _CANONICAL = json.JSONEncoder(
 """What ``json.dumps`` with these options builds on every call, built once."""
 
 
+def json_encoder(encoder: json.JSONEncoder) -> Any:
+    """The C function ``encoder.encode`` builds on every call, built once: called with
+    (value, 0), it gives the same chunks of text. It keeps no state between calls, so
+    threads may share it; it does not look for cycles (what it encodes comes from
+    pydantic models and parsed JSON, which have none), and runs into the recursion
+    limit instead. None if the C accelerator is missing (``encoder.encode`` then)."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed: C-only
+    if make is None:  # pragma: no cover - CPython always has it
+        return None
+    return make(
+        None,
+        encoder.default,
+        json.encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else json.encoder.encode_basestring,
+        encoder.indent,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+
+
+_ENCODE_CANONICAL = json_encoder(_CANONICAL)
+
+
 def canonical(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8."""
-    return _CANONICAL.encode(value).encode()
+    if _ENCODE_CANONICAL is None:  # pragma: no cover
+        return _CANONICAL.encode(value).encode()
+    return "".join(_ENCODE_CANONICAL(value, 0)).encode()
 
 
 def args_hash(args: Mapping[str, Any]) -> str:
@@ -34,8 +64,10 @@ def event_digest(topic: str, originator_id: str, version: int, payload: Mapping[
     ``digest``), so a verifier can recompute the digest from a stored row before any
     upcasting, and a digest never changes when an old event is read by new code.
     """
-    body = {k: v for k, v in payload.items() if k != "digest"}
-    body.update(_topic=topic, _originator_id=originator_id, _originator_version=version)
+    body = dict(payload)
+    body.pop("digest", None)
+    body["_topic"], body["_originator_id"] = topic, originator_id
+    body["_originator_version"] = version
     return hashlib.sha256(canonical(body)).hexdigest()
 
 

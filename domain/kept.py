@@ -82,9 +82,12 @@ class KeptAggregates:
             self._entries[aggregate.id] = (entry[0], entry[1], entry[2], None)
         return entry[3] if _as_stored(entry) else None
 
-    def saved(self, aggregate: Aggregate) -> None:
-        """Note that this thread stored the aggregate at its version (and still holds it)."""
-        self._put(aggregate, threading.get_ident(), None)
+    def saved(self, aggregate: Aggregate, events: Sequence[Aggregate.Event] = ()) -> None:
+        """Note that this thread stored the aggregate at its version (and still holds it),
+        with the ``events`` it stored (as :meth:`stored`)."""
+        with self._lock:
+            self._store(aggregate.id, events)
+            self._enter(aggregate, threading.get_ident(), None)
 
     def keep(self, aggregate: Aggregate) -> None:
         """Hand an aggregate this thread holds back to the cache, if it is as stored.
@@ -110,12 +113,12 @@ class KeptAggregates:
         if not events:
             return
         with self._lock:
-            before = self._recent.pop(agent_id, [])
-            if before and before[-1].originator_version + 1 != events[0].originator_version:
-                before = []  # a gap: what others stored between was not seen here
-            self._recent[agent_id] = [*before, *events][-RECENT:]  # a new list: never changed
-            while self.maxsize and len(self._recent) > self.maxsize:
-                self._recent.popitem(last=False)
+            self._store(agent_id, events)
+
+    def recent(self, agent_id: UUID) -> Recent:
+        """The agent's last stored events kept here (those noted by :meth:`stored`)."""
+        with self._lock:
+            return Recent(self._recent.get(agent_id, ()))
 
     def between(self, agent_id: UUID, after: int, upto: int) -> list[Aggregate.Event] | None:
         """The agent's stored events after version ``after`` up to ``upto``, if all of
@@ -130,10 +133,46 @@ class KeptAggregates:
 
     def _put(self, aggregate: Aggregate, holder: int | None, tail: StoredTail | None) -> None:
         with self._lock:
-            self._entries[aggregate.id] = (aggregate, aggregate.version, holder, tail)
-            self._entries.move_to_end(aggregate.id)
-            while self.maxsize and len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+            self._enter(aggregate, holder, tail)
+
+    def _enter(self, aggregate: Aggregate, holder: int | None, tail: StoredTail | None) -> None:
+        """(With the lock held.) Keep the aggregate as stored at its version."""
+        entries = self._entries
+        entries[aggregate.id] = (aggregate, aggregate.version, holder, tail)
+        entries.move_to_end(aggregate.id)
+        while self.maxsize and len(entries) > self.maxsize:
+            entries.popitem(last=False)
+
+    def _store(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
+        """(With the lock held.) Note events stored for the agent (as :meth:`stored`)."""
+        if not events:
+            return
+        before = self._recent.pop(agent_id, [])
+        if before and before[-1].originator_version + 1 != events[0].originator_version:
+            before = []  # a gap: what others stored between was not seen here
+        self._recent[agent_id] = [*before, *events][-RECENT:]  # a new list: never changed
+        while self.maxsize and len(self._recent) > self.maxsize:
+            self._recent.popitem(last=False)
+
+
+class Recent:
+    """An agent's last stored events kept in memory, one per version, in order."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: Sequence[Aggregate.Event]) -> None:
+        self.events = events
+
+    def at(self, version: int) -> Aggregate.Event | None:
+        """The event at ``version``, if it is kept."""
+        if not self.events:
+            return None
+        index = version - self.events[0].originator_version
+        return self.events[index] if 0 <= index < len(self.events) else None
+
+
+NOTHING_KEPT = Recent(())
+"""What is kept of an agent where nothing is."""
 
 
 def _as_stored(entry: _Entry) -> bool:

@@ -13,37 +13,30 @@ from agentlog.domain.agent import Agent
 
 def limit_reached(agent: Agent, now: datetime) -> tuple[str, float] | None:
     """The first limit the agent has reached, as (name, configured value), or None."""
+    # The budget bounds asking the model: calls already asked for finish first.
+    return _failures(agent) or (None if agent.calls else _budget(agent, now))
+
+
+def _failures(agent: Agent) -> tuple[str, float] | None:
+    """The first count of failures in a row that reached its limit."""
     config = agent.config
-    elapsed = None if agent.task_started_at is None else now - agent.task_started_at
-    checks: list[tuple[str, float, bool]] = [
-        (
-            "max_tool_failures",
-            config.max_tool_failures,
-            agent.tool_failures >= config.max_tool_failures,
-        ),
-        (
-            "max_model_failures",
-            config.max_model_failures,
-            agent.model_failures >= config.max_model_failures,
-        ),
-        (
-            "max_empty_answers",
-            config.max_empty_answers,
-            agent.empty_answers >= config.max_empty_answers,
-        ),
-        # The next three bound asking the model; calls already asked for finish first.
-        (
-            "max_tokens",
-            config.max_tokens,
-            agent.tokens.total >= config.max_tokens and not agent.calls,
-        ),
-        ("max_steps", config.max_steps, agent.steps >= config.max_steps and not agent.calls),
-        (
-            "max_wall_time",
-            config.max_wall_time,
-            elapsed is not None
-            and elapsed.total_seconds() >= config.max_wall_time
-            and not agent.calls,
-        ),
-    ]
-    return next(((name, value) for name, value, hit in checks if hit), None)
+    if agent.tool_failures >= config.max_tool_failures:
+        return "max_tool_failures", config.max_tool_failures
+    if agent.model_failures >= config.max_model_failures:
+        return "max_model_failures", config.max_model_failures
+    if agent.empty_answers >= config.max_empty_answers:
+        return "max_empty_answers", config.max_empty_answers
+    return None
+
+
+def _budget(agent: Agent, now: datetime) -> tuple[str, float] | None:
+    """The first of the task's tokens, steps and time that is spent."""
+    config = agent.config
+    if agent.tokens.total >= config.max_tokens:
+        return "max_tokens", config.max_tokens
+    if agent.steps >= config.max_steps:
+        return "max_steps", config.max_steps
+    started = agent.task_started_at
+    if started is not None and (now - started).total_seconds() >= config.max_wall_time:
+        return "max_wall_time", config.max_wall_time
+    return None

@@ -104,6 +104,9 @@ class TranscriptBuilder:
 
     def __init__(self) -> None:
         self._messages: dict[int, Message] = {}
+        self._in_order = True
+        """Whether the places were added in increasing order (mostly: events come in
+        version order), so that the messages need no sorting."""
 
     def apply(self, events: Iterable[Aggregate.Event]) -> TranscriptBuilder:
         """Add what these events say, in order; a compaction replaces what it covers."""
@@ -117,18 +120,31 @@ class TranscriptBuilder:
                 ]
                 for version in covered:
                     del messages[version]
-                messages[event.through_version] = summary_message(event)
+                self._add(event.through_version, summary_message(event))
             else:
-                messages.update(entries_for(event))
+                for seq, message in entries_for(event):
+                    self._add(seq, message)
         return self
+
+    def _add(self, seq: int, message: Message) -> None:
+        messages = self._messages
+        if self._in_order and messages and seq not in messages and seq < next(reversed(messages)):
+            self._in_order = False
+        messages[seq] = message
+
+    def _sorted(self) -> dict[int, Message]:
+        if not self._in_order:
+            self._messages = dict(sorted(self._messages.items(), key=lambda entry: entry[0]))
+            self._in_order = True
+        return self._messages
 
     def messages(self) -> list[Message]:
         """The messages so far, in order."""
-        return [self._messages[v] for v in sorted(self._messages)]
+        return list(self._sorted().values())
 
     def entries(self) -> list[tuple[int, Message]]:
         """The messages so far, in order, each with its place (``seq_of``)."""
-        return sorted(self._messages.items(), key=lambda entry: entry[0])
+        return list(self._sorted().items())
 
 
 def replay_transcript(events: Iterable[Aggregate.Event]) -> list[Message]:

@@ -8,6 +8,13 @@ stored bytes. Both are the newest events of one agent, so one read serves both:
 version, and keeps the rows it read for ``AgentLog.chained_events`` of that very agent,
 while it is unchanged. Each row is decoded and hashed from the bytes read in this step,
 so the check sees what a read of its own would have seen: an edit of the store is caught.
+
+A row whose bytes are the very bytes this process stored (or read and checked before)
+for that event is not decoded again: an event remembers the bytes it was stored as
+(``remember_row``) with its link, and a row read back equal to them, byte for byte, under
+the same topic, gives that event and link (decoding and hashing those bytes again would
+give the same, since both are functions of the bytes alone). Any other row, an edited one
+among them, is decoded and hashed from what was read.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
@@ -22,7 +30,18 @@ from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.chain import ChainLinks, Link
 from agentlog.domain.errors import BrokenChainError
 
-__all__ = ["StateDecoder", "StoredRow", "StoredTail", "chained", "read_row"]
+__all__ = [
+    "StateDecoder",
+    "StoredRow",
+    "StoredTail",
+    "chained",
+    "read_row",
+    "remember_row",
+    "sealed_link",
+]
+
+_ROW = "_agentlog_row"
+"""Where an event keeps the row it was stored as (in its ``__dict__``: no field)."""
 
 
 class StateDecoder(Protocol):
@@ -55,18 +74,58 @@ class StoredRow:
         raise self.error
 
 
-def read_row(mapper: StateDecoder, stored: StoredEvent) -> StoredRow:
-    """A stored event decoded once: hashed as stored, then made an event (upcast)."""
+def read_row(
+    mapper: StateDecoder, stored: StoredEvent, known: Aggregate.Event | None = None
+) -> StoredRow:
+    """A stored event decoded once: hashed as stored, then made an event (upcast).
+
+    ``known``: the event this process holds at that version, if any; when the row is,
+    byte for byte, what it remembers being stored as, it is that event and link."""
     version = stored.originator_version
+    if known is not None:
+        link = _remembered(known, stored)
+        if link is not None:
+            return StoredRow(version, link, known)
     try:
         state = mapper.decode_state(stored)
     except Exception as e:  # kept: raised when the row is used
         return StoredRow(version, None, None, e)
     link = Link.of(stored.topic, str(stored.originator_id), version, state)
     try:
-        return StoredRow(version, link, mapper.event_from_state(stored, state))
+        event = mapper.event_from_state(stored, state)
     except Exception as e:  # kept: raised when the row is used
         return StoredRow(version, link, None, e)
+    remember_row(event, stored.topic, stored.state, link)
+    return StoredRow(version, link, event)
+
+
+def remember_row(event: Aggregate.Event, topic: str, data: bytes, link: Link) -> None:
+    """Note that ``data``, stored under ``topic`` at the event's id and version, is this
+    very event, with this link: what :func:`read_row` would make of those bytes."""
+    event.__dict__[_ROW] = (id(event), topic, data, link)
+
+
+def sealed_link(event: Aggregate.Event) -> Link:
+    """The link of an event as it was sealed: its digest is the hash of the state stored
+    (only for bytes encoded from that very state, ``Aggregate.Event.sealed()``)."""
+    return Link(event.originator_version, event.prev_hash, event.digest, event.digest)
+
+
+def _remembered(event: Aggregate.Event, stored: StoredEvent) -> Link | None:
+    """The event's link, if ``stored`` is the row it remembers being stored as."""
+    row = event.__dict__.get(_ROW)
+    if row is None or row[0] != id(event):  # none, or a copy's (another object)
+        return None
+    if not (
+        row[1] == stored.topic
+        and row[2] == stored.state
+        and event.originator_version == stored.originator_version
+    ):
+        return None
+    originator_id = stored.originator_id  # a UUID, or its text (as some recorders give it)
+    if type(originator_id) is not UUID:
+        originator_id = UUID(str(originator_id))
+    return row[3] if originator_id == event.originator_id else None
 
 
 @dataclass(frozen=True)

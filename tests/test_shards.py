@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.postgres import PostgresApplicationRecorder
 from test_view_process_kill import VIEW_NAMES, rows_of, write_log
 
+from agentlog.adapters.postgres_saves import PostgresSaves
 from agentlog.adapters.shards import ShardedRecorder, events_table
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import ListenWaiter, engine_for, open_store
@@ -260,7 +260,7 @@ def test_sqlite_refuses_shards_with_a_one_line_error(
 def test_a_store_without_shards_is_as_it_always_was(postgres_url: str) -> None:
     store = open_store(postgres_url)
     store.log.create_agent("a", goal="g")
-    assert type(store.log.recorder) is PostgresApplicationRecorder
+    assert type(store.log.recorder) is PostgresSaves  # the library's, saving in one statement
     assert store.views.status()[0].shards == ()
     store.close()
     tables = table_names(postgres_url)
