@@ -18,8 +18,9 @@ stay readable and writable by the library's own recorder (older agentlog version
 A store where the function cannot be made (opened with ``CREATE_TABLE`` off, or by a
 role that may not create functions) saves the library's way.
 
-Reads of one agent's events (``select_events``, once per worker step) use statements
-rendered once and rows as tuples.
+Reads of one agent's events (``select_events``, once per worker step) and of pages of
+the log (``select_notifications``, the views' follower) use statements rendered once
+and rows as tuples.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
@@ -94,6 +100,7 @@ class PostgresSaves(PostgresApplicationRecorder):
         self._wait = f"{datastore.lock_timeout}s"
         self._one_statement: bool | None = None  # known once looked up
         self._selects: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._pages: dict[tuple[bool, bool, bool, bool], bytes] = {}
 
     def create_table(self) -> None:
         """The library's tables, types and functions, and this recorder's function."""
@@ -167,6 +174,53 @@ class PostgresSaves(PostgresApplicationRecorder):
                 StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=r[3])
                 for r in curs.fetchall()
             ]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query (same rows, same order), rendered once per shape: the
+        views' follower reads a page of the log several times a second."""
+        shape = (start is not None, inclusive_of_start, stop is not None, bool(topics))
+        statement = self._pages.get(shape)
+        if statement is None:
+            statement = self._pages[shape] = self._page(*shape)
+        params: list[Any] = [v for v in (start, stop) if v is not None]
+        if topics:
+            params.append(list(topics))
+        params.append(limit)
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(statement, params, prepare=True)
+            return [
+                Notification(
+                    id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4]
+                )
+                for r in curs.fetchall()
+            ]
+
+    def _page(self, start: bool, inclusive: bool, stop: bool, topics: bool) -> bytes:
+        conditions = []
+        if start:
+            conditions.append(SQL("notification_id >= %s" if inclusive else "notification_id > %s"))
+        if stop:
+            conditions.append(SQL("notification_id <= %s"))
+        if topics:
+            conditions.append(SQL("topic = ANY(%s)"))
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.{table}"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        if conditions:
+            statement += SQL(" WHERE ") + SQL(" AND ").join(conditions)
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        return statement.as_bytes()
 
     def _select(self, gt: bool, lte: bool, desc: bool, limit: bool) -> bytes:
         statement = SQL(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -39,6 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 ACTIVE, BUILDING, RETIRED, DROPPED = "active", "building", "retired", "dropped"
 ABANDONED = "abandoned"
@@ -139,6 +140,30 @@ def retired(conn: Connection, view: str) -> list[Build]:
 def find(conn: Connection, view: str, status: str) -> Build | None:
     """The view's build in the given status, if any."""
     return next((b for b in builds_of(conn, view) if b.status == status), None)
+
+
+_ACTIVE = select(builds).where(
+    builds.c.view == bindparam("view", type_=String), builds.c.status == ACTIVE
+)
+_ACTIVE_SQL: dict[tuple[type, str], tuple[str, dict[str, Any], list[str] | None]] = {}
+"""``_ACTIVE`` compiled per dialect: its SQL, bound values, and parameter order if
+positional (a worker looks up the runnable view's serving build at every pass)."""
+
+
+def active(conn: Connection, view: str) -> Build | None:
+    """The view's serving build, if any (one statement, compiled once per dialect)."""
+    dialect = conn.dialect
+    key = (type(dialect), dialect.paramstyle)
+    compiled = _ACTIVE_SQL.get(key)
+    if compiled is None:
+        done = cast(SQLCompiler, _ACTIVE.compile(dialect=dialect))
+        order = list(done.positiontup or ()) if done.positional else None
+        compiled = _ACTIVE_SQL[key] = (str(done), dict(done.params), order)
+    sql, defaults, order = compiled
+    params = {**defaults, "view": view}
+    args = params if order is None else tuple(params[name] for name in order)
+    row = conn.exec_driver_sql(sql, args).first()
+    return None if row is None else Build(**row._mapping)
 
 
 def last_abandoned(conn: Connection, view: str) -> Build | None:

@@ -68,7 +68,8 @@ class Projections:
     ) -> None:
         self.app, self.engine, self.batch_size = app, engine, batch_size
         self.views = {cls.name: cls for cls in views}
-        self._tables: dict[str, Table] = {}
+        self._tables: dict[tuple[str, int, str], Table] = {}
+        """Reflected tables by view, build and part (the name needs a View made)."""
         self._follower = Follower(app, engine)
         self.seal = self._follower.seal
         """Opens the sensitive columns the views sealed with the log's cipher."""
@@ -233,13 +234,17 @@ class Projections:
         Raises :class:`ViewStoppedError` if the build stopped on a failure: a stopped
         view would silently serve stale rows.
         """
-        build = self._build(name, ACTIVE)
+        build = catalog.active(conn, name)  # on ``conn``: no second connection
+        if build is None:
+            raise UnknownViewError(name, sorted(self.views))
         if build.error:
             raise ViewStoppedError(name, build.position, build.error)
-        table_name = self.view_class(name)(build.build).table_name(part)
-        if table_name not in self._tables:  # a build's tables never change: reflect once
-            self._tables[table_name] = Table(table_name, MetaData(), autoload_with=conn)
-        return self._tables[table_name]
+        key = (name, build.build, part)
+        table = self._tables.get(key)
+        if table is None:  # a build's tables never change: reflect once
+            table_name = self.view_class(name)(build.build).table_name(part)
+            table = self._tables[key] = Table(table_name, MetaData(), autoload_with=conn)
+        return table
 
     def view_class(self, name: str) -> type[View]:
         """The view class with that name."""

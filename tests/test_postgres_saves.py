@@ -146,6 +146,22 @@ def test_reads_of_every_shape_equal_the_librarys(log: AgentLog) -> None:
         assert saves(log).select_events(a, **kwargs) == library.select_events(a, **kwargs)
 
 
+def test_pages_of_the_log_of_every_shape_equal_the_librarys(log: AgentLog) -> None:
+    library = PostgresApplicationRecorder(saves(log).datastore, events_table_name=TABLE)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    saves(log).insert_events(events(a, range(1, 5)))
+    saves(log).insert_events([StoredEvent(b, 1, "other.topic", b"x")])
+    saves(log).insert_events(events(a, range(5, 8)))
+    shapes = itertools.product((None, 1, 3), (False, True), (None, 6), ((), ("other.topic",)))
+    for start, inclusive, stop, topics in shapes:
+        for limit in (1, 4, 100):
+            args: tuple[Any, ...] = (start, limit, stop, topics)
+            ours = saves(log).select_notifications(*args, inclusive_of_start=inclusive)
+            theirs = library.select_notifications(*args, inclusive_of_start=inclusive)
+            assert ours == theirs, (start, inclusive, stop, topics, limit)
+    assert len(saves(log).select_notifications(None, 100)) == 8
+
+
 def test_a_store_without_the_function_saves_the_librarys_way(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
