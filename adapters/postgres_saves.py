@@ -33,9 +33,16 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
     InterfaceError,
+    InternalError,
     Notification,
+    NotSupportedError,
     OperationalError,
+    PersistenceError,
+    ProgrammingError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -137,10 +144,30 @@ class PostgresSaves(PostgresApplicationRecorder):
             [e.state for e in stored_events],
             self._wait,
         )
-        with self.datastore.get_connection() as conn:
-            curs = conn.cursor(row_factory=tuple_row)
-            curs.execute(self._insert_call, params, prepare=True)
-            return [row[0] for row in curs.fetchall()]
+        rows = self._run(self._insert_call, params)
+        return [row[0] for row in rows]
+
+    def _run(self, statement: bytes, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one prepared statement on a pooled connection (autocommit: its own
+        transaction); its rows. The library's ``get_connection`` does the same through
+        two context managers and a commit call per statement; its errors are the same
+        (the library's, made from psycopg's)."""
+        datastore = self.datastore
+        pool = datastore.pool
+        try:
+            if pool.closed:  # opened on first use, as the library's get_connection does
+                pool.open(
+                    datastore.pool_open_timeout is not None, datastore.pool_open_timeout or 30.0
+                )
+            conn = pool.getconn()
+            try:
+                curs = conn.cursor(row_factory=tuple_row)
+                curs.execute(statement, params, prepare=True)
+                return curs.fetchall()
+            finally:
+                pool.putconn(conn)  # a broken connection is replaced, as with the library's
+        except psycopg.Error as e:
+            raise _persistence_error(e) from e
 
     def _has_function(self) -> bool:
         if self._one_statement is None:
@@ -167,13 +194,10 @@ class PostgresSaves(PostgresApplicationRecorder):
         if statement is None:
             statement = self._selects[shape] = self._select(*shape)
         params = [v for v in (originator_id, gt, lte, limit) if v is not None]
-        with self.datastore.get_connection() as conn:
-            curs = conn.cursor(row_factory=tuple_row)
-            curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=r[3])
-                for r in curs.fetchall()
-            ]
+        return [
+            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=r[3])
+            for r in self._run(statement, params)
+        ]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_notifications(
@@ -195,15 +219,12 @@ class PostgresSaves(PostgresApplicationRecorder):
         if topics:
             params.append(list(topics))
         params.append(limit)
-        with self.datastore.get_connection() as conn:
-            curs = conn.cursor(row_factory=tuple_row)
-            curs.execute(statement, params, prepare=True)
-            return [
-                Notification(
-                    id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4]
-                )
-                for r in curs.fetchall()
-            ]
+        return [
+            Notification(
+                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4]
+            )
+            for r in self._run(statement, params)
+        ]
 
     def _page(self, start: bool, inclusive: bool, stop: bool, topics: bool) -> bytes:
         conditions = []
@@ -237,6 +258,25 @@ class PostgresSaves(PostgresApplicationRecorder):
         if limit:
             statement += SQL(" LIMIT %s")
         return statement.as_bytes()
+
+
+_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.InterfaceError, InterfaceError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+)
+"""psycopg's errors and the library's, in the order its ``get_connection`` maps them."""
+
+
+def _persistence_error(error: psycopg.Error) -> PersistenceError:
+    """The library's error for a psycopg error, as its ``get_connection`` makes it."""
+    kind = next((ours for theirs, ours in _ERRORS if isinstance(error, theirs)), PersistenceError)
+    return kind(str(error))
 
 
 def _quoted(name: str) -> str:

@@ -162,6 +162,20 @@ def test_pages_of_the_log_of_every_shape_equal_the_librarys(log: AgentLog) -> No
     assert len(saves(log).select_notifications(None, 100)) == 8
 
 
+def test_saves_and_reads_give_their_connections_back(log: AgentLog) -> None:
+    recorder = saves(log)
+    pool = recorder.datastore.pool
+    a = uuid.uuid4()
+    for version in range(1, pool.max_size * 2 + 2):
+        recorder.insert_events(events(a, range(version, version + 1), size=10))
+        assert len(recorder.select_events(a)) == version
+        assert len(recorder.select_notifications(None, 1000)) == version
+    with pytest.raises(IntegrityError):  # a failed statement gives its connection back too
+        recorder.insert_events(events(a, range(1, 2)))
+    stats = pool.get_stats()
+    assert stats["pool_available"] == stats["pool_size"]
+
+
 def test_a_store_without_the_function_saves_the_librarys_way(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
