@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -39,7 +39,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.compiler import SQLCompiler
 
 ACTIVE, BUILDING, RETIRED, DROPPED = "active", "building", "retired", "dropped"
 ABANDONED = "abandoned"
@@ -156,7 +155,7 @@ def active(conn: Connection, view: str) -> Build | None:
     key = (type(dialect), dialect.paramstyle)
     compiled = _ACTIVE_SQL.get(key)
     if compiled is None:
-        done = cast(SQLCompiler, _ACTIVE.compile(dialect=dialect))
+        done = _ACTIVE.compile(dialect=dialect)
         order = list(done.positiontup or ()) if done.positional else None
         compiled = _ACTIVE_SQL[key] = (str(done), dict(done.params), order)
     sql, defaults, order = compiled

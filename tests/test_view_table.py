@@ -16,6 +16,7 @@ from sqlalchemy import event, func, select
 from agentlog.adapters.views import Store, open_store
 from agentlog.domain import Agent
 from agentlog.projections import ViewStoppedError, catalog
+
 from conftest import store_url
 
 
