@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, get_args
 from uuid import UUID
 
@@ -81,9 +81,9 @@ def event_types() -> list[type[Aggregate.Event]]:
     found = []
     for aggregate in (Agent, ItemSession, GraphThread):
         for value in vars(aggregate).values():
-            if isinstance(value, type) and issubclass(value, Aggregate.Event):
-                if value.__name__ != "Event":
-                    found.append(value)
+            is_event = isinstance(value, type) and issubclass(value, Aggregate.Event)
+            if is_event and value.__name__ != "Event":
+                found.append(value)
     return sorted(found, key=lambda cls: cls.TOPIC)
 
 
@@ -124,7 +124,7 @@ def outcome(read: Callable[[StoredEvent], Any], stored: StoredEvent) -> tuple[An
     """What a read gives: the event (type, fields, dump) or the error (type, message)."""
     try:
         event = read(stored)
-    except Exception as e:  # noqa: BLE001 - the exact error is what is compared
+    except Exception as e:
         return ("error", type(e), str(e))
     # repr, not ==: it tells tuples from lists, -0.0 from 0, and NaN equals its own repr.
     return ("event", type(event), repr(event), json.dumps(event.stored_state()))
@@ -237,7 +237,8 @@ def test_an_edited_row_reads_as_the_general_read_reads_it(name: str, compressed:
     assert outcome(mapper.to_domain_event, edited) == expected
     if expected[0] == "error":  # a clear one: it names the row
         assert expected[1] is StoredEventError
-        assert str(stored.originator_id) in expected[2] and stored.topic in expected[2]
+        assert str(stored.originator_id) in expected[2]
+        assert stored.topic in expected[2]
     else:
         event = mapper.to_domain_event(edited)
         assert (event.originator_id, event.originator_version) == (stored.originator_id, 7)
@@ -289,7 +290,8 @@ def test_rows_of_an_upcast_class_go_the_general_way_and_are_upcast() -> None:
     v1 |= {"digest": "", "text": "fragile"}
     stored = StoredEvent(OTHER, 2, Parcel.Relabelled.TOPIC, json.dumps(v1).encode())
     event = mapper.to_domain_event(stored)
-    assert isinstance(event, Parcel.Relabelled) and event.caption == "fragile"
+    assert isinstance(event, Parcel.Relabelled)
+    assert event.caption == "fragile"
     assert mapper.read_direct(stored) is None  # v1 of a v3 class: only the general read upcasts
     current = mapper.to_stored_event(event)
     assert mapper.read_direct(current) is None  # stored with its class version
@@ -350,5 +352,6 @@ def test_tool_call_requests_stay_tuples() -> None:
         tool_calls=(ToolCallRequest(call_id="a", tool="t", args={"k": [1]}),),
     )
     read = mapper.to_domain_event(mapper.to_stored_event(event))
-    assert type(read.tool_calls) is tuple and read == event
+    assert type(read.tool_calls) is tuple
+    assert read == event
     assert mapper.read_direct(mapper.to_stored_event(event)) == event
