@@ -88,8 +88,8 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Store the events in one transaction; their notification ids, in order."""
-        if not stored_events or kwargs or not self._lean:
-            return super().insert_events(stored_events, **kwargs)
+        if not stored_events or not self._lean or any(v is not None for v in kwargs.values()):
+            return super().insert_events(stored_events, **kwargs)  # tracking: the library's
         pool = self.datastore.pool
         if pool._closed:
             raise ConnectionPoolClosedError
@@ -168,7 +168,9 @@ class SQLiteSaves(SQLiteApplicationRecorder):
             statement += "AND originator_version>? "
         if lte:
             statement += "AND originator_version<=? "
-        statement += "ORDER BY originator_version DESC " if desc else "ORDER BY originator_version ASC "
+        statement += (
+            "ORDER BY originator_version DESC " if desc else "ORDER BY originator_version ASC "
+        )
         if limit:
             statement += "LIMIT ? "
         return statement

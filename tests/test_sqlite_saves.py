@@ -225,3 +225,19 @@ def test_another_log_on_the_file_reads_through_it(log: AgentLog, path: Path) -> 
         assert saves(reader).select_events(a, gt=1) == saves(log).select_events(a, gt=1)
     finally:
         reader.close()
+
+
+def test_an_agents_saves_and_loads_go_the_lean_way(
+    log: AgentLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application passes ``tracking=None`` along with the events: still lean."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the library's way")
+
+    monkeypatch.setattr(SQLiteApplicationRecorder, "insert_events", refused)
+    monkeypatch.setattr(SQLiteApplicationRecorder, "select_events", refused)
+    agent = log.get(log.create_agent("lean", goal="g"))
+    agent.receive_user_message("hello")
+    log.save(agent)
+    assert log.get(agent.id).version == agent.version
