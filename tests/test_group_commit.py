@@ -310,7 +310,7 @@ def test_an_outage_fails_the_batch_at_once(tmp_path: Path) -> None:
         blocker, *others = agents(log, 9)
         pool = unwrapped(log.recorder).datastore.pool  # type: ignore[attr-defined]
         pool.lock_timeout = LOCK_TIMEOUT_S  # the database stays locked past this
-        own = getattr(unwrapped(log.recorder), "connections", list)()  # SQLiteSaves' own
+        own: list[sqlite3.Connection] = getattr(unwrapped(log.recorder), "connections", list)()
         for raw in [*(conn._sqlite_conn for conn in pool._pool), *own]:
             raw.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
         with writes_held(log, url):
