@@ -32,7 +32,7 @@ def insert_batches(recorder: Recorder, batches: Batches) -> int:
     """
     recorder = unwrapped(recorder)
     kind = f"{type(recorder).__module__}:{type(recorder).__name__}"
-    if kind.startswith("eventsourcing.sqlite:"):
+    if kind.startswith(("eventsourcing.sqlite:", "agentlog.adapters.sqlite_saves:")):
         return _sqlite(recorder, batches)
     if kind.startswith(("eventsourcing.postgres:", "agentlog.adapters.postgres_saves:")):
         return _postgres(recorder, batches)

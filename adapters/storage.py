@@ -38,6 +38,7 @@ _SQLITE_LOCK_TIMEOUT = "30"
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 _POSTGRES_RECORDER = "agentlog.adapters.postgres_saves:PostgresSaves"  # one statement a save
+_SQLITE_RECORDER = "agentlog.adapters.sqlite_saves:SQLiteSaves"  # less Python a save and read
 MAX_SHARDS = 256
 VIEWS_POOL = 15
 """Connections a PostgreSQL engine for the views and leases may hold (kept once opened)."""
@@ -301,6 +302,7 @@ def _engine_env(
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": uri or str(path),
             "SQLITE_LOCK_TIMEOUT": _SQLITE_LOCK_TIMEOUT,
+            "APPLICATION_RECORDER_TOPIC": _SQLITE_RECORDER,
         }
     if scheme in _POSTGRES_SCHEMES:
         pg = postgres_url(url)

@@ -150,6 +150,8 @@ def sqlite_commits(log: AgentLog) -> Iterator[list[str]]:
 
     for conn in [*pool._pool, *pool._in_use.values()]:
         conn._sqlite_conn.set_trace_callback(trace)
+    for own in getattr(unwrapped(log.recorder), "connections", list)():  # SQLiteSaves' own
+        own.set_trace_callback(trace)
     pool._create_connection = traced
     try:
         yield seen
@@ -308,8 +310,9 @@ def test_an_outage_fails_the_batch_at_once(tmp_path: Path) -> None:
         blocker, *others = agents(log, 9)
         pool = unwrapped(log.recorder).datastore.pool  # type: ignore[attr-defined]
         pool.lock_timeout = LOCK_TIMEOUT_S  # the database stays locked past this
-        for conn in pool._pool:
-            conn._sqlite_conn.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
+        own: list[sqlite3.Connection] = getattr(unwrapped(log.recorder), "connections", list)()
+        for raw in [*(conn._sqlite_conn for conn in pool._pool), *own]:
+            raw.execute(f"PRAGMA busy_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
         with writes_held(log, url):
             started = time.monotonic()
             blocked: list[Exception] = []
