@@ -238,12 +238,20 @@ class Aggregate(es.Aggregate):
         state: dict[str, JsonValue] = (
             type(self).State.model_validate(self.state()).model_dump(mode="json")
         )
-        state["_created_on"] = self.created_on.isoformat()
-        state["_modified_on"] = self.modified_on.isoformat()
-        state["_schema"] = type(self).SNAPSHOT_SCHEMA
-        if getattr(type(self), "class_version", 1) > 1:
-            state["class_version"] = type(self).class_version  # type: ignore[attr-defined]
+        state.update(self.snapshot_extras())
         return state
+
+    def snapshot_extras(self) -> dict[str, JsonValue]:
+        """What a snapshot stores beside the ``State`` model's fields: the times, the
+        snapshot schema and (past 1) the class version, in that order."""
+        extras: dict[str, JsonValue] = {
+            "_created_on": self.created_on.isoformat(),
+            "_modified_on": self.modified_on.isoformat(),
+            "_schema": type(self).SNAPSHOT_SCHEMA,
+        }
+        if getattr(type(self), "class_version", 1) > 1:
+            extras["class_version"] = type(self).class_version  # type: ignore[attr-defined]
+        return extras
 
     @classmethod
     def validated_state(cls, state: dict[str, Any]) -> dict[str, Any]:

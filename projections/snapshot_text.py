@@ -31,13 +31,7 @@ def snapshot_text(agent: Aggregate) -> str:
     if cls.snapshot_state is not _DEFAULT:
         return json.dumps(agent.snapshot_state(), separators=(",", ":"))
     body = cls.State.model_validate(agent.state()).model_dump_json()
-    # ISO times and whole numbers are JSON as they are: nothing to escape.
-    tail = (
-        f'"_created_on":"{agent.created_on.isoformat()}",'
-        f'"_modified_on":"{agent.modified_on.isoformat()}","_schema":{int(cls.SNAPSHOT_SCHEMA)}'
-    )
-    if (version := getattr(cls, "class_version", 1)) > 1:
-        tail += f',"class_version":{int(version)}'
+    tail = json.dumps(agent.snapshot_extras(), separators=(",", ":"))[1:-1]
     return "{" + tail + "}" if body == "{}" else body[:-1] + "," + tail + "}"
 
 
