@@ -118,13 +118,18 @@ class PostgresSaves(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Store the events in one statement (the library's way if the store has no
-        function for it, or when called with more than the events).
+        function for it, or when called with more than the events: a tracking record;
+        ``AgentLog.save`` passes ``tracking=None``, which is no more than the events).
 
         A failure the library would retry (a lock timeout, say) is tried again, as it
         would; the database out of reach is not: the caller hears of it at once (a
         worker says so and waits it out, ``adapters/outages.py``), as it did when the
         library's pipelined save failed on a lost connection."""
-        if not stored_events or kwargs or not self._has_function():
+        if (
+            not stored_events
+            or any(v is not None for v in kwargs.values())
+            or not self._has_function()
+        ):
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         for attempt in range(1, ATTEMPTS + 1):

@@ -192,23 +192,28 @@ class History:
     compactions: int
     build_s: float
     views_s: float
+    store_url: str | None = None
+    """Where it is stored, if not the SQLite file at ``path`` (a PostgreSQL database)."""
 
     @property
     def url(self) -> str:
         """Its agentlog storage URL."""
-        return f"sqlite:///{self.path}"
+        return self.store_url or f"sqlite:///{self.path}"
 
 
-def build_history(workdir: Path, length: int, *, compacted: bool) -> History:
+def build_history(
+    workdir: Path, length: int, *, compacted: bool, url: str | None = None
+) -> History:
     """Write an agent of about ``length`` events, then let the views catch up (untimed).
 
     Rounds of model + tool step are recorded with the Agent's commands and saved
     ``BATCH_EVENTS`` events at a time (a snapshot when a save crosses the interval); with
     ``compacted``, a compaction every ``COMPACT_EVERY`` steps. The history ends after a
-    whole round, so the next step is a model step.
+    whole round, so the next step is a model step. ``url``: store it there (an empty
+    PostgreSQL database) instead of in a SQLite file under ``workdir``.
     """
     path = workdir / f"{'compacted' if compacted else 'plain'}-{length}.db"
-    url = f"sqlite:///{path}"
+    store_url, url = url, url or f"sqlite:///{path}"
     started = time.perf_counter()
     app = open_log(url)
     try:
@@ -233,7 +238,9 @@ def build_history(workdir: Path, length: int, *, compacted: bool) -> History:
     store = open_store(url)  # catches every view up to the end of the log
     store.close()
     views_s = time.perf_counter() - started
-    return History(length, compacted, path, agent.id, agent.version, compactions, build_s, views_s)
+    return History(
+        length, compacted, path, agent.id, agent.version, compactions, build_s, views_s, store_url
+    )
 
 
 # --- timing real steps --------------------------------------------------------------
