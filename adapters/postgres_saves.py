@@ -26,9 +26,10 @@ and rows as tuples.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
@@ -47,6 +48,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -143,14 +146,19 @@ class PostgresSaves(PostgresApplicationRecorder):
 
     def _insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         params = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
+            self._ids(stored_events),
+            _array(_Int8Array, [_INT8.pack(e.originator_version) for e in stored_events]),
+            _array(_TextArray, [e.topic.encode() for e in stored_events]),
+            _array(_ByteaArray, [bytes(e.state) for e in stored_events]),
             self._wait,
         )
         rows = self._run(self._insert_call, params)
         return [row[0] for row in rows]
+
+    def _ids(self, stored_events: Sequence[StoredEvent]) -> _BinaryArray:
+        if self.datastore.originator_id_type == "text":
+            return _array(_TextArray, [str(e.originator_id).encode() for e in stored_events])
+        return _array(_UuidArray, [_uuid_bytes(e.originator_id) for e in stored_events])
 
     def _run(self, statement: bytes, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one prepared statement on a pooled connection (autocommit: its own
@@ -282,6 +290,72 @@ def _persistence_error(error: psycopg.Error) -> PersistenceError:
     """The library's error for a psycopg error, as its ``get_connection`` makes it."""
     kind = next((ours for theirs, ours in _ERRORS if isinstance(error, theirs)), PersistenceError)
     return kind(str(error))
+
+
+class _BinaryArray:
+    """A one-dimensional array of one type, already in PostgreSQL's binary format (what
+    ``array_send`` gives): psycopg sends it as it is, instead of working out the type of
+    each list and its elements and dumping them on every save."""
+
+    __slots__ = ("data",)
+    ELEMENT_OID: ClassVar[int]
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _UuidArray(_BinaryArray):
+    ELEMENT_OID = 2950
+
+
+class _Int8Array(_BinaryArray):
+    ELEMENT_OID = 20
+
+
+class _TextArray(_BinaryArray):
+    ELEMENT_OID = 25
+
+
+class _ByteaArray(_BinaryArray):
+    ELEMENT_OID = 17
+
+
+_HEADER = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
+_LENGTH = struct.Struct("!i")
+_INT8 = struct.Struct("!q")
+
+
+def _array(kind: type[_BinaryArray], items: list[bytes]) -> _BinaryArray:
+    """The array of these elements (each in its type's binary form), none of them null."""
+    parts = [_HEADER.pack(1, 0, kind.ELEMENT_OID, len(items), 1)]
+    for item in items:
+        parts += (_LENGTH.pack(len(item)), item)
+    return kind(b"".join(parts))
+
+
+def _uuid_bytes(originator_id: Any) -> bytes:
+    return (originator_id if type(originator_id) is UUID else UUID(str(originator_id))).bytes
+
+
+class _ArrayDumper(Dumper):
+    """Sends a :class:`_BinaryArray` as it is."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        data: bytes = obj.data
+        return data
+
+
+for _kind, _oid in (
+    (_UuidArray, 2951),
+    (_Int8Array, 1016),
+    (_TextArray, 1009),
+    (_ByteaArray, 1001),
+):
+    psycopg.adapters.register_dumper(
+        _kind, type(f"{_kind.__name__}Dumper", (_ArrayDumper,), {"oid": _oid})
+    )
 
 
 def _quoted(name: str) -> str:

@@ -4,15 +4,19 @@ tracking record), and the other shortcuts of the step are checked against the lo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from agentlog.adapters.postgres_saves import PostgresSaves
 from agentlog.adapters.storage import open_log
 from agentlog.domain import AgentLog
+
+TABLE = "agentlog_events"
 
 
 @pytest.fixture
@@ -37,3 +41,34 @@ def test_an_agentlog_save_on_postgresql_takes_the_one_statement_path(
     agent_id = pg_log.create_agent("a", goal="say hello")
     pg_log.send(agent_id, "hello")
     assert pg_log.get(agent_id).messages == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("id_type", ["uuid", "text"])
+def test_a_save_sends_its_events_as_binary_arrays_and_stores_them_as_given(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, id_type: str
+) -> None:
+    monkeypatch.setenv("ORIGINATOR_ID_TYPE", id_type)
+    app = open_log(postgres_url)
+    try:
+        recorder = app.recorder
+        assert isinstance(recorder, PostgresSaves)
+        a, b = uuid.uuid4(), uuid.uuid4()
+        batch = [
+            StoredEvent(a, 1, "agentlog:Agent.Créé@1", b""),
+            StoredEvent(b, 2**40, "t", bytes(range(256)) * 5),
+            StoredEvent(str(a) if id_type == "text" else a, 2, "ünï 😀", b"\x00{}"),
+        ]
+        ids = recorder.insert_events(batch)
+        assert ids is not None and len(ids) == 3
+        library = PostgresApplicationRecorder(recorder.datastore, events_table_name=TABLE)
+        key = str if id_type == "text" else (lambda i: i)
+        stored = [*library.select_events(key(a)), *library.select_events(key(b))]
+        assert [
+            (str(e.originator_id), e.originator_version, e.topic, bytes(e.state)) for e in stored
+        ] == [
+            (str(e.originator_id), e.originator_version, e.topic, e.state)
+            for e in (batch[0], batch[2], batch[1])  # a's, then b's
+        ]
+    finally:
+        app.close()
