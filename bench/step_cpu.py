@@ -89,7 +89,7 @@ def _collector(folder: Path) -> Callable[[], None]:
     outside valgrind)."""
     source, library = folder / "toggle.c", folder / "toggle.so"
     source.write_bytes(_TOGGLE_C)
-    subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", library, source], check=True)  # noqa: S603,S607
+    subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", library, source], check=True)
     toggle: Callable[[], None] = ctypes.CDLL(str(library)).toggle
     return toggle
 

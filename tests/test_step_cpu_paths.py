@@ -60,7 +60,8 @@ def test_a_save_sends_its_events_as_binary_arrays_and_stores_them_as_given(
             StoredEvent(str(a) if id_type == "text" else a, 2, "ünï 😀", b"\x00{}"),
         ]
         ids = recorder.insert_events(batch)
-        assert ids is not None and len(ids) == 3
+        assert ids is not None
+        assert len(ids) == 3
         library = PostgresApplicationRecorder(recorder.datastore, events_table_name=TABLE)
         key = str if id_type == "text" else (lambda i: i)
         stored = [*library.select_events(key(a)), *library.select_events(key(b))]
