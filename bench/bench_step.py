@@ -578,13 +578,19 @@ def check_progress(step: Step) -> None:
 
 
 @contextmanager
-def rig_for(config: Config, history: History) -> Iterator[Rig]:
-    """The runtime of a configuration on a history, closed afterwards."""
+def rig_for(config: Config, history: History, *, group_commit: bool = False) -> Iterator[Rig]:
+    """The runtime of a configuration on a history, closed afterwards (``group_commit``:
+    saves go through group commit, as a worker's with ``--concurrency`` above 1)."""
     instant = InstantModel(config.key)
     model = FunctionModel(instant.decide, name=MODEL)
     tools = ToolRegistry.of([NOOP_TOOL])
     if config.views:
-        store = open_store(history.url, embedded=False, aggregate_cache=WORKER_CACHE)
+        store = open_store(
+            history.url,
+            embedded=False,
+            aggregate_cache=WORKER_CACHE,
+            group_commit=group_commit,
+        )
         worker = Worker(store, tools=tools, name=WORKER)
         runtime = Runtime(
             store.log, model, worker.tools, worker_id=worker.name, transcripts=worker.transcripts

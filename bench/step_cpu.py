@@ -57,12 +57,17 @@ def main() -> None:
         choices=[StepKind.MODEL.value, StepKind.TOOL.value],
         help="under callgrind (--collect-atstart=no): collect the steps of this kind only",
     )
+    parser.add_argument(
+        "--group-commit",
+        action="store_true",
+        help="saves go through group commit (a worker with --concurrency above 1)",
+    )
     args = parser.parse_args()
     cpu: dict[StepKind, list[float]] = {StepKind.MODEL: [], StepKind.TOOL: []}
     with tempfile.TemporaryDirectory() as folder:
         toggle = _collector(Path(folder)) if args.kind else None
         history = build_history(Path(folder), args.length, compacted=True, url=args.url)
-        with rig_for(CONFIGS[0], history) as rig:
+        with rig_for(CONFIGS[0], history, group_commit=args.group_commit) as rig:
             rig.views = None  # the step alone: views are caught up beside it
             for _ in range(WARM_UP):
                 rig.step()
