@@ -174,7 +174,7 @@ class PostgresSaves(PostgresApplicationRecorder):
                 )
             conn = pool.getconn()
             try:
-                curs = _cursor_of(conn)
+                curs = conn.cursor(row_factory=tuple_row)
                 curs.execute(statement, params, prepare=True)
                 return curs.fetchall()
             finally:
@@ -356,21 +356,6 @@ for _kind, _oid in (
     psycopg.adapters.register_dumper(
         _kind, type(f"{_kind.__name__}Dumper", (_ArrayDumper,), {"oid": _oid})
     )
-
-
-_CURSOR = "_agentlog_cursor"
-"""Where a pooled connection keeps the cursor its statements run on (its holder alone
-uses it: a pooled connection has one holder at a time)."""
-
-
-def _cursor_of(conn: psycopg.Connection[Any]) -> psycopg.Cursor[tuple[Any, ...]]:
-    """The connection's cursor for this recorder's statements, made once: a cursor made
-    per statement costs psycopg an adapters map and a transformer each time."""
-    curs: psycopg.Cursor[tuple[Any, ...]] | None = getattr(conn, _CURSOR, None)
-    if curs is None or curs.closed:
-        curs = conn.cursor(row_factory=tuple_row)
-        setattr(conn, _CURSOR, curs)
-    return curs
 
 
 def _quoted(name: str) -> str:
