@@ -14,7 +14,10 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 
 from agentlog.adapters.postgres_saves import PostgresSaves
 from agentlog.adapters.storage import open_log
-from agentlog.domain import AgentLog
+from agentlog.domain import AgentLog, aggregate
+from agentlog.domain.agent import Agent
+from agentlog.domain.chain import event_digest
+from agentlog.domain.values import AgentConfig
 
 TABLE = "agentlog_events"
 
@@ -73,3 +76,14 @@ def test_a_save_sends_its_events_as_binary_arrays_and_stores_them_as_given(
         ]
     finally:
         app.close()
+
+
+def test_the_id_text_a_digest_hashes_is_the_ids_text_and_kept_bounded() -> None:
+    ids = [uuid.uuid4() for _ in range(aggregate.ID_TEXTS_KEPT + 10)]
+    assert [aggregate.id_text(i) for i in ids] == [str(i) for i in ids]
+    assert [aggregate.id_text(i) for i in ids[-3:]] == [str(i) for i in ids[-3:]]  # kept ones
+    assert len(aggregate._ID_TEXTS) <= aggregate.ID_TEXTS_KEPT
+    agent = Agent.create("a", AgentConfig())
+    (created,) = agent.collect_events()
+    state = created.stored_state()
+    assert created.digest == event_digest(created.TOPIC, str(agent.id), 1, state)
