@@ -5,7 +5,7 @@ Each transaction locks its rows in agent-id order. The crossing orders a worker 
 produce are driven here for real: lease statements of separate processes (as the keeper
 thread, the turn threads and other workers run them), lined up by a third connection
 that holds one row (a gate) and by watching ``pg_stat_activity`` until each waits where
-it must; no sleeps. On the unordered statements each of these deadlocks at once.
+it must, never by sleeping. On the unordered statements each of these deadlocks at once.
 """
 
 from __future__ import annotations
@@ -115,9 +115,12 @@ def child(url: str, name: str, owner: str, op: str, given: list[int], target: in
 
 def wait_until_blocked(watch: Connection, name: str) -> None:
     """Until the session ``name`` waits for a lock (a row another transaction holds)."""
-    query = text("SELECT wait_event_type FROM pg_stat_activity WHERE application_name = :name")
+    query = text(
+        "SELECT bool_or(wait_event_type = 'Lock') FROM pg_stat_activity"
+        " WHERE application_name = :name"
+    )
     deadline = time.monotonic() + WAIT
-    while watch.execute(query, {"name": name}).scalar() != "Lock":
+    while not watch.execute(query, {"name": name}).scalar():
         assert time.monotonic() < deadline, f"{name} never waited for a lock"
         time.sleep(0.01)  # polling an observable state, not waiting for one to happen
 
