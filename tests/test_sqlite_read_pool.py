@@ -6,6 +6,7 @@ that waits, then times out). Real SQLite files and real threads."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -57,6 +58,11 @@ def test_notifications_of_every_shape_equal_the_librarys(log: AgentLog) -> None:
         ours = recorder.select_notifications(start, limit, **kwargs)
         assert ours == library.select_notifications(start, limit, **kwargs), (start, limit, kwargs)
         assert all(type(n.originator_id) is UUID for n in ours)
+        theirs = library.select_notifications(start, limit, **kwargs)
+        assert [hash(n) for n in ours] == [hash(n) for n in theirs]
+        assert [repr(n) for n in ours] == [repr(n) for n in theirs]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recorder.select_notifications(1, 1)[0].id = 5  # type: ignore[misc]
     everything = recorder.select_notifications(1, 100)
     assert [n.id for n in everything] == list(range(1, 13))
     assert [(n.originator_id, n.originator_version) for n in everything[5:9]] == [
