@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from test_view_process_kill import write_log
 
+from agentlog.adapters.mapper import PydanticMapper
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import engine_for
 from agentlog.domain import AgentLog
@@ -54,6 +55,7 @@ def test_events_a_view_does_not_handle_are_not_decoded_in_a_large_batch(
     """The whole log in one batch: each topic is judged once, and every event of a class
     the view does not handle is passed over undecoded (its position still reached)."""
     notifications = app.recorder.select_notifications(1, 10**9)
+    assert isinstance(app.mapper, PydanticMapper)
     wanted = {n.id for n in notifications if view.handles(app.mapper.event_class(n))}
     assert 0 < len(wanted) < len(notifications)
     decoded: list[int] = []
