@@ -6,8 +6,12 @@ import logging
 from collections.abc import Callable
 from uuid import UUID
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from agentlog.adapters.lease_keeper import LeaseKeeper
 from agentlog.adapters.leases import Lease
+from agentlog.adapters.outages import first_line
+from agentlog.adapters.retry_deadlocks import lost_a_race
 from agentlog.domain.errors import AgentError
 from agentlog.domain.runtime import Runtime, Step, StepKind
 
@@ -28,8 +32,15 @@ class LeasedTurn:
         self.keeper, self.runtime_for, self.record, self.turn = keeper, runtime_for, record, turn
 
     def __call__(self, agent_id: UUID, slot: int) -> list[Step]:
-        """The steps taken; an agent another worker holds is reported busy."""
-        lease = self.keeper.leases.take(agent_id, slot)
+        """The steps taken; an agent another worker holds is reported busy (so is one
+        whose lease take lost a race, a deadlock, every time it was tried)."""
+        try:
+            lease = self.keeper.leases.take(agent_id, slot)
+        except SQLAlchemyError as e:
+            if not lost_a_race(e):
+                raise
+            log.warning("agent %s: lease not taken: %s", agent_id, first_line(e))
+            return [leased_elsewhere(agent_id)]
         if lease is None:
             return [leased_elsewhere(agent_id)]
         self.keeper.hold(lease)

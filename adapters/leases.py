@@ -19,6 +19,13 @@ agent (a lease expired under a holder that still runs) save through the log's
 optimistic concurrency, and a tool call runs only after its ``ToolStarted`` claim was
 saved: at most once holds without leases; leases only keep workers off each other's
 agents.
+
+Every lease transaction locks its rows in one order, by agent id: a take releases the
+leases given back and takes its agent in that order, a renewal or a sweep of many
+leases locks them through an ordered ``SELECT ... FOR UPDATE`` (:func:`in_key_order`).
+Two transactions that each wait for a row the other holds cannot happen, so PostgreSQL
+never has a deadlock to break among them; should one lose such a race anyway (a
+deadlock, a serialization failure), it is tried again (``adapters/retry_deadlocks.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from sqlalchemy import (
@@ -44,7 +52,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
     bindparam,
     cast,
     delete,
@@ -61,6 +68,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agentlog.adapters.lease_writes import EngineWrites, Execute, LeaseWrites, Prepared
 from agentlog.adapters.liveness import worker_gone, worker_id
+from agentlog.adapters.retry_deadlocks import retrying
 from agentlog.domain.claims import WorkerGone
 
 VIEWS_LEASE = uuid5(NAMESPACE_URL, "agentlog:views")
@@ -155,15 +163,27 @@ class Leases:
         """The agent's lease for this slot, or None while another live worker holds it.
         Leases given back since the last take are released in the same transaction."""
         started = time.monotonic()
-        with self._releasing() as given, self.writes.transaction() as execute:
-            self._release(execute, given)
-            if execute(self._statements.take, agent_id=str(agent_id), slot=slot):
-                return Lease(agent_id, slot, started + self.seconds)
-            rows = execute(self._statements.holder, agent_id=str(agent_id))
-            if not rows or not owner_gone(rows[0]["owner"], rows[0]["taken_at"], self.gone):
-                return None
-            taken = execute(self._take_over(agent_id, slot, rows[0]["owner"], rows[0]["taken_at"]))
+        with self._releasing() as given:
+            taken = retrying("lease take", partial(self._take, agent_id, slot, given))
         return Lease(agent_id, slot, started + self.seconds) if taken else None
+
+    def _take(self, agent_id: UUID, slot: int, given: list[Lease]) -> bool:
+        """One transaction: release ``given`` and take the lease, every row in agent-id
+        order (those before the agent's, the agent's, those after it)."""
+        key = str(agent_id)
+        with self.writes.transaction() as execute:
+            self._release(execute, [lease for lease in given if str(lease.agent_id) <= key])
+            taken = self._take_in(execute, agent_id, slot)
+            self._release(execute, [lease for lease in given if str(lease.agent_id) > key])
+        return taken
+
+    def _take_in(self, execute: Execute, agent_id: UUID, slot: int) -> bool:
+        if execute(self._statements.take, agent_id=str(agent_id), slot=slot):
+            return True
+        rows = execute(self._statements.holder, agent_id=str(agent_id))
+        if not rows or not owner_gone(rows[0]["owner"], rows[0]["taken_at"], self.gone):
+            return False
+        return bool(execute(self._take_over(agent_id, slot, rows[0]["owner"], rows[0]["taken_at"])))
 
     def renew(self, lease: Lease) -> bool:
         """Push the lease's expiry on; False (and ``lost`` set) if another took it."""
@@ -180,8 +200,7 @@ class Leases:
         pairs += [pairs[-1]] * (size - len(pairs))  # padded: one statement per size
         values: dict[str, str | int] = {f"a{n}": agent for n, (agent, _) in enumerate(pairs)}
         values.update({f"s{n}": slot for n, (_, slot) in enumerate(pairs)})
-        with self.writes.transaction() as execute:
-            renewed = {(row["agent_id"], row["slot"]) for row in execute(statement, **values)}
+        renewed = retrying("lease renewal", partial(self._renew, statement, values))
         lost = []
         for lease in leases:
             if (str(lease.agent_id), lease.slot) in renewed:
@@ -191,10 +210,17 @@ class Leases:
                 lost.append(lease)
         return lost
 
+    def _renew(self, statement: Prepared, values: dict[str, str | int]) -> set[tuple[str, int]]:
+        with self.writes.transaction() as execute:
+            return {(row["agent_id"], row["slot"]) for row in execute(statement, **values)}
+
     def release(self, lease: Lease) -> None:
         """Give the lease up now (if it is still this slot's)."""
+        retrying("lease release", partial(self._release_now, [lease]))
+
+    def _release_now(self, given: list[Lease]) -> None:
         with self.writes.transaction() as execute:
-            execute(delete(LEASES).where(self._mine(lease)))
+            self._release(execute, given)
 
     def give_back(self, lease: Lease) -> None:
         """Give the lease up with the next take or :meth:`flush` (one transaction fewer
@@ -206,8 +232,7 @@ class Leases:
         """Release the leases given back (before a worker waits, and when it stops)."""
         with self._releasing() as given:
             if given:
-                with self.writes.transaction() as execute:
-                    self._release(execute, given)
+                retrying("lease release", partial(self._release_now, given))
 
     def sweep(self, older_than: float = SWEEP_GRACE) -> int:
         """Delete, in one statement, the leases that expired more than ``older_than``
@@ -217,8 +242,13 @@ class Leases:
         if not older_than >= 0:  # also refuses NaN
             raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than}")
         stale = LEASES.c.expires_at < now(self.engine) - older_than
+        rows = in_key_order(self.engine, stale, skip_locked=True)  # one taken now: not stale
+        statement = delete(LEASES).where(rows).returning(LEASES.c.agent_id)
+        return retrying("lease sweep", partial(self._sweep, statement))
+
+    def _sweep(self, statement: Executable) -> int:
         with self.writes.transaction() as execute:
-            return len(execute(delete(LEASES).where(stale).returning(LEASES.c.agent_id)))
+            return len(execute(statement))
 
     @contextmanager
     def _releasing(self) -> Iterator[list[Lease]]:
@@ -234,19 +264,12 @@ class Leases:
             raise
 
     def _release(self, execute: Execute, given: list[Lease]) -> None:
-        for lease in given:  # mostly one: the last turn's
+        for lease in in_order(given):  # mostly one: the last turn's
             execute(self._statements.release, agent_id=str(lease.agent_id), slot=lease.slot)
 
     @functools.cached_property
     def _statements(self) -> _Statements:
         return _Statements(self)
-
-    def _mine(self, lease: Lease) -> ColumnElement[bool]:
-        return and_(
-            LEASES.c.agent_id == str(lease.agent_id),
-            LEASES.c.owner == self.owner,
-            LEASES.c.slot == lease.slot,
-        )
 
     def _upsert(self) -> ClauseElement:
         """Insert the lease (``agent_id``, ``slot``), or overwrite one that expired or is
@@ -303,6 +326,7 @@ class _Statements:
         per lease had SQLAlchemy build its cache key anew every time)."""
         size = 1 << max(0, count - 1).bit_length()
         if size not in self.renewals:
+            engine = self.leases.engine
             pairs = [
                 (LEASES.c.agent_id == bindparam(f"a{n}", type_=String))
                 & (LEASES.c.slot == bindparam(f"s{n}", type_=Integer))
@@ -310,11 +334,36 @@ class _Statements:
             ]
             self.renewals[size] = Prepared(
                 update(LEASES)
-                .where(LEASES.c.owner == self.leases.owner, or_(*pairs))
-                .values(expires_at=now(self.leases.engine) + self.leases.seconds)
+                .where(in_key_order(engine, (LEASES.c.owner == self.leases.owner) & or_(*pairs)))
+                .values(expires_at=now(engine) + self.leases.seconds)
                 .returning(LEASES.c.agent_id, LEASES.c.slot)
             )
         return self.renewals[size], size
+
+
+def in_order(leases: Sequence[Lease]) -> list[Lease]:
+    """The leases in the order every lease transaction locks rows: by agent id (as text,
+    byte by byte: PostgreSQL's ``COLLATE "C"``)."""
+    return sorted(leases, key=lambda lease: str(lease.agent_id))
+
+
+def in_key_order(
+    engine: Engine, where: ColumnElement[bool], *, skip_locked: bool = False
+) -> ColumnElement[bool]:
+    """``where``, for an UPDATE or DELETE of many leases: on PostgreSQL, the rows it
+    matches are first locked in agent-id order (a subselect ``ORDER BY agent_id FOR
+    UPDATE``), not in the order a scan meets them, so two statements that lock some of
+    the same rows cannot deadlock; with ``skip_locked``, rows another transaction holds
+    are left out instead of waited for. SQLite locks the whole file: ``where`` as is."""
+    if engine.dialect.name != "postgresql":
+        return where
+    rows = (
+        select(LEASES.c.agent_id)
+        .where(where)
+        .order_by(LEASES.c.agent_id.collate("C"))
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return LEASES.c.agent_id.in_(rows)
 
 
 def create_table(engine: Engine) -> None:
