@@ -16,8 +16,15 @@ timeout, WAL, autocommit):
   then ``BEGIN`` (deferred, as the library's), one ``INSERT`` per event (its rowid is its
   notification id), ``COMMIT``; anything failing rolls it all back and raises the
   library's exception for it (a version conflict: ``IntegrityError``, nothing stored);
-- a read is one ``SELECT`` (rendered once per shape) on a connection taken from a free
-  list, its rows as tuples.
+- a read (``select_events``, ``select_notifications``) is one ``SELECT`` (rendered once
+  per shape) on a connection of its own, its rows as tuples; agent ids are made into
+  UUID objects once per id (a follower reads each agent's id thousands of times).
+
+Read connections are bounded as the library's pool bounds its own: at most
+``pool_size`` are kept open between reads, and at most ``pool_size + max_overflow``
+are open at once; a reader beyond that waits for one (up to ``pool_timeout``, then
+``ConnectionUnavailableError``), and a connection opened past ``pool_size`` is closed
+when its read is done.
 
 Durability is SQLite's default, as before (the library sets no ``synchronous``).
 Everything else (notifications, tracking, tables, the pool) is the library's. A store
@@ -27,7 +34,9 @@ save with tracking go the library's way.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -40,6 +49,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     InternalError,
+    Notification,
     NotSupportedError,
     OperationalError,
     PersistenceError,
@@ -63,6 +73,8 @@ _ERRORS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
     (sqlite3.DatabaseError, DatabaseError),
 )
 """How the library turns ``sqlite3`` errors into its own (first match wins)."""
+IDS_KEPT = 100_000
+"""Agent ids kept as UUID objects, made once per id (the cache is emptied when full)."""
 
 
 class SQLiteSaves(SQLiteApplicationRecorder):
@@ -73,8 +85,13 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         pool = datastore.pool
         self._lean = not pool.is_sqlite_memory_mode and hasattr(pool, "_writer_lock")
         self._writer: sqlite3.Connection | None = None
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []  # idle, at most pool_size
+        self._keep_readers = max(1, pool.pool_size)
+        self._reading = threading.BoundedSemaphore(max(1, pool.pool_size + pool.max_overflow))
         self._selects: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._notification_selects: dict[tuple[bool, bool, bool, int], str] = {}
+        self._ids: dict[str, UUID] = {}
+        self._generation = 0  # moved on by close: connections of before are not kept
         self._uuids = datastore.originator_id_type == "uuid"
         close_pool = datastore.close
 
@@ -145,22 +162,96 @@ class SQLiteSaves(SQLiteApplicationRecorder):
             statement = self._selects[shape] = self._select(*shape)
         key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
         params = [v for v in (key, gt, lte, limit) if v is not None]
-        if self.datastore.pool._closed:
-            raise ConnectionPoolClosedError
-        readers = self._readers
-        try:
-            conn = readers.pop()
-        except IndexError:
-            conn = self._connect(writer=False)
-        try:
-            rows = conn.execute(statement, params).fetchall()
-        except sqlite3.Error as error:
-            conn.close()  # in an unknown state: not given out again
-            raise _converted(error) from error
-        readers.append(conn)
+        rows = self._read(statement, params)
         if self._uuids:
             return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
         return [StoredEvent(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query (same rows, same order), rendered once per shape; each
+        agent id made into a ``UUID`` once."""
+        if not self._lean:
+            return super().select_notifications(
+                start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+            )
+        shape = (start is not None, inclusive_of_start, stop is not None, len(topics))
+        statement = self._notification_selects.get(shape)
+        if statement is None:
+            statement = self._notification_selects[shape] = self._select_notifications(*shape)
+        params: list[Any] = [v for v in (start, stop) if v is not None]
+        params += topics
+        params.append(limit)
+        rows = self._read(statement, params)
+        if not self._uuids:
+            return [Notification(r[1], r[2], r[3], r[4], r[0]) for r in rows]
+        ids = self._ids
+        if len(ids) >= IDS_KEPT:
+            ids.clear()
+        notifications: list[Notification] = []
+        add = notifications.append
+        for r in rows:
+            oid = ids.get(key := r[1])
+            if oid is None:
+                oid = ids[key] = UUID(key)
+            # What Notification(...) makes, without its frozen __init__'s five setattrs
+            # (a follower makes one per event): the same fields, equal, hashable alike.
+            if _PLAIN:
+                notification = _new(Notification)
+                fields = {"originator_id": oid, "originator_version": r[2], "topic": r[3]}
+                fields["state"], fields["id"] = r[4], r[0]
+                _set(notification, "__dict__", fields)
+                add(notification)
+            else:  # pragma: no cover - a library whose Notification does more
+                add(Notification(oid, r[2], r[3], r[4], r[0]))
+        return notifications
+
+    def _select_notifications(self, start: bool, inclusive: bool, stop: bool, topics: int) -> str:
+        where = [
+            *(["rowid>=?" if inclusive else "rowid>?"] if start else []),
+            *(["rowid<=?"] if stop else []),
+            *([f"topic IN ({','.join('?' * topics)})"] if topics else []),
+        ]
+        return (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table_name} "
+            + (f"WHERE {' AND '.join(where)} " if where else "")
+            + "ORDER BY rowid LIMIT ?"
+        )
+
+    def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """The statement's rows, read on a connection of this recorder's own: an idle
+        one, or a new one while fewer than the cap are open (else wait for one)."""
+        pool = self.datastore.pool
+        if pool._closed:
+            raise ConnectionPoolClosedError
+        if not self._reading.acquire(timeout=pool.pool_timeout):
+            raise ConnectionUnavailableError("Timed out waiting for a read connection")
+        generation = self._generation
+        try:
+            try:
+                conn = self._readers.pop()
+            except IndexError:
+                conn = self._connect(writer=False)
+            try:
+                rows = conn.execute(statement, params).fetchall()
+            except sqlite3.Error as error:
+                conn.close()  # in an unknown state: not given out again
+                raise _converted(error) from error
+            if len(self._readers) < self._keep_readers and generation == self._generation:
+                self._readers.append(conn)
+            else:
+                conn.close()  # past the connections kept: a reader's own, for this read
+            return rows
+        finally:
+            self._reading.release()
 
     def _select(self, gt: bool, lte: bool, desc: bool, limit: bool) -> str:
         statement = self.select_events_statement
@@ -193,10 +284,23 @@ class SQLiteSaves(SQLiteApplicationRecorder):
 
     def close(self) -> None:
         """Close this recorder's own connections (the pool's are the datastore's)."""
+        self._generation += 1
         readers, self._readers = self._readers, []
         writer, self._writer = self._writer, None
         for conn in [*readers, *([writer] if writer else [])]:
             conn.close()
+
+
+_new = object.__new__
+_set = object.__setattr__
+_PLAIN = (
+    [f.name for f in dataclasses.fields(Notification)]
+    == ["originator_id", "originator_version", "topic", "state", "id"]
+    and not hasattr(Notification, "__slots__")
+    and not hasattr(Notification, "__post_init__")
+)
+"""Whether a Notification is its fields in its ``__dict__`` and nothing more (it is in
+eventsourcing 9.5): then reads make them without the frozen ``__init__``."""
 
 
 def _converted(error: sqlite3.Error) -> PersistenceError:

@@ -253,18 +253,21 @@ class Follower:
         unknown: list[tuple[int, str]] = []
         bad: tuple[int, AgentError] | None = None
         last = None
+        add_event, add_id = events.append, ids.append
         for notification in notifications:
+            position = notification.id
             try:
                 if wanted(notification):
                     event = cast(Aggregate.Event, decode(notification))
-                    events.append((global_position(notification.id, shard, shards), event))
-                    ids.append(notification.id)
+                    at = position if shards == 1 else global_position(position, shard, shards)
+                    add_event((at, event))
+                    add_id(position)
             except UnknownTopicError as e:
-                unknown.append((notification.id, e.topic))
+                unknown.append((position, e.topic))
             except AgentError as e:
-                bad = (notification.id, e)
+                bad = (position, e)
                 break
-            last = notification.id
+            last = position
         if last is None:
             return None, bad
         return _Batch(events, ids, unknown, last), bad
@@ -278,8 +281,12 @@ class Follower:
         if classify is None:
             return lambda _: True
         verdicts: dict[str, bool | None] = {}  # None: the topic names no class
+        known = verdicts.get
 
         def wanted(notification: Notification) -> bool:
+            verdict = known(notification.topic)
+            if verdict is not None:
+                return verdict
             topic = notification.topic
             if topic not in verdicts:
                 try:

@@ -80,6 +80,7 @@ class Transcripts(View):
     def reset(self, position: int) -> None:
         """Forget the messages, compactions and thread marks not written yet."""
         self.marks.reset(complete=position == 0)
+        self._ids: dict[int, str] = {}  # agent ids as text
         self._forget_kept()
 
     def _forget_kept(self) -> None:
@@ -91,16 +92,25 @@ class Transcripts(View):
     def process(self, conn: Connection, events: Sequence[Positioned]) -> None:
         """Keep the messages; a compaction replaces what it covers with its summary."""
         self.marks.load(conn, events)
+        ids, messages, row = self._ids, self._messages, self._row
         for _, event in events:
+            agent_id = ids.get(key := event.originator_id.int)
+            if agent_id is None:
+                if len(ids) >= _IDS_KEPT:
+                    ids.clear()
+                agent_id = ids[key] = str(event.originator_id)
             if isinstance(event, Agent.ContextCompacted):
-                self._compact(str(event.originator_id), event)
+                self._compact(agent_id, event)
             elif isinstance(event, _THREAD_EVENTS):
-                self._thread(str(event.originator_id), event)
+                self._thread(agent_id, event)
             elif _may_have_message(type(event)):
-                agent_id = str(event.originator_id)
-                rows = [self._row(agent_id, seq, message) for seq, message in entries_for(event)]
+                rows = [row(agent_id, seq, message) for seq, message in entries_for(event)]
                 if rows:
-                    self._messages.setdefault(agent_id, []).extend(rows)
+                    kept = messages.get(agent_id)
+                    if kept is None:
+                        messages[agent_id] = rows
+                    else:
+                        kept.extend(rows)
         self._kept += len(events)
 
     def wants_flush(self) -> bool:
@@ -162,6 +172,7 @@ class Transcripts(View):
 
 
 _SEQ, _ROLE = 1, 2  # where a row holds them
+_IDS_KEPT = 20_000  # agent ids kept as text at most
 
 
 @cache

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from agentlog.adapters.sqlite_saves import SQLiteSaves
 from agentlog.adapters.storage import open_log
 from agentlog.adapters.views import engine_for
 from agentlog.cli import main
@@ -100,13 +100,13 @@ def reads_before_each_batch(
 ) -> list[Served]:
     """Reads of the view taken each time a follower asks the log for its next batch."""
     reads: list[Served] = []
-    select = SQLiteApplicationRecorder.select_notifications
+    select = SQLiteSaves.select_notifications  # native SQLite's recorder reads the pages
 
-    def spy(self: SQLiteApplicationRecorder, *args: Any, **kwargs: Any) -> Any:
+    def spy(self: SQLiteSaves, *args: Any, **kwargs: Any) -> Any:
         reads.append(read())
         return select(self, *args, **kwargs)
 
-    monkeypatch.setattr(SQLiteApplicationRecorder, "select_notifications", spy)
+    monkeypatch.setattr(SQLiteSaves, "select_notifications", spy)
     return reads
 
 
