@@ -163,8 +163,9 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
         params = [v for v in (key, gt, lte, limit) if v is not None]
         rows = self._read(statement, params)
-        if self._uuids:
-            return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
+        if self._uuids:  # every row is this one aggregate's: its id made once
+            oid = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+            return [StoredEvent(oid, r[1], r[2], r[3]) for r in rows]
         return [StoredEvent(r[0], r[1], r[2], r[3]) for r in rows]
 
     def select_notifications(
