@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 
 from agentlog.domain import Aggregate, UnknownTopicError
+from agentlog.domain.aggregate import id_text
 from agentlog.projections.bulk import BulkWrite
 from agentlog.projections.replay import Replay
 from agentlog.projections.seal import PLAIN, Seal
@@ -157,19 +158,25 @@ class AgentRowsView(View):
         """Agents no longer kept (all written)."""
         self._stored -= keys
 
+    def own_values(self, agent: Any) -> tuple[Any, ...]:
+        """The row's own columns (``columns_for``), in the table's order: a view whose
+        ``columns_for`` is not overridden may make them directly, as a tuple."""
+        own = self.columns_for(agent)
+        return tuple([own[key] for key in self._own])
+
     def _values(self, agent: Aggregate) -> tuple[Any, ...]:
         """The agent's row: its columns, in the table's order."""
         cls = type(agent)
         topic = self._topics.get(cls)
         if topic is None:
             topic = self._topics[cls] = get_topic(cls)
-        own = self.columns_for(agent)
         state = self.seal.close(TEXTS.text(agent))
+        agent_id = id_text(agent.id)
         if self._keys is not None:  # a table of its own order
-            values = {"agent_id": str(agent.id), "topic": topic, "version": agent.version}
-            values = {**values, "state": state, **own}
+            values = {"agent_id": agent_id, "topic": topic, "version": agent.version}
+            values = {**values, "state": state, **self.columns_for(agent)}
             return tuple(values[key] for key in self._keys)
-        return (str(agent.id), topic, agent.version, state, *[own[key] for key in self._own])
+        return (agent_id, topic, agent.version, state, *self.own_values(agent))
 
     def _load(self, conn: Connection, agent_ids: set[UUID]) -> None:
         """Read the rows of the agents not kept, in one query per chunk of ids."""

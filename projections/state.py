@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
 
-from agentlog.domain import GraphThread, Phase
+from agentlog.domain import Agent, GraphThread, Phase
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
+from agentlog.projections.seal import PLAIN, Seal
 from agentlog.projections.view import clean
 
 
@@ -44,25 +45,49 @@ class AgentStates(AgentRowsView):
             Column("last_event_at", DateTime(timezone=True), nullable=False),
         )
 
+    def __init__(self, build: int, seal: Seal = PLAIN) -> None:
+        super().__init__(build, seal)
+        cls = type(self)
+        self._direct = cls.columns_for is AgentStates.columns_for and self._own == list(_OWN)
+        """Whether the row's own columns are :meth:`_own_row` as it is (not overridden)."""
+
     def columns_for(self, agent: Any) -> dict[str, Any]:
         """What a person or a fresh worker reads at a glance (the text sealed), of an
         ``Agent`` or a ``GraphThread``."""
-        close = self.seal.close
         if isinstance(agent, GraphThread):
             return self._thread_columns(agent)
-        return {
-            "name": close(clean(agent.name)),
-            "status": agent.phase.value,
-            "goal": close(clean(agent.goal)),
-            "steps": agent.steps,
-            "pending_approvals": ",".join(agent.awaiting_permission),
-            "last_error": close(clean(agent.last_error)),
-            "result": close(clean(agent.result)),
-            "tokens": agent.tokens.total,
-            "model": clean(agent.config.model),
-            "created_at": agent.created_on,
-            "last_event_at": agent.modified_on,
-        }
+        return dict(zip(_OWN, self._own_row(agent), strict=True))
+
+    def own_values(self, agent: Any) -> tuple[Any, ...]:
+        """``columns_for`` in the table's order, made as a tuple (no dict per agent)."""
+        if self._direct and not isinstance(agent, GraphThread):
+            return self._own_row(agent)
+        return super().own_values(agent)
+
+    def _own_row(self, agent: Agent) -> tuple[Any, ...]:
+        """An agent's own columns, in the order of ``_OWN``."""
+        name, goal, error, result = (
+            clean(agent.name),
+            clean(agent.goal),
+            clean(agent.last_error),
+            clean(agent.result),
+        )
+        if self.seal.on:
+            close = self.seal.close
+            name, goal, error, result = close(name), close(goal), close(error), close(result)
+        return (
+            name,
+            agent.phase.value,
+            goal,
+            agent.steps,
+            ",".join(agent.awaiting_permission),
+            error,
+            result,
+            agent.tokens.total,
+            clean(agent.config.model),
+            agent.created_on,
+            agent.modified_on,
+        )
 
     def _thread_columns(self, thread: GraphThread) -> dict[str, Any]:
         """A LangGraph thread at a glance: its id, live checkpoints, deleted or not."""
@@ -81,6 +106,20 @@ class AgentStates(AgentRowsView):
         }
 
 
+_OWN = (
+    "name",
+    "status",
+    "goal",
+    "steps",
+    "pending_approvals",
+    "last_error",
+    "result",
+    "tokens",
+    "model",
+    "created_at",
+    "last_event_at",
+)
+"""The state table's own columns (past ``state_columns``), in its order."""
 DELETED = "deleted"
 """The status of a deleted LangGraph thread's row (``agentlog ls`` leaves it out)."""
 THREAD_MODEL = "langgraph"
