@@ -37,6 +37,7 @@ from bench_step import (
     MODEL_TEXT,
     NOOP,
     NOOP_TOOL,
+    TURN,
     WORKER,
     InstantModel,
     new_agent,
@@ -156,8 +157,12 @@ def agentlog_run(
         def advance(i: int) -> None:
             runtime, version = runtime_for(store, f"t{i}"), store.log.get(agents[i]).version
             start.wait()
+            steps = 0
             while not stop.is_set():
-                step = runtime.advance(agents[i])
+                # Turns of TURN steps, as a worker gives: each step after a turn's first
+                # follows this thread's own step (its model step reads nothing).
+                step = runtime.advance(agents[i], after_own_step=steps % TURN != 0)
+                steps += 1
                 spans[i].append((agents[i], version, step.version))
                 version = step.version
 
@@ -328,13 +333,13 @@ def profile_steps(path: Path, steps: int) -> Profile:
             store.log.save(agent)
             agents.append(agent.id)
         runtime = runtime_for(store, "p")
-        for i in range(40):
-            runtime.advance(agents[i % 8])
+        for i in range(40):  # from the 9th on, each agent's step follows this thread's own
+            runtime.advance(agents[i % 8], after_own_step=i >= 8)
         profiler = cProfile.Profile()
         wall = time.perf_counter()
         profiler.enable()
         for i in range(steps):
-            runtime.advance(agents[i % 8])
+            runtime.advance(agents[i % 8], after_own_step=True)
         profiler.disable()
         wall = time.perf_counter() - wall
     finally:
