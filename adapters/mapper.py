@@ -1,6 +1,8 @@
 """Our mapper for pydantic events (eventsourcing 9.5 ships none), with upcasting.
 
-Stored state is the event's JSON (``DomainEvent.stored_state``), zlib-compressed when
+Stored state is the event's JSON (``DomainEvent.stored_state``; an aggregate's event
+writes it as canonical JSON, sorted keys, the bytes its digest was computed from, older
+rows have the keys in field order: both read and verify alike), zlib-compressed when
 that makes it smaller (see ``LargeStateCompressor``); reading it back upcasts old class
 versions and validates into the typed event, so tuples stay tuples and int keys stay
 ints. Any failure names the agent, the version and the topic.
@@ -18,7 +20,7 @@ from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
 from agentlog.domain.aggregate import Aggregate, DomainEvent
-from agentlog.domain.chain import json_encoder
+from agentlog.domain.chain import canonical, json_encoder
 from agentlog.domain.errors import StoredEventError, UnknownTopicError
 from agentlog.domain.stored_tail import remember_row, sealed_link
 
@@ -112,12 +114,20 @@ class PydanticMapper(Mapper[UUID]):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
         topic = get_topic(type(domain_event))
-        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.pop_sealed()):
-            data = self.encode_state(sealed)
+        if not isinstance(domain_event, Aggregate.Event):
+            data = self.encode_state(domain_event.stored_state())
+        elif type(self.transcoder) is not JSONTranscoder:
+            sealed = domain_event.pop_sealed()
+            data = self.encode_state(sealed or domain_event.stored_state())
+            if sealed:
+                remember_row(domain_event, topic, data, sealed_link(domain_event))
+        elif (text := domain_event.pop_sealed_json()) is not None:
+            # The bytes the digest was computed from (canonical JSON, digest in place).
+            data = self.pack(text)
             # A read of these very bytes gives back this very event (stored_tail.read_row).
             remember_row(domain_event, topic, data, sealed_link(domain_event))
-        else:
-            data = self.encode_state(domain_event.stored_state())
+        else:  # as a sealed event of the same state is stored: canonical JSON
+            data = self.pack(canonical(domain_event.stored_state()))
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
@@ -128,7 +138,10 @@ class PydanticMapper(Mapper[UUID]):
     def encode_state(self, state: dict[str, Any]) -> bytes:
         """The bytes a JSON state is stored as (encoded, compressed, encrypted):
         the inverse of :meth:`decode_state`."""
-        data = self.transcoder.encode(state)
+        return self.pack(self.transcoder.encode(state))
+
+    def pack(self, data: bytes) -> bytes:
+        """Encoded state to the bytes stored (compressed, encrypted)."""
         if self.compressor:
             data = self.compressor.compress(data)
         if self.cipher:
