@@ -83,6 +83,8 @@ def event_digest(topic: str, originator_id: str, version: int, payload: Mapping[
     return sha256_hex(canonical(body))
 
 
+_HEAD = '{"_originator_id":%s,"_originator_version":%d,"_topic":%s'
+_json_text = json.encoder.encode_basestring  # a str as JSON (what canonical() writes)
 _NO_DIGEST = b'"digest":""'
 """A state's ``digest`` member before it is sealed, as :func:`canonical` writes it."""
 
@@ -101,7 +103,7 @@ def sealed_json(
     them). The ``digest`` member is found by its text, so it must occur exactly once: a
     nested ``"digest": ""`` goes the long way.
     """
-    if state.get("digest") != "" or min(state) <= "_topic":
+    if state.get("digest") != "" or min(state) <= "_topic" or type(version) is not int:
         return None
     data = canonical(state)
     at = data.find(_NO_DIGEST)
@@ -114,10 +116,10 @@ def sealed_json(
         rest = data[:at] + data[end + 1 :]
     else:
         rest = data[:at] + data[end:]
-    head = canonical(
-        {"_originator_id": originator_id, "_originator_version": version, "_topic": topic}
-    )
-    body = head if rest == b"{}" else head[:-1] + b"," + rest[1:]
+    # canonical({"_originator_id": ..., "_originator_version": ..., "_topic": ...}),
+    # less its closing brace, written out (a version is an int: its JSON is its repr)
+    head = (_HEAD % (_json_text(originator_id), version, _json_text(topic))).encode()
+    body = head + b"}" if rest == b"{}" else head + b"," + rest[1:]
     digest = sha256_hex(body)
     return digest, b'%s"digest":"%s"%s' % (data[:at], digest.encode(), data[end:])
 
