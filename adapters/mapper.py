@@ -129,7 +129,7 @@ class PydanticMapper(Mapper[UUID]):
             remember_row(domain_event, topic, data, sealed_link(domain_event))
         else:  # as a sealed event of the same state is stored: canonical JSON
             data = self.pack(canonical(domain_event.stored_state()))
-        fields = {
+        fields: dict[str, Any] = {
             "originator_id": domain_event.originator_id,
             "originator_version": domain_event.originator_version,
             "topic": topic,
