@@ -30,6 +30,7 @@ from agentlog.domain.history import MISSING, in_sequence, mutate_all
 from agentlog.domain.kept import NOTHING_KEPT, KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
+from agentlog.domain.recordings import record
 from agentlog.domain.stored_tail import StateDecoder, StoredTail, chained, read_row
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
@@ -344,7 +345,9 @@ class AgentLog(Application[UUID]):
             else:
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
+        recordings = record(self, processing_event)
+        if recordings is None:
+            recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)  # the library's deprecated hook, as it calls it
