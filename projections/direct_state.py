@@ -2,13 +2,15 @@
 
 The validated way, ``State.model_validate(agent.state()).model_dump_json()``, builds a
 dict of the attributes, validates it into a new model (which hands nested models,
-already validated, through as they are) and serializes that: for an agent, the
-validation cost about as much as the serialization. Here the attributes, put in the
-model's field order, are serialized as they are, strictly (``warnings="error"``): a
-value of a type the model does not declare for its field (a list for a tuple, a text
-for an enum or a time) fails, and the caller takes the validated way. Where the
-strict serializer accepts the values, the validated model holds the same values and
-the text is the same, byte for byte.
+already validated, through as they are) and serializes that, the agent's config (the
+same value event after event) included. Here the attributes, put in the model's field
+order, are serialized as they are, strictly (``warnings="error"``): a value of a type
+the model does not declare for its field (a list for a tuple, a text for an enum or a
+time) fails, and the caller takes the validated way. Where the strict serializer
+accepts the values, the validated model holds the same values and the text is the
+same, byte for byte. A field holding a frozen model (the config) is written once per
+value and kept. Measured with callgrind on the follow benchmark's agents: 160k
+instructions an agent the validated way, 124k here.
 
 That holds when validating would change nothing, so the direct way is only taken for
 a ``State`` model whose own fields (nested models aside: validation keeps their
@@ -189,6 +191,8 @@ def validation_keeps(model: type[BaseModel]) -> bool:
     schema = model.__pydantic_core_schema__
     if schema.get("type") != "model" or schema.get("cls") is not model:
         return False  # a schema of definitions, a root model: not this simple case
+    if schema["schema"].get("type") != "model-fields":
+        return False
     return _plain(schema, root=True)
 
 
