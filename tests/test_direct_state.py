@@ -16,8 +16,11 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agentlog.adapters.storage import open_log
 from agentlog.domain import Agent, AgentConfig, Aggregate, GraphThread, Status
+from agentlog.projections.agent_rows import state_columns
 from agentlog.projections.direct_state import direct_json, validation_keeps
+from agentlog.projections.runnable import RunnableAgents
 from agentlog.projections.snapshot_text import snapshot_text
+from agentlog.projections.state import AgentStates
 
 texts = st.text(max_size=8).filter(lambda t: "\x00" not in t)
 
@@ -128,3 +131,24 @@ class _HoldsAgain(BaseModel):
 
 def test_a_nested_model_validated_again_is_not_written_directly() -> None:
     assert not validation_keeps(_HoldsAgain)
+
+
+def test_agent_rows_made_as_tuples_hold_each_column_in_its_place() -> None:
+    """The state and runnable rows, made as tuples: each value under its own column."""
+    agent = Agent.create("rows", AgentConfig(model="m"))
+    agent.start_task("a goal\x00with a NUL")
+    agent.record_model_response("ok", model="m")
+    expected = {
+        "state": {
+            **{"name": "rows", "status": "running", "goal": "a goal\ufffdwith a NUL"},
+            **{"steps": 1, "pending_approvals": "", "last_error": None, "result": None},
+            **{"tokens": 0, "model": "m"},
+            **{"created_at": agent.created_on, "last_event_at": agent.modified_on},
+        },
+        "runnable": {"runnable": True, "open_calls": 0, "since": agent.modified_on},
+    }
+    for view in (AgentStates(1), RunnableAgents(2)):
+        names = [column.key for column in view.rows.columns][len(state_columns()) :]
+        assert view.own_values(agent) == tuple(expected[view.name][name] for name in names)
+        assert view.columns_for(agent) == expected[view.name]
+        assert view._values(agent)[:3] == (str(agent.id), "agentlog:Agent@1", agent.version)
