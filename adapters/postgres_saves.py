@@ -213,8 +213,8 @@ class PostgresSaves(PostgresApplicationRecorder):
         if statement is None:
             statement = self._selects[shape] = self._select(*shape)
         if self._uuids:  # every row is this aggregate's: its id made once
-            agent: UUID | str = _uuid(originator_id)
-            params = [agent.bytes]
+            agent: UUID | str = (uuid := _uuid(originator_id))
+            params = [uuid.bytes]
         else:
             agent = str(originator_id)
             params = [agent.encode()]
