@@ -7,6 +7,8 @@ backend): nothing lost, nothing stored twice. A real PostgreSQL server."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +24,7 @@ from agentlog.adapters.pg_prepared import Statement, execute
 from agentlog.adapters.postgres_saves import PostgresSaves
 from agentlog.adapters.storage import open_log
 from agentlog.domain import AgentLog
+from agentlog.projections.outages import is_outage
 
 pytestmark = pytest.mark.postgres
 TABLE = "agentlog_events"
@@ -127,6 +130,55 @@ def test_a_terminated_backend_loses_and_duplicates_nothing(
         recorder.insert_events(events(a, range(3, 4)))
     assert pool.get_stats().get("returns_bad", 0) == 3
     assert [e.originator_version for e in recorder.select_events(a)] == [1, 2, 3]
+
+
+def test_a_backend_terminated_under_a_save_stores_nothing_and_is_not_reused(
+    one_connection: AgentLog, postgres_url: str
+) -> None:
+    """Killed while it waits for the events table's lock: the save hears of the outage,
+    the broken connection is dropped by the pool, and the save made again is stored."""
+    recorder = saves(one_connection)
+    pool = recorder.datastore.pool
+    a = uuid.uuid4()
+    recorder.insert_events(events(a, range(1, 2)))
+    with psycopg.connect(libpq(postgres_url)) as holder:
+        holder.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
+        raised: list[BaseException] = []
+        saving = threading.Thread(target=lambda: save_catching(recorder, a, raised))
+        saving.start()
+        pid = waiting_for_the_lock(holder)
+        holder.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
+        saving.join(timeout=30)
+        holder.rollback()
+    assert not saving.is_alive()
+    assert [type(e) for e in raised] == [OperationalError]
+    assert is_outage(raised[0])
+    assert pool.get_stats().get("returns_bad", 0) == 1
+    assert recorder.insert_events(events(a, range(2, 3)))
+    assert [e.originator_version for e in recorder.select_events(a)] == [1, 2]
+
+
+def save_catching(recorder: PostgresSaves, agent: UUID, raised: list[BaseException]) -> None:
+    try:
+        recorder.insert_events(events(agent, range(2, 3)))
+    except BaseException as e:  # the test looks at it
+        raised.append(e)
+
+
+def waiting_for_the_lock(conn: psycopg.Connection[Any], seconds: float = 20.0) -> int:
+    """The backend that waits for a lock on the events table (polled: no timing)."""
+    query = (
+        "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        f" WHERE NOT l.granted AND c.relname = '{TABLE}'"
+    )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(conn.info.dsn, autocommit=True) as watcher:
+            row = watcher.execute(query).fetchone()
+        if row:
+            return int(row[0])
+        time.sleep(0.02)
+    raise AssertionError("no save waited for the lock")
 
 
 def terminate_backends(url: str) -> None:
