@@ -21,7 +21,7 @@ role that may not create functions) saves the library's way.
 Reads of one agent's events (``select_events``, once per worker step) and of pages of
 the log (``select_notifications``, the views' follower) are the library's queries,
 rendered once per shape. All three statements go through libpq's own prepared-statement
-calls with binary parameters and rows (``adapters/pg_prepared.py``): about a third of the
+calls with binary parameters and rows (``adapters/pg_prepared.py``): about half the
 client CPU of psycopg's cursor per round trip. They return what the library's recorder
 returns (ids as ``UUID``, or ``str`` on a store made with ``ORIGINATOR_ID_TYPE=text``;
 versions and notification ids as ``int``, topics as ``str``, states as ``bytes``) and
@@ -214,8 +214,8 @@ class PostgresSaves(PostgresApplicationRecorder):
         if statement is None:
             statement = self._selects[shape] = self._select(*shape)
         if self._uuids:  # every row is this aggregate's: its id made once
-            agent: UUID | str = (uuid := _uuid(originator_id))
-            params = [uuid.bytes]
+            agent: UUID | str = (made := _uuid(originator_id))
+            params = [made.bytes]
         else:
             agent = str(originator_id)
             params = [agent.encode()]
@@ -248,7 +248,9 @@ class PostgresSaves(PostgresApplicationRecorder):
         if topics:
             params.append(_array(TEXT, [t.encode() for t in topics]))
         params.append(_INT8.pack(limit))
-        result = self._run(statement, params)
+        return self._notifications(self._run(statement, params))
+
+    def _notifications(self, result: PGresult) -> list[Notification]:
         get: Any = result.get_value  # bytes: no column of a stored event is null
         agents: dict[bytes, UUID | str] = {}  # each agent's id made once a page
         page: list[Notification] = []
