@@ -55,7 +55,9 @@ class LeasedTurn:
         try:
             runtime = self.runtime_for(agent_id)
             while len(steps) < self.turn and lease.held:  # a lost lease: stop after a step
-                steps.append(step := runtime.advance(agent_id))
+                # Each step of a turn after the first follows a step of this thread that
+                # progressed (it saved), under the lease held since.
+                steps.append(step := runtime.advance(agent_id, after_own_step=bool(steps)))
                 self.record(step)
                 if not step.progressed:
                     break

@@ -1,6 +1,8 @@
 """Our mapper for pydantic events (eventsourcing 9.5 ships none), with upcasting.
 
-Stored state is the event's JSON (``DomainEvent.stored_state``), zlib-compressed when
+Stored state is the event's JSON (``DomainEvent.stored_state``; an aggregate's event
+writes it as canonical JSON, sorted keys, the bytes its digest was computed from, older
+rows have the keys in field order: both read and verify alike), zlib-compressed when
 that makes it smaller (see ``LargeStateCompressor``); reading it back upcasts old class
 versions and validates into the typed event, so tuples stay tuples and int keys stay
 ints. Any failure names the agent, the version and the topic.
@@ -8,6 +10,7 @@ ints. Any failure names the agent, the version and the topic.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 from typing import Any
@@ -18,7 +21,7 @@ from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import ValidationError
 
 from agentlog.domain.aggregate import Aggregate, DomainEvent
-from agentlog.domain.chain import json_encoder
+from agentlog.domain.chain import canonical, json_encoder
 from agentlog.domain.errors import StoredEventError, UnknownTopicError
 from agentlog.domain.stored_tail import remember_row, sealed_link
 
@@ -112,23 +115,40 @@ class PydanticMapper(Mapper[UUID]):
             msg = f"{type(domain_event).__name__} is not an agentlog DomainEvent"
             raise TypeError(msg)
         topic = get_topic(type(domain_event))
-        if isinstance(domain_event, Aggregate.Event) and (sealed := domain_event.pop_sealed()):
-            data = self.encode_state(sealed)
+        if not isinstance(domain_event, Aggregate.Event):
+            data = self.encode_state(domain_event.stored_state())
+        elif type(self.transcoder) is not JSONTranscoder:
+            sealed = domain_event.pop_sealed()
+            data = self.encode_state(sealed or domain_event.stored_state())
+            if sealed:
+                remember_row(domain_event, topic, data, sealed_link(domain_event))
+        elif (text := domain_event.pop_sealed_json()) is not None:
+            # The bytes the digest was computed from (canonical JSON, digest in place).
+            data = self.pack(text)
             # A read of these very bytes gives back this very event (stored_tail.read_row).
             remember_row(domain_event, topic, data, sealed_link(domain_event))
-        else:
-            data = self.encode_state(domain_event.stored_state())
-        return StoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=topic,
-            state=data,
-        )
+        else:  # as a sealed event of the same state is stored: canonical JSON
+            data = self.pack(canonical(domain_event.stored_state()))
+        fields: dict[str, Any] = {
+            "originator_id": domain_event.originator_id,
+            "originator_version": domain_event.originator_version,
+            "topic": topic,
+            "state": data,
+        }
+        if not _PLAIN_STORED_EVENT:  # pragma: no cover - a library whose StoredEvent does more
+            return StoredEvent(**fields)
+        # What StoredEvent(...) makes, without its frozen __init__'s four setattrs.
+        stored = _new(StoredEvent)
+        _set(stored, "__dict__", fields)
+        return stored
 
     def encode_state(self, state: dict[str, Any]) -> bytes:
         """The bytes a JSON state is stored as (encoded, compressed, encrypted):
         the inverse of :meth:`decode_state`."""
-        data = self.transcoder.encode(state)
+        return self.pack(self.transcoder.encode(state))
+
+    def pack(self, data: bytes) -> bytes:
+        """Encoded state to the bytes stored (compressed, encrypted)."""
         if self.compressor:
             data = self.compressor.compress(data)
         if self.cipher:
@@ -233,6 +253,17 @@ class PydanticMapper(Mapper[UUID]):
         _EVENT_CLASSES[stored_event.topic] = cls
         return cls
 
+
+_new = object.__new__
+_set = object.__setattr__
+_PLAIN_STORED_EVENT = (
+    [f.name for f in dataclasses.fields(StoredEvent)]
+    == ["originator_id", "originator_version", "topic", "state"]
+    and not any(getattr(c, "__slots__", ()) for c in StoredEvent.__mro__)
+    and not hasattr(StoredEvent, "__post_init__")
+)
+"""Whether a StoredEvent is its fields in its ``__dict__`` and nothing more (it is in
+eventsourcing 9.5): then the mapper makes them without the frozen ``__init__``."""
 
 _EVENT_CLASSES: dict[str, type[DomainEvent]] = {}
 """Topics resolved to event classes (a topic names one class for good)."""

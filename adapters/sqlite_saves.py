@@ -8,8 +8,8 @@ agent's new events, one save) that was about a quarter of the step's CPU outside
 
 :class:`SQLiteSaves` is the library's recorder (same tables, rows, statements and
 notification ids) doing ``insert_events`` and ``select_events`` directly on ``sqlite3``
-connections made exactly as the library's pool makes them (same file, URI, busy
-timeout, WAL, autocommit):
+connections made as the library's pool makes them (same file, URI, busy timeout,
+WAL, autocommit), but keeping their compiled statements (the library's keep one):
 
 - a save takes the pool's own writer lock (so it still excludes the library's writers
   in this process, snapshots included, and waits for it no longer than the pool would),
@@ -56,7 +56,11 @@ from eventsourcing.persistence import (
     ProgrammingError,
     StoredEvent,
 )
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteDatastore,
+)
 
 __all__ = ["TOPIC", "SQLiteSaves"]
 TOPIC = "agentlog.adapters.sqlite_saves:SQLiteSaves"
@@ -73,6 +77,8 @@ _ERRORS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
     (sqlite3.DatabaseError, DatabaseError),
 )
 """How the library turns ``sqlite3`` errors into its own (first match wins)."""
+STATEMENTS_KEPT = 128
+"""Compiled statements each of this recorder's connections keeps (``sqlite3``'s default)."""
 IDS_KEPT = 100_000
 """Agent ids kept as UUID objects, made once per id (the cache is emptied when full)."""
 
@@ -269,12 +275,25 @@ class SQLiteSaves(SQLiteApplicationRecorder):
 
     def _connect(self, *, writer: bool) -> sqlite3.Connection:
         """A connection made as the library's pool makes its own (file, URI, busy
-        timeout, WAL, autocommit), with rows as tuples."""
+        timeout, WAL, autocommit), with rows as tuples and a statement cache: the
+        library's ``cached_statements=True`` is a cache of *one* statement, so a save
+        (``BEGIN``, ``INSERT``) or reads of two shapes compiled each statement again."""
         pool = self.datastore.pool
         if pool.closed:
             raise InterfaceError("the store is closed")
-        conn: sqlite3.Connection = pool._create_connection()._sqlite_conn
-        conn.row_factory = None
+        if not pool.is_journal_mode_wal:  # the pool's first connection turns WAL on
+            pool._create_connection()._sqlite_conn.close()
+        try:
+            conn = sqlite3.connect(
+                database=pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # autocommit, as the library's
+                cached_statements=STATEMENTS_KEPT,
+                timeout=pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )
+        except (sqlite3.Error, TypeError) as e:
+            raise InterfaceError(e) from e
         if writer:
             self._writer = conn
         return conn

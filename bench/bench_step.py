@@ -525,12 +525,15 @@ class Rig:
         if self.profiler is not None:
             self.profiler.enable()
         start, cpu_start = time.perf_counter_ns(), time.process_time_ns()
-        if self.views is not None and self.turn_left <= 0:  # the work loop's pass
-            self.probe.wrap("views", self.views.catch_up)()
+        first = self.turn_left <= 0  # a turn starts: the work loop's pass
+        if first:
+            if self.views is not None:
+                self.probe.wrap("views", self.views.catch_up)()
             self.turn_left = TURN
         self.turn_left -= 1
         try:
-            step = self.runtime.advance(self.agent_id)
+            # As a worker's turn: each step after its first follows this runtime's own.
+            step = self.runtime.advance(self.agent_id, after_own_step=not first)
         finally:
             total_us = (time.perf_counter_ns() - start) / 1_000
             cpu_us = (time.process_time_ns() - cpu_start) / 1_000
@@ -1314,7 +1317,9 @@ def method(opts: Options) -> str:
   step: O(history) by construction; compaction shortens what the model reads, not what
   is replayed. It runs on the compacting history after the worker did.
 - Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
-  `runtime.advance(agent_id)`, each timed with `perf_counter_ns`: up to {opts.steps} steps,
+  `runtime.advance(agent_id, after_own_step=...)` (False for the first step of each turn
+  of {TURN}, True for the others, as a worker's turn: a model step inside a turn reads
+  nothing), each timed with `perf_counter_ns`: up to {opts.steps} steps,
   or fewer once {opts.budget_s:g} s went into them (at least {MIN_STEPS}). Parts: timers
   around the log's `get`, `take` and `chained_events` (load), the transcript source's `messages`
   (context), the model's `decide` (model), `save` (save) and the views' catch-up before

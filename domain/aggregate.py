@@ -15,7 +15,7 @@ from eventsourcing.domain import ProgrammingError
 from eventsourcing.utils import TopicError, get_topic, register_topic, resolve_topic
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
-from agentlog.domain.chain import GENESIS, event_digest
+from agentlog.domain.chain import GENESIS, canonical, event_digest, sealed_json
 from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError, UnknownTopicError
 
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
@@ -97,13 +97,20 @@ class Aggregate(es.Aggregate):
         def _seal(self) -> Self:
             if not self.digest:
                 state = self.stored_state()
-                digest = self._digest_of(state)
-                object.__setattr__(self, "digest", digest)
-                if "digest" in state:
-                    # What the mapper stores: the state hashed, now with its digest (in
-                    # its place: the dict keeps its order, so the bytes are as before).
+                if "digest" not in state:  # a serializer of its own dropped it
+                    object.__setattr__(self, "digest", self._digest_of(state))
+                    return self
+                # What the mapper stores: the state hashed, now with its digest, as
+                # canonical JSON (hashed and stored from one encoding, where it can).
+                id_, version = id_text(self.originator_id), self.originator_version
+                sealed = sealed_json(self.TOPIC, id_, version, state)
+                if sealed is None:
+                    digest = event_digest(self.TOPIC, id_, version, state)
                     state["digest"] = digest
-                    self.__dict__[_SEALED] = (id(self), state)
+                    sealed = digest, canonical(state)
+                object.__setattr__(self, "digest", sealed[0])
+                state["digest"] = sealed[0]
+                self.__dict__[_SEALED] = (id(self), state, sealed[1])
             return self
 
         def compute_digest(self) -> str:
@@ -132,6 +139,13 @@ class Aggregate(es.Aggregate):
             state = self.sealed()
             self.__dict__.pop(_SEALED, None)
             return state
+
+        def pop_sealed_json(self) -> bytes | None:
+            """The canonical JSON bytes of ``sealed()`` (what the mapper stores: the very
+            bytes its digest was computed from, with the digest in place), forgotten as
+            by ``pop_sealed``; None when ``sealed()`` is."""
+            data = self.__dict__.get(_SEALED, (None, None, None))[2]
+            return data if self.pop_sealed() is not None else None
 
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""

@@ -30,6 +30,7 @@ from agentlog.domain.history import MISSING, in_sequence, mutate_all
 from agentlog.domain.kept import NOTHING_KEPT, KeptAggregates
 from agentlog.domain.messages import TranscriptBuilder
 from agentlog.domain.ports import Message
+from agentlog.domain.recordings import record
 from agentlog.domain.stored_tail import StateDecoder, StoredTail, chained, read_row
 from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
 
@@ -161,7 +162,9 @@ class AgentLog(Application[UUID]):
         self.kept.put(agent)
         return deepcopy(agent)
 
-    def take(self, agent_id: UUID, *, check_from: CheckFrom | None = None) -> Agent:
+    def take(
+        self, agent_id: UUID, *, check_from: CheckFrom | None = None, read: bool = True
+    ) -> Agent:
         """The agent as it is now, to change and save, then hand back with :meth:`keep`
         (a worker's load). With an aggregate cache, the agent kept since the last step is
         handed over as it is, brought up to date with the events stored after it: no
@@ -171,6 +174,12 @@ class AgentLog(Application[UUID]):
         would read from (``agentlog.domain.call_check.check_from``), or None: the same
         read then fetches the stored events from there on, and :meth:`chained_events` of
         the agent handed out uses them instead of reading again (once, while unchanged).
+
+        ``read=False`` is for a caller that saved the agent last and has held it since
+        (a worker's next step in a turn, under the agent's lease): a kept agent with no
+        call to check is handed over as this process stored it, without looking for
+        events others stored since. If there are any, its next save loses its race
+        (``IntegrityError``), as any save does, and the caller takes it again, reading.
         """
         if self.kept is None:
             return self.get(agent_id)
@@ -178,6 +187,8 @@ class AgentLog(Application[UUID]):
         since = check_from(kept) if check_from is not None and isinstance(kept, Agent) else None
         if kept is None:
             agent, tail = self._load(agent_id, None), None
+        elif since is None and not read and isinstance(kept, Agent):
+            agent, tail = kept, None
         elif since is None:
             agent, tail = self._fast_forward(kept), None
         else:
@@ -334,7 +345,9 @@ class AgentLog(Application[UUID]):
             else:
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
+        recordings = record(self, processing_event)
+        if recordings is None:
+            recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)  # the library's deprecated hook, as it calls it

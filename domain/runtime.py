@@ -65,11 +65,21 @@ class Runtime(ToolCallSteps, ModelSteps):
         self.summarizer = summarizer or model
         """Who summarises when an agent's context passes its compaction size."""
 
-    def advance(self, agent_id: UUID) -> Step:
-        """Load the agent, do the single next thing, save. Losing a race re-decides."""
+    def advance(self, agent_id: UUID, *, after_own_step: bool = False) -> Step:
+        """Load the agent, do the single next thing, save. Losing a race re-decides.
+
+        ``after_own_step``: this runtime's last step saved the agent, and it has held the
+        agent since (the steps of a worker's turn after the first, under its lease). A
+        model step then starts from the agent as kept, without reading the store for
+        what others stored meanwhile: if someone did (a message, a cancel), the step's
+        save loses its race and the step is decided again, read. A tool step reads
+        always: its call check needs the stored events.
+        """
+        read = not after_own_step
         for _ in range(RACE_RETRIES):
             # The call check's events come with the fast-forward: one read for both.
-            agent = require_agent(self.log.take(agent_id, check_from=check_from))
+            agent = require_agent(self.log.take(agent_id, check_from=check_from, read=read))
+            read = True  # a race lost: what others stored is read before deciding again
             if self.interrupt.is_set():
                 return self._step(agent, StepKind.INTERRUPTED, "stopped before the step")
             try:

@@ -22,3 +22,4 @@ def test_tiny_run_writes_its_section_only(tmp_path: Path) -> None:
     assert section.count("\n| 1 | ") == 2 + 6  # two results rows, and a row per configuration
     assert section.count("\n| 2 | ") == 2 + 6
     assert "| `sqlite3.Connection.commit` |" in section
+    assert "- What the bar needs here:" in section  # with the events-alone measure

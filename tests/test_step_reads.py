@@ -33,7 +33,7 @@ from agentlog.domain.call_check import check_from
 from agentlog.domain.chain import args_hash, event_digest
 from agentlog.domain.errors import BrokenChainError
 from agentlog.domain.log_transcript import LogTranscript
-from agentlog.domain.ports import Decision
+from agentlog.domain.ports import Context, Decision, Model
 from agentlog.domain.runtime import Runtime, StepKind
 
 from conftest import store_url
@@ -113,10 +113,10 @@ class Worker:
 
         recorder.select_events = counted
 
-    def step(self) -> tuple[StepKind, int]:
+    def step(self, *, after_own_step: bool = False) -> tuple[StepKind, int]:
         """One step, and how many reads of the store it made."""
         before = self.reads
-        kind = self.runtime.advance(self.agent_id).kind
+        kind = self.runtime.advance(self.agent_id, after_own_step=after_own_step).kind
         return kind, self.reads - before
 
     def events(self) -> list[Aggregate.Event]:
@@ -166,6 +166,75 @@ def test_a_model_step_and_a_tool_step_each_read_the_store_once(
         assert kept.state() == worker.other.get(worker.agent_id).state()
     finally:
         worker.close()
+
+
+class Asked:
+    """The worker's model, with the contexts it was asked with noted."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.contexts = model, list[Context]()
+        self.name = model.name
+
+    def decide(self, context: Context) -> Decision:
+        """The model's decision; the context noted."""
+        self.contexts.append(context)
+        return self.model.decide(context)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_model_step_after_the_workers_own_step_reads_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    """The steps of a turn after its first: a model step starts from the agent as this
+    worker stored it; a tool step still reads, for its call check."""
+    worker = Worker(store_url(backend, tmp_path))
+    try:
+        assert worker.step()[0] is StepKind.MODEL
+        assert worker.step(after_own_step=True) == (StepKind.TOOL, 1)
+        assert worker.step(after_own_step=True) == (StepKind.MODEL, 0)
+        assert worker.step(after_own_step=True) == (StepKind.TOOL, 1)
+        assert worker.step() == (StepKind.MODEL, 1)  # a turn's first step reads
+        events = worker.events()
+        assert assert_linear_history(events) == worker.other.get(worker.agent_id).version
+        assert worker.log.take(worker.agent_id).state() == worker.other.get(worker.agent_id).state()
+    finally:
+        worker.close()
+
+
+def test_a_message_stored_between_two_steps_of_a_turn_reaches_the_model(
+    any_worker: Worker,
+) -> None:
+    """The model step that did not read loses its save's race to the message: it is
+    decided again, read, and what is recorded answers a context with the message."""
+    worker = any_worker
+    asked = Asked(worker.runtime.model)
+    worker.runtime.model = asked
+    assert worker.step()[0] is StepKind.MODEL
+    assert worker.step(after_own_step=True)[0] is StepKind.TOOL
+    worker.other.send(worker.agent_id, "by the way")
+    kind, reads = worker.step(after_own_step=True)
+    assert kind is StepKind.MODEL
+    assert reads >= 1  # its first save lost: the agent was read
+    assert ["by the way" in str(c.messages) for c in asked.contexts] == [False, False, True]
+    events = worker.events()
+    assert assert_linear_history(events) == len(events)
+    names = [type(e).__name__ for e in events[-4:]]
+    assert names == ["ToolSucceeded", "UserMessageReceived", "ModelResponded", "ToolCalled"]
+    assert worker.log.take(worker.agent_id).state() == worker.other.get(worker.agent_id).state()
+
+
+def test_a_cancel_between_two_steps_of_a_turn_records_no_model_response(
+    any_worker: Worker,
+) -> None:
+    worker = any_worker
+    assert worker.step()[0] is StepKind.MODEL
+    assert worker.step(after_own_step=True)[0] is StepKind.TOOL
+    worker.other.cancel(worker.agent_id, "stop")
+    assert worker.step(after_own_step=True)[0] is StepKind.FINISHED
+    events = worker.events()
+    assert assert_linear_history(events) == len(events)
+    assert [type(e).__name__ for e in events[-2:]] == ["ToolSucceeded", "TaskCancelled"]
+    assert len(worker.tool.runs) == 1
 
 
 def test_a_message_stored_before_the_tool_step_is_read_with_the_call_check(
