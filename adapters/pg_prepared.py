@@ -2,9 +2,10 @@
 
 psycopg's cursor spends ~60 us of Python per round trip on what a fixed statement does
 not need (a cursor, converting the query, working out how to send each parameter, its
-prepared-statement bookkeeping, setting up the result); libpq's ``PQprepare`` and
-``PQexecPrepared`` (psycopg's ``pgconn.prepare`` / ``exec_prepared``, which let other
-threads run while they wait) need none of it: a :class:`Statement` is prepared once per
+prepared-statement bookkeeping, setting up the result); libpq's prepared-statement calls
+(psycopg's ``pgconn.send_prepare`` / ``send_query_prepared``, the result waited for by
+psycopg's own ``Connection.wait``, which lets other threads run and turns Ctrl-C into a
+cancel of the statement) need none of it: a :class:`Statement` is prepared once per
 connection, under a name of its own (``agentlog_`` and a digest of its text and types,
 so no clash with psycopg's ``_pg3_*`` names or another store's statements), and run
 with its parameters already in PostgreSQL's binary format; the rows come back in binary.
@@ -32,6 +33,7 @@ from weakref import WeakKeyDictionary
 import psycopg
 from psycopg import pq
 from psycopg.errors import error_from_result
+from psycopg.generators import execute as execute_generator
 
 __all__ = ["Statement", "execute"]
 TUPLES_OK = pq.ExecStatus.TUPLES_OK
@@ -63,19 +65,31 @@ def execute(
     names = _prepared.get(conn)
     if names is None:
         names = _prepared[conn] = _set_up(conn)
-    pgconn = conn.pgconn
     if statement.name not in names:
         _prepare(conn, statement, names)
-    result = pgconn.exec_prepared(statement.name, params, statement.formats, 1)
+    result = _run(conn, statement, params)
     if result.status == TUPLES_OK:
         return result
     if _sqlstate(result) == MISSING:  # the server lost it; nothing ran
         names.clear()  # DEALLOCATE ALL or DISCARD ALL: the others went with it
         _prepare(conn, statement, names)
-        result = pgconn.exec_prepared(statement.name, params, statement.formats, 1)
+        result = _run(conn, statement, params)
         if result.status == TUPLES_OK:
             return result
     raise _error(conn, result)
+
+
+def _run(
+    conn: psycopg.Connection[Any], statement: Statement, params: Sequence[bytes]
+) -> pq.abc.PGresult:
+    """Send the prepared statement, then wait for its result the way psycopg's cursor
+    waits: other threads run meanwhile, and Ctrl-C (in the main thread) cancels the
+    statement in the server and is raised, instead of waiting it out (a save may wait
+    for the events table's lock, without a limit by default)."""
+    pgconn = conn.pgconn
+    pgconn.send_query_prepared(statement.name, params, statement.formats, 1)
+    results: list[pq.abc.PGresult] = conn.wait(execute_generator(pgconn))
+    return results[-1]
 
 
 def _set_up(conn: psycopg.Connection[Any]) -> set[bytes]:
@@ -90,7 +104,9 @@ def _set_up(conn: psycopg.Connection[Any]) -> set[bytes]:
 
 
 def _prepare(conn: psycopg.Connection[Any], statement: Statement, names: set[bytes]) -> None:
-    result = conn.pgconn.prepare(statement.name, statement.sql, statement.types)
+    conn.pgconn.send_prepare(statement.name, statement.sql, statement.types)
+    results: list[pq.abc.PGresult] = conn.wait(execute_generator(conn.pgconn))
+    result = results[-1]
     if result.status != pq.ExecStatus.COMMAND_OK and _sqlstate(result) != DUPLICATE:
         raise _error(conn, result)
     names.add(statement.name)

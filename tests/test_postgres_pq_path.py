@@ -7,6 +7,9 @@ backend): nothing lost, nothing stored twice. A real PostgreSQL server."""
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -270,3 +273,56 @@ def test_a_failed_statement_raises_psycopgs_error(postgres_url: str) -> None:
         with pytest.raises(psycopg.OperationalError):
             execute(conn, divide, [(1).to_bytes(8, "big")])
         assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN
+
+
+_SAVE_ON_GO = """
+import sys, uuid
+from eventsourcing.persistence import StoredEvent
+from agentlog.adapters.storage import open_log
+log = open_log(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    log.recorder.insert_events([StoredEvent(uuid.UUID(sys.argv[2]), 1, "t", b"x")])
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+print("saved", flush=True)
+"""
+
+
+def test_ctrl_c_cancels_a_save_that_waits_for_the_table_lock(postgres_url: str) -> None:
+    """A save waits for the events table's lock without a limit (by default): Ctrl-C
+    ends it there, as with psycopg's cursor, instead of waiting until the lock is free;
+    the statement is cancelled in the server, so nothing is stored."""
+    agent = uuid.uuid4()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SAVE_ON_GO, postgres_url, str(agent)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        with psycopg.connect(libpq(postgres_url)) as holder:
+            holder.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")  # until this ends
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            with psycopg.connect(libpq(postgres_url), autocommit=True) as watcher:
+                deadline = time.monotonic() + 30
+                while not watcher.execute(waiting).fetchone()[0]:  # type: ignore[index]
+                    assert time.monotonic() < deadline, "the save never waited for the lock"
+                    time.sleep(0.02)
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=15)  # the lock is still held
+        assert (child.returncode, out) == (130, "interrupted\n"), err
+        with psycopg.connect(libpq(postgres_url)) as reader:
+            stored = f"SELECT count(*) FROM {TABLE} WHERE originator_id = %s"
+            assert reader.execute(stored, (agent,)).fetchone() == (0,)
+    finally:
+        child.kill()
+        child.wait()
