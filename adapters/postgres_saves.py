@@ -19,17 +19,24 @@ A store where the function cannot be made (opened with ``CREATE_TABLE`` off, or 
 role that may not create functions) saves the library's way.
 
 Reads of one agent's events (``select_events``, once per worker step) and of pages of
-the log (``select_notifications``, the views' follower) use statements rendered once
-and rows as tuples.
+the log (``select_notifications``, the views' follower) are the library's queries,
+rendered once per shape. All three statements go through libpq's own prepared-statement
+calls with binary parameters and rows (``adapters/pg_prepared.py``): about half the
+client CPU of psycopg's cursor per round trip. They return what the library's recorder
+returns (ids as ``UUID``, or ``str`` on a store made with ``ORIGINATOR_ID_TYPE=text``;
+versions and notification ids as ``int``, topics as ``str``, states as ``bytes``) and
+raise what it raises (``IntegrityError`` on a version conflict, ``OperationalError`` on
+a lost connection or a lock timeout, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -48,11 +55,10 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
-from psycopg.rows import tuple_row
+from psycopg.pq.abc import PGresult
 from psycopg.sql import SQL, Identifier
 
+from agentlog.adapters.pg_prepared import Statement, execute
 from agentlog.projections.outages import is_outage
 
 __all__ = ["TOPIC", "PostgresSaves", "insert_function"]
@@ -97,20 +103,22 @@ class PostgresSaves(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
             )
         )
-        self._insert_call = (
-            SQL("SELECT * FROM {schema}.{function}(%b::{id_type}[], %b::bigint[], %b, %b, %s)")
-            .format(schema=schema, function=function, id_type=id_type)
-            .as_bytes()
+        self._uuids = datastore.originator_id_type == "uuid"
+        self._insert_call = Statement(
+            SQL("SELECT * FROM {schema}.{function}($1, $2, $3, $4, $5)")
+            .format(schema=schema, function=function)
+            .as_bytes(),
+            [UUID_ARRAY if self._uuids else TEXT_ARRAY, INT8_ARRAY, TEXT_ARRAY, BYTEA_ARRAY, TEXT],
         )
         self._exists = SQL("SELECT to_regprocedure(%s) IS NOT NULL").as_bytes()
         self._signature = (
             f"{_quoted(datastore.schema)}.{_quoted(insert_function(events_table_name))}"
             f"({datastore.originator_id_type}[], bigint[], text[], bytea[], text)"
         )
-        self._wait = f"{datastore.lock_timeout}s"
+        self._wait = f"{datastore.lock_timeout}s".encode()
         self._one_statement: bool | None = None  # known once looked up
-        self._selects: dict[tuple[bool, bool, bool, bool], bytes] = {}
-        self._pages: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._selects: dict[tuple[bool, bool, bool, bool], Statement] = {}
+        self._pages: dict[tuple[bool, bool, bool, bool], Statement] = {}
 
     def create_table(self) -> None:
         """The library's tables, types and functions, and this recorder's function."""
@@ -147,24 +155,25 @@ class PostgresSaves(PostgresApplicationRecorder):
     def _insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         params = (
             self._ids(stored_events),
-            _array(_Int8Array, [_INT8.pack(e.originator_version) for e in stored_events]),
-            _array(_TextArray, [e.topic.encode() for e in stored_events]),
-            _array(_ByteaArray, [bytes(e.state) for e in stored_events]),
+            _array(INT8, [_INT8.pack(e.originator_version) for e in stored_events]),
+            _array(TEXT, [e.topic.encode() for e in stored_events]),
+            _array(BYTEA, [bytes(e.state) for e in stored_events]),
             self._wait,
         )
-        rows = self._run(self._insert_call, params)
-        return [row[0] for row in rows]
+        result = self._run(self._insert_call, params)
+        get = result.get_value
+        return [_INT8.unpack(get(i, 0))[0] for i in range(result.ntuples)]  # type: ignore[arg-type]
 
-    def _ids(self, stored_events: Sequence[StoredEvent]) -> _BinaryArray:
-        if self.datastore.originator_id_type == "text":
-            return _array(_TextArray, [str(e.originator_id).encode() for e in stored_events])
-        return _array(_UuidArray, [_uuid_bytes(e.originator_id) for e in stored_events])
+    def _ids(self, stored_events: Sequence[StoredEvent]) -> bytes:
+        if self._uuids:
+            return _array(UUID_, [_uuid_bytes(e.originator_id) for e in stored_events])
+        return _array(TEXT, [str(e.originator_id).encode() for e in stored_events])
 
-    def _run(self, statement: bytes, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run one prepared statement on a pooled connection (autocommit: its own
-        transaction); its rows. The library's ``get_connection`` does the same through
-        two context managers and a commit call per statement; its errors are the same
-        (the library's, made from psycopg's)."""
+    def _run(self, statement: Statement, params: Sequence[bytes]) -> PGresult:
+        """Run one of our statements on a pooled connection (autocommit: its own
+        transaction); its result, rows in binary. The library's ``get_connection`` does
+        the same through two context managers and a commit call per statement; its
+        errors are the same (the library's, made from psycopg's)."""
         datastore = self.datastore
         pool = datastore.pool
         try:
@@ -174,11 +183,9 @@ class PostgresSaves(PostgresApplicationRecorder):
                 )
             conn = pool.getconn()
             try:
-                curs = conn.cursor(row_factory=tuple_row)
-                curs.execute(statement, params, prepare=True)
-                return curs.fetchall()
+                return execute(conn, statement, params)
             finally:
-                pool.putconn(conn)  # a broken connection is replaced, as with the library's
+                pool.putconn(conn)  # one libpq marked bad is dropped and replaced
         except psycopg.Error as e:
             raise _persistence_error(e) from e
 
@@ -206,10 +213,19 @@ class PostgresSaves(PostgresApplicationRecorder):
         statement = self._selects.get(shape)
         if statement is None:
             statement = self._selects[shape] = self._select(*shape)
-        params = [v for v in (originator_id, gt, lte, limit) if v is not None]
+        if self._uuids:  # every row is this aggregate's: its id made once
+            agent: UUID | str = (made := _uuid(originator_id))
+            params = [made.bytes]
+        else:
+            agent = str(originator_id)
+            params = [agent.encode()]
+        params += [_INT8.pack(v) for v in (gt, lte, limit) if v is not None]
+        result = self._run(statement, params)
+        get: Any = result.get_value  # bytes: no column of a stored event is null
+        unpack = _INT8.unpack
         return [
-            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=r[3])
-            for r in self._run(statement, params)
+            StoredEvent(agent, unpack(get(i, 0))[0], get(i, 1).decode(), get(i, 2))
+            for i in range(result.ntuples)
         ]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -228,49 +244,73 @@ class PostgresSaves(PostgresApplicationRecorder):
         statement = self._pages.get(shape)
         if statement is None:
             statement = self._pages[shape] = self._page(*shape)
-        params: list[Any] = [v for v in (start, stop) if v is not None]
+        params = [_INT8.pack(v) for v in (start, stop) if v is not None]
         if topics:
-            params.append(list(topics))
-        params.append(limit)
-        return [
-            Notification(
-                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4]
-            )
-            for r in self._run(statement, params)
-        ]
+            params.append(_array(TEXT, [t.encode() for t in topics]))
+        params.append(_INT8.pack(limit))
+        return self._notifications(self._run(statement, params))
 
-    def _page(self, start: bool, inclusive: bool, stop: bool, topics: bool) -> bytes:
-        conditions = []
+    def _notifications(self, result: PGresult) -> list[Notification]:
+        get: Any = result.get_value  # bytes: no column of a stored event is null
+        agents: dict[bytes, UUID | str] = {}  # each agent's id made once a page
+        page: list[Notification] = []
+        add, unpack = page.append, _INT8.unpack
+        for i in range(result.ntuples):
+            raw = get(i, 1)
+            agent = agents.get(raw)
+            if agent is None:
+                agent = agents[raw] = UUID(bytes=raw) if self._uuids else raw.decode()
+            fields = {"originator_id": agent, "originator_version": unpack(get(i, 2))[0]}
+            fields["topic"], fields["state"] = get(i, 3).decode(), get(i, 4)
+            fields["id"] = unpack(get(i, 0))[0]
+            if _PLAIN:  # what Notification(**fields) makes, without the frozen __init__
+                notification = _new(Notification)
+                _set(notification, "__dict__", fields)
+                add(notification)
+            else:  # pragma: no cover - a library whose Notification does more
+                add(Notification(**fields))
+        return page
+
+    def _page(self, start: bool, inclusive: bool, stop: bool, topics: bool) -> Statement:
+        conditions, types = [], []
         if start:
-            conditions.append(SQL("notification_id >= %s" if inclusive else "notification_id > %s"))
+            conditions.append("notification_id >= $%d" if inclusive else "notification_id > $%d")
+            types.append(INT8)
         if stop:
-            conditions.append(SQL("notification_id <= %s"))
+            conditions.append("notification_id <= $%d")
+            types.append(INT8)
         if topics:
-            conditions.append(SQL("topic = ANY(%s)"))
+            conditions.append("topic = ANY($%d)")
+            types.append(TEXT_ARRAY)
+        types.append(INT8)
+        numbered = [SQL(c % n) for n, c in enumerate(conditions, start=1)]
         statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state"
             " FROM {schema}.{table}"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        if conditions:
-            statement += SQL(" WHERE ") + SQL(" AND ").join(conditions)
-        statement += SQL(" ORDER BY notification_id LIMIT %s")
-        return statement.as_bytes()
+        if numbered:
+            statement += SQL(" WHERE ") + SQL(" AND ").join(numbered)
+        statement += SQL(f" ORDER BY notification_id LIMIT ${len(types)}")
+        return Statement(statement.as_bytes(), types)
 
-    def _select(self, gt: bool, lte: bool, desc: bool, limit: bool) -> bytes:
+    def _select(self, gt: bool, lte: bool, desc: bool, limit: bool) -> Statement:
         statement = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
-            " WHERE originator_id = %s"
+            "SELECT originator_version, topic, state FROM {schema}.{table} WHERE originator_id = $1"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        types = [UUID_ if self._uuids else TEXT]
         if gt:
-            statement += SQL(" AND originator_version > %s")
+            types.append(INT8)
+            statement += SQL(f" AND originator_version > ${len(types)}")
         if lte:
-            statement += SQL(" AND originator_version <= %s")
+            types.append(INT8)
+            statement += SQL(f" AND originator_version <= ${len(types)}")
         statement += SQL(
             " ORDER BY originator_version DESC" if desc else " ORDER BY originator_version ASC"
         )
         if limit:
-            statement += SQL(" LIMIT %s")
-        return statement.as_bytes()
+            types.append(INT8)
+            statement += SQL(f" LIMIT ${len(types)}")
+        return Statement(statement.as_bytes(), types)
 
 
 _ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
@@ -292,70 +332,45 @@ def _persistence_error(error: psycopg.Error) -> PersistenceError:
     return kind(str(error))
 
 
-class _BinaryArray:
-    """A one-dimensional array of one type, already in PostgreSQL's binary format (what
-    ``array_send`` gives): psycopg sends it as it is, instead of working out the type of
-    each list and its elements and dumping them on every save."""
-
-    __slots__ = ("data",)
-    ELEMENT_OID: ClassVar[int]
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-class _UuidArray(_BinaryArray):
-    ELEMENT_OID = 2950
-
-
-class _Int8Array(_BinaryArray):
-    ELEMENT_OID = 20
-
-
-class _TextArray(_BinaryArray):
-    ELEMENT_OID = 25
-
-
-class _ByteaArray(_BinaryArray):
-    ELEMENT_OID = 17
-
-
+_new = object.__new__
+_set = object.__setattr__
+_PLAIN = (
+    [f.name for f in dataclasses.fields(Notification)]
+    == ["originator_id", "originator_version", "topic", "state", "id"]
+    and not hasattr(Notification, "__slots__")
+    and not hasattr(Notification, "__post_init__")
+)
+"""Whether a Notification is its fields in its ``__dict__`` and nothing more (it is in
+eventsourcing 9.5): then pages make them without the frozen ``__init__`` (a follower
+makes one per event), equal and hashable alike."""
+# PostgreSQL's type oids of what we send
+UUID_, INT8, TEXT, BYTEA = 2950, 20, 25, 17
+UUID_ARRAY, INT8_ARRAY, TEXT_ARRAY, BYTEA_ARRAY = 2951, 1016, 1009, 1001
 _HEADER = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
 _LENGTH = struct.Struct("!i")
 _INT8 = struct.Struct("!q")
 
 
-def _array(kind: type[_BinaryArray], items: list[bytes]) -> _BinaryArray:
-    """The array of these elements (each in its type's binary form), none of them null."""
-    parts = [_HEADER.pack(1, 0, kind.ELEMENT_OID, len(items), 1)]
+def _array(element_type: int, items: list[bytes]) -> bytes:
+    """A one-dimensional array of these elements (each in its type's binary form), none
+    of them null, in PostgreSQL's binary format (what ``array_send`` gives)."""
+    parts = [_HEADER.pack(1, 0, element_type, len(items), 1)]
     for item in items:
         parts += (_LENGTH.pack(len(item)), item)
-    return kind(b"".join(parts))
+    return b"".join(parts)
+
+
+def _uuid(originator_id: Any) -> UUID:
+    if type(originator_id) is UUID:
+        return originator_id
+    try:
+        return UUID(str(originator_id))
+    except ValueError as e:  # as the server says of text that is no uuid
+        raise DataError(f"invalid input syntax for type uuid: {originator_id!r}") from e
 
 
 def _uuid_bytes(originator_id: Any) -> bytes:
-    return (originator_id if type(originator_id) is UUID else UUID(str(originator_id))).bytes
-
-
-class _ArrayDumper(Dumper):
-    """Sends a :class:`_BinaryArray` as it is."""
-
-    format = Format.BINARY
-
-    def dump(self, obj: Any) -> bytes:
-        data: bytes = obj.data
-        return data
-
-
-for _kind, _oid in (
-    (_UuidArray, 2951),
-    (_Int8Array, 1016),
-    (_TextArray, 1009),
-    (_ByteaArray, 1001),
-):
-    psycopg.adapters.register_dumper(
-        _kind, type(f"{_kind.__name__}Dumper", (_ArrayDumper,), {"oid": _oid})
-    )
+    return _uuid(originator_id).bytes
 
 
 def _quoted(name: str) -> str:
