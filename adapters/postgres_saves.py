@@ -7,8 +7,9 @@ holding the table lock across the second round trip, and sends the events as one
 of a composite type in text (every state hex-encoded, then parsed back by the server).
 :class:`PostgresSaves` does the same in ONE statement: a function of the database
 (``<events table>_insert``, made with the table) that sets the lock timeout, locks the
-table, notifies and inserts, called in one implicit transaction; the events go as four
-arrays in binary (ids, versions, topics, states). What a save guarantees is unchanged:
+table and inserts, called in one implicit transaction; the events go as four arrays in
+binary (ids, versions, topics, states). The ``NOTIFY`` follows the commit, in a
+transaction of its own (see ``PostgresSaves._notify``). What a save guarantees is unchanged:
 the lock is taken before any notification id is given out and held until the commit
 (ids are committed in the order they were given out, which followers rely on), the
 events are atomic and in order, a version conflict raises ``IntegrityError`` and
@@ -35,7 +36,7 @@ import dataclasses
 import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -89,7 +90,6 @@ class PostgresSaves(PostgresApplicationRecorder):
                 "wait text) RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "
                 "PERFORM set_config('lock_timeout', wait, true); "
                 "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "NOTIFY {channel}; "
                 "RETURN QUERY INSERT INTO {schema}.{table} "
                 "(originator_id, originator_version, topic, state) "
                 "SELECT * FROM unnest(ids, versions, topics, states) "
@@ -100,7 +100,6 @@ class PostgresSaves(PostgresApplicationRecorder):
                 function=function,
                 table=table,
                 id_type=id_type,
-                channel=Identifier(self.channel_name),
             )
         )
         self._uuids = datastore.originator_id_type == "uuid"
@@ -110,6 +109,12 @@ class PostgresSaves(PostgresApplicationRecorder):
             .as_bytes(),
             [UUID_ARRAY if self._uuids else TEXT_ARRAY, INT8_ARRAY, TEXT_ARRAY, BYTEA_ARRAY, TEXT],
         )
+        # The wake-up for listeners, once the events are committed: a transaction of its
+        # own that does not wait for its commit to be flushed (see ``_notify``).
+        self._notify_call = Statement(
+            b"SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')", [TEXT]
+        )
+        self._channel = self.channel_name.encode()
         self._exists = SQL("SELECT to_regprocedure(%s) IS NOT NULL").as_bytes()
         self._signature = (
             f"{_quoted(datastore.schema)}.{_quoted(insert_function(events_table_name))}"
@@ -160,20 +165,43 @@ class PostgresSaves(PostgresApplicationRecorder):
             _array(BYTEA, [bytes(e.state) for e in stored_events]),
             self._wait,
         )
-        result = self._run(self._insert_call, params)
+        result = self._run(self._insert_call, params, then=self._notify)
         get = result.get_value
         return [_INT8.unpack(get(i, 0))[0] for i in range(result.ntuples)]  # type: ignore[arg-type]
+
+    def _notify(self, conn: psycopg.Connection[Any]) -> None:
+        """Wake whoever listens on the events table's channel (``agentlog projections
+        run``, the library's subscriptions), now that the events are committed.
+
+        Not inside the save's transaction, as the library does it: PostgreSQL takes one
+        lock for every transaction that notifies, in the whole cluster, and holds it until
+        that transaction's commit is flushed to disk, so the saves of different shards
+        (tables of their own, locks of their own) would wait for each other's flush after
+        all. This transaction's commit is not waited for (``synchronous_commit`` off): the
+        lock is held for moments. A listener that misses a wake-up (this process killed
+        in between) finds the events with its next one, or its next poll. A failure here
+        does not fail the save, which is committed: it is logged."""
+        try:
+            execute(conn, self._notify_call, [self._channel])
+        except psycopg.Error as e:
+            log.warning("%s: listeners not woken after a save: %s", self.channel_name, e)
 
     def _ids(self, stored_events: Sequence[StoredEvent]) -> bytes:
         if self._uuids:
             return _array(UUID_, [_uuid_bytes(e.originator_id) for e in stored_events])
         return _array(TEXT, [str(e.originator_id).encode() for e in stored_events])
 
-    def _run(self, statement: Statement, params: Sequence[bytes]) -> PGresult:
+    def _run(
+        self,
+        statement: Statement,
+        params: Sequence[bytes],
+        then: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> PGresult:
         """Run one of our statements on a pooled connection (autocommit: its own
-        transaction); its result, rows in binary. The library's ``get_connection`` does
-        the same through two context managers and a commit call per statement; its
-        errors are the same (the library's, made from psycopg's)."""
+        transaction); its result, rows in binary (``then``, once it succeeded, on the
+        same connection). The library's ``get_connection`` does the same through two
+        context managers and a commit call per statement; its errors are the same (the
+        library's, made from psycopg's)."""
         datastore = self.datastore
         pool = datastore.pool
         try:
@@ -183,7 +211,10 @@ class PostgresSaves(PostgresApplicationRecorder):
                 )
             conn = pool.getconn()
             try:
-                return execute(conn, statement, params)
+                result = execute(conn, statement, params)
+                if then is not None:
+                    then(conn)
+                return result
             finally:
                 pool.putconn(conn)  # one libpq marked bad is dropped and replaced
         except psycopg.Error as e:

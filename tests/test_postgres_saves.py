@@ -124,6 +124,29 @@ def test_a_save_notifies_listeners(log: AgentLog, postgres_url: str) -> None:
     assert [n.channel for n in heard] == [saves(log).channel_name]
 
 
+def test_a_save_notifies_after_its_commit_not_inside_its_transaction(
+    log: AgentLog, postgres_url: str
+) -> None:
+    """PostgreSQL holds one cluster-wide lock from a notifying transaction's commit until
+    that commit is flushed: a NOTIFY inside the save would make the saves of different
+    shards wait for each other's flush. The insert function does not notify; the save
+    does, after its commit, and listeners still hear of every save."""
+    function = insert_function(saves(log).events_table_name)
+    with psycopg.connect(libpq(postgres_url), autocommit=True) as conn:
+        query = "SELECT pg_get_functiondef(to_regproc(%s))"
+        (body,) = conn.execute(query, (function,)).fetchone() or ("",)
+        assert "LOCK TABLE" in body
+        assert "NOTIFY" not in body.upper()
+        conn.execute(f"LISTEN {saves(log).channel_name}")
+        agent = uuid.uuid4()
+        for version in (1, 2):
+            saves(log).insert_events(events(agent, range(version, version + 1)))
+            (heard,) = conn.notifies(timeout=10, stop_after=1)
+            assert heard.channel == saves(log).channel_name
+            stored = f"SELECT max(originator_version) FROM {TABLE} WHERE originator_id = %s"
+            assert conn.execute(stored, (agent,)).fetchone() == (version,)
+
+
 def test_the_librarys_recorder_reads_and_writes_the_same_store(
     log: AgentLog, postgres_url: str
 ) -> None:
