@@ -544,9 +544,10 @@ def verdict(runs: list[Run], ks: list[int], profile: Profile, floor_us: float) -
   events alone (made by the agent's commands, applied, sealed into the hash chain and
   encoded by the mapper; no runtime, no model, no tool, no SQL) take {fmt(floor_us)} µs of
   CPU a step, measured in this run: on a machine whose fsync'd commit is this cheap, no
-  worker that records these events can reach the bar. It can where a commit costs what it
-  costs on most disks (~1 ms and up: the bar is then ~{fmt(1000 / FLOOR_RATIO)} µs a step
-  or more).
+  worker that records these events can reach the bar, however lean the rest. Where a
+  commit costs what it costs on most disks (~1 ms and up), the bar is
+  ~{fmt(1000 / FLOOR_RATIO)} µs of CPU a step or more, against the {fmt(cpu_us)} µs
+  measured here at K = {k}.
 - The real work loop, `Worker(concurrency={k})`: {fmt(worker)}
   steps/s with group commit, {fmt(median(rates(runs, k, "worker-off")))} without, against
   {fmt(threads)} for K runtime threads with group commit ({worker / threads:.2f}x):
