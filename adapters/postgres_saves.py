@@ -32,7 +32,6 @@ a lost connection or a lock timeout, ...).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import struct
 import time
@@ -60,6 +59,7 @@ from psycopg.pq.abc import PGresult
 from psycopg.sql import SQL, Identifier
 
 from agentlog.adapters.pg_prepared import Statement, execute
+from agentlog.domain.recordings import notification
 from agentlog.projections.outages import is_outage
 
 __all__ = ["TOPIC", "PostgresSaves", "insert_function"]
@@ -294,12 +294,7 @@ class PostgresSaves(PostgresApplicationRecorder):
             fields = {"originator_id": agent, "originator_version": unpack(get(i, 2))[0]}
             fields["topic"], fields["state"] = get(i, 3).decode(), get(i, 4)
             fields["id"] = unpack(get(i, 0))[0]
-            if _PLAIN:  # what Notification(**fields) makes, without the frozen __init__
-                notification = _new(Notification)
-                _set(notification, "__dict__", fields)
-                add(notification)
-            else:  # pragma: no cover - a library whose Notification does more
-                add(Notification(**fields))
+            add(notification(fields))  # without the frozen __init__ (one per event)
         return page
 
     def _page(self, start: bool, inclusive: bool, stop: bool, topics: bool) -> Statement:
@@ -363,17 +358,6 @@ def _persistence_error(error: psycopg.Error) -> PersistenceError:
     return kind(str(error))
 
 
-_new = object.__new__
-_set = object.__setattr__
-_PLAIN = (
-    [f.name for f in dataclasses.fields(Notification)]
-    == ["originator_id", "originator_version", "topic", "state", "id"]
-    and not hasattr(Notification, "__slots__")
-    and not hasattr(Notification, "__post_init__")
-)
-"""Whether a Notification is its fields in its ``__dict__`` and nothing more (it is in
-eventsourcing 9.5): then pages make them without the frozen ``__init__`` (a follower
-makes one per event), equal and hashable alike."""
 # PostgreSQL's type oids of what we send
 UUID_, INT8, TEXT, BYTEA = 2950, 20, 25, 17
 UUID_ARRAY, INT8_ARRAY, TEXT_ARRAY, BYTEA_ARRAY = 2951, 1016, 1009, 1001

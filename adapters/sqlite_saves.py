@@ -34,7 +34,6 @@ save with tracking go the library's way.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -61,6 +60,8 @@ from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteDatastore,
 )
+
+from agentlog.domain.recordings import notification
 
 __all__ = ["TOPIC", "SQLiteSaves"]
 TOPIC = "agentlog.adapters.sqlite_saves:SQLiteSaves"
@@ -208,16 +209,9 @@ class SQLiteSaves(SQLiteApplicationRecorder):
             oid = ids.get(key := r[1])
             if oid is None:
                 oid = ids[key] = UUID(key)
-            # What Notification(...) makes, without its frozen __init__'s five setattrs
-            # (a follower makes one per event): the same fields, equal, hashable alike.
-            if _PLAIN:
-                notification = _new(Notification)
-                fields = {"originator_id": oid, "originator_version": r[2], "topic": r[3]}
-                fields["state"], fields["id"] = r[4], r[0]
-                _set(notification, "__dict__", fields)
-                add(notification)
-            else:  # pragma: no cover - a library whose Notification does more
-                add(Notification(oid, r[2], r[3], r[4], r[0]))
+            fields = {"originator_id": oid, "originator_version": r[2], "topic": r[3]}
+            fields["state"], fields["id"] = r[4], r[0]
+            add(notification(fields))  # without the frozen __init__ (one per event)
         return notifications
 
     def _select_notifications(self, start: bool, inclusive: bool, stop: bool, topics: int) -> str:
@@ -309,18 +303,6 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         writer, self._writer = self._writer, None
         for conn in [*readers, *([writer] if writer else [])]:
             conn.close()
-
-
-_new = object.__new__
-_set = object.__setattr__
-_PLAIN = (
-    [f.name for f in dataclasses.fields(Notification)]
-    == ["originator_id", "originator_version", "topic", "state", "id"]
-    and not hasattr(Notification, "__slots__")
-    and not hasattr(Notification, "__post_init__")
-)
-"""Whether a Notification is its fields in its ``__dict__`` and nothing more (it is in
-eventsourcing 9.5): then reads make them without the frozen ``__init__``."""
 
 
 def _converted(error: sqlite3.Error) -> PersistenceError:

@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import EventStore, Notification, Recording
 
-__all__ = ["record"]
+__all__ = ["PLAIN", "notification", "record"]
 
 _new = object.__new__
 _set = object.__setattr__
@@ -33,10 +33,24 @@ def _plain(cls: type[Any], fields: list[str]) -> bool:
     )
 
 
-PLAIN = _plain(
+_NOTIFICATION_PLAIN = _plain(
     Notification, ["originator_id", "originator_version", "topic", "state", "id"]
-) and _plain(Recording, ["domain_event", "notification"])
+)
+PLAIN = _NOTIFICATION_PLAIN and _plain(Recording, ["domain_event", "notification"])
 """Whether the library's recordings can be made field by field (they can in 9.5)."""
+
+
+def notification(fields: dict[str, Any]) -> Notification:
+    """The ``Notification`` of these fields (``originator_id``, ``originator_version``,
+    ``topic``, ``state``, ``id``): what ``Notification(**fields)`` makes, without its
+    frozen ``__init__``'s five setattrs where the class is its fields alone (a page of
+    the log makes one per event); equal and hashable alike. ``fields`` becomes its
+    ``__dict__``: pass a dict of its own."""
+    if not _NOTIFICATION_PLAIN:  # pragma: no cover - a library whose Notification does more
+        return Notification(**fields)
+    made: Notification = _new(Notification)
+    _set(made, "__dict__", fields)
+    return made
 
 
 def record(
@@ -59,20 +73,17 @@ def record(
             raise ValueError(msg)
         add = recordings.append
         for event, s, notification_id in zip(events, stored, ids, strict=True):
-            notification = _new(Notification)
-            _set(
-                notification,
-                "__dict__",
+            made = notification(
                 {
                     "originator_id": s.originator_id,
                     "originator_version": s.originator_version,
                     "topic": s.topic,
                     "state": s.state,
                     "id": notification_id,
-                },
+                }
             )
             recording = _new(Recording)
-            _set(recording, "__dict__", {"domain_event": event, "notification": notification})
+            _set(recording, "__dict__", {"domain_event": event, "notification": made})
             add(recording)
     repository = app.repository
     if repository.cache and not repository.fastforward:
