@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from test_postgres_saves import libpq, saves
 
 from agentlog.adapters import pg_prepared
 from agentlog.adapters.pg_prepared import Statement, execute
@@ -41,16 +42,6 @@ def one_connection(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     app = open_log(postgres_url)
     yield app
     app.close()
-
-
-def saves(log: AgentLog) -> PostgresSaves:
-    recorder = log.recorder
-    assert isinstance(recorder, PostgresSaves)
-    return recorder
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def events(agent: UUID | str, versions: range, topic: str = "t") -> list[StoredEvent]:
