@@ -267,7 +267,8 @@ def test_a_failed_statement_raises_psycopgs_error(postgres_url: str) -> None:
 
 
 _SAVE_ON_GO = """
-import sys, uuid
+import signal, sys, uuid
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 from eventsourcing.persistence import StoredEvent
 from agentlog.adapters.storage import open_log
 log = open_log(sys.argv[1])
@@ -316,4 +317,4 @@ def test_ctrl_c_cancels_a_save_that_waits_for_the_table_lock(postgres_url: str) 
             assert reader.execute(stored, (agent,)).fetchone() == (0,)
     finally:
         child.kill()
-        child.wait()
+        child.communicate()  # its pipes closed too
