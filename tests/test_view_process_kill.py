@@ -127,20 +127,28 @@ def written(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 
 def kill_at_random_moments(command: list[str], views: Projections, seed: str) -> int:
     """Start the follower and SIGKILL it at a random moment once it is at work, KILLS
-    times; return how many kills left some view part-way (neither at 0 nor at the head)."""
+    times; return how many kills left some view part-way (neither at 0 nor at the head).
+
+    The moment is a random point of the log the views have to reach, not a random time:
+    a follower fast enough to catch up on the whole log within a random wait would
+    never be killed part-way (and a slow machine would be killed before it started)."""
     rng, head = random.Random(seed), views.app.recorder.max_notification_id() or 0
     part_way = 0
     for _ in range(KILLS):
         before = positions(views)
         if set(before.values()) == {head}:
             break  # caught up already: nothing left to interrupt
+        lowest = min(before.values())
+        target = lowest + rng.uniform(0.05, 0.6) * (head - lowest)
         with subprocess.Popen(command, stdout=subprocess.DEVNULL) as follower:
             try:
                 deadline = time.monotonic() + 60
                 while positions(views) == before and follower.poll() is None:
                     assert time.monotonic() < deadline, "the follower never got to work"
                     time.sleep(0.01)
-                time.sleep(rng.uniform(0, 0.4))
+                while max(positions(views).values()) < target and follower.poll() is None:
+                    assert time.monotonic() < deadline, "the follower stopped moving"
+                    time.sleep(0.002)
             finally:
                 follower.send_signal(signal.SIGKILL)
         part_way += any(0 < p < head for p in positions(views).values())
