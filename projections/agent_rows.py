@@ -59,6 +59,8 @@ class AgentRowsView(View):
     """A view with one row per agent, computed from the agent's replayed state."""
 
     staged: ClassVar[bool] = True
+    own_columns: ClassVar[tuple[str, ...]] = ()
+    """The columns :meth:`own_row` makes, in the table's order (none: it makes no row)."""
     capacity: ClassVar[int] = 10_000
     """Agents kept in memory at most (about 2.5 KB each), give or take a batch."""
 
@@ -72,6 +74,15 @@ class AgentRowsView(View):
         first = [col.key for col in state_columns()]
         self._keys = None if keys[: len(first)] == first else keys  # None: the usual order
         self._own = keys[len(first) :]  # then the columns of columns_for, in order
+        cls = type(self)
+        maker = next(c for c in cls.__mro__ if "own_row" in c.__dict__)
+        self._direct = (
+            bool(cls.own_columns)
+            and self._own == list(cls.own_columns)
+            and cls.columns_for is maker.__dict__.get("columns_for")
+        )
+        """Whether :meth:`own_row` gives the row's own columns: the table has them in its
+        order, and ``columns_for`` is the one beside it (not overridden)."""
         self._topics: dict[type[Any], str] = {}
         self._insert = BulkWrite.insert(self.rows)
         self._update = BulkWrite.update(self.rows, ["agent_id"])  # the same row as an insert
@@ -158,9 +169,17 @@ class AgentRowsView(View):
         """Agents no longer kept (all written)."""
         self._stored -= keys
 
+    def own_row(self, agent: Any) -> tuple[Any, ...] | None:
+        """The row's own columns as a tuple in the order of ``own_columns`` (no dict per
+        agent), or None: then ``columns_for`` gives them. ``columns_for`` beside an
+        ``own_row`` is ``dict(zip(own_columns, own_row(agent)))``."""
+        return None
+
     def own_values(self, agent: Any) -> tuple[Any, ...]:
-        """The row's own columns (``columns_for``), in the table's order: a view whose
-        ``columns_for`` is not overridden may make them directly, as a tuple."""
+        """The row's own columns (``columns_for``), in the table's order: made directly
+        as a tuple by :meth:`own_row` where it can."""
+        if self._direct and (row := self.own_row(agent)) is not None:
+            return row
         own = self.columns_for(agent)
         return tuple([own[key] for key in self._own])
 

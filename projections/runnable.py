@@ -8,7 +8,6 @@ from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Table
 
 from agentlog.domain import Agent, Aggregate, GraphThread
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
-from agentlog.projections.seal import PLAIN, Seal
 
 
 class RunnableAgents(AgentRowsView):
@@ -44,25 +43,12 @@ class RunnableAgents(AgentRowsView):
         """Agents only."""
         return isinstance(aggregate, Agent)
 
-    def __init__(self, build: int, seal: Seal = PLAIN) -> None:
-        super().__init__(build, seal)
-        cls = type(self)
-        self._direct = cls.columns_for is RunnableAgents.columns_for and self._own == list(_OWN)
-        """Whether the row's own columns are :meth:`_own_row` as it is (not overridden)."""
+    own_columns = ("runnable", "open_calls", "since")
 
     def columns_for(self, agent: Agent) -> dict[str, Any]:
         """Runnable: the agent has work a worker can do (``Agent.has_work``)."""
-        return dict(zip(_OWN, self._own_row(agent), strict=True))
+        return dict(zip(self.own_columns, self.own_row(agent), strict=True))
 
-    def own_values(self, agent: Agent) -> tuple[Any, ...]:
-        """``columns_for`` in the table's order, made as a tuple (no dict per agent)."""
-        return self._own_row(agent) if self._direct else super().own_values(agent)
-
-    @staticmethod
-    def _own_row(agent: Agent) -> tuple[Any, ...]:
-        """An agent's own columns, in the order of ``_OWN``."""
+    def own_row(self, agent: Agent) -> tuple[Any, ...]:
+        """An agent's own columns, in the order of ``own_columns``."""
         return (agent.has_work, len(agent.calls), agent.modified_on)
-
-
-_OWN = ("runnable", "open_calls", "since")
-"""The runnable table's own columns (past ``state_columns``), in its order."""

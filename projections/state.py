@@ -13,7 +13,6 @@ from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Te
 
 from agentlog.domain import Agent, GraphThread, Phase
 from agentlog.projections.agent_rows import AgentRowsView, state_columns
-from agentlog.projections.seal import PLAIN, Seal
 from agentlog.projections.view import clean
 
 
@@ -45,27 +44,32 @@ class AgentStates(AgentRowsView):
             Column("last_event_at", DateTime(timezone=True), nullable=False),
         )
 
-    def __init__(self, build: int, seal: Seal = PLAIN) -> None:
-        super().__init__(build, seal)
-        cls = type(self)
-        self._direct = cls.columns_for is AgentStates.columns_for and self._own == list(_OWN)
-        """Whether the row's own columns are :meth:`_own_row` as it is (not overridden)."""
+    own_columns = (
+        "name",
+        "status",
+        "goal",
+        "steps",
+        "pending_approvals",
+        "last_error",
+        "result",
+        "tokens",
+        "model",
+        "created_at",
+        "last_event_at",
+    )
 
     def columns_for(self, agent: Any) -> dict[str, Any]:
         """What a person or a fresh worker reads at a glance (the text sealed), of an
         ``Agent`` or a ``GraphThread``."""
         if isinstance(agent, GraphThread):
             return self._thread_columns(agent)
-        return dict(zip(_OWN, self._own_row(agent), strict=True))
+        return dict(zip(self.own_columns, self._agent_row(agent), strict=True))
 
-    def own_values(self, agent: Any) -> tuple[Any, ...]:
-        """``columns_for`` in the table's order, made as a tuple (no dict per agent)."""
-        if self._direct and not isinstance(agent, GraphThread):
-            return self._own_row(agent)
-        return super().own_values(agent)
+    def own_row(self, agent: Any) -> tuple[Any, ...] | None:
+        """An agent's own columns, in the order of ``own_columns`` (a thread's: None)."""
+        return None if isinstance(agent, GraphThread) else self._agent_row(agent)
 
-    def _own_row(self, agent: Agent) -> tuple[Any, ...]:
-        """An agent's own columns, in the order of ``_OWN``."""
+    def _agent_row(self, agent: Agent) -> tuple[Any, ...]:
         name, goal, error, result = (
             clean(agent.name),
             clean(agent.goal),
@@ -106,20 +110,6 @@ class AgentStates(AgentRowsView):
         }
 
 
-_OWN = (
-    "name",
-    "status",
-    "goal",
-    "steps",
-    "pending_approvals",
-    "last_error",
-    "result",
-    "tokens",
-    "model",
-    "created_at",
-    "last_event_at",
-)
-"""The state table's own columns (past ``state_columns``), in its order."""
 DELETED = "deleted"
 """The status of a deleted LangGraph thread's row (``agentlog ls`` leaves it out)."""
 THREAD_MODEL = "langgraph"
