@@ -9,6 +9,7 @@ has no rows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -48,6 +49,7 @@ from agentlog.projections.view import Positioned, View, clean
 _KEY = ("agent_id", "called_version", "call_id")
 _CALL_ID = 3  # where a row holds it
 _THREAD_EVENTS = (GraphThread.CheckpointPut, GraphThread.ThreadDeleted)
+_first = itemgetter(0)  # a kept call's key, of (key, call)
 
 
 class _Call:
@@ -66,8 +68,12 @@ class AuditTrail(View):
     version: ClassVar[int] = 5  # 2: call index; 3: unbounded text; 4: one row per call, sealed
     # 5: LangGraph threads' calls (several per event: the call id is part of the key)
     staged: ClassVar[bool] = True
-    flush_rows: ClassVar[int] = 20_000
-    """Calls changed and kept in memory before they are written (about 0.5 KB each)."""
+    flush_rows: ClassVar[int] = 50_000
+    """Calls changed and kept in memory before they are written (about 0.5 KB each: at
+    most 25 MB, as the agent-row views' agents and the transcript's events). A build
+    being built then writes when the follower says (every 100 batches) like the other
+    views, unless a log is mostly tool calls: with fewer rows a flush wrote every
+    84,000 events of a typical log, out of step with the other views of a pass."""
     call_capacity: ClassVar[int] = 20_000
     """Open calls kept in memory at most (a call is dropped when it closes)."""
 
@@ -180,7 +186,12 @@ class AuditTrail(View):
             conn.execute(self._clear, [{"a": a} for a in self._cleared])
             self._cleared = set()
         self.marks.flush(conn)
-        calls = self._dirty.values()
+        # In key order: the rows land in the key's index one leaf after the next instead of
+        # at random leaves (1,000 agents interleave), so once the index outgrows the
+        # database's page cache a flush still reads and writes each leaf once, not once per
+        # row (measured at 1M events: 28,000 page cache misses per flush of 19,000 rows
+        # in log order, 2,400 in key order).
+        calls = [call for _, call in sorted(self._dirty.items(), key=_first)]
         self._insert(conn, [tuple(call.row) for call in calls if not call.stored])
         self._update(conn, [tuple(call.row) for call in calls if call.stored])
         for call in calls:
