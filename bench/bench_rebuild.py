@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -143,6 +144,7 @@ class Options:
     profile_events: int
     time_limit: float
     workdir: Path | None
+    reuse_store: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ class WriteResult:
     db_bytes: int
     mix: list[tuple[str, int]]
     agents_per_page: float
+    reused_from: str | None = None
+    """When the store is a copy of one an earlier run wrote (``--reuse-store``): when."""
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,34 @@ def write_store(path: Path, opts: Options) -> WriteResult:
         raise RuntimeError(msg)
     mix, per_page = log_shape(path)
     return WriteResult(opts.events, opts.agents, seconds, saves, db_bytes(path), mix, per_page)
+
+
+def kept_paths(path: Path) -> tuple[Path, Path]:
+    """Where ``--reuse-store`` keeps the written store, and what writing it cost."""
+    return path.with_name(f"kept-{path.name}"), path.with_name(f"kept-{path.stem}.json")
+
+
+def keep_store(path: Path, write: WriteResult) -> None:
+    """Keep a copy of the store as written (before any view is built in it)."""
+    kept, meta = kept_paths(path)
+    shutil.copyfile(path, kept)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    meta.write_text(json.dumps({**asdict(write), "reused_from": when}))
+
+
+def reused_store(path: Path, opts: Options) -> WriteResult | None:
+    """A fresh copy of the store kept by an earlier run with the same events and agents,
+    and what writing it cost then; None if there is none."""
+    kept, meta = kept_paths(path)
+    if not (kept.exists() and meta.exists()):
+        return None
+    data = json.loads(meta.read_text())
+    if (data["events"], data["agents"]) != (opts.events, opts.agents):
+        return None
+    log(f"copying the store kept by a run of {data['reused_from']} ...")
+    shutil.copyfile(kept, path)
+    mix = [(str(topic), int(n)) for topic, n in data.pop("mix")]
+    return WriteResult(**data, mix=mix)
 
 
 def log_shape(path: Path) -> tuple[list[tuple[str, int]], float]:
@@ -769,11 +801,16 @@ def top(entries: Entries) -> list[tuple[str, int, float]]:
 
 
 def run(opts: Options, workdir: Path) -> tuple[WriteResult, list[Baseline], list[Measured]]:
-    """Write the store, read it raw, then rebuild each view in its own process."""
+    """Write the store (or copy the one kept), read it raw, then rebuild each view in its
+    own process."""
     path = workdir / DB_NAME
-    log(f"writing {opts.events:,} events of {opts.agents:,} agents ...")
-    write = write_store(path, opts)
-    log(f"  done in {write.seconds:,.0f} s; baselines ...")
+    write = reused_store(path, opts) if opts.reuse_store else None
+    if write is None:
+        log(f"writing {opts.events:,} events of {opts.agents:,} agents ...")
+        write = write_store(path, opts)
+        if opts.reuse_store:
+            keep_store(path, write)
+    log(f"  store ready (written in {write.seconds:,.0f} s); baselines ...")
     baselines = measure_baselines(path)
     for b in baselines:
         log(f"  {b.label}: {b.rate:,.0f} rows/s")
@@ -1071,7 +1108,13 @@ def command_line(opts: Options) -> str:
 
 def writing(write: WriteResult) -> str:
     """What writing the store cost: reported, not measured against anything."""
-    return (
+    reused = (
+        ""
+        if write.reused_from is None
+        else f"The store is a copy of one written by an earlier run ({write.reused_from}, "
+        "`--reuse-store`); the numbers of its writing are that run's. "
+    )
+    return reused + (
         f"Writing the store took {fmt(write.seconds)} s ({fmt(write.events / write.seconds)} "
         f"events/s, {fmt(write.saves)} saves of about {fmt(write.events / write.saves)} events "
         f"each, snapshots and views off); the file is {fmt(write.db_bytes / 1e6)} MB. "
@@ -1221,6 +1264,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workdir", type=Path, default=None, help="keep the database here (default: a temp dir)"
     )
+    p.add_argument(
+        "--reuse-store",
+        action="store_true",
+        help="with --workdir: keep a copy of the store written, and rebuild from a fresh "
+        "copy of it in later runs with the same --events and --agents (writing 1M events "
+        "takes minutes)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--db", type=Path, default=None, help=argparse.SUPPRESS)
     return p
@@ -1233,6 +1283,8 @@ def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
         p.error("--agents must be at least 1, and --events at least 4 per agent")
     if args.profile_events < 0 or args.time_limit <= 0:
         p.error("--profile-events must be >= 0 and --time-limit > 0")
+    if args.reuse_store and args.workdir is None:
+        p.error("--reuse-store needs --workdir (where the store is kept)")
     return Options(
         args.events,
         args.agents,
@@ -1241,6 +1293,7 @@ def options(args: argparse.Namespace, p: argparse.ArgumentParser) -> Options:
         args.profile_events,
         args.time_limit,
         args.workdir,
+        args.reuse_store,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,3 +74,29 @@ def test_names_the_files_that_changed_under_a_view() -> None:
     assert "audit: domain/new.py, projections/audit.py" in note
     assert "state:" not in note
     assert "different source from each other" in note
+
+
+def test_reuse_store_writes_the_store_once_and_rebuilds_from_a_fresh_copy(tmp_path: Path) -> None:
+    out, workdir = tmp_path / "benchmarks.md", tmp_path / "work"
+    argv = ["--events", "80", "--agents", "5", "--views", "audit", "--profile-events", "0"]
+    reuse = ["--workdir", str(workdir), "--reuse-store"]
+
+    first = run_bench("bench_rebuild", out, *argv, *reuse)
+    second = run_bench("bench_rebuild", out, *argv, *reuse)
+    other = run_bench("bench_rebuild", out, "--events", "90", *argv[2:], *reuse)
+
+    assert "writing 80 events" in first.stderr
+    assert "copy of one written by an earlier run" not in first.section("bench_rebuild")
+    assert "writing" not in second.stderr
+    assert "copying the store kept" in second.stderr
+    assert "copy of one written by an earlier run" in second.section("bench_rebuild")
+    assert "| audit | 80 |" in second.section("bench_rebuild")
+    with sqlite3.connect(workdir / "kept-rebuild.db") as kept:  # as written: no view built
+        tables = [name for (name,) in kept.execute("SELECT name FROM sqlite_master")]
+    assert "stored_events" in tables
+    assert not [name for name in tables if name.startswith("agentlog_audit")]
+    assert "writing 90 events" in other.stderr  # another size: written anew
+
+
+def test_reuse_store_needs_a_workdir() -> None:
+    assert "--reuse-store needs --workdir" in bench_usage_error("bench_rebuild", "--reuse-store")
