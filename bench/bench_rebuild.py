@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
@@ -202,6 +202,8 @@ class ViewResult:
     """(position, wall s, CPU s) at the start, every tenth of the log, and the end."""
     code: dict[str, str]
     """Digests of agentlog's source files as this view's process loaded them."""
+    decode_cpu: list[float] = field(default_factory=list)
+    """CPU s spent decoding events (the follower's ``_decode``) by each of ``marks``."""
 
     @property
     def rate(self) -> float:
@@ -228,6 +230,23 @@ class ViewResult:
         """CPU time per event of the last tenth over the first: > 1, it grows with the log."""
         first = self.segment_cpu_us(1)
         return self.segment_cpu_us(len(self.marks) - 1) / first if first else 0.0
+
+    def segment_over_decoding(self, index: int) -> float:
+        """The CPU time of segment ``index`` over the part of it spent decoding events:
+        the same work in every tenth, so a machine slowed by other work cancels out."""
+        (_, _, c0), (_, _, c1) = self.marks[index - 1], self.marks[index]
+        decoding = self.decode_cpu[index] - self.decode_cpu[index - 1]
+        return (c1 - c0) / decoding if decoding > 0 else 0.0
+
+    @property
+    def relative_growth(self) -> float | None:
+        """``growth`` with each tenth's CPU taken relative to its decoding (None: not
+        measured, or nothing decoded)."""
+        if len(self.decode_cpu) != len(self.marks):
+            return None
+        first = self.segment_over_decoding(1)
+        last = self.segment_over_decoding(len(self.marks) - 1)
+        return last / first if first and last else None
 
     @property
     def full_seconds(self) -> float:
@@ -573,14 +592,18 @@ def timed_rebuild(path: Path, names: list[str], time_limit: float) -> ViewResult
     """Rebuild the views in one pass; stop it if it runs past ``time_limit`` seconds."""
     store, head = open_for_rebuild(path, names)
     marks: list[tuple[int, float, float]] = [(0, 0.0, 0.0)]
+    decoding = timed_decoding(store.views)
+    decode_cpu = [0.0]
 
     def progress(position: int, _head: int) -> None:
         wall, cpu = since(start)
         if position * SEGMENTS >= head * len(marks):
             marks.append((position, wall, cpu))
+            decode_cpu.append(decoding[0])
         if wall > time_limit:
             if marks[-1][0] != position:
                 marks.append((position, wall, cpu))
+                decode_cpu.append(decoding[0])
             raise _StopRebuildError
 
     try:
@@ -611,7 +634,26 @@ def timed_rebuild(path: Path, names: list[str], time_limit: float) -> ViewResult
         batch_size,
         marks,
         source_digests(),
+        decode_cpu,
     )
+
+
+def timed_decoding(views: Projections) -> list[float]:
+    """Count the CPU time the views' follower spends decoding events (its ``_decode``,
+    wrapped); the one-item list holds the running total."""
+    follower = views._follower  # the benchmark times one of its steps
+    decode = follower._decode
+    total = [0.0]
+
+    def timed(*args: Any) -> Any:
+        started = time.process_time()
+        try:
+            return decode(*args)
+        finally:
+            total[0] += time.process_time() - started
+
+    setattr(follower, "_decode", timed)  # noqa: B010 - an attribute mypy calls a method
+    return total
 
 
 def count_rows(views: Projections, name: str) -> int:
@@ -855,6 +897,7 @@ def shape_table(measured: list[Measured]) -> str:
         "CPU µs/event, first tenth",
         "last tenth",
         "last / first",
+        "same, over decoding",
         "rows in view",
         "peak RSS MiB",
         "RSS growth MiB",
@@ -865,6 +908,7 @@ def shape_table(measured: list[Measured]) -> str:
             fmt(r.segment_cpu_us(1), 1),
             fmt(r.segment_cpu_us(len(r.marks) - 1), 1),
             f"{r.growth:.1f}x",
+            "-" if r.relative_growth is None else f"{r.relative_growth:.1f}x",
             fmt(r.rows) if r.complete else "-",
             fmt(r.rss_peak_kib / 1024),
             fmt((r.rss_peak_kib - r.rss_before_kib) / 1024),
@@ -966,6 +1010,11 @@ def view_reading(m: Measured, decoded: Baseline) -> str:
             f"in the first tenth, {fmt(r.segment_cpu_us(len(r.marks) - 1), 1)} in the last "
             f"({r.growth:.1f}x), so it grows with the agents' histories."
         )
+        if r.relative_growth is not None and r.relative_growth < GROWS:
+            text += (
+                " Relative to the CPU time each of those tenths spent decoding events "
+                f"(the same work in every tenth), {r.relative_growth:.1f}x."
+            )
     process, write = phase_share(p, "the views' process"), phase_share(p, "the views' flush")
     if p is not None and process is not None and write is not None:
         area, seconds = p.areas[0]
@@ -1156,7 +1205,12 @@ def method(opts: Options, measured: list[Measured]) -> str:
   rebuild, and after it: "RSS growth" is what the rebuild added to the peak.
 - Cost along the log: CPU time per event between the progress callbacks nearest each
   tenth of the log (the first tenth and the last). A view whose work per event depends
-  on an agent's history shows a ratio above 1; one that does not, about 1.
+  on an agent's history shows a ratio above 1; one that does not, about 1. Other work
+  on the machine slows some tenths more than others (decoding the same events cost up
+  to 1.8x more in one tenth than in another here): "same, over decoding" divides each
+  tenth's CPU time by the CPU time the follower spent decoding events in that tenth
+  (timed around its `_decode`), the same work in every tenth, so that a slower machine
+  cancels out and what is left is the view's own cost relative to a fixed one.
 - Baselines, same file, same run, after writing and before the views: the raw read is
   `{RAW_PAGE}` with `LIMIT {PAGE}` from the last rowid read (pages like the follower's)
   on a connection set up like eventsourcing.sqlite's (autocommit, WAL), rows as plain
