@@ -15,8 +15,9 @@ configurations:
   compaction is recorded every 50 steps;
 * ``worker-nocompact``: the same on the history that never compacts, so the model's
   context is the whole conversation: this shows where growth comes from;
-* ``bare``: the runtime on the log alone (no views); ``LogTranscript`` replays the
-  agent's whole log for every model step, so this one is O(history) by construction.
+* ``bare``: a library user's runtime, ``Runtime(open_log(url), model, tools)`` with
+  nothing configured: no views; the log's own aggregate cache and the runtime's own
+  cached ``LogTranscript`` (their defaults).
 
 Each step's time is split into load, context, model, save and views (timers around
 those calls), and a few further steps are profiled with cProfile at the smallest and the
@@ -313,7 +314,7 @@ class Config:
 CONFIGS = (
     Config("worker", "worker + compaction", views=True, compacted=True),
     Config("worker-nocompact", "worker, no compaction", views=True, compacted=False),
-    Config("bare", "bare runtime (LogTranscript)", views=False, compacted=True),
+    Config("bare", "library runtime (defaults)", views=False, compacted=True),
 )
 
 
@@ -1400,10 +1401,11 @@ def method(opts: Options) -> str:
   {COMPACT_EVERY} steps a summarizer records `agent.compact(...)` (its own load and save,
   timed apart from the steps: "compaction" columns). **worker, no compaction** is the same
   on the history that never compacts, and never compacts: the model's context is the
-  whole conversation. **bare runtime** is `Runtime(log, ...)` on `open_log(url)` alone,
-  with the default `LogTranscript`, which replays the agent's whole log for each model
-  step: O(history) by construction; compaction shortens what the model reads, not what
-  is replayed. It runs on the compacting history after the worker did.
+  whole conversation. **library runtime (defaults)** is `Runtime(log, ...)` on
+  `open_log(url)` with nothing configured, as a library user writes it: no views, the
+  log's default aggregate cache and the runtime's default cached `LogTranscript` (the
+  latest compaction and what followed). It runs on the compacting history after the
+  worker did.
 - Timing: {WARM_UP_STEPS} untimed steps, then whole rounds (model step, tool step) of
   `runtime.advance(agent_id, after_own_step=...)` (False for the first step of each turn
   of {TURN}, True for the others, as a worker's turn: a model step inside a turn reads
