@@ -56,7 +56,8 @@ def checked_args(
 def check_from(agent: Agent) -> int | None:
     """The version the call check of any of the agent's open calls reads from (the
     earliest), or None if it has none: where a worker's read starts when it takes it."""
-    return min((_since(call) for call in agent.calls.values()), default=None)
+    calls = agent.calls
+    return min(map(_since, calls.values())) if calls else None
 
 
 def _since(call: CallState) -> int:
