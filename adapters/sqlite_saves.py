@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import threading
 from collections.abc import Sequence
 from queue import Empty, SimpleQueue
 from typing import Any
