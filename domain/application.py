@@ -321,30 +321,21 @@ class AgentLog(Application[UUID]):
         With a worker's cache, what was saved is noted in it: the aggregates (this thread
         holds them) and their new events."""
         recordings = self._save(objs, kwargs)
-        if len(objs) == 1 and isinstance(objs[0], Aggregate):  # a step's save: one agent
-            if recordings:  # each of them its own event (it saved nothing else)
-                self._saved(objs[0], [cast(Aggregate.Event, r.domain_event) for r in recordings])
-            for callback in self.after_save:
-                callback()
-            return recordings
         saved = _by_originator(recordings)
         for obj in objs:
             events = saved.pop(obj.id, None) if isinstance(obj, Aggregate) else None
-            if events is not None:
-                self._saved(obj, events)
+            if events is None:
+                continue
+            if self.kept is not None:
+                self.kept.saved(obj, events)
+            if isinstance(obj, Agent):
+                self._snapshot_if_due(obj, events[0].originator_version)
         if self.kept is not None:
             for agent_id, events in saved.items():  # saved as events, not as aggregates
                 self.kept.stored(agent_id, events)
         for callback in self.after_save:
             callback()
         return recordings
-
-    def _saved(self, obj: Aggregate, events: list[Aggregate.Event]) -> None:
-        """Note an aggregate this thread saved with these events; snapshot it if due."""
-        if self.kept is not None:
-            self.kept.saved(obj, events)
-        if isinstance(obj, Agent):
-            self._snapshot_if_due(obj, events[0].originator_version)
 
     def _save(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Recording[UUID]]:
         """The library's ``save``, collecting agentlog aggregates' events directly: its
