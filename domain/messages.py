@@ -3,6 +3,7 @@ view and for replaying a transcript straight from the log."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from functools import singledispatch
@@ -108,21 +109,36 @@ def entries_for(event: Aggregate.Event) -> Iterator[tuple[int, Message]]:
 
 
 def _message_for(event: Aggregate.Event) -> Message | None:
-    """``message_for(event)`` without singledispatch's cache, which makes a weak
-    reference per call: a class registered itself is looked up in the registry (always
-    the current implementation), others by the class and the registry's size (a new
-    registration changes the key, so they are looked up afresh)."""
+    """``message_for(event)``, its implementation for the event's class kept in a plain
+    dict (singledispatch's own cache makes a weak reference per call); forgotten
+    whenever an implementation is registered."""
     cls = type(event)
-    handler = message_for.registry.get(cls)
+    handler = _HANDLERS.get(cls)
     if handler is None:
-        key = (cls, len(message_for.registry))
-        handler = _HANDLERS.get(key)
-        if handler is None:
-            handler = _HANDLERS[key] = message_for.dispatch(cls)
+        handler = _HANDLERS[cls] = message_for.dispatch(cls)
     return handler(event)
 
 
-_HANDLERS: dict[tuple[type[Any], int], Callable[[Any], Message | None]] = {}
+_HANDLERS: dict[type[Any], Callable[[Any], Message | None]] = {}
+
+
+def _forgetting(register: Callable[..., Any]) -> Callable[..., Any]:
+    """``message_for.register`` that forgets the implementations ``_message_for`` kept
+    (as singledispatch forgets its own), however it is called."""
+
+    @functools.wraps(register)
+    def register_and_forget(cls: Any, func: Callable[..., Any] | None = None) -> Any:
+        if func is None and isinstance(cls, type):  # @message_for.register(SomeEvent)
+            return lambda f: register_and_forget(cls, f)
+        try:
+            return register(cls, func)
+        finally:
+            _HANDLERS.clear()
+
+    return register_and_forget
+
+
+message_for.register = _forgetting(message_for.register)  # type: ignore[method-assign]
 
 
 def summary_message(event: Agent.ContextCompacted) -> Message:
@@ -152,6 +168,10 @@ class TranscriptBuilder:
                 for version in covered:
                     del messages[version]
                 self._add(event.through_version, summary_message(event))
+            elif not isinstance(event, Agent.Created):  # one message at most (entries_for)
+                message = _message_for(event)
+                if message is not None:
+                    self._add(seq_of(event, message), message)
             else:
                 for seq, message in entries_for(event):
                     self._add(seq, message)
