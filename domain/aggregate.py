@@ -144,8 +144,11 @@ class Aggregate(es.Aggregate):
             """The canonical JSON bytes of ``sealed()`` (what the mapper stores: the very
             bytes its digest was computed from, with the digest in place), forgotten as
             by ``pop_sealed``; None when ``sealed()`` is."""
-            data = self.__dict__.get(_SEALED, (None, None, None))[2]
-            return data if self.pop_sealed() is not None else None
+            sealed = self.__dict__.pop(_SEALED, None)  # as pop_sealed(), in one frame
+            if sealed is None or sealed[0] != id(self) or sealed[1]["digest"] != self.digest:
+                return None
+            data: bytes = sealed[2]
+            return data
 
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
