@@ -458,7 +458,7 @@ class Agent(Aggregate, ToolCallRules):
             raise DuplicateCallError(self.id, request.call_id)
         try:
             digest = args_hash(request.args)
-        except ValueError as e:  # NaN, infinities: not JSON, so not hashable canonically
+        except (ValueError, TypeError) as e:  # NaN, a set...: not JSON, so not hashable
             raise InvalidEventDataError(self.id, "ToolCalled", str(e)) from e
         self.trigger_event(
             self.ToolCalled,
