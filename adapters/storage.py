@@ -35,6 +35,8 @@ from agentlog.domain.store_errors import EXTRAS, MissingExtraError, missing_extr
 DEFAULT_URL = "sqlite:///.agentlog/agentlog.db"
 ENGINES = ("native", "sqlalchemy")
 _SQLITE_LOCK_TIMEOUT = "30"
+DEFAULT_AGGREGATE_CACHE = 100
+"""Agents an :func:`open_log` keeps in memory between loads, unless told otherwise."""
 _SQLALCHEMY = "agentlog.adapters.sqlalchemy_engine:ClosingSQLAlchemyFactory"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 _POSTGRES_RECORDER = "agentlog.adapters.postgres_saves:PostgresSaves"  # one statement a save
@@ -50,7 +52,7 @@ def open_log(
     cipher_key: str | None = None,
     snapshot_interval: int | None = None,
     engine: Engine | None = None,
-    aggregate_cache: int | None = None,
+    aggregate_cache: int | None = DEFAULT_AGGREGATE_CACHE,
     create: bool = True,
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,
@@ -69,7 +71,9 @@ def open_log(
     events over (PostgreSQL; see :mod:`agentlog.adapters.shards`); an existing store
     opens with the number it was made with, and refuses another one if one is given.
     ``group_commit``: saves made at once by several threads share one transaction
-    (:mod:`agentlog.adapters.group_commit`).
+    (:mod:`agentlog.adapters.group_commit`). ``aggregate_cache``: how many agents are kept
+    in memory between loads (:mod:`agentlog.domain.kept`); loading a kept agent reads
+    only the events stored after it, instead of its snapshot and tail; 0 or None: none.
     """
     if cipher_key:
         validate_key(cipher_key)

@@ -8,7 +8,12 @@ from typing import Any, cast
 
 from sqlalchemy import Engine
 
-from agentlog.adapters.storage import engine_for, is_read_only, open_log
+from agentlog.adapters.storage import (
+    DEFAULT_AGGREGATE_CACHE,
+    engine_for,
+    is_read_only,
+    open_log,
+)
 from agentlog.domain import AgentLog
 from agentlog.domain.shards import log_shards
 from agentlog.projections import DEFAULT_VIEWS, Projections, View
@@ -60,7 +65,7 @@ def open_store(
     cipher_key: str | None = None,
     embedded: bool = True,
     catch_up: bool = True,
-    aggregate_cache: int | None = None,
+    aggregate_cache: int | None = DEFAULT_AGGREGATE_CACHE,
     create: bool = True,
     force: bool = False,
     log_class: type[AgentLog] = AgentLog,

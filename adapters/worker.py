@@ -247,7 +247,13 @@ class Worker:
             if exit_when_idle and not busy:
                 if looked or views is None:
                     return  # nothing runnable, and no call running elsewhere to wait for
-                views.catch_up_now()  # the views may be behind this worker's own steps
+                try:  # the views may be behind this worker's own steps
+                    views.catch_up_now()
+                except Exception as e:
+                    if not is_outage(e):
+                        raise
+                    outage.wait(e)  # then look again: the pass goes first
+                    continue
                 looked = True
                 continue
             stop.wait(poll)

@@ -40,6 +40,7 @@ from bench_step import (
     TURN,
     WORKER,
     InstantModel,
+    events_alone,
     new_agent,
 )
 from common import (
@@ -56,14 +57,12 @@ from common import (
     whole_numbers,
     write_section,
 )
-from eventsourcing.persistence import Mapper
 
 from agentlog.adapters.group_commit import GroupCommit
 from agentlog.adapters.scripted import FunctionModel
 from agentlog.adapters.tools import ToolRegistry
 from agentlog.adapters.views import Store, open_store
 from agentlog.adapters.worker import WORKER_CACHE, Worker
-from agentlog.domain import EffectClass, Policy, ToolCallRequest
 from agentlog.domain.agent import Agent
 from agentlog.domain.runtime import Runtime, Step
 
@@ -479,36 +478,6 @@ def profile_table(p: Profile) -> str:
     return markdown_table(["function (own time)", "µs per step", "share of the step"], rows)
 
 
-def events_alone_us(path: Path, rounds: int = 2_000) -> float:
-    """CPU µs per step of a step's events alone: made by the agent's commands, applied,
-    sealed into the hash chain and encoded by the mapper of a worker's store (at
-    ``path``), as a model step and a tool step make them, with no runtime, no model, no
-    tool and no SQL (what any step pays)."""
-    store = worker_store(fresh(path), group_commit=False)
-    mapper = store.log.mapper
-    store.close()
-    agent = new_agent()
-    agent.collect_events()
-    started = time.process_time()
-    for i in range(rounds):
-        call = ToolCallRequest(call_id=f"c{i}", tool=NOOP, args={})
-        agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
-        agent.call_tool(
-            call, effect=EffectClass.PURE, policy=Policy.ALLOW, actor=MODEL, caused_by=agent.version
-        )
-        _encoded(mapper, agent)
-        agent.start_tool(call.call_id, worker_id=WORKER)
-        _encoded(mapper, agent)
-        agent.succeed(call.call_id, {"ok": True}, actor=WORKER)
-        _encoded(mapper, agent)
-    return (time.process_time() - started) / (2 * rounds) * 1e6  # a round: 2 steps
-
-
-def _encoded(mapper: Mapper[UUID], agent: Agent) -> None:
-    for event in agent.collect_events():
-        mapper.to_stored_event(event)
-
-
 def verdict(runs: list[Run], ks: list[int], profile: Profile, floor_us: float) -> str:
     """The reading: did group commit at the largest K reach the bar, and why (not)."""
     k = max(ks)
@@ -644,7 +613,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         runs = measure(Path(folder), ks, opts.seconds, opts.repeats)
         profile = profile_steps(Path(folder) / "profile.db", opts.profile_steps)
-        floor_us = events_alone_us(Path(folder) / "events.db")
+        floor_us = events_alone(Path(folder) / "events.db").step_us
         info = machine_info(Path(folder), load_start)
     command = (
         f".venv/bin/python bench/bench_group_commit.py --ks {opts.ks} --seconds {opts.seconds:g} "

@@ -346,10 +346,11 @@ def method(opts: Options) -> str:
     real graph would have written N times as many checkpoints: its file would be larger).
   - **agentlog, log only**: `Runtime.advance` twice (a model step: ModelResponded +
     ToolCalled in one save; a tool step: ToolStarted saved before the tool runs, then
-    ToolSucceeded) on `open_log(url)`: loading the agent (snapshot + tail), reading the
-    model's context from the log (the latest compaction and what followed), deciding,
-    saving. Every {peer_agentlog.COMPACT_EVERY} steps a summarizer records a compaction,
-    untimed, so the context stays short.
+    ToolSucceeded) on `open_log(url)` with its defaults: loading the agent (kept in
+    memory by the log's aggregate cache, brought up to date with the events stored after
+    it: one read), the model's context (the latest compaction and what followed, kept by
+    the runtime between steps), deciding, saving. Every {peer_agentlog.COMPACT_EVERY}
+    steps a summarizer records a compaction, untimed, so the context stays short.
   - **agentlog, worker**: as `Worker.work` runs an agent: the store opened with the views
     off the write path (`open_store(url, embedded=False)`); each pass of the work loop
     (every {peer_agentlog.TURN} advances) calls `Worker.runnable()`, which catches the

@@ -87,7 +87,8 @@ def build_log(path: Path, steps: int) -> UUID:
 
 
 class LogOnly:
-    """``Runtime`` on ``open_log`` alone: no views; the model's context from the log."""
+    """``Runtime`` on ``open_log`` with its defaults: no views; the agent kept by the log's
+    aggregate cache, the model's context from the log, kept by the runtime."""
 
     label = "log"
 

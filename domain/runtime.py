@@ -39,6 +39,9 @@ __all__ = [
     "tool_spec",
 ]
 
+CONTEXT_CACHE = 100
+"""Agents whose model context a runtime keeps between steps, unless given a source."""
+
 
 class Runtime(ToolCallSteps, ModelSteps):
     """Advances agents one step at a time with a model and tools; stateless between steps."""
@@ -58,7 +61,7 @@ class Runtime(ToolCallSteps, ModelSteps):
         summarizer: Model | None = None,
     ) -> None:
         self.log, self.model, self.tools, self.worker_id = log, model, dict(tools), worker_id
-        self.transcripts = transcripts or LogTranscript(log)
+        self.transcripts = transcripts or LogTranscript(log, cache_size=CONTEXT_CACHE)
         self.now = now
         self.interrupt = interrupt or threading.Event()
         self.gone, self.patience = gone, patience

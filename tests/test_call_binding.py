@@ -20,7 +20,7 @@ import pytest
 
 from agentlog.adapters.mapper import inflate
 from agentlog.adapters.scripted import ScriptedModel
-from agentlog.adapters.storage import open_log, sqlite_path
+from agentlog.adapters.storage import DEFAULT_AGGREGATE_CACHE, open_log, sqlite_path
 from agentlog.domain import Agent, AgentConfig, AgentLog, Policy, ToolCallRequest, args_hash
 from agentlog.domain.chain import event_digest
 from agentlog.domain.ports import Decision
@@ -37,11 +37,17 @@ Edit = Callable[[dict[str, Any]], None]
 
 
 class Store:
-    """A SQLite store, one agent, counting tools, and a way to edit stored rows."""
+    """A SQLite store, one agent, counting tools, and a way to edit stored rows.
 
-    def __init__(self, folder: Path, policy: Policy) -> None:
+    No agent is kept in memory between steps (``aggregate_cache=0``): each step loads
+    the agent from the rows, as a fresh worker after a restart does, so each check meets
+    the edited rows on its own. ``kept``: the default, the agents of earlier steps kept.
+    """
+
+    def __init__(self, folder: Path, policy: Policy, *, kept: bool = False) -> None:
         self.url = f"sqlite:///{folder / 'agentlog.db'}"
-        self.log: AgentLog = open_log(self.url, snapshot_interval=0)
+        cache = DEFAULT_AGGREGATE_CACHE if kept else 0
+        self.log: AgentLog = open_log(self.url, snapshot_interval=0, aggregate_cache=cache)
         self.ledger = Ledger(folder / "ledger")
         tools = counting_tools(self.ledger, delay=0.0)
         self.runtime = Runtime(self.log, ScriptedModel([TURN, DONE]), tools, worker_id="w")
@@ -166,6 +172,22 @@ def test_resealed_arguments_and_hash_are_refused_against_the_models_request(
     reseal = allowed.reseal(version, "agentlog:Agent.ToolCalled@1")
     allowed.edit(version, both(evil_args_and_hash, reseal))
     assert_refused(allowed, "not the ones the model asked for")
+
+
+def test_resealed_arguments_are_refused_by_a_process_that_kept_the_agent(
+    tmp_path: Path,
+) -> None:
+    """The runtime that recorded the call keeps the agent: rows rewritten under it no
+    longer end at the head it knows, so the call is refused as a broken chain."""
+    store = Store(tmp_path, Policy.ALLOW, kept=True)
+    try:
+        assert store.step() is StepKind.MODEL
+        version = store.version_of(Agent.ToolCalled)
+        reseal = store.reseal(version, "agentlog:Agent.ToolCalled@1")
+        store.edit(version, both(evil_args_and_hash, reseal))
+        assert_refused(store, "do not end at the agent's head")
+    finally:
+        store.log.close()
 
 
 def test_edited_arguments_of_a_granted_call_are_refused(asked: Store) -> None:

@@ -88,13 +88,14 @@ class Worker:
     """A worker's log (its aggregate cache, its cached transcripts) and runtime, with the
     reads of its store counted."""
 
-    def __init__(self, url: str, turns: int = 3, calls: int = 1) -> None:
-        self.log: AgentLog = open_log(url, aggregate_cache=10)
+    def __init__(self, url: str, turns: int = 3, calls: int = 1, *, defaults: bool = False):
+        # defaults: a library user's runtime, nothing configured (open_log's own cache)
+        self.log: AgentLog = open_log(url) if defaults else open_log(url, aggregate_cache=10)
         self.other: AgentLog = open_log(url)  # someone else writing to the same store
         self.tool = Echo()
         decisions = [turn(n, calls) for n in range(turns)]
         model = ScriptedModel([*decisions, Decision(text="done", done=True)])
-        transcripts = LogTranscript(self.log, cache_size=10)
+        transcripts = None if defaults else LogTranscript(self.log, cache_size=10)
         self.runtime = Runtime(
             self.log, model, {"echo": self.tool}, worker_id="w", transcripts=transcripts
         )
@@ -144,11 +145,14 @@ def any_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Worke
     worker.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    ("backend", "defaults"), [("sqlite", False), ("postgres", False), ("sqlite", True)]
+)
 def test_a_model_step_and_a_tool_step_each_read_the_store_once(
-    backend: str, tmp_path: Path
+    backend: str, defaults: bool, tmp_path: Path
 ) -> None:
-    worker = Worker(store_url(backend, tmp_path))
+    """A worker's runtime, and one built on ``open_log(url)`` with nothing configured."""
+    worker = Worker(store_url(backend, tmp_path), defaults=defaults)
     try:
         assert worker.step()[0] is StepKind.MODEL  # the first: loaded from the store
         steps = [worker.step() for _ in range(5)]
