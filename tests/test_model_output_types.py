@@ -29,6 +29,7 @@ class UncheckedModel:
         return self.answers.pop(0) if self.answers else Decision(text="done", done=True)
 
 
+NOT_JSON: Any = {"at": {1, 2}}  # a set: no JSON has it
 BAD_ANSWERS = [
     pytest.param({"text": 123}, id="text that is no string"),
     pytest.param({"text": "hi", "finish_reason": 7}, id="finish reason that is no string"),
@@ -36,7 +37,7 @@ BAD_ANSWERS = [
         {
             "text": "hi",
             "tool_calls": (
-                ToolCallRequest.model_construct(call_id="c1", tool="clock", args={"at": {1, 2}}),
+                ToolCallRequest.model_construct(call_id="c1", tool="clock", args=NOT_JSON),
             ),
         },
         id="arguments that are no JSON",
