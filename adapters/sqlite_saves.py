@@ -34,9 +34,10 @@ save with tracking go the library's way.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
-import threading
 from collections.abc import Sequence
+from queue import Empty, SimpleQueue
 from typing import Any
 from uuid import UUID
 
@@ -94,7 +95,7 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         self._writer: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []  # idle, at most pool_size
         self._keep_readers = max(1, pool.pool_size)
-        self._reading = threading.BoundedSemaphore(max(1, pool.pool_size + pool.max_overflow))
+        self._reading = ReadSlots(max(1, pool.pool_size + pool.max_overflow))
         self._selects: dict[tuple[bool, bool, bool, bool], str] = {}
         self._notification_selects: dict[tuple[bool, bool, bool, int], str] = {}
         self._ids: dict[str, UUID] = {}
@@ -169,11 +170,11 @@ class SQLiteSaves(SQLiteApplicationRecorder):
             statement = self._selects[shape] = self._select(*shape)
         key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
         params = [v for v in (key, gt, lte, limit) if v is not None]
-        rows = self._read(statement, params)
+        rows = self._read_own(statement, params)
         if self._uuids:  # every row is this one aggregate's: its id made once
             oid = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-            return [StoredEvent(oid, r[1], r[2], r[3]) for r in rows]
-        return [StoredEvent(r[0], r[1], r[2], r[3]) for r in rows]
+            return [stored_event(oid, r[1], r[2], r[3]) for r in rows]
+        return [stored_event(r[0], r[1], r[2], r[3]) for r in rows]
 
     def select_notifications(
         self,
@@ -227,14 +228,40 @@ class SQLiteSaves(SQLiteApplicationRecorder):
             + "ORDER BY rowid LIMIT ?"
         )
 
+    def _read_own(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """The statement's rows, read on this recorder's writer connection when no save
+        holds it (it waits for none), else on a read connection (:meth:`_read`).
+
+        SQLite empties a connection's page cache when another connection changed the
+        file: a read connection reads the pages of an agent's newest events back after
+        every save of this process, the writer's has them (it wrote them). Measured after
+        a one-event save: ~25% less CPU per read of an agent's last rows."""
+        writer = self._writer
+        if writer is not None:
+            pool = self.datastore.pool
+            lock = pool._writer_lock
+            if lock.acquire(False):
+                try:
+                    if writer is self._writer and not pool._closed:
+                        try:
+                            return writer.execute(statement, params).fetchall()
+                        except sqlite3.Error as error:
+                            raise _converted(error) from error
+                finally:
+                    lock.release()
+        return self._read(statement, params)
+
     def _read(self, statement: str, params: Sequence[Any]) -> list[Any]:
         """The statement's rows, read on a connection of this recorder's own: an idle
         one, or a new one while fewer than the cap are open (else wait for one)."""
         pool = self.datastore.pool
         if pool._closed:
             raise ConnectionPoolClosedError
-        if not self._reading.acquire(timeout=pool.pool_timeout):
-            raise ConnectionUnavailableError("Timed out waiting for a read connection")
+        slots = self._reading
+        try:
+            slots.get(True, pool.pool_timeout)
+        except Empty:
+            raise ConnectionUnavailableError("Timed out waiting for a read connection") from None
         generation = self._generation
         try:
             try:
@@ -252,7 +279,7 @@ class SQLiteSaves(SQLiteApplicationRecorder):
                 conn.close()  # past the connections kept: a reader's own, for this read
             return rows
         finally:
-            self._reading.release()
+            slots.put(None)
 
     def _select(self, gt: bool, lte: bool, desc: bool, limit: bool) -> str:
         statement = self.select_events_statement
@@ -303,6 +330,60 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         writer, self._writer = self._writer, None
         for conn in [*readers, *([writer] if writer else [])]:
             conn.close()
+
+
+class ReadSlots(SimpleQueue[None]):
+    """At most ``n`` reads at once: a counting semaphore whose take and give back are
+    one C call each (``threading.BoundedSemaphore`` runs a Python condition both ways,
+    ~3 µs a read). A read takes a slot (``get``, waiting up to the pool's timeout) and
+    puts it back (``put(None)``); ``acquire``/``release`` say the same in a lock's words."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        for _ in range(n):
+            self.put(None)
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot, waiting up to ``timeout`` seconds (None: as long as it takes)."""
+        try:
+            self.get(True, timeout)
+        except Empty:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.put(None)
+
+
+_new = object.__new__
+_set = object.__setattr__
+_STORED_EVENT_PLAIN = (
+    [f.name for f in dataclasses.fields(StoredEvent)]
+    == ["originator_id", "originator_version", "topic", "state"]
+    and not any(getattr(c, "__slots__", ()) for c in StoredEvent.__mro__)
+    and not hasattr(StoredEvent, "__post_init__")
+)
+
+
+def stored_event(originator_id: UUID | str, version: int, topic: str, state: bytes) -> StoredEvent:
+    """``StoredEvent(originator_id, version, topic, state)``, without its frozen
+    ``__init__``'s four setattrs where the class is its fields alone (as in 9.5): equal,
+    hashable and frozen alike."""
+    if not _STORED_EVENT_PLAIN:  # pragma: no cover - a library whose StoredEvent does more
+        return StoredEvent(originator_id, version, topic, state)
+    made: StoredEvent = _new(StoredEvent)
+    _set(
+        made,
+        "__dict__",
+        {
+            "originator_id": originator_id,
+            "originator_version": version,
+            "topic": topic,
+            "state": state,
+        },
+    )
+    return made
 
 
 def _converted(error: sqlite3.Error) -> PersistenceError:

@@ -216,12 +216,15 @@ class AgentLog(Application[UUID]):
         """A kept agent with the events stored after it applied, and the stored events
         from version ``since`` (at or before its version) to its head: one read."""
         assert self.kept is not None
-        since = min(since, agent.version + 1)
+        version = agent.version
+        since = min(since, version + 1)
         mapper = cast(StateDecoder, self.mapper)
         stored = self.recorder.select_events(agent.id, gt=since - 1)
-        known = self.kept.recent(agent.id)
-        rows = tuple(read_row(mapper, row, known.at(row.originator_version)) for row in stored)
-        new = [row.decoded() for row in rows if row.version > agent.version]
+        at = self.kept.recent(agent.id).at
+        rows = tuple([read_row(mapper, row, at(row.originator_version)) for row in stored])
+        new = [row.decoded() for row in rows if row.version > version]
+        if not new:  # as a rule: nobody else wrote since this process stored it
+            return cast(Agent, agent), StoredTail(since, rows)
         moved: Agent = mutate_all(agent, new)
         self.kept.stored(agent.id, new)
         return moved, StoredTail(since, rows)

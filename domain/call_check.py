@@ -20,7 +20,7 @@ from pydantic import JsonValue
 from agentlog.domain.agent import Agent
 from agentlog.domain.aggregate import Aggregate
 from agentlog.domain.application import AgentLog
-from agentlog.domain.chain import args_hash
+from agentlog.domain.chain import canonical, sha256_hex
 from agentlog.domain.errors import BrokenChainError, CallTamperedError
 from agentlog.domain.values import CallState, Policy
 
@@ -31,16 +31,17 @@ def checked_args(
     """The arguments to run the call with; raises :class:`CallTamperedError` if any check fails."""
     asked, since = call.asked_version, _since(call)
     events = _chained(log, agent, call_id, since)  # from the response on
-    called = next((e for e in events if e.originator_version == call.called_version), None)
+    called = _at(events, call.called_version)
     if not isinstance(called, Agent.ToolCalled) or called.call_id != call_id:
         reason = f"version {call.called_version} is not this call's ToolCalled event"
         raise CallTamperedError(agent.id, call_id, reason)
-    recomputed = args_hash(called.args)
+    encoded = canonical(dict(called.args))
+    recomputed = sha256_hex(encoded)  # args_hash(called.args)
     if recomputed != called.args_hash or recomputed != call.args_hash:
         reason = "its arguments do not match the hash they were recorded with"
         raise CallTamperedError(agent.id, call_id, reason)
     if called.caused_by != asked or (
-        since < call.called_version and not _asked(events[0], called, recomputed)
+        since < call.called_version and not _asked(events[0], called, encoded)
     ):
         reason = f"its arguments are not the ones the model asked for at version {asked}"
         raise CallTamperedError(agent.id, call_id, reason)
@@ -56,7 +57,8 @@ def checked_args(
 def check_from(agent: Agent) -> int | None:
     """The version the call check of any of the agent's open calls reads from (the
     earliest), or None if it has none: where a worker's read starts when it takes it."""
-    return min((_since(call) for call in agent.calls.values()), default=None)
+    calls = agent.calls
+    return min(map(_since, calls.values())) if calls else None
 
 
 def _since(call: CallState) -> int:
@@ -66,14 +68,23 @@ def _since(call: CallState) -> int:
     return asked if asked is not None and asked < call.called_version else call.called_version
 
 
-def _asked(response: Aggregate.Event, called: Agent.ToolCalled, digest: str) -> bool:
-    """Whether the model's response asked for this call with these very arguments."""
+def _at(events: list[Aggregate.Event], version: int) -> Aggregate.Event | None:
+    """The event at ``version``, if there is one: chained events are one per version,
+    in order (:func:`~agentlog.domain.stored_tail.chained` checks it)."""
+    index = version - events[0].originator_version if events else -1
+    return events[index] if 0 <= index < len(events) else None
+
+
+def _asked(response: Aggregate.Event, called: Agent.ToolCalled, encoded: bytes) -> bool:
+    """Whether the model's response asked for this call with these very arguments (their
+    canonical JSON, ``encoded``: the bytes the arguments' hash is taken of, compared as
+    bytes instead of hashed once more)."""
     asked = [
         r.args
         for r in getattr(response, "tool_calls", ())
         if r.call_id == called.call_id and r.tool == called.tool
     ]
-    return [args_hash(args) for args in asked] == [digest]
+    return [canonical(dict(args)) for args in asked] == [encoded]
 
 
 def _chained(log: AgentLog, agent: Agent, call_id: str, since: int) -> list[Aggregate.Event]:

@@ -43,116 +43,129 @@ cache holds it), and the stored events read with it for that thread's step."""
 RECENT = 16
 """Stored events kept per agent, the latest (a model step needs those since the last one:
 its calls, their claims and outcomes; beyond this many, they are read)."""
+_me = threading.get_ident
 
 
 class KeptAggregates:
-    """A bounded, thread-safe store of agents as they were stored, by id (LRU)."""
+    """A bounded, thread-safe store of agents as they were stored, by id (LRU).
+
+    Entries are keyed by the id's 128-bit number (``UUID.int``): a ``UUID`` hashes in
+    Python, and a step looks an agent up here a dozen times."""
 
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         """How many agents are kept (0: no limit)."""
-        self._entries: OrderedDict[UUID, _Entry] = OrderedDict()
-        self._recent: OrderedDict[UUID, list[Aggregate.Event]] = OrderedDict()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._recent: OrderedDict[int, list[Aggregate.Event]] = OrderedDict()
         self._lock = threading.Lock()
 
     def borrow(self, agent_id: UUID) -> Aggregate | None:
         """The kept agent, now the caller's alone (the object itself, or a copy when this
         thread still holds it); None if none is kept, or another thread holds it."""
+        key = agent_id.int
         with self._lock:
-            entry = self._entries.pop(agent_id, None)
-            if entry is not None and entry[2] not in (None, threading.get_ident()):
-                self._entries[agent_id] = entry  # another thread's: leave it alone
+            entry = self._entries.pop(key, None)
+            if entry is None:
                 return None
-        if entry is None or not _as_stored(entry):
+            holder = entry[2]
+            if holder is not None and holder != _me():
+                self._entries[key] = entry  # another thread's: leave it alone
+                return None
+        if not _as_stored(entry):
             return None
-        return entry[0] if entry[2] is None else deepcopy(entry[0])
+        return entry[0] if holder is None else deepcopy(entry[0])
 
     def lend(self, aggregate: Aggregate, tail: StoredTail | None = None) -> None:
         """Note that this thread holds the aggregate, as stored at its version (with the
         stored events read with it, for :meth:`tail_of`)."""
-        self._put(aggregate, threading.get_ident(), tail)
+        with self._lock:
+            self._enter(aggregate, _me(), tail)
 
     def tail_of(self, aggregate: Aggregate) -> StoredTail | None:
         """The stored events read with the aggregate when it was lent to this thread, once;
         None if there are none, or it changed since, or it is not this thread's."""
+        key = aggregate.id.int
         with self._lock:
-            entry = self._entries.get(aggregate.id)
-            if entry is None or entry[0] is not aggregate or entry[2] != threading.get_ident():
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not aggregate or entry[2] != _me():
                 return None
-            self._entries[aggregate.id] = (entry[0], entry[1], entry[2], None)
+            if entry[3] is None:
+                return None
+            self._entries[key] = (entry[0], entry[1], entry[2], None)
         return entry[3] if _as_stored(entry) else None
 
     def saved(self, aggregate: Aggregate, events: Sequence[Aggregate.Event] = ()) -> None:
         """Note that this thread stored the aggregate at its version (and still holds it),
         with the ``events`` it stored (as :meth:`stored`)."""
         with self._lock:
-            self._store(aggregate.id, events)
-            self._enter(aggregate, threading.get_ident(), None)
+            if events:
+                self._store(aggregate.id.int, events)
+            self._enter(aggregate, _me(), None)
 
     def keep(self, aggregate: Aggregate) -> None:
         """Hand an aggregate this thread holds back to the cache, if it is as stored.
 
         An aggregate this thread neither borrowed nor saved, or one changed since, is
         not kept (an entry it had is dropped)."""
-        me = threading.get_ident()
+        key = aggregate.id.int
         with self._lock:
-            entry = self._entries.get(aggregate.id)
-            if entry is None or entry[0] is not aggregate or entry[2] != me:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not aggregate or entry[2] != _me():
                 return
             if _as_stored(entry):
-                self._entries[aggregate.id] = (aggregate, entry[1], None, None)
+                self._entries[key] = (aggregate, entry[1], None, None)
             else:
-                del self._entries[aggregate.id]
+                del self._entries[key]
 
     def put(self, aggregate: Aggregate) -> None:
         """Keep an aggregate nobody else holds (one just loaded or brought up to date)."""
-        self._put(aggregate, None, None)
+        with self._lock:
+            self._enter(aggregate, None, None)
 
     def stored(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
         """Note events stored for the agent, in version order (saved, or read back)."""
         if not events:
             return
         with self._lock:
-            self._store(agent_id, events)
+            self._store(agent_id.int, events)
 
     def recent(self, agent_id: UUID) -> Recent:
         """The agent's last stored events kept here (those noted by :meth:`stored`)."""
         with self._lock:
-            return Recent(self._recent.get(agent_id, ()))
+            return Recent(self._recent.get(agent_id.int, ()))
 
     def between(self, agent_id: UUID, after: int, upto: int) -> list[Aggregate.Event] | None:
         """The agent's stored events after version ``after`` up to ``upto``, if all of
         them are kept; else None."""
         with self._lock:
-            recent = self._recent.get(agent_id)
+            recent = self._recent.get(agent_id.int)
         if not recent or recent[0].originator_version > after + 1:
             return None
         if recent[-1].originator_version < upto:
             return None
         return [e for e in recent if after < e.originator_version <= upto]
 
-    def _put(self, aggregate: Aggregate, holder: int | None, tail: StoredTail | None) -> None:
-        with self._lock:
-            self._enter(aggregate, holder, tail)
-
     def _enter(self, aggregate: Aggregate, holder: int | None, tail: StoredTail | None) -> None:
         """(With the lock held.) Keep the aggregate as stored at its version."""
         entries = self._entries
-        entries[aggregate.id] = (aggregate, aggregate.version, holder, tail)
-        entries.move_to_end(aggregate.id)
-        while self.maxsize and len(entries) > self.maxsize:
-            entries.popitem(last=False)
+        key = aggregate.id.int
+        entries[key] = (aggregate, aggregate.version, holder, tail)
+        entries.move_to_end(key)
+        if self.maxsize:
+            while len(entries) > self.maxsize:
+                entries.popitem(last=False)
 
-    def _store(self, agent_id: UUID, events: Sequence[Aggregate.Event]) -> None:
+    def _store(self, key: int, events: Sequence[Aggregate.Event]) -> None:
         """(With the lock held.) Note events stored for the agent (as :meth:`stored`)."""
-        if not events:
-            return
-        before = self._recent.pop(agent_id, [])
-        if before and before[-1].originator_version + 1 != events[0].originator_version:
-            before = []  # a gap: what others stored between was not seen here
-        self._recent[agent_id] = [*before, *events][-RECENT:]  # a new list: never changed
-        while self.maxsize and len(self._recent) > self.maxsize:
-            self._recent.popitem(last=False)
+        before = self._recent.pop(key, None)
+        if before and before[-1].originator_version + 1 == events[0].originator_version:
+            kept = [*before, *events]  # a new list: never changed
+            self._recent[key] = kept[-RECENT:] if len(kept) > RECENT else kept
+        else:  # none yet, or a gap: what others stored between was not seen here
+            self._recent[key] = list(events[-RECENT:])
+        if self.maxsize:
+            while len(self._recent) > self.maxsize:
+                self._recent.popitem(last=False)
 
 
 class Recent:

@@ -68,39 +68,38 @@ def run_tool(
 
     call = ToolCall(name, work)
     tool_threads.start(call)
-    _wait(call.finished, timeout, interrupt)
-    if not box and call.abandon():
+    if not _waited(call, timeout, interrupt) and call.abandon():
         with _OVERDUE_LOCK:
-            _OVERDUE[key] = call.finished  # it may still act: never reconcile it while it runs
+            _OVERDUE[key] = call  # it may still act: never reconcile it while it runs
         if interrupt is not None and interrupt.is_set():
             return Outcome(error=INTERRUPTED, interrupted=True)
         return Outcome(error=f"timed out after {timeout:g}s", timed_out=True)
     return box[0] if box else Outcome(error="the tool's thread ended without an outcome")
 
 
-def _wait(finished: threading.Event, timeout: float, interrupt: threading.Event | None) -> None:
-    """Until the tool finished, the timeout passed, or the worker is told to stop."""
+def _waited(call: ToolCall, timeout: float, interrupt: threading.Event | None) -> bool:
+    """Whether the call ended before the timeout passed or the worker was told to stop."""
     if interrupt is None:
-        finished.wait(timeout)
-        return
+        return call.wait(timeout)
     deadline = time.monotonic() + timeout
     while not interrupt.is_set() and (left := deadline - time.monotonic()) > 0:
-        if finished.wait(min(_SLICE, left)):
-            return
+        if call.wait(min(_SLICE, left)):
+            return True
+    return False
 
 
-_OVERDUE: dict[str, threading.Event] = {}
+_OVERDUE: dict[str, ToolCall] = {}
 _OVERDUE_LOCK = threading.Lock()
 
 
 def still_running(idempotency_key: str) -> bool:
     """Whether a tool call that timed out in this process is still running."""
     with _OVERDUE_LOCK:
-        finished = _OVERDUE.get(idempotency_key)
-        if finished is not None and finished.is_set():
+        call = _OVERDUE.get(idempotency_key)
+        if call is not None and call.finished:
             del _OVERDUE[idempotency_key]
             return False
-        return finished is not None
+        return call is not None
 
 
 def tool_spec(tool: Tool) -> ToolSpec:

@@ -121,16 +121,20 @@ def test_a_kept_agent_catches_up_with_what_others_stored(worker: AgentLog, other
     assert worker.take(agent_id).version == other.get(agent_id).version
 
 
-def test_another_thread_never_gets_the_agent_a_thread_holds(worker: AgentLog) -> None:
+def test_another_thread_never_gets_the_agent_a_thread_holds(
+    worker: AgentLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent_id = new_agent(worker).id
     held = worker.take(agent_id)
     call(held, "c1")
     worker.save(held)  # still held: this thread may go on using it
+    decoded = count_decoding(worker, monkeypatch)
     got: list[Agent] = []
     thread = threading.Thread(target=lambda: got.append(worker.take(agent_id)))
     thread.start()
     thread.join()
     assert got[0] is not held
+    assert decoded  # loaded from the store: never a copy of an object another thread holds
     assert got[0].state() == held.state()
     mine = worker.take(agent_id)  # this thread again: a copy, it still holds the original
     assert mine is not held

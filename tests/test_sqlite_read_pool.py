@@ -119,7 +119,9 @@ def test_reads_keep_at_most_the_pool_size_of_connections(log: AgentLog) -> None:
 
 def test_a_reader_past_the_cap_waits_then_times_out(log: AgentLog) -> None:
     """With every read connection in use, one more reader waits for one to come back,
-    and fails (``ConnectionUnavailableError``) once the pool's timeout has passed."""
+    and fails (``ConnectionUnavailableError``) once the pool's timeout has passed. (An
+    agent's events are read on the writer's connection when no save holds it: here one
+    does, so they wait for a read connection like any read.)"""
     recorder = saves(log)
     pool = recorder.datastore.pool
     a = uuid.uuid4()
@@ -130,17 +132,38 @@ def test_a_reader_past_the_cap_waits_then_times_out(log: AgentLog) -> None:
     pool.pool_timeout = 0.2
     with pytest.raises(ConnectionUnavailableError):
         recorder.select_notifications(1, 10)
-    with pytest.raises(ConnectionUnavailableError):
-        recorder.select_events(a)
-    done: list[int] = []
-    waiting = threading.Thread(target=lambda: done.append(len(recorder.select_events(a))))
-    pool.pool_timeout = 30
-    waiting.start()
-    recorder._reading.release()  # one reader is done: the waiting one goes on
-    waiting.join(timeout=30)
+    with pool._writer_lock:  # a save under way
+        with pytest.raises(ConnectionUnavailableError):
+            recorder.select_events(a)
+        done: list[int] = []
+        waiting = threading.Thread(target=lambda: done.append(len(recorder.select_events(a))))
+        pool.pool_timeout = 30
+        waiting.start()
+        recorder._reading.release()  # one reader is done: the waiting one goes on
+        waiting.join(timeout=30)
     assert done == [2]
     for _ in range(cap - 1):
         recorder._reading.release()
+
+
+def test_an_agents_events_are_read_on_the_writers_connection_unless_a_save_holds_it(
+    log: AgentLog,
+) -> None:
+    """The writer's connection has the pages this process just wrote in its cache (a
+    read connection's cache is emptied by every save): an agent's events are read there
+    when no save holds it, and on a read connection, without waiting, when one does."""
+    recorder = saves(log)
+    a = uuid.uuid4()
+    stored = events(a, range(1, 6))
+    recorder.insert_events(stored[:3])
+    recorder.close()  # no connection left: the next save opens the writer's again
+    recorder.insert_events(stored[3:])
+    assert recorder.select_events(a, gt=2) == stored[2:]
+    assert recorder._readers == []  # no read connection was opened
+    with recorder.datastore.pool._writer_lock:  # a save under way: the read goes on beside it
+        assert recorder.select_events(a, gt=2) == stored[2:]
+    assert len(recorder._readers) == 1
+    assert recorder.select_events(a, desc=True, limit=2) == stored[:2:-1][:2]
 
 
 def test_a_connection_that_failed_is_not_kept(log: AgentLog) -> None:
