@@ -27,6 +27,7 @@ from agentlog.domain.errors import (
 from agentlog.domain.extras import KeepsExtra
 from agentlog.domain.inheritance import IDENTITY, Inheritance
 from agentlog.domain.tool_calls import ToolCallRules
+from agentlog.domain.trusted import made
 from agentlog.domain.values import (
     MAX_TEXT_CHARS,
     AgentConfig,
@@ -125,7 +126,7 @@ class Agent(Aggregate, ToolCallRules):
         def apply(self, agent: Agent) -> None:
             agent.steps += 1
             agent.messages += 1
-            agent.tokens = agent.tokens + self.usage
+            agent.tokens = _sum(agent.tokens, self.usage)
             agent.model_failures = 0
             agent.empty_answers = agent.empty_answers + 1 if self.is_empty else 0
 
@@ -190,18 +191,7 @@ class Agent(Aggregate, ToolCallRules):
         policy: Policy
 
         def apply(self, agent: Agent) -> None:
-            agent.calls = agent.calls | {
-                self.call_id: CallState(
-                    tool=self.tool,
-                    args_hash=self.args_hash,
-                    effect=self.effect,
-                    policy=self.policy,
-                    stage=CallStage.REQUESTED,
-                    last_version=self.originator_version,
-                    called_version=self.originator_version,
-                    asked_version=self.caused_by,
-                )
-            }
+            agent.calls = agent.calls | {self.call_id: _requested(self)}
 
     class PermissionRequested(Event):
         """A call whose policy is 'ask' waits for a person."""
@@ -468,7 +458,7 @@ class Agent(Aggregate, ToolCallRules):
             raise DuplicateCallError(self.id, request.call_id)
         try:
             digest = args_hash(request.args)
-        except ValueError as e:  # NaN, infinities: not JSON, so not hashable canonically
+        except (ValueError, TypeError) as e:  # NaN, a set...: not JSON, so not hashable
             raise InvalidEventDataError(self.id, "ToolCalled", str(e)) from e
         self.trigger_event(
             self.ToolCalled,
@@ -630,3 +620,44 @@ class Agent(Aggregate, ToolCallRules):
     def close_call(self, call_id: str) -> None:
         """Forget a finished call: state stays bounded (used by ``apply`` bodies only)."""
         self.calls = {k: v for k, v in self.calls.items() if k != call_id}
+
+
+_CALL_GIVEN = frozenset(
+    {"tool", "args_hash", "effect", "policy", "stage", "last_version", "called_version"}
+    | {"asked_version"}
+)
+_USAGE_GIVEN = frozenset(("prompt", "completion"))
+
+
+def _requested(event: Agent.ToolCalled) -> CallState:
+    """``CallState(tool=..., stage=REQUESTED, ...)`` of a recorded call, made from its
+    event's fields (validated with the event) without validating them again."""
+    version = event.originator_version
+    fields = {
+        "tool": event.tool,
+        "args_hash": event.args_hash,
+        "effect": event.effect,
+        "policy": event.policy,
+        "stage": CallStage.REQUESTED,
+        "attempt": 0,
+        "idempotency_key": "",
+        "last_version": version,
+        "called_version": version,
+        "asked_version": event.caused_by,
+        "approver": None,
+        "started_at": None,
+        "needs_person": False,
+    }
+    return made(CallState, fields, _CALL_GIVEN)
+
+
+def _sum(tokens: TokenUsage, usage: TokenUsage) -> TokenUsage:
+    """``tokens + usage``: two validated counts (ints >= 0) add up to valid counts, so
+    the sum is made without validating it (and a response that used none adds none)."""
+    if not (usage.prompt or usage.completion):
+        return tokens
+    fields = {
+        "prompt": tokens.prompt + usage.prompt,
+        "completion": tokens.completion + usage.completion,
+    }
+    return made(TokenUsage, fields, _USAGE_GIVEN)

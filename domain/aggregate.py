@@ -3,12 +3,13 @@ actor and causation on every event, a hash chain, and snapshots of bounded state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, ClassVar, Self, cast
 from uuid import UUID
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 import eventsourcing.domain as es
 from eventsourcing.domain import ProgrammingError
@@ -21,8 +22,13 @@ from agentlog.domain.errors import InvalidEventDataError, StaleSnapshotError, Un
 _LIBRARY_ATTRS = ("_id", "_version", "_pending_events", "_created_on", "_modified_on")
 _UNPINNED: WeakSet[type[DomainEvent]] = WeakSet()
 """Event classes that declared no topic and have not been given their aggregate's."""
-_TRIGGERABLE: WeakSet[type[Any]] = WeakSet()
-"""Event classes found fit to trigger (their topic resolves to them: it stays so)."""
+_TRIGGERABLE: WeakKeyDictionary[type[Any], Callable[[dict[str, Any]], Any] | None] = (
+    WeakKeyDictionary()
+)
+"""Event classes found fit to trigger (their topic resolves to them: it stays so), each
+with its pydantic validator where the class keeps pydantic's ``__init__`` (what that
+``__init__`` runs, without its frame), else None (the class is called)."""
+_UNCHECKED: Any = object()
 _SEALED = "_agentlog_sealed"
 """Where an event keeps the state it was sealed from (in its ``__dict__``, which is no
 field: pydantic's equality, iteration and dumps ignore it)."""
@@ -144,8 +150,11 @@ class Aggregate(es.Aggregate):
             """The canonical JSON bytes of ``sealed()`` (what the mapper stores: the very
             bytes its digest was computed from, with the digest in place), forgotten as
             by ``pop_sealed``; None when ``sealed()`` is."""
-            data = self.__dict__.get(_SEALED, (None, None, None))[2]
-            return data if self.pop_sealed() is not None else None
+            sealed = self.__dict__.pop(_SEALED, None)  # as pop_sealed(), in one frame
+            if sealed is None or sealed[0] != id(self) or sealed[1]["digest"] != self.digest:
+                return None
+            data: bytes = sealed[2]
+            return data
 
         def mutate(self, aggregate: Any) -> Any:
             """Apply the event, then move the aggregate's chain head to it."""
@@ -206,18 +215,20 @@ class Aggregate(es.Aggregate):
 
         What the library's ``trigger_event`` does (its checks of the class, once per
         class), without copying the arguments on the way."""
-        if event_class not in _TRIGGERABLE:
-            _check_triggerable(event_class)
+        validate = _TRIGGERABLE.get(event_class, _UNCHECKED)
+        if validate is _UNCHECKED:
+            validate = _check_triggerable(event_class)
         if kwargs.get("timestamp") is None:
             kwargs["timestamp"] = event_class.create_timestamp()
         try:
             try:
-                event = event_class(
+                data = dict(
                     originator_id=self.id,
                     originator_version=self._version + 1,
                     prev_hash=self.head_hash,
                     **kwargs,
                 )
+                event = event_class(**data) if validate is None else validate(data)
             except TypeError as e:
                 msg = f"Can't construct event {event_class}: {e}"
                 raise TypeError(msg) from None
@@ -311,14 +322,19 @@ def id_text(originator_id: UUID) -> str:
     return text
 
 
-def _check_triggerable(event_class: type[Any]) -> None:
+def _check_triggerable(event_class: type[Any]) -> Callable[[dict[str, Any]], Any] | None:
     """The library's checks of a class before it triggers an event of it (raising
-    ``ProgrammingError``); a class that passes them is remembered."""
+    ``ProgrammingError``); a class that passes them is remembered, with what makes its
+    events (see ``_TRIGGERABLE``)."""
     if event_class.__name__ == "Event":
         msg = "Triggering base 'Event' class is prohibited."
         raise ProgrammingError(msg)
     es._check_explicit_topic_is_registered(event_class)  # the library's own check
-    _TRIGGERABLE.add(event_class)
+    plain = isinstance(event_class, type) and issubclass(event_class, BaseModel)
+    plain = plain and event_class.__init__ is BaseModel.__init__
+    validate = event_class.__pydantic_validator__.validate_python if plain else None
+    _TRIGGERABLE[event_class] = validate
+    return validate
 
 
 def _pin_event_topics(aggregate: type[Aggregate]) -> None:

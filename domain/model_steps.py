@@ -52,11 +52,11 @@ class ModelSteps(RuntimeBase):
                 usage=decision.usage,
                 finish_reason=decision.finish_reason,
             )
+            self._record_calls(agent, decision.tool_calls)  # a call no event can hold fails it
         except (ModelCallError, AgentError, ValidationError) as e:
             return self._model_failed(agent, e)
         except Exception as e:  # a model adapter's bug must not crash a worker
             return self._model_failed(agent, ModelCallError("error", f"{type(e).__name__}: {e}"))
-        self._record_calls(agent, decision.tool_calls)
         if decision.done and not decision.tool_calls:
             agent.complete(decision.text, actor=f"model:{self.model.name}")
         self.log.save(agent)

@@ -20,7 +20,7 @@ SECTIONS = (
     "## Histories",
     "## Method",
 )
-CONFIGS = ("worker + compaction", "worker, no compaction", "bare runtime (LogTranscript)")
+CONFIGS = ("worker + compaction", "worker, no compaction", "library runtime (defaults)")
 
 
 def test_tiny_run_writes_its_section_only(tmp_path: Path) -> None:
