@@ -10,7 +10,6 @@ ints. Any failure names the agent, the version and the topic.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import zlib
 from typing import Any
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from agentlog.domain.aggregate import Aggregate, DomainEvent
 from agentlog.domain.chain import canonical, json_encoder
 from agentlog.domain.errors import StoredEventError, UnknownTopicError
+from agentlog.domain.recordings import stored_event
 from agentlog.domain.stored_tail import remember_row, sealed_link
 
 _decode_json = json.JSONDecoder().decode  # what json.loads uses
@@ -135,12 +135,7 @@ class PydanticMapper(Mapper[UUID]):
             "topic": topic,
             "state": data,
         }
-        if not _PLAIN_STORED_EVENT:  # pragma: no cover - a library whose StoredEvent does more
-            return StoredEvent(**fields)
-        # What StoredEvent(...) makes, without its frozen __init__'s four setattrs.
-        stored = _new(StoredEvent)
-        _set(stored, "__dict__", fields)
-        return stored
+        return stored_event(fields)
 
     def encode_state(self, state: dict[str, Any]) -> bytes:
         """The bytes a JSON state is stored as (encoded, compressed, encrypted):
@@ -256,17 +251,6 @@ class PydanticMapper(Mapper[UUID]):
         _EVENT_CLASSES[stored_event.topic] = cls
         return cls
 
-
-_new = object.__new__
-_set = object.__setattr__
-_PLAIN_STORED_EVENT = (
-    [f.name for f in dataclasses.fields(StoredEvent)]
-    == ["originator_id", "originator_version", "topic", "state"]
-    and not any(getattr(c, "__slots__", ()) for c in StoredEvent.__mro__)
-    and not hasattr(StoredEvent, "__post_init__")
-)
-"""Whether a StoredEvent is its fields in its ``__dict__`` and nothing more (it is in
-eventsourcing 9.5): then the mapper makes them without the frozen ``__init__``."""
 
 _EVENT_CLASSES: dict[str, type[DomainEvent]] = {}
 """Topics resolved to event classes (a topic names one class for good)."""

@@ -34,7 +34,6 @@ save with tracking go the library's way.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from collections.abc import Sequence
 from queue import Empty, SimpleQueue
@@ -62,7 +61,7 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
-from agentlog.domain.recordings import notification
+from agentlog.domain.recordings import notification, stored_event
 
 __all__ = ["TOPIC", "SQLiteSaves"]
 TOPIC = "agentlog.adapters.sqlite_saves:SQLiteSaves"
@@ -173,8 +172,8 @@ class SQLiteSaves(SQLiteApplicationRecorder):
         rows = self._read_own(statement, params)
         if self._uuids:  # every row is this one aggregate's: its id made once
             oid = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-            return [stored_event(oid, r[1], r[2], r[3]) for r in rows]
-        return [stored_event(r[0], r[1], r[2], r[3]) for r in rows]
+            return [_row(oid, r) for r in rows]
+        return [_row(r[0], r) for r in rows]
 
     def select_notifications(
         self,
@@ -356,34 +355,16 @@ class ReadSlots(SimpleQueue[None]):
         self.put(None)
 
 
-_new = object.__new__
-_set = object.__setattr__
-_STORED_EVENT_PLAIN = (
-    [f.name for f in dataclasses.fields(StoredEvent)]
-    == ["originator_id", "originator_version", "topic", "state"]
-    and not any(getattr(c, "__slots__", ()) for c in StoredEvent.__mro__)
-    and not hasattr(StoredEvent, "__post_init__")
-)
-
-
-def stored_event(originator_id: UUID | str, version: int, topic: str, state: bytes) -> StoredEvent:
-    """``StoredEvent(originator_id, version, topic, state)``, without its frozen
-    ``__init__``'s four setattrs where the class is its fields alone (as in 9.5): equal,
-    hashable and frozen alike."""
-    if not _STORED_EVENT_PLAIN:  # pragma: no cover - a library whose StoredEvent does more
-        return StoredEvent(originator_id, version, topic, state)
-    made: StoredEvent = _new(StoredEvent)
-    _set(
-        made,
-        "__dict__",
+def _row(originator_id: UUID | str, row: Any) -> StoredEvent:
+    """The stored event of a row (id, version, topic, state), with this id."""
+    return stored_event(
         {
             "originator_id": originator_id,
-            "originator_version": version,
-            "topic": topic,
-            "state": state,
-        },
+            "originator_version": row[1],
+            "topic": row[2],
+            "state": row[3],
+        }
     )
-    return made
 
 
 def _converted(error: sqlite3.Error) -> PersistenceError:

@@ -11,6 +11,7 @@ stored row) is validated as before.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -21,7 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
 
 
-def made(cls: type[M], fields: dict[str, Any], given: set[str] | frozenset[str]) -> M:
+def made(cls: type[M], fields: dict[str, Any], given: Set[str]) -> M:
     """An instance of ``cls`` holding ``fields`` as they are (not validated).
 
     ``fields`` holds every field of ``cls``, in its declared order, each already of its

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, SchemaSerializer
 
 from agentlog.domain import Aggregate
+from agentlog.domain.trusted import made
 
 _CHANGES = frozenset(
     {
@@ -88,7 +89,9 @@ class _Plan:
         fields = {name: attrs[name] for name in self.names}
         texts = [(kept, text) for kept in self.kept if (text := kept.swap(fields)) is not None]
         try:
-            body = self.serializer.to_json(_model(self.model, fields), warnings="error").decode()
+            body = self.serializer.to_json(
+                made(self.model, fields, fields.keys()), warnings="error"
+            ).decode()
         except PydanticSerializationError:
             return None
         for kept, text in texts:  # the first is the field's: only flat values come before
@@ -111,7 +114,7 @@ class _Kept:
         self.name, self.key = name, f'"{name}":'
         self.marker = self.key + "{}"
         if self.cls is not None:
-            self.stand_in = _model(self.cls, {})
+            self.stand_in = made(self.cls, {}, frozenset())
         self.texts: dict[int, tuple[BaseModel, str]] = {}  # by id: the value, its JSON
 
     def swap(self, fields: dict[str, Any]) -> str | None:
@@ -151,19 +154,6 @@ def _kind(schema: dict[str, Any]) -> str:
 
 
 _FLAT = frozenset({"str", "int", "bool", "float", "enum", "none", "literal", "datetime", "date"})
-
-
-def _model(cls: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
-    """An instance of ``cls`` holding ``fields`` as they are (not validated)."""
-    model = cls.__new__(cls)
-    _set(model, "__dict__", fields)
-    _set(model, "__pydantic_fields_set__", set(fields))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
-
-
-_set = object.__setattr__
 _SHAPES_KEPT = 8
 _TEXTS_KEPT = 4096
 _PLANS: dict[type[BaseModel], _Plan | None] = {}
