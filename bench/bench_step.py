@@ -553,16 +553,9 @@ class Rig:
         self.since_compaction = (agent.version - agent.compacted_through) // 2
 
     def _capture(self, recorder: object, table: str) -> None:
-        """Note each transaction the recorder commits (its rows, as written), for the floor."""
-        insert = recorder.insert_events  # type: ignore[attr-defined]
-
-        def captured(stored_events: Sequence[StoredEvent], **kwargs: object) -> object:
-            result = insert(stored_events, **kwargs)
-            rows = ((table, e.originator_version, e.topic, e.state) for e in stored_events)
-            self.commits.append(Commit(tuple(rows)))
-            return result
-
-        recorder.insert_events = captured  # type: ignore[attr-defined]
+        """Note each transaction the recorder commits (its rows, as written), for the
+        floor, and count its reads."""
+        _capture_commits(recorder, table, self.commits)
         select = recorder.select_events  # type: ignore[attr-defined]
 
         def counted(*args: object, **kwargs: object) -> object:
@@ -574,7 +567,8 @@ class Rig:
     def step(self) -> Sample:
         """One timed ``advance``, split into parts by the probe."""
         self.probe.reset()
-        self.commits, self.reads = [], 0
+        self.commits.clear()
+        self.reads = 0
         if self.sql is not None:
             self.sql.active = True
         if self.profiler is not None:
@@ -623,7 +617,7 @@ class Rig:
             return None  # a call is open: compact after its tool step
         compact(agent)
         self.log.save(agent)
-        self.commits = []
+        self.commits.clear()
         self.version, self.since_compaction = agent.version, 0
         return (time.perf_counter_ns() - start) / 1_000
 
@@ -719,6 +713,79 @@ def measure(
         if profiled and opts.profile_steps:
             run.profile = profile_steps(rig, opts.profile_steps, opts.budget_s / 2)
     return run
+
+
+@dataclass(frozen=True)
+class LogAlone:
+    """Steps recorded with the log alone at one length, each beside its raw floor (µs)."""
+
+    events: int
+    steps_us: list[float]
+    floor_us: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """Median step over median floor."""
+        return median(self.steps_us) / median(self.floor_us)
+
+
+def log_alone(history: History, workdir: Path, steps: int) -> LogAlone:
+    """A step's events made by the agent's commands and saved with ``AgentLog.save`` in
+    the runtime's commits (a model step: one save; a tool step: the claim, then the
+    outcome), with no runtime, no model and no tool: what the log itself costs a step.
+    Each step is followed by the raw floor committing the same rows, as for the runs."""
+    log = open_log(history.url)
+    commits: list[Commit] = []
+    _capture_commits(log.recorder, EVENTS, commits)
+    if log.snapshots is not None:
+        _capture_commits(log.snapshots.recorder, "stored_snapshots", commits)
+    agent = log.get(history.agent_id)
+    pragmas = Pragmas.of(log)
+    path = workdir / f"floor-alone-{history.length}.db"
+    floor = FloorRig(path, history, agent.version, same_commits=True, pragmas=pragmas)
+    result = LogAlone(agent.version, [], [])
+    clock = time.perf_counter_ns
+    try:
+        for i in range(max(steps // 2, 1)):
+            call = ToolCallRequest(call_id=f"alone-{i}", tool=NOOP, args={})
+            commits.clear()
+            started = clock()
+            agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
+            agent.call_tool(
+                call,
+                effect=EffectClass.PURE,
+                policy=Policy.ALLOW,
+                actor=f"model:{MODEL}",
+                caused_by=agent.version,
+            )
+            log.save(agent)
+            result.steps_us.append((clock() - started) / 1_000)
+            result.floor_us.append(floor.step(list(commits)))
+            commits.clear()
+            started = clock()
+            agent.start_tool(call.call_id, worker_id=WORKER)
+            log.save(agent)
+            agent.succeed(call.call_id, {"ok": True}, actor=f"worker:{WORKER}")
+            log.save(agent)
+            result.steps_us.append((clock() - started) / 1_000)
+            result.floor_us.append(floor.step(list(commits)))
+    finally:
+        floor.close()
+        log.close()
+    return result
+
+
+def _capture_commits(recorder: object, table: str, commits: list[Commit]) -> None:
+    """Note in ``commits`` each transaction the recorder commits (its rows, as written)."""
+    insert = recorder.insert_events  # type: ignore[attr-defined]
+
+    def captured(stored_events: Sequence[StoredEvent], **kwargs: object) -> object:
+        result = insert(stored_events, **kwargs)
+        rows = ((table, e.originator_version, e.topic, e.state) for e in stored_events)
+        commits.append(Commit(tuple(rows)))
+        return result
+
+    recorder.insert_events = captured  # type: ignore[attr-defined]
 
 
 def profile_steps(rig: Rig, most: int, budget_s: float) -> Profile:
@@ -914,6 +981,7 @@ class Results:
     histories: list[History] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
     events_alone: EventsAlone | None = None  # what any step recording these events pays
+    log_alone: list[LogAlone] = field(default_factory=list)  # per length: no runtime
 
     def runs_of(self, config: Config) -> list[Run]:
         """A configuration's runs, by length."""
@@ -937,6 +1005,8 @@ def run(opts: Options, workdir: Path) -> Results:
             results.runs.append(
                 measure(config, history, opts, workdir, profiled=length in profiled)
             )
+        log(f"N={length:>7,}: timing the log alone ...")
+        results.log_alone.append(log_alone(histories[True], workdir, opts.steps))
     log("timing a step's events alone ...")
     results.events_alone = events_alone(workdir / "events-alone.db")
     return results
@@ -1375,6 +1445,23 @@ def bar_reading(results: Results) -> list[str]:
         f"hash chain, encoded by the mapper; no runtime, no SQL), in this run: "
         f"{fmt(alone.model_us)} µs for a model step's two, {fmt(alone.tool_us)} µs for a "
         f"tool step's two ({fmt(alone.step_us)} µs a step).",
+        *log_alone_lines(results.log_alone),
+    ]
+
+
+def log_alone_lines(runs: list[LogAlone]) -> list[str]:
+    """The log alone against its floor, per length."""
+    if not runs:
+        return []
+    shown = ", ".join(
+        f"{fmt(median(r.steps_us))} µs at N={fmt(r.events)} ({fmt(r.ratio, 1)}x)" for r in runs
+    )
+    return [
+        f"- The log alone (those events made by the agent's commands and saved with "
+        f"`AgentLog.save` in the same commits: no runtime, no model, no tool, no context), "
+        f"each step beside its floor: median step {shown}; "
+        f"{fmt(min(r.ratio for r in runs), 1)}-{fmt(max(r.ratio for r in runs), 1)}x the "
+        f"floor before the runtime does anything."
     ]
 
 
