@@ -72,7 +72,7 @@ from common import (
     write_section,
 )
 from eventsourcing.persistence import Mapper, StoredEvent
-from instant import InstantTool, record_step
+from instant import InstantTool, record_model_step, record_step
 from pydantic import BaseModel
 from sqlalchemy import Engine, event
 
@@ -85,7 +85,7 @@ from agentlog.domain.agent import Agent
 from agentlog.domain.application import DEFAULT_SNAPSHOT_INTERVAL, AgentLog
 from agentlog.domain.ports import Context, Decision
 from agentlog.domain.runtime import Runtime, Step, StepKind
-from agentlog.domain.values import AgentConfig, EffectClass, Policy, ToolCallRequest
+from agentlog.domain.values import AgentConfig, Policy, ToolCallRequest
 from agentlog.projections import Projections
 
 P = ParamSpec("P")
@@ -274,14 +274,7 @@ def events_alone(path: Path, rounds: int = 2_000) -> EventsAlone:
     for i in range(rounds):
         started = clock()
         call = ToolCallRequest(call_id=f"c{i}", tool=NOOP, args={})
-        agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
-        agent.call_tool(
-            call,
-            effect=EffectClass.PURE,
-            policy=Policy.ALLOW,
-            actor=f"model:{MODEL}",
-            caused_by=agent.version,
-        )
+        record_model_step(agent, call, MODEL_TEXT, model=MODEL)
         _encoded(mapper, agent)
         middle = clock()
         agent.start_tool(call.call_id, worker_id=WORKER)
@@ -750,14 +743,7 @@ def log_alone(history: History, workdir: Path, steps: int) -> LogAlone:
             call = ToolCallRequest(call_id=f"alone-{i}", tool=NOOP, args={})
             commits.clear()
             started = clock()
-            agent.record_model_response(MODEL_TEXT, model=MODEL, tool_calls=(call,))
-            agent.call_tool(
-                call,
-                effect=EffectClass.PURE,
-                policy=Policy.ALLOW,
-                actor=f"model:{MODEL}",
-                caused_by=agent.version,
-            )
+            record_model_step(agent, call, MODEL_TEXT, model=MODEL)
             log.save(agent)
             result.steps_us.append((clock() - started) / 1_000)
             result.floor_us.append(floor.step(list(commits)))

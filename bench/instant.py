@@ -37,14 +37,19 @@ def record_step(
 ) -> None:
     """A model step asking for ``call`` and the tool step answering it with ``result``,
     recorded with the Agent's commands: the same events the runtime records."""
+    record_model_step(agent, call, text, model=model)
+    agent.start_tool(call.call_id, worker_id=worker)
+    agent.succeed(call.call_id, result, actor=f"worker:{worker}")
+
+
+def record_model_step(agent: Agent, call: ToolCallRequest, text: str, *, model: str) -> None:
+    """A model step asking for ``call`` (a pure tool, allowed by policy), recorded with the
+    Agent's commands: ModelResponded, then ToolCalled, as the runtime records them."""
     agent.record_model_response(text, model=model, tool_calls=(call,))
-    response = agent.version
     agent.call_tool(
         call,
         effect=EffectClass.PURE,
         policy=Policy.ALLOW,
         actor=f"model:{model}",
-        caused_by=response,
+        caused_by=agent.version,
     )
-    agent.start_tool(call.call_id, worker_id=worker)
-    agent.succeed(call.call_id, result, actor=f"worker:{worker}")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, JsonValue
+from test_digest_property import json_values
 
 from agentlog.domain.agent import Agent
 from agentlog.domain.messages import (
@@ -33,15 +34,6 @@ from agentlog.domain.values import (
 )
 
 texts = st.text(st.characters(exclude_categories=["Cs"]))  # what an event can hold
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-    max_leaves=8,
-)
 
 
 def same(made: BaseModel, validated: BaseModel) -> None:
